@@ -1,0 +1,20 @@
+"""Pick the compute device: cuda, then mps, then cpu, unless told."""
+
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"DEVICE={name} asked for, but no CUDA device is available (use DEVICE=cpu or auto)")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ConfigError(f"unknown DEVICE={name!r}: use auto, cpu, cuda, cuda:N or mps")
+    return torch.device(name)

@@ -1,0 +1,114 @@
+"""The pretext-task contract and the registry of tasks by name.
+
+A task turns a device batch of plain images into model inputs, targets and meta:
+
+    inputs, targets, meta = task.make_batch(images, generator)
+
+`images` is (B, 3, H, W) float in [0, 1] on the device. Partners (patchwork's foreign patch, unmix's
+sources) are drawn from the same batch, so one fast loader serves every task. `meta["sources"]` is a
+(B, k) long tensor of the *batch positions* of every image used to build each example (-1 = unused);
+`prepare` maps them to dataset indices (`meta["indices"]`) so a mistake can be traced to its images.
+
+A task also declares how to build its model around an encoder (`build_model`), its loss, its metric
+(higher is better, in [0, 1] for classification-like tasks) and the metric's chance level.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+TASKS: dict[str, type["Task"]] = {}
+
+
+def register(cls: type["Task"]) -> type["Task"]:
+    """Class decorator: make a task available by its `name`."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    from . import _all  # noqa: F401  (importing registers every task)
+
+    return sorted(TASKS)
+
+
+def get_task(name: str, **params) -> "Task":
+    """Build a registered task; unknown names or parameters raise one clear ConfigError."""
+    names = task_names()
+    if name not in TASKS:
+        raise ConfigError(f"unknown TASK={name!r}; known tasks: {', '.join(names)}")
+    cls = TASKS[name]
+    accepted = task_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"task {name!r} has no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+    return cls(**params)
+
+
+def task_params(name: str) -> dict[str, object]:
+    """Parameter names of a task with their defaults (noise_p included)."""
+    sig = inspect.signature(TASKS[name].__init__)
+    return {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY}
+
+
+class Task:
+    name: str = ""
+    metric_name: str = "accuracy"
+    chance: float = 0.0  # the metric's value for a model that learned nothing
+
+    def __init__(self, *, noise_p: float = 0.0):
+        if not 0.0 <= noise_p <= 1.0:
+            raise ConfigError(f"noise_p must be in [0, 1], got {noise_p}")
+        self.noise_p = noise_p
+
+    # --- what each task defines -------------------------------------------------------------
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
+        """-> (inputs, targets, meta). Must be deterministic given the generator state."""
+        raise NotImplementedError
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        """A module with `.encoder` (the part that is saved and transferred) mapping inputs -> outputs."""
+        raise NotImplementedError
+
+    def loss(self, outputs, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metric(self, outputs, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- shared by every task ---------------------------------------------------------------
+    def prepare(self, batch, generator: torch.Generator):
+        """Loader Batch -> (inputs, targets, meta) with dataset indices and the noise switch applied."""
+        inputs, targets, meta = self.make_batch(batch.images, generator)
+        sources = meta.get("sources")
+        if sources is not None:
+            idx = batch.indices.to(sources.device)
+            meta["indices"] = torch.where(sources >= 0, idx[sources.clamp(min=0)], torch.full_like(sources, -1))
+        if self.noise_p > 0:
+            inputs = replace_with_noise(inputs, self.noise_p, generator)
+        return inputs, targets, meta
+
+
+def replace_with_noise(inputs, p: float, generator: torch.Generator):
+    """Debug switch: replace each example's every image tensor by clipped Gaussian noise with probability p.
+
+    With p = 1 nothing about the images reaches the model, so the metric must fall to chance.
+    Works on a tensor or a tuple/list of tensors that share the batch dimension.
+    """
+    tensors = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    b = tensors[0].shape[0]
+    device = tensors[0].device
+    mask = torch.rand(b, generator=generator, device=generator.device).to(device) < p
+    out = []
+    for t in tensors:
+        noise = (torch.randn(t.shape, generator=generator, device=generator.device).to(device) * 0.25 + 0.5).clamp(0, 1)
+        m = mask.view(b, *([1] * (t.dim() - 1)))
+        out.append(torch.where(m, noise.to(t.dtype), t))
+    return type(inputs)(out) if isinstance(inputs, (tuple, list)) else out[0]
+
+
