@@ -9,3 +9,6 @@ from .heads import (  # noqa: F401
     ProjectionHead,
     inverse_sigmoid,
 )
+from .checkpoint import atomic_torch_save, load_encoder, save_encoder  # noqa: F401
+from .classifier import Classifier  # noqa: F401
+from .losses import contrastive_loss, nt_xent_loss  # noqa: F401
