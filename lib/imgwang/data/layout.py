@@ -1,0 +1,80 @@
+"""Read a folder in Imagewang layout: train/<class>/*, val/<class>/*, optional unsup/*.
+
+The class index comes from the sorted train folders; val reuses it (Imagewang's val holds only the
+10 Imagewoof classes of the 20 train classes), so a val folder must name a train class.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgwang.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+EXPECTED_LAYOUT = "root/train/<class>/*.jpg, root/val/<class>/*.jpg, optional root/unsup/*.jpg"
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name so every run sees the same order."""
+    return sorted(p for p in folder.iterdir() if is_image(p))
+
+
+def class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@dataclass
+class Layout:
+    root: Path
+    classes: list[str]
+    train: list[tuple[Path, int]]
+    val: list[tuple[Path, int]]
+    unsup: list[Path] = field(default_factory=list)
+
+    @property
+    def has_unsup(self) -> bool:
+        return len(self.unsup) > 0
+
+    def unlabelled(self) -> list[Path]:
+        """Every image a pretext task may use: unsup + train (never val, that is the score)."""
+        return list(self.unsup) + [path for path, _ in self.train]
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "unsup": len(self.unsup), "val": len(self.val)}
+
+
+def _not_in_layout(root: Path, why: str) -> DataError:
+    return DataError(f"{root} is not in Imagewang layout: {why} (expected {EXPECTED_LAYOUT})")
+
+
+def _labelled(split: Path, class_index: dict[str, int], root: Path) -> list[tuple[Path, int]]:
+    items = []
+    for folder in class_folders(split):
+        if folder.name not in class_index:
+            raise _not_in_layout(root, f"{split.name}/{folder.name} is not one of the train classes")
+        items += [(path, class_index[folder.name]) for path in list_images(folder)]
+    return items
+
+
+def load_layout(root: Path) -> Layout:
+    root = Path(root)
+    if not root.is_dir():
+        raise _not_in_layout(root, "folder not found")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise _not_in_layout(root, f"no {split}/ folder")
+    classes = [p.name for p in class_folders(root / "train")]
+    if not classes:
+        raise _not_in_layout(root, "train/ has no class folders")
+    class_index = {name: i for i, name in enumerate(classes)}
+    train = _labelled(root / "train", class_index, root)
+    val = _labelled(root / "val", class_index, root)
+    if not train:
+        raise _not_in_layout(root, "no images in train/<class>/")
+    if not val:
+        raise _not_in_layout(root, "no images in val/<class>/")
+    unsup = list_images(root / "unsup") if (root / "unsup").is_dir() else []
+    return Layout(root=root, classes=classes, train=train, val=val, unsup=unsup)
