@@ -1,0 +1,191 @@
+"""Mistake review: which val images the classifier got most confidently wrong, and which pretext examples
+the pretext model found hardest, with the images each one was built from (the seed's top_mistakes).
+
+Looking at the hardest examples is the fastest way to find a bug in a task (a wrong label, a leaked
+shortcut) or to see that the model's mistakes are ones a person could make too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import torch
+
+from ..data.batch import Batch
+from ..errors import DataError
+from .features import eval_mode
+from .plots import plt, to_hwc_uint8
+
+
+def _probs_labels(probs, labels):
+    probs, labels = torch.as_tensor(probs).float().cpu(), torch.as_tensor(labels).long().cpu()
+    if probs.dim() != 2 or len(probs) != len(labels):
+        raise DataError(f"need probabilities (N, C) and N labels, got {tuple(probs.shape)} and {tuple(labels.shape)}")
+    return probs, labels
+
+
+def _rows(probs, labels, rows, indices) -> list[dict]:
+    pred = probs.argmax(1)
+    out = []
+    for i in rows.tolist():
+        item = {"index": i, "true": int(labels[i]), "pred": int(pred[i]),
+                "prob_pred": float(probs[i, pred[i]]), "prob_true": float(probs[i, labels[i]])}
+        if indices is not None:
+            item["dataset_index"] = int(indices[i])
+        out.append(item)
+    return out
+
+
+def top_mistakes(probs, labels, k: int = 12, indices=None) -> list[dict]:
+    """The k wrong predictions made with the highest confidence, most confident first.
+
+    Each dict: index (row in the eval set), true, pred, prob_pred, prob_true (+ dataset_index when
+    `indices`, e.g. the third output of `predict`, is given).
+    """
+    probs, labels = _probs_labels(probs, labels)
+    pred = probs.argmax(1)
+    wrong = torch.nonzero(pred != labels).flatten()
+    conf = probs[wrong, pred[wrong]]
+    order = torch.argsort(conf, descending=True, stable=True)[:k]
+    return _rows(probs, labels, wrong[order], indices)
+
+
+def least_confident_correct(probs, labels, k: int = 12, indices=None) -> list[dict]:
+    """The k right predictions made with the lowest confidence, least confident first (same dict keys)."""
+    probs, labels = _probs_labels(probs, labels)
+    pred = probs.argmax(1)
+    right = torch.nonzero(pred == labels).flatten()
+    conf = probs[right, pred[right]]
+    order = torch.argsort(conf, stable=True)[:k]
+    return _rows(probs, labels, right[order], indices)
+
+
+def worst_classes(per_class_acc: dict[str, float], n: int = 5) -> list[tuple[str, float]]:
+    """The n classes with the lowest accuracy, worst first, as (name, accuracy)."""
+    return sorted(per_class_acc.items(), key=lambda kv: (kv[1], kv[0]))[:n]
+
+
+# --- pretext mistakes -----------------------------------------------------------------------------
+
+def _take(x, i: int):
+    """Example i of a tensor, or of every tensor in a tuple/list/dict, keeping the batch dimension."""
+    if torch.is_tensor(x):
+        return x[i:i + 1]
+    if isinstance(x, (tuple, list)):
+        return type(x)(_take(v, i) for v in x)
+    if isinstance(x, dict):
+        return {key: _take(v, i) for key, v in x.items()}
+    return x
+
+
+def _first_tensor(x):
+    if torch.is_tensor(x):
+        return x
+    values = x.values() if isinstance(x, dict) else x
+    for v in values:
+        t = _first_tensor(v)
+        if t is not None:
+            return t
+    return None
+
+
+def _summary(x, limit: int = 32):
+    """A small plain-Python view of one example's output or target (values if short, else the shape)."""
+    if torch.is_tensor(x):
+        x = x.detach().float().cpu().squeeze(0)
+        if x.numel() <= limit:
+            return np.round(x.numpy(), 4).tolist()
+        return f"tensor of shape {tuple(x.shape)}"
+    if isinstance(x, (tuple, list)):
+        return [_summary(v, limit) for v in x]
+    if isinstance(x, dict):
+        return {key: _summary(v, limit) for key, v in x.items()}
+    return x
+
+
+def _as_uint8_images(t: torch.Tensor) -> list[np.ndarray]:
+    """One example of the first input tensor -> list of uint8 (3, H, W) images (several if it stacks views).
+
+    Task inputs are images in [0, 1]; values outside are clipped.
+    """
+    t = t.detach().float().cpu().squeeze(0)
+    images = [t] if t.dim() == 3 else list(t.reshape(-1, *t.shape[-3:]))
+    return [(im.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for im in images]
+
+
+def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int = 0) -> list[dict]:
+    """The k pretext examples with the highest loss over `loader`, highest first.
+
+    Task batches are built as in training (partners drawn from the same batch) from a generator seeded
+    with `seed`, so two calls see the same examples. The per-example loss is task.loss on that one
+    example's outputs and targets (for a task whose loss needs the whole batch, like a contrastive loss,
+    define `task.per_example_loss(outputs, targets) -> (B,)` and it is used instead).
+
+    Each dict: loss, metric (task.metric on the example), target, output (summaries), batch (position of
+    the batch in the loader), position (in the batch), sources (dataset indices of every image used,
+    from meta["indices"]), inputs (the model's input image(s) as uint8 (3, H, W) arrays).
+    """
+    device = torch.device(device)
+    per_example = getattr(task, "per_example_loss", None)
+    heap: list[tuple[float, int, dict]] = []  # min-heap of the k worst so far; the counter breaks ties
+    counter = 0
+    generator = None
+    with eval_mode(model):
+        for b, batch in enumerate(loader):
+            batch = Batch(batch.images.to(device), batch.labels.to(device), batch.indices.to(device))
+            if generator is None:
+                generator = torch.Generator(device=device).manual_seed(seed)
+            inputs, targets, meta = task.prepare(batch, generator)
+            outputs = model(inputs)
+            n = len(batch)
+            if per_example is not None:
+                losses = per_example(outputs, targets).float().cpu().tolist()
+            else:
+                losses = [float(task.loss(_take(outputs, i), _take(targets, i))) for i in range(n)]
+            sources = meta.get("indices")
+            sources = (sources if sources is not None else batch.indices).reshape(n, -1).cpu()
+            first = _first_tensor(inputs)
+            for i, loss in enumerate(losses):
+                rank = math.inf if math.isnan(loss) else loss  # a NaN loss is the first thing to look at
+                if len(heap) == k and rank <= heap[0][0]:
+                    continue
+                out_i, tgt_i = _take(outputs, i), _take(targets, i)
+                item = {"loss": loss, "metric": float(task.metric(out_i, tgt_i)),
+                        "target": _summary(tgt_i), "output": _summary(out_i), "batch": b, "position": i,
+                        "sources": [int(s) for s in sources[i] if s >= 0],
+                        "inputs": _as_uint8_images(first[i:i + 1]) if first is not None else []}
+                counter += 1
+                entry = (rank, -counter, item)  # on equal loss, the earlier example stays
+                if len(heap) < k:
+                    heapq.heappush(heap, entry)
+                else:
+                    heapq.heapreplace(heap, entry)
+    if generator is None:
+        raise DataError("the loader yielded no batches, so there are no pretext examples to review")
+    return [item for _, _, item in sorted(heap, key=lambda e: (e[0], e[1]), reverse=True)]
+
+
+def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_sources: int = 4, size: float = 1.8):
+    """One row per mistake: the model's input image(s), then the source images it was built from.
+
+    source_images_fn(dataset_index) -> uint8 (3, H, W), e.g. `lambda i: cache.array[i]`.
+    """
+    if not mistakes:
+        raise DataError("no pretext mistakes to plot")
+    rows = [(m["inputs"], m["sources"][:max_sources]) for m in mistakes]
+    ncols = max(len(inputs) + len(sources) for inputs, sources in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.3),
+                             squeeze=False, layout="constrained")
+    for m, (inputs, sources), ax_row in zip(mistakes, rows, axes):
+        cells = [(im, f"input  loss {m['loss']:.3g}" if j == 0 else "input") for j, im in enumerate(inputs)]
+        cells += [(source_images_fn(s), f"source {s}") for s in sources]
+        for ax, cell in zip(ax_row, cells + [None] * (ncols - len(cells))):
+            if cell is None:
+                ax.remove()  # exactly one axes per image shown
+                continue
+            ax.imshow(to_hwc_uint8(cell[0]))
+            ax.set_title(cell[1], fontsize=7)
+            ax.axis("off")
+    return fig
