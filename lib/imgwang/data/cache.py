@@ -1,0 +1,183 @@
+"""The decode-once image cache: every image decoded once into one memory-mapped uint8 file (N, 3, S, S).
+
+Layout in `cache_dir`, all named by a key hashed from (format version, size, the sorted file list with
+each file's byte size and mtime):
+
+    <key>.u8           raw uint8 rows, C order, shape in the json
+    <key>.json         kept paths (row order), skipped (path, reason), size; written last = the commit mark
+    <key>.skipped.txt  the human-readable report
+
+A build decodes into `<key>.<pid>.*.tmp` files and renames them into place only when complete (data first,
+json last), so a build killed at any point leaves nothing that later loads as a cache. Any change to the
+file list, a file's size/mtime or the storage size gives a new key, hence a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+from .images import BadImageError, load_rgb
+
+FORMAT_VERSION = 1
+CHUNK = 64  # images per worker task: big enough to amortise IPC, small enough for a live progress bar
+POOL_MIN_IMAGES = 256  # below this a worker pool costs more to start than it saves
+
+
+class ImageCache:
+    """A read-only view of a built cache: `.array` is an np.memmap (N, 3, S, S) uint8 opened with mode='r'."""
+
+    def __init__(self, data_path: Path, meta: dict):
+        self.key = meta["key"]
+        self.size = int(meta["size"])
+        self.paths = [Path(p) for p in meta["paths"]]
+        self.skipped = [(Path(p), reason) for p, reason in meta["skipped"]]
+        self.data_path = Path(data_path)
+        self.array = np.memmap(self.data_path, dtype=np.uint8, mode="r", shape=(len(self.paths), 3, self.size, self.size))
+        self._row = {_norm(p): i for i, p in enumerate(self.paths)}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def row_of(self, path) -> int | None:
+        """Row index of an image file, or None if it is not in the cache (skipped or never listed)."""
+        return self._row.get(_norm(path))
+
+    def report(self) -> str:
+        total = len(self.paths) + len(self.skipped)
+        lines = [f"image cache {self.key}: {len(self.paths)} of {total} images kept at {self.size}x{self.size}, "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"  skipped {p}: {reason}" for p, reason in self.skipped]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ImageCache({len(self)} images, size={self.size}, skipped={len(self.skipped)}, file={self.data_path})"
+
+
+def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int | None = None) -> ImageCache:
+    """Decode `paths` once into a memory-mapped cache in `cache_dir`, or reuse the one already built for them.
+
+    Rows follow the sorted paths, minus unreadable files (listed in `.skipped` with a reason).
+    `workers` defaults to os.cpu_count(); small lists are decoded in this process.
+    """
+    size = int(size)
+    if size < 1:
+        raise DataError(f"cache image size must be a positive number of pixels, got {size}")
+    files = sorted({_norm(p) for p in paths})
+    if not files:
+        raise DataError("no image files given to build the cache from")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(files, size)
+    data_path, meta_path = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
+
+    cache = _open_existing(data_path, meta_path)
+    if cache is not None:
+        return cache
+
+    tmp_data = cache_dir / f"{key}.{os.getpid()}.u8.tmp"
+    tmp_meta = cache_dir / f"{key}.{os.getpid()}.json.tmp"
+    try:
+        kept, skipped = _decode_all(files, size, tmp_data, progress, workers)
+        if not kept:
+            first = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+            raise DataError(f"none of the {len(files)} files could be read as an image (e.g. {first})")
+        meta = {"version": FORMAT_VERSION, "key": key, "size": size, "paths": kept, "skipped": skipped}
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_data, data_path)
+        os.replace(tmp_meta, meta_path)  # last: only now does the cache exist
+    finally:
+        for tmp in (tmp_data, tmp_meta):
+            tmp.unlink(missing_ok=True)
+
+    cache = ImageCache(data_path, meta)
+    (cache_dir / f"{key}.skipped.txt").write_text(cache.report() + "\n")
+    return cache
+
+
+def cache_key(files: list[str], size: int) -> str:
+    """Hash of what the cache content depends on; a missing file hashes as such (and is skipped later)."""
+    h = hashlib.sha256(f"imgwang-cache v{FORMAT_VERSION} size={size}\n".encode())
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}\tmissing\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _norm(path) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def _open_existing(data_path: Path, meta_path: Path) -> ImageCache | None:
+    """The cache if it is complete and consistent, else None (then it is rebuilt)."""
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = len(meta["paths"]) * 3 * int(meta["size"]) ** 2
+        if meta.get("version") != FORMAT_VERSION or data_path.stat().st_size != expected:
+            return None
+        return ImageCache(data_path, meta)
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
+def _decode_all(files, size, tmp_data: Path, progress, workers):
+    """Decode every file into row i of a fresh memmap, then compact the good rows to the front."""
+    n = len(files)
+    arr = np.memmap(tmp_data, dtype=np.uint8, mode="w+", shape=(n, 3, size, size))
+    reasons: dict[int, str] = {}
+    workers = workers or os.cpu_count() or 1
+    chunks = [list(range(i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
+    with tqdm(total=n, desc=f"decoding images at {size}px", unit="img", disable=not progress) as bar:
+        if workers <= 1 or n < POOL_MIN_IMAGES:
+            for chunk in chunks:
+                reasons.update(_decode_into(arr, files, chunk, size))
+                bar.update(len(chunk))
+        else:
+            arr.flush()
+            ctx = mp.get_context("spawn")  # no fork: the parent may hold torch/OpenMP threads
+            args = [(str(tmp_data), n, size, [(i, files[i]) for i in chunk]) for chunk in chunks]
+            with ctx.Pool(workers) as pool:
+                for chunk_reasons, done in pool.imap_unordered(_decode_chunk_in_worker, args):
+                    reasons.update(chunk_reasons)
+                    bar.update(done)
+    kept_rows = [i for i in range(n) if i not in reasons]
+    for dst, src in enumerate(kept_rows):  # dst <= src, so copying in order never overwrites a pending row
+        if dst != src:
+            arr[dst] = arr[src]
+    arr.flush()
+    del arr
+    os.truncate(tmp_data, len(kept_rows) * 3 * size * size)
+    skipped = [(files[i], reasons[i]) for i in sorted(reasons)]
+    return [files[i] for i in kept_rows], skipped
+
+
+def _decode_into(arr, files, rows, size) -> dict[int, str]:
+    reasons = {}
+    for i in rows:
+        try:
+            arr[i] = load_rgb(files[i], size)
+        except BadImageError as e:
+            reasons[i] = e.reason
+    return reasons
+
+
+def _decode_chunk_in_worker(args):
+    """Pool task: decode a chunk straight into the shared memmap file; return only the failures."""
+    tmp_data, n, size, items = args
+    arr = np.memmap(tmp_data, dtype=np.uint8, mode="r+", shape=(n, 3, size, size))
+    files = dict(items)
+    reasons = _decode_into(arr, files, [i for i, _ in items], size)
+    arr.flush()
+    return reasons, len(items)

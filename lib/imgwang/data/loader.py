@@ -1,0 +1,144 @@
+"""The device loader: batches are slices of the decode-once cache, moved to the device, augmented there.
+
+Per batch: gather the rows from the memmap in sorted order (sequential reads), restore the shuffled order,
+torch.from_numpy (+ pin_memory for CUDA), .to(device, non_blocking=True), then `augment(uint8, generator)`
+with a device generator seeded from (seed, epoch). No decoding, no per-image Python. A background thread
+gathers the next host batches while the current one is augmented and trained on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .batch import Batch
+
+
+class CachedLoader:
+    """Iterate `Batch(images, labels, indices)` over `rows` of an ImageCache; `indices` are cache rows.
+
+    The order is a pure function of (seed, epoch): `set_epoch(e)` picks the epoch the next pass uses, and
+    each pass then moves on to the next epoch, so forgetting set_epoch still gives fresh orders.
+    """
+
+    def __init__(self, cache, rows, labels=None, batch_size: int = 64, shuffle: bool = True, drop_last: bool = True,
+                 device="cpu", augment=None, seed: int = 0, prefetch: int = 2):
+        self.cache = cache
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.rows.size == 0:
+            raise DataError("the loader was given no images (empty row list)")
+        n_cache = len(cache.array)
+        bad = self.rows[(self.rows < 0) | (self.rows >= n_cache)]
+        if bad.size:
+            raise DataError(f"row {int(bad[0])} is outside the image cache ({n_cache} images)")
+        if labels is None:
+            self.labels = np.full(self.rows.shape, -1, dtype=np.int64)
+        else:
+            self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+            if self.labels.shape != self.rows.shape:
+                raise DataError(f"{self.labels.size} labels given for {self.rows.size} images")
+        if int(batch_size) < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.device = torch.device(device)
+        self.augment = augment
+        self.seed = int(seed)
+        self.prefetch = int(prefetch)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n, bs = len(self.rows), self.batch_size
+        if self.drop_last:
+            return max(1, n // bs)  # fewer images than one batch: one smaller batch, never zero batches
+        return -(-n // bs)
+
+    def batch_positions(self, epoch: int) -> list[np.ndarray]:
+        """Positions into `rows` for each batch of an epoch (what one pass will yield, in order)."""
+        n = len(self.rows)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        bs = min(self.batch_size, n)
+        return [order[i * bs : (i + 1) * bs] for i in range(len(self))]
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xA06]).generate_state(1)[0]))
+        host_batches = self._host_batches(self.batch_positions(epoch))
+        for images, labels, rows in host_batches:
+            yield self._to_device(images, labels, rows, gen)
+
+    def _gather(self, pos: np.ndarray):
+        """uint8 (B, 3, S, S) for the rows at `pos`; read in row order, returned in `pos` order."""
+        rows = self.rows[pos]
+        sort = np.argsort(rows, kind="stable")
+        images = np.empty((len(rows),) + self.cache.array.shape[1:], dtype=np.uint8)
+        images[sort] = self.cache.array[rows[sort]]
+        return torch.from_numpy(images), torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
+
+    def _host_batches(self, positions):
+        if self.prefetch <= 0:
+            for pos in positions:
+                yield self._gather(pos)
+            return
+        yield from _prefetched((self._gather(pos) for pos in positions), self.prefetch)
+
+    def _to_device(self, images, labels, rows, gen) -> Batch:
+        if self.device.type == "cuda":
+            images = images.pin_memory()
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        rows = rows.to(self.device, non_blocking=True)
+        if self.augment is not None:
+            images = self.augment(images, gen)
+        else:
+            images = images.float().div_(255.0)
+        return Batch(images=images, labels=labels, indices=rows)
+
+
+_DONE = object()
+
+
+def _prefetched(iterator, depth: int):
+    """Run `iterator` in a daemon thread, `depth` items ahead; errors surface in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in iterator:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(e)
+
+    thread = threading.Thread(target=work, daemon=True, name="imgwang-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the consumer stopped early (break, error): let the worker exit
