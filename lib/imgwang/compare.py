@@ -1,0 +1,123 @@
+"""`make compare`: one row per run version from its glued scraps and run.json.
+
+A failed or partial run shows what it has and its status; a broken notebook never breaks the table.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .runs import STAGES, atomic_write_text, read_run_json, versions
+
+COLUMNS = [
+    "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
+    "pretext_metric", "pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "runs", "knn_acc",
+    "linear_acc", "eval_acc", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
+]
+
+
+def read_scraps(notebook: Path) -> dict:
+    """Scraps glued in an executed notebook ({} when it is missing or unreadable)."""
+    if not notebook.exists():
+        return {}
+    try:
+        import scrapbook as sb
+
+        return {k: clean(v) for k, v in sb.read_notebook(str(notebook)).scraps.data_dict.items()}
+    except Exception as e:  # a half-written or hand-edited notebook must not break the table
+        return {"_error": f"{type(e).__name__}: {e}"}
+
+
+def clean(value):
+    return float("nan") if value == "nan" else value  # scrapbook turns NaN into the string 'nan'
+
+
+def run_scraps(run_dir: Path) -> dict[str, dict]:
+    return {stage: read_scraps(run_dir / nb) for stage, nb in STAGES.items()}
+
+
+def run_status(run_dir: Path, scraps: dict[str, dict]) -> str:
+    """'complete' when all four stages are done; else the stages' states, e.g. 'pretrain:done transfer:failed'."""
+    stages = read_run_json(run_dir).get("stages", {})
+    states = {s: stages.get(s, {}).get("status") for s in STAGES}
+    if all(v == "done" for v in states.values()):
+        return "complete"
+    return " ".join(f"{s}:{v}" for s, v in states.items() if v) or ("no run.json" if not stages else "empty")
+
+
+def compare_row(run_dir: Path) -> dict:
+    scraps = run_scraps(run_dir)
+    pre, tra, ev, rev = (scraps[s] for s in STAGES)
+    pre_cfg, tra_cfg = pre.get("config", {}), tra.get("config", {})
+    any_cfg = pre_cfg or tra_cfg or ev.get("config", {}) or {}
+    return {
+        "version": run_dir.name,
+        "status": run_status(run_dir, scraps),
+        "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
+        "arch": any_cfg.get("arch"),
+        "data": any_cfg.get("data"),
+        "size": tra_cfg.get("size", pre_cfg.get("size")),
+        "pretrain_epochs": pre_cfg.get("epochs"),
+        "transfer_epochs": tra_cfg.get("epochs"),
+        "from": tra.get("from_version"),
+        "pretext_metric": pre.get("pretext_metric_name"),
+        "pretext_val_metric": pre.get("pretext_val_metric"),
+        "pretext_chance": pre.get("pretext_chance"),
+        "val_acc": tra.get("val_acc"),
+        "val_acc_std": tra.get("val_acc_std"),
+        "runs": len(tra.get("val_accs", [])) or None,
+        "knn_acc": ev.get("knn_acc"),
+        "linear_acc": ev.get("linear_acc"),
+        "eval_acc": ev.get("eval_acc"),
+        **{f"{s}_wall_s": scraps[s].get(f"{s}_wall_s") for s in STAGES},
+    }
+
+
+def compare_table(runs_dir: Path) -> pd.DataFrame:
+    rows = [compare_row(runs_dir / v) for v in versions(runs_dir)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") -> dict[str, list[dict]]:
+    """Per-epoch histories of chosen runs, for overlaid learning curves."""
+    stage = "pretrain" if key.startswith("pretrain") else "transfer"
+    out = {}
+    for v in vers:
+        h = read_scraps(runs_dir / v / STAGES[stage]).get(key)
+        if h and isinstance(h[0], list):  # transfer glues one history per repeat: show the first
+            h = h[0]
+        if h:
+            out[v] = h
+    return out
+
+
+def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
+    table = compare_table(runs_dir)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    path = runs_dir / "compare.csv"
+    atomic_write_text(path, buf.getvalue())
+    return table, path
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
+    show = table.copy()
+    for col in ("pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
+        show[col] = [fmt_pct(v) for v in show[col]]
+    for col in [c for c in show.columns if c.endswith("_wall_s")]:
+        show[col] = ["" if is_missing(v) else f"{float(v):.0f}" for v in show[col]]
+    show = show.fillna("").astype(str).replace({"None": "", "nan": ""})
+    return show.to_string(index=False) if len(show) else "(no runs yet)"
+
+
+def is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v == ""
+
+
+def fmt_pct(v) -> str:
+    return "" if is_missing(v) else f"{100 * float(v):.2f}"

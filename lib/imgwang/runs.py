@@ -1,0 +1,168 @@
+"""Run folders: versions, run.json, the no-overwrite rule, and reading scraps back across runs.
+
+`runs/<version>/` holds the executed notebooks of one experiment, `run.json` (resolved parameters,
+environment, status per stage) and its artefacts. Nothing in a run folder is ever deleted: FORCE=1
+moves the files a stage would write into `replaced-<timestamp>/` first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import ConfigError, ImgwangError
+
+STAGES = {  # stage -> its template notebook (the executed copy keeps the same name)
+    "pretrain": "01-pretrain.ipynb",
+    "transfer": "02-transfer.ipynb",
+    "evaluate": "03-evaluate.ipynb",
+    "review": "04-review.ipynb",
+}
+COMPARE_NOTEBOOK = "05-compare.ipynb"
+VERSION_RE = re.compile(r"^v(\d+)$")
+SECRET_NAMES = ("COMET_API_KEY",)
+
+
+def versions(runs_dir: Path) -> list[str]:
+    """Existing versions, oldest first: v<n> by number, then any other names alphabetically."""
+    if not runs_dir.is_dir():
+        return []
+    names = [p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    numbered = sorted((int(m.group(1)), n) for n in names if (m := VERSION_RE.match(n)))
+    return [n for _, n in numbered] + sorted(n for n in names if not VERSION_RE.match(n))
+
+
+def next_version(runs_dir: Path) -> str:
+    nums = [int(m.group(1)) for n in versions(runs_dir) if (m := VERSION_RE.match(n))]
+    return f"v{max(nums, default=0) + 1}"
+
+
+def newest_version(runs_dir: Path) -> str:
+    """The most recently started run (by run.json start time, then folder time)."""
+    candidates = [runs_dir / v for v in versions(runs_dir)]
+    if not candidates:
+        raise ConfigError(f"no runs in {runs_dir}/ yet: run `make pretrain` first or give VERSION=")
+    return max(candidates, key=lambda p: (p / "run.json").stat().st_mtime if (p / "run.json").exists() else p.stat().st_mtime).name
+
+
+def check_version_name(version: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", version or ""):
+        raise ConfigError(f"VERSION={version!r} is not a valid folder name (letters, digits, . _ -)")
+    return version
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_run_json(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ImgwangError(f"{path} is not valid JSON ({e}); it was not written by imgwang") from e
+
+
+def write_run_json(run_dir: Path, info: dict) -> None:
+    atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def scrub_secrets(obj):
+    """Drop any value equal to a secret from the environment (the key must never reach a file)."""
+    secrets = {os.environ[n] for n in SECRET_NAMES if os.environ.get(n)}
+    if isinstance(obj, dict):
+        return {k: scrub_secrets(v) for k, v in obj.items() if not any(s in str(k) for s in SECRET_NAMES)}
+    if isinstance(obj, list):
+        return [scrub_secrets(v) for v in obj]
+    if isinstance(obj, str) and any(s and s in obj for s in secrets):
+        return "<redacted>"
+    return obj
+
+
+def update_stage(run_dir: Path, stage: str, **fields) -> dict:
+    """Merge fields into run.json's record of one stage (status, times, parameters)."""
+    info = read_run_json(run_dir)
+    info.setdefault("version", run_dir.name)
+    info.setdefault("stages", {}).setdefault(stage, {}).update(fields)
+    write_run_json(run_dir, info)
+    return info
+
+
+def environment_info(repo: Path) -> dict:
+    """Git commit, dirty flag, package versions and hardware, for run.json."""
+    import importlib.metadata as md
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    packages = {}
+    for name in ("torch", "torchvision", "timm", "kornia", "lightly", "papermill", "scrapbook", "comet_ml", "numpy"):
+        try:
+            packages[name] = md.version(name)
+        except md.PackageNotFoundError:
+            packages[name] = None
+    hardware = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            hardware["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # hardware info is best effort, never a reason to fail a run
+        pass
+    return {
+        "git_commit": git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "packages": packages,
+        "hardware": hardware,
+    }
+
+
+def move_aside(run_dir: Path, names: list[str]) -> Path | None:
+    """FORCE=1: move the given files of a run into replaced-<time>/ (never delete). Returns that folder."""
+    present = [run_dir / n for n in names if (run_dir / n).exists()]
+    if not present:
+        return None
+    dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    dest.mkdir()
+    for p in present:
+        shutil.move(str(p), dest / p.name)
+    return dest
+
+
+def encoder_path(runs_dir: Path, version: str) -> Path:
+    """The pretrained encoder of a version; a clear error when there is none."""
+    run_dir = runs_dir / version
+    if not run_dir.is_dir():
+        raise ConfigError(f"FROM={version}: no such run ({run_dir}/ does not exist); known: {', '.join(versions(runs_dir)) or 'none'}")
+    path = run_dir / "encoder.pt"
+    if not path.exists():
+        raise ConfigError(f"FROM={version}: {path} does not exist (did its pretrain stage finish?)")
+    return path

@@ -1,0 +1,73 @@
+"""One decode-once cache per (data, size) serving every stage: unlabelled, labelled train and val rows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import storage_size
+from ..data.augment import make_augment
+from ..data.cache import ImageCache, build_cache
+from ..data.layout import Layout, load_layout
+from ..data.loader import CachedLoader
+from ..data.resolve import resolve_data
+from ..errors import DataError
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("IMGWANG_DATA", "data"))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("IMGWANG_CACHE", ".cache/imgwang"))
+
+
+@dataclass
+class StageData:
+    root: Path
+    layout: Layout
+    cache: ImageCache
+    size: int
+    unlabelled_rows: np.ndarray  # unsup + train images: what pretext training may use
+    train_rows: np.ndarray
+    train_labels: np.ndarray
+    val_rows: np.ndarray
+    val_labels: np.ndarray
+
+    @property
+    def classes(self) -> list[str]:
+        return self.layout.classes
+
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None):
+        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes."""
+        train = mode != "eval"
+        return CachedLoader(
+            self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
+            drop_last=train, device=device, augment=make_augment(self.size, mode), seed=seed,
+        )
+
+
+def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
+                    progress: bool = True) -> StageData:
+    root = resolve_data(data, data_root or default_data_root())
+    layout = load_layout(root)
+    paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
+    cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)
+    if cache.skipped:
+        print(f"{len(cache.skipped)} unreadable image(s) skipped; see the cache report:\n{cache.report()}")
+
+    def rows_of(items):
+        pairs = [(cache.row_of(p), y) for p, y in items]
+        kept = [(r, y) for r, y in pairs if r is not None]
+        return np.array([r for r, _ in kept], dtype=np.int64), np.array([y for _, y in kept], dtype=np.int64)
+
+    unlabelled, _ = rows_of([(p, -1) for p in layout.unlabelled()])
+    train_rows, train_labels = rows_of(layout.train)
+    val_rows, val_labels = rows_of(layout.val)
+    for name, rows in (("unlabelled", unlabelled), ("train", train_rows), ("val", val_rows)):
+        if len(rows) == 0:
+            raise DataError(f"{root}: no readable {name} images (see the cache report)")
+    return StageData(root, layout, cache, size, unlabelled, train_rows, train_labels, val_rows, val_labels)

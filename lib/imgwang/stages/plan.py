@@ -1,0 +1,228 @@
+"""Everything a stage checks before compute starts, and the resolved parameters its notebook gets.
+
+Later stages inherit what they must agree on from the version's earlier stages (run.json): transfer
+takes the architecture of the encoder it loads, evaluate and review take the transfer's data, size and
+architecture. A value given on the command line always wins; a contradiction is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .. import config, runs
+from ..errors import ConfigError
+
+PIPELINE = ["pretrain", "transfer", "evaluate", "review"]
+# Files each stage writes: FORCE=1 moves them aside before the stage runs again.
+STAGE_FILES = {
+    "pretrain": ["01-pretrain.ipynb", "encoder.pt", "pretext_model.pt", "checkpoints/pretrain"],
+    "transfer": ["02-transfer.ipynb", "classifier.pt", "checkpoints"],
+    "evaluate": ["03-evaluate.ipynb", "predictions.pt", "predictions.csv"],
+    "review": ["04-review.ipynb"],
+}
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    version: str
+    runs_dir: Path
+    template: Path
+    parameters: dict
+    force: bool = False
+    resume: bool = False
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.version
+
+    @property
+    def notebook_out(self) -> Path:
+        return self.run_dir / runs.STAGES[self.stage]
+
+    def prepare_run_dir(self) -> None:
+        """Create the folder, move old files aside when forced, record the stage as running."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.force:
+            files = [f for f in STAGE_FILES[self.stage] if not (self.stage == "transfer" and f == "checkpoints")]
+            if self.stage == "transfer":
+                files += [f"checkpoints/{p.name}" for p in (self.run_dir / "checkpoints").glob("transfer-*")]
+            moved = runs.move_aside(self.run_dir, files)
+            if moved:
+                print(f"FORCE=1: earlier {self.stage} files moved to {moved}")
+        elif self.resume and self.notebook_out.exists():
+            moved = runs.move_aside(self.run_dir, [self.notebook_out.name])
+            print(f"RESUME=1: the interrupted notebook was moved to {moved}")
+        info = runs.read_run_json(self.run_dir)
+        if "environment" not in info:
+            info.update(version=self.version, created=now(), environment=self.environment)
+            runs.write_run_json(self.run_dir, info)
+        runs.update_stage(self.run_dir, self.stage, status="running", started=now(), ended=None, error=None,
+                          resumed=self.resume, config=self.parameters)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def notebook_parameters(template: Path) -> dict:
+    import papermill as pm
+
+    return pm.inspect_notebook(str(template))
+
+
+def parse_value(text: str):
+    """`-p name value`: numbers, booleans, lists and dicts as YAML; anything else stays a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def recorded_config(run_dir: Path, stage: str) -> dict:
+    return runs.read_run_json(run_dir).get("stages", {}).get(stage, {}).get("config", {}) or {}
+
+
+def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
+    if stage not in runs.STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(runs.STAGES)}, pipeline")
+    runs_dir = Path(args.runs_dir)
+    starts_version = stage == "pretrain" or in_pipeline
+    version = runs.check_version_name(args.version) if args.version else (
+        runs.next_version(runs_dir) if starts_version else runs.newest_version(runs_dir))
+    run_dir = runs_dir / version
+    force, resume = truthy(args.force), truthy(args.resume)
+    template = repo / "notebooks" / runs.STAGES[stage]
+    accepted = notebook_parameters(template)
+
+    given = {k: v for k, v in {
+        "data": args.data, "arch": args.arch, "size": args.size, "epochs": args.epochs, "bs": args.bs,
+        "lr": args.lr, "seed": args.seed, "device": args.device, "comet": args.comet,
+    }.items() if v != ""}
+    if stage == "pretrain" and args.task:
+        given["task"] = args.task
+    if stage in ("transfer", "evaluate") and args.from_version:
+        given["from_version"] = args.from_version
+    if stage == "transfer" and args.runs:
+        given["runs"] = args.runs
+
+    task_params = {}
+    for name, text in args.p:
+        if name in accepted and name not in ("version", "runs_dir"):
+            given[name] = parse_value(text)
+        elif stage == "pretrain" and name not in accepted:
+            task_params[name] = parse_value(text)
+        elif not in_pipeline:
+            raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(accepted))}")
+
+    params = {k: v["default"] for k, v in accepted.items()}
+    params = {k: eval_default(v) for k, v in params.items()}
+    params.update(inherited(stage, run_dir, given, in_pipeline, version))
+    params.update(given)
+    params.update(version=version, runs_dir=str(runs_dir), resume=resume)
+    params = {k: v for k, v in params.items() if k in accepted}
+    if stage == "pretrain":
+        params["task_params"] = {**(params.get("task_params") or {}), **task_params}
+    params["seed"] = non_negative_int("seed", params.get("seed", 0))
+    params = config.resolve(stage, params)
+
+    check_arch(params["arch"])
+    if stage == "pretrain":
+        from ..tasks import get_task
+
+        get_task(params["task"], **params["task_params"])
+    check_comet(params.get("comet", "auto"))
+    check_data(params["data"])
+    if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
+        if not (in_pipeline and params["from_version"] == version):
+            runs.encoder_path(runs_dir, params["from_version"])
+    if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
+        raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
+    check_overwrite(run_dir, stage, force, resume)
+    return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
+
+
+def eval_default(text: str):
+    """papermill reports parameter defaults as source text; turn them into values."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def inherited(stage: str, run_dir: Path, given: dict, in_pipeline: bool, version: str) -> dict:
+    """What a later stage must share with the stages before it in this version (or in FROM)."""
+    out = {}
+    pre = recorded_config(run_dir, "pretrain")
+    if stage == "transfer":
+        source = given.get("from_version", version)
+        src_pre = recorded_config(run_dir.parent / source, "pretrain") if source != "none" else {}
+        if src_pre.get("arch"):
+            if given.get("arch") and given["arch"] != src_pre["arch"]:
+                raise ConfigError(f"ARCH={given['arch']} but the encoder of {source} is a {src_pre['arch']}")
+            out["arch"] = src_pre["arch"]
+        out["data"] = pre.get("data") or src_pre.get("data") or "imagewang"
+        if in_pipeline and "from_version" not in given:
+            out["from_version"] = version
+    elif stage in ("evaluate", "review"):
+        tra = recorded_config(run_dir, "transfer")
+        if tra:
+            out.update({k: tra[k] for k in ("data", "arch", "size", "from_version") if k in tra})
+        elif pre:
+            out["data"] = pre.get("data")
+        if stage == "review":
+            out.pop("from_version", None)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def truthy(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def non_negative_int(name: str, value) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name.upper()}={value!r} must be a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{name.upper()}={value!r} must not be negative")
+    return number
+
+
+def check_arch(arch: str) -> None:
+    from ..models.encoders import check_arch as check
+
+    check(arch)
+
+
+def check_comet(mode: str) -> None:
+    if mode == "online" and not os.environ.get("COMET_API_KEY"):
+        raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
+
+
+def check_data(data: str) -> None:
+    from ..data.resolve import resolve_data
+    from .data import default_data_root
+
+    resolve_data(data, default_data_root())
+
+
+def check_overwrite(run_dir: Path, stage: str, force: bool, resume: bool) -> None:
+    notebook = run_dir / runs.STAGES[stage]
+    status = runs.read_run_json(run_dir).get("stages", {}).get(stage, {}).get("status")
+    if resume and status == "done":
+        raise ConfigError(f"RESUME=1: {stage} of {run_dir.name} already finished; use FORCE=1 to run it again")
+    if force and resume:
+        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
+    if notebook.exists() and not (force or resume):
+        raise ConfigError(
+            f"{notebook} already exists: use a new VERSION, FORCE=1 to run {stage} again (old files are moved "
+            f"aside, never deleted) or RESUME=1 to continue an interrupted run")

@@ -1,0 +1,48 @@
+"""Stage 1: train a pretext task on unlabelled images; save the encoder for transfer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..device import resolve_device
+from ..models.checkpoint import atomic_torch_save, save_encoder
+from ..models.encoders import create_encoder
+from ..tasks import get_task
+from ..train.loop import fit
+from ..train.tracking import make_tracker
+from .data import load_stage_data
+
+
+def build_pretext(cfg: dict):
+    """The task and its model around a fresh encoder, as configured (also used by review)."""
+    task = get_task(cfg["task"], **cfg.get("task_params", {}))
+    return task, task.build_model(create_encoder(cfg["arch"]))
+
+
+def run_pretrain(cfg: dict, run_dir: Path) -> dict:
+    """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric."""
+    start = time.time()
+    device = resolve_device(cfg["device"])
+    tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-pretrain", log_dir=run_dir / "comet")
+    sd = load_stage_data(cfg["data"], cfg["size"])
+    task, model = build_pretext(cfg)
+    bs = cfg["bs"]
+    train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])
+    val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
+    tracker.log_params(cfg)
+    history = fit(
+        model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
+        checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
+        grad_stats=cfg.get("grad_stats", False), tracker=tracker,
+    )
+    save_encoder(model.encoder, run_dir / "encoder.pt")
+    atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
+    tracker.end()
+    last = history[-1]
+    return {
+        "task": task, "model": model, "data": sd, "history": history, "device": device,
+        "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
+        "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+        "wall_s": time.time() - start,
+    }

@@ -1,0 +1,50 @@
+"""Stage 4: where does the model still fail? Confident mistakes, unsure successes, worst classes, and
+the pretext task's own worst examples traced back to their source images."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..device import resolve_device
+from ..errors import ImgwangError
+from ..evaluate.metrics import per_class_accuracy
+from ..evaluate.review import least_confident_correct, pretext_mistakes, top_mistakes, worst_classes
+from .data import load_stage_data
+from .pretrain import build_pretext
+
+
+def load_predictions(run_dir: Path) -> dict:
+    path = run_dir / "predictions.pt"
+    if not path.exists():
+        raise ImgwangError(f"{path} does not exist: run `make evaluate VERSION={run_dir.name}` first")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None) -> dict:
+    start = time.time()
+    preds = load_predictions(run_dir)
+    probs, labels, rows, names = preds["probs"], preds["labels"], preds["rows"], preds["class_names"]
+    k = cfg["n_show"]
+    mistakes = top_mistakes(probs, labels, k=k)
+    unsure = least_confident_correct(probs, labels, k=k)
+    for item in (*mistakes, *unsure):  # eval-set position -> cache row, for showing the image
+        item["row"] = int(rows[item["index"]])
+    sd = load_stage_data(cfg["data"], cfg["size"])
+    result = {
+        "data": sd, "mistakes": mistakes, "unsure": unsure, "class_names": names,
+        "worst_classes": worst_classes(per_class_accuracy(probs.argmax(1), labels, names), n=5),
+        "n_val_mistakes": int((probs.argmax(1) != labels).sum()), "pretext": None,
+    }
+    model_file = run_dir / "pretext_model.pt"
+    if pretrain_cfg is not None and model_file.exists():
+        device = resolve_device(cfg["device"])
+        task, model = build_pretext(pretrain_cfg)
+        model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True), strict=True)
+        model.to(device)
+        val = sd.loader(sd.val_rows, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
+        result["pretext"] = {"task": task, "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
+    result["wall_s"] = time.time() - start
+    return result
