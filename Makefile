@@ -1,0 +1,90 @@
+# imgwang: every stage runs a template notebook with papermill into runs/<VERSION>/.
+# `make help` lists targets and variables. The first target that needs Python builds .venv/.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Stage variables (empty = the stage's default; see `make help`).
+VERSION ?=
+TASK ?=
+DATA ?=
+SIZE ?=
+EPOCHS ?=
+BS ?=
+LR ?=
+ARCH ?=
+SEED ?=
+DEVICE ?=
+FROM ?=
+RUNS ?=
+P ?=
+FORCE ?=
+COMET ?=
+RESUME ?=
+
+STAGE_ARGS = --version "$(VERSION)" --task "$(TASK)" --data "$(DATA)" --size "$(SIZE)" --epochs "$(EPOCHS)" \
+  --bs "$(BS)" --lr "$(LR)" --arch "$(ARCH)" --seed "$(SEED)" --device "$(DEVICE)" --from "$(FROM)" \
+  --runs "$(RUNS)" --force "$(FORCE)" --comet "$(COMET)" --resume "$(RESUME)" $(P)
+
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help pretrain transfer evaluate review pipeline compare data lab bench test venv
+
+help: ## list targets and variables
+	@echo "imgwang: self-supervised pretraining lab. Targets:"
+	@grep -E '^[a-z]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "Variables (all optional):"
+	@echo "  VERSION  run folder runs/<VERSION> (pretrain/pipeline: next free v<n>; later stages: newest run)"
+	@echo "  TASK     pretext task (default patchwork): patchwork unmix scale quadrant transform rotation simclr swav"
+	@echo "  DATA     sample | imagewang (160 px, default) | imagewang-320 | imagewang-full | path to a folder"
+	@echo "           in Imagewang layout; later stages default to the data of the version's earlier stages"
+	@echo "  SIZE EPOCHS BS LR ARCH SEED DEVICE   image size, epochs, batch size, learning rate,"
+	@echo "           timm model name (random init) or tinyconv, seed, auto|cpu|cuda|mps"
+	@echo "  FROM     transfer: version whose encoder to load, or none (random-init baseline); default VERSION"
+	@echo "  RUNS     transfer: repeats with seeds SEED, SEED+1, ... reported as mean ± std (default 1)"
+	@echo "  P        further notebook or task parameters, e.g. P=\"-p pct_pos 0.7 -p patch_frac 0.3\""
+	@echo "  FORCE=1  run a stage again in an existing version (old files are moved aside, never deleted)"
+	@echo "  RESUME=1 continue an interrupted stage from its last complete epoch"
+	@echo "  COMET    off | offline | online (default: online with COMET_API_KEY set, else offline)"
+
+venv: $(STAMP) ## create .venv and install everything (automatic on first use)
+
+$(STAMP): requirements.txt lib/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip -q
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -e lib --no-deps -q
+	touch $(STAMP)
+
+pretrain: $(STAMP) ## pretext-train an encoder: make pretrain VERSION=v8 TASK=patchwork DATA=sample
+	$(PY) bin/stage.py pretrain $(STAGE_ARGS)
+
+transfer: $(STAMP) ## fine-tune on the labelled set: make transfer VERSION=v8 [FROM=none] [RUNS=5]
+	$(PY) bin/stage.py transfer $(STAGE_ARGS)
+
+evaluate: $(STAMP) ## accuracy, per class, confusion, kNN and linear probe of a version
+	$(PY) bin/stage.py evaluate $(STAGE_ARGS)
+
+review: $(STAMP) ## most confident mistakes, worst classes, pretext mistakes with their sources
+	$(PY) bin/stage.py review $(STAGE_ARGS)
+
+pipeline: $(STAMP) ## all four stages into one new version: make pipeline DATA=sample
+	$(PY) bin/stage.py pipeline $(STAGE_ARGS)
+
+compare: $(STAMP) ## one row per version; writes runs/compare.csv and runs/05-compare.ipynb
+	$(PY) bin/compare.py
+
+data: $(STAMP) ## fetch or generate DATA and print what it holds: make data DATA=imagewang
+	$(PY) bin/data.py "$(or $(DATA),imagewang)"
+
+lab: $(STAMP) ## open JupyterLab at the project root
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
+	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))
+
+test: $(STAMP) ## the test suite (about 10 minutes on 2 CPU cores)
+	$(PY) -m pytest tests -q

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""`make compare`: print one row per run version, write runs/compare.csv, and execute 05-compare
+into runs/05-compare.ipynb (the same table with learning curves of the runs overlaid)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))
+
+from imgwang.compare import format_table, write_compare  # noqa: E402
+from imgwang.runs import COMPARE_NOTEBOOK  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runs-dir", default=str(REPO / "runs"))
+    p.add_argument("--no-notebook", action="store_true", help="only the table and the CSV")
+    args = p.parse_args(argv)
+    runs_dir = Path(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    table, path = write_compare(runs_dir)
+    print(format_table(table))
+    print(f"\nwritten: {path}")
+    if not args.no_notebook and len(table):
+        import papermill as pm
+
+        out = runs_dir / COMPARE_NOTEBOOK
+        try:
+            pm.execute_notebook(str(REPO / "notebooks" / COMPARE_NOTEBOOK), str(out), parameters={"runs_dir": str(runs_dir)},
+                                cwd=str(REPO), kernel_name="python3", progress_bar=False)
+        except pm.PapermillExecutionError as e:
+            print(f"error: {out} failed ({e.ename}: {e.evalue})", file=sys.stderr)
+            return 1
+        print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
