@@ -1,0 +1,116 @@
+"""swav: swapped prediction of online cluster codes between views (Caron et al., 2020).
+
+Each image gives two full-size views (SimCLR's kornia recipe) and optionally `n_small_crops` extra
+low-resolution views (off by default: they pay off on long GPU runs, not in quick CPU ones). The model
+is encoder -> lightly's SwaVProjectionHead -> L2-normalised z -> SwaVPrototypes -> prototype scores;
+lightly's SwaVLoss computes each full view's codes with Sinkhorn and makes every other view predict
+them. Prototypes are renormalised to the unit sphere at the start of every training-mode forward, so
+the training loop needs no SwAV-specific hook. No feature queue: for small batches prefer fewer
+prototypes (`n_prototypes`).
+
+Metric "pair_accuracy" (as simclr): for each of the 2B full views, is its most cosine-similar other
+view's projection its partner? Chance is 1 / (2B - 1) for the batch size B last seen.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightly.loss import SwaVLoss
+from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+from torch import nn
+
+from ..errors import ConfigError
+from .base import Task, register
+from .simclr import pair_accuracy, seeded_views, view_augmentation
+
+
+class SwaVModel(nn.Module):
+    """Returns (projections, scores): one normalised z and one prototype-score tensor per view."""
+
+    def __init__(self, encoder: nn.Module, proj_dim: int, n_prototypes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = SwaVProjectionHead(encoder.num_features, 2048, proj_dim)
+        self.prototypes = SwaVPrototypes(proj_dim, n_prototypes)
+
+    def forward(self, views, *more_views):
+        views = (views, *more_views) if more_views else tuple(views)
+        if self.training:
+            self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere after every step
+        projections = []
+        for group in _same_size_runs(views):  # one encoder pass per resolution
+            z = F.normalize(self.projector(self.encoder(torch.cat(group))), dim=1)
+            projections.extend(z.chunk(len(group)))
+        scores = [self.prototypes(z) for z in projections]
+        return tuple(projections), tuple(scores)
+
+
+def _same_size_runs(views):
+    """Split consecutive views into runs of one spatial size (full views first, then small crops)."""
+    runs = []
+    for v in views:
+        if runs and runs[-1][0].shape[-2:] == v.shape[-2:]:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return runs
+
+
+@register
+class SwAV(Task):
+    name = "swav"
+    metric_name = "pair_accuracy"
+
+    def __init__(self, *, n_prototypes: int = 512, temperature: float = 0.1, n_small_crops: int = 0,
+                 small_fraction: float = 0.45, min_scale: float = 0.2, jitter: float = 0.5,
+                 proj_dim: int = 128, noise_p: float = 0.0):
+        super().__init__(noise_p=noise_p)
+        if n_prototypes < 2:
+            raise ConfigError(f"swav needs at least 2 prototypes, got {n_prototypes}")
+        if temperature <= 0:
+            raise ConfigError(f"swav temperature must be > 0, got {temperature}")
+        if n_small_crops < 0:
+            raise ConfigError(f"swav n_small_crops must be >= 0, got {n_small_crops}")
+        if not 0.0 < small_fraction < 1.0:
+            raise ConfigError(f"swav small_fraction (small crop side / image side) must be in (0, 1), got {small_fraction}")
+        if not 0.0 < min_scale <= 1.0:
+            raise ConfigError(f"swav min_scale (smallest crop area fraction) must be in (0, 1], got {min_scale}")
+        self.n_prototypes, self.temperature = int(n_prototypes), float(temperature)
+        self.n_small_crops, self.small_fraction = int(n_small_crops), float(small_fraction)
+        self.min_scale, self.jitter, self.proj_dim = min_scale, jitter, int(proj_dim)
+        self._criterion = SwaVLoss(temperature=self.temperature)
+        self.chance = float("nan")  # known once a batch size is seen
+        self._augments = None
+
+    def _build_augments(self, h: int, w: int):
+        full = view_augmentation((h, w), self.min_scale, self.jitter)
+        small_size = (max(4, round(h * self.small_fraction)), max(4, round(w * self.small_fraction)))
+        # As in SwAV (full crops 14-100 % of the area, small 5-14 %): small crops take the areas below min_scale.
+        small = view_augmentation(small_size, min(0.05, self.min_scale), self.jitter, max_scale=self.min_scale)
+        return (h, w), full, small if self.n_small_crops else None
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
+        b, _, h, w = images.shape
+        if b < 2:
+            raise ConfigError("swav needs a batch of at least 2 images (codes are balanced across the batch)")
+        if self._augments is None or self._augments[0] != (h, w):
+            self._augments = self._build_augments(h, w)
+        _, full, small = self._augments
+        views = seeded_views(full, images, generator, 2)
+        if self.n_small_crops:
+            views = views + seeded_views(small, images, generator, self.n_small_crops)
+        self.chance = 1.0 / (2 * b - 1)
+        sources = torch.arange(b, device=images.device).unsqueeze(1)
+        return views, torch.arange(b, device=images.device), {"sources": sources}
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        return SwaVModel(encoder, self.proj_dim, self.n_prototypes)
+
+    def loss(self, outputs, targets):
+        _, scores = outputs
+        return self._criterion(list(scores[:2]), list(scores[2:]))
+
+    def metric(self, outputs, targets):
+        projections, _ = outputs
+        return pair_accuracy(projections[0], projections[1])
