@@ -79,17 +79,19 @@ def _offline_error(url: str, target: Path, reason) -> DataError:
 def _download(url: str, part: Path, target: Path, name: str, progress: bool) -> int:
     """Stream `url` into `part`; returns bytes written. Network failures become one-line DataErrors."""
     opener = urllib.request.build_opener()  # built per call so proxy settings are read now
+    written = 0
     try:
         with opener.open(url, timeout=TIMEOUT_S) as response, open(part, "wb") as out:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
-            written = 0
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=f"download {name}", disable=not progress, file=sys.stderr) as bar:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     written += len(chunk)
                     bar.update(len(chunk))
+    except http.client.IncompleteRead as e:
+        raise DataError(f"download of {url} was cut short after {written} bytes ({e}); run it again") from None
     except urllib.error.HTTPError as e:
         raise _offline_error(url, target, f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:

@@ -70,13 +70,13 @@ def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, r: float, freq: floa
 
 def _texture(texture: str, colour: np.ndarray, yy, xx, rng) -> np.ndarray:
     """(H, W, 3) foreground colour field with the class's surface texture."""
-    field = np.broadcast_to(colour, yy.shape + (3,)).copy()
+    field = np.broadcast_to(colour.astype(np.float32), yy.shape + (3,)).copy()
     if texture == "checker":
         period = rng.uniform(6, 12) * SUPERSAMPLE
         dark = ((yy // period + xx // period) % 2).astype(bool)
         field[dark] *= 0.55
     elif texture == "grain":
-        field *= 1 + 0.35 * rng.standard_normal(yy.shape)[..., None]
+        field *= 1 + 0.35 * rng.standard_normal(yy.shape, dtype=np.float32)[..., None]
     return field
 
 
@@ -84,16 +84,16 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     """One (H, W, 3) uint8 image of the class, with per-image random variation."""
     style = class_style(class_index)
     h, w = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
     # background: a gradient lit from above (angle near vertical), hue from the palette
-    bg_hue = (style["palette"][1] + rng.normal(0, 0.04)) % 1
+    bg_hue = (style["palette"][1] + rng.normal(0, 0.07)) % 1
     top = _hsv_to_rgb(bg_hue, rng.uniform(0.2, 0.5), rng.uniform(0.75, 0.95))
     bottom = _hsv_to_rgb((bg_hue + rng.normal(0, 0.05)) % 1, rng.uniform(0.4, 0.8), rng.uniform(0.25, 0.5))
     angle = rng.normal(0, 0.35)
     t = ((yy / h - 0.5) * np.cos(angle) + (xx / w - 0.5) * np.sin(angle)) + 0.5
     t = np.clip(t, 0, 1)[..., None]
-    image = top * (1 - t) + bottom * t
+    image = (top * (1 - t) + bottom * t).astype(np.float32)
 
     # a distractor: a small blob of any colour anywhere, so "any colour patch" is not the class
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)
@@ -102,19 +102,20 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
 
     # the class object: preferred position with jitter, random size and rotation
     r = rng.uniform(0.2, 0.36) * min(h, w)
-    cy = (style["position"][0] + rng.normal(0, 0.08)) * h
-    cx = (style["position"][1] + rng.normal(0, 0.08)) * w
+    cy = (style["position"][0] + rng.normal(0, 0.12)) * h
+    cx = (style["position"][1] + rng.normal(0, 0.12)) * w
     theta = rng.normal(0, 0.4)
     dy, dx = yy - cy, xx - cx
     ry, rx = dy * np.cos(theta) - dx * np.sin(theta), dy * np.sin(theta) + dx * np.cos(theta)
     mask = _shape_mask(style["shape"], ry, rx, r, freq=rng.uniform(0.25, 0.4) / SUPERSAMPLE * 2)
-    fg_hue = (style["palette"][0] + rng.normal(0, 0.03)) % 1
+    fg_hue = (style["palette"][0] + rng.normal(0, 0.05)) % 1
     fg = _hsv_to_rgb(fg_hue, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
     image[mask] = _texture(style["texture"], fg, yy, xx, rng)[mask]
 
-    image += rng.normal(0, rng.uniform(0.01, 0.06), image.shape)  # sensor-like noise
-    big = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
-    return np.asarray(big.resize((size[1], size[0]), Image.BOX))
+    big = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
+    small = np.asarray(big.resize((size[1], size[0]), Image.BOX), dtype=np.float32)
+    small += rng.standard_normal(small.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.05))  # sensor noise
+    return np.clip(small, 0, 255).astype(np.uint8)
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:

@@ -1,0 +1,50 @@
+"""Get a dataset ready and describe it: python bin/data.py DATA [--data-root data]."""
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import imgwang  # noqa: F401
+except ImportError:  # run as a script from a checkout without `pip install -e lib`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+from imgwang.data.imagewang import class_label
+from imgwang.data.layout import load_layout
+from imgwang.data.resolve import resolve_data
+from imgwang.errors import ImgwangError
+
+
+def summary(root: Path) -> str:
+    layout = load_layout(root)
+    counts = layout.counts()
+    val_classes = sorted({label for _, label in layout.val})
+    lines = [
+        f"data: {root}",
+        f"images: train {counts['train']}, unsup {counts['unsup']}, val {counts['val']}"
+        + ("" if layout.has_unsup else " (no unsup/: pretext tasks use the train images)"),
+        f"pretext images (unsup + train): {len(layout.unlabelled())}",
+        f"classes: {len(layout.classes)} in train, {len(val_classes)} in val",
+    ]
+    train_per_class = [sum(1 for _, k in layout.train if k == i) for i in range(len(layout.classes))]
+    for i, name in enumerate(layout.classes):
+        in_val = "  (val)" if i in val_classes else ""
+        lines.append(f"  {i:3d} {class_label(name):40s} {train_per_class[i]:6d}{in_val}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data", help="sample, imagewang, imagewang-320, imagewang-full, or a folder path")
+    parser.add_argument("--data-root", default="data", type=Path, help="where named datasets live")
+    args = parser.parse_args(argv)
+    try:
+        print(summary(resolve_data(args.data, args.data_root)))
+    except ImgwangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

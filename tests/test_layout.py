@@ -1,0 +1,100 @@
+"""load_layout: class index from sorted train folders, val reuses it, clear errors off-layout."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imgwang.data.layout import load_layout
+from imgwang.errors import DataError
+
+
+def touch_image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "PNG" if path.suffix.lower() == ".png" else "WEBP" if path.suffix.lower() == ".webp" else "JPEG"
+    Image.new("RGB", (6, 4), (200, 10, 10)).save(path, format=fmt)
+    return path
+
+
+def make_tree(root: Path, files: list[str]) -> Path:
+    for rel in files:
+        touch_image(root / rel)
+    return root
+
+
+def test_class_index_from_sorted_train_folders_and_val_subset_reuses_it(tmp_path):
+    root = make_tree(tmp_path, [
+        "train/zebra/a.jpg", "train/apple/b.jpg", "train/mango/c.jpg", "train/mango/d.jpg",
+        "val/mango/e.jpg", "val/zebra/f.jpg",
+        "unsup/u1.jpg", "unsup/u2.jpg",
+    ])
+    layout = load_layout(root)
+    assert layout.classes == ["apple", "mango", "zebra"]
+    assert [(p.name, k) for p, k in layout.train] == [("b.jpg", 0), ("c.jpg", 1), ("d.jpg", 1), ("a.jpg", 2)]
+    # val holds only two of the three classes and keeps the train index, not its own 0/1
+    assert [(p.name, k) for p, k in layout.val] == [("e.jpg", 1), ("f.jpg", 2)]
+    assert layout.has_unsup
+    # pretext images: unsup + train, never val
+    names = [p.name for p in layout.unlabelled()]
+    assert names == ["u1.jpg", "u2.jpg", "b.jpg", "c.jpg", "d.jpg", "a.jpg"]
+    assert not {"e.jpg", "f.jpg"} & set(names)
+    assert layout.counts() == {"train": 4, "unsup": 2, "val": 2}
+
+
+def test_folder_without_unsup_uses_train_images_for_pretext(tmp_path):
+    root = make_tree(tmp_path, ["train/a/1.jpg", "train/b/2.jpg", "val/a/3.jpg"])
+    layout = load_layout(root)
+    assert not layout.has_unsup and layout.unsup == []
+    assert layout.unlabelled() == [p for p, _ in layout.train]
+    assert len(layout.unlabelled()) == 2
+
+
+def test_mixed_case_extensions_count_and_other_files_are_ignored(tmp_path):
+    root = make_tree(tmp_path, [
+        "train/a/x1.JPEG", "train/a/x2.Jpg", "train/a/x3.png", "train/a/x4.WEBP", "train/a/x5.jpeg",
+        "val/a/y.PNG", "unsup/z.JPG",
+    ])
+    (root / "train/a/notes.txt").write_text("not an image")
+    (root / "train/a/labels.csv").write_text("x,y")
+    touch_image(root / "train/a/.hidden.jpg")  # editor/OS droppings
+    (root / "train/.ipynb_checkpoints").mkdir()  # hidden folder: not a class
+    layout = load_layout(root)
+    assert layout.classes == ["a"]
+    assert sorted(p.name for p, _ in layout.train) == ["x1.JPEG", "x2.Jpg", "x3.png", "x4.WEBP", "x5.jpeg"]
+    assert [p.name for p, _ in layout.val] == ["y.PNG"]
+    assert [p.name for p in layout.unsup] == ["z.JPG"]
+
+
+def test_order_is_sorted_regardless_of_creation_order(tmp_path):
+    root = make_tree(tmp_path, ["train/a/c.jpg", "train/a/a.jpg", "train/a/b.jpg", "val/a/v.jpg"])
+    assert [p.name for p, _ in load_layout(root).train] == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_val_class_not_in_train_is_a_data_error(tmp_path):
+    root = make_tree(tmp_path, ["train/cat/1.jpg", "val/cat/2.jpg", "val/dog/3.jpg"])
+    with pytest.raises(DataError, match=r"val/dog is not one of the train classes"):
+        load_layout(root)
+
+
+@pytest.mark.parametrize("files, why", [
+    ([], "folder not found"),
+    (["val/a/1.jpg"], "no train/ folder"),
+    (["train/a/1.jpg"], "no val/ folder"),
+    (["train/1.jpg", "val/a/1.jpg"], "train/ has no class folders"),
+    (["train/a/readme.txt", "val/a/1.jpg"], "no images in train"),
+    (["train/a/1.jpg", "val/a/readme.txt"], "no images in val"),
+])
+def test_folder_not_in_layout_gives_one_clear_line(tmp_path, files, why):
+    root = tmp_path / "mydata"
+    for rel in files:
+        if rel.endswith(".txt"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("x")
+        else:
+            touch_image(root / rel)
+    with pytest.raises(DataError) as info:
+        load_layout(root)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(root) in message and why in message
+    assert "root/train/<class>/*.jpg" in message and "root/unsup/*.jpg" in message

@@ -1,0 +1,160 @@
+"""The generated sample (layout, determinism, learnable classes), resolve_data and bin/data.py."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgwang.data.download import MARKER as DOWNLOAD_MARKER
+from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES, class_label, leaderboard_entry
+from imgwang.data.layout import load_layout
+from imgwang.data.resolve import resolve_data
+from imgwang.data.sample import MARKER, make_sample
+from imgwang.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(n_train=8, n_unsup=24, n_val=6, image_size=(36, 48))
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return make_sample(tmp_path_factory.mktemp("s") / "sample", seed=3, **SMALL)
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sample_is_in_imagewang_layout_with_the_requested_counts(sample):
+    layout = load_layout(sample)
+    assert layout.classes == sorted(CLASS_NAMES)  # the 20 real wnids, so names resolve
+    assert len(layout.classes) == 20
+    val_classes = {layout.classes[k] for _, k in layout.val}
+    assert val_classes == set(IMAGEWOOF_CLASSES)  # val: the 10 Imagewoof classes only
+    assert layout.counts() == {"train": 20 * 8, "unsup": 24, "val": 10 * 6}
+    assert all(p.parent == sample / "unsup" for p in layout.unsup)  # flat, no class folders
+    per_class = np.bincount([k for _, k in layout.train], minlength=20)
+    assert (per_class == 8).all()
+    assert class_label(layout.classes[0]) == "n01440764 tench"
+
+
+def test_sample_images_are_non_square_jpegs_with_a_few_pngs(sample):
+    paths = load_layout(sample).unlabelled()
+    formats = {}
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.size == (48, 36) and image.mode == "RGB"  # PIL size is (W, H)
+            formats[image.format] = formats.get(image.format, 0) + 1
+            assert image.format == ("PNG" if path.suffix == ".png" else "JPEG")
+    assert formats["JPEG"] > formats["PNG"] > 0
+
+
+def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(sample, tmp_path):
+    again = files_of(make_sample(tmp_path / "again", seed=3, **SMALL))
+    assert again == files_of(sample)
+    other = files_of(make_sample(tmp_path / "other", seed=4, **SMALL))
+    assert other.keys() == again.keys()
+    images = [k for k in again if k.endswith((".JPEG", ".png"))]
+    assert sum(other[k] != again[k] for k in images) == len(images)
+
+
+def test_sample_is_reused_when_present_and_rebuilt_when_parameters_change(tmp_path):
+    root = make_sample(tmp_path / "s", seed=0, n_train=1, n_unsup=2, n_val=1, image_size=(16, 24))
+    marker_time = (root / MARKER).stat().st_mtime_ns
+    probe = root / "train" / sorted(CLASS_NAMES)[0] / "probe.jpg"
+    Image.new("RGB", (4, 4)).save(probe)  # would vanish on a rebuild
+    make_sample(root, seed=0, n_train=1, n_unsup=2, n_val=1, image_size=(16, 24))
+    assert probe.exists() and (root / MARKER).stat().st_mtime_ns == marker_time
+
+    make_sample(root, seed=0, n_train=2, n_unsup=2, n_val=1, image_size=(16, 24))
+    assert not probe.exists()
+    assert json.loads((root / "sample.json").read_text())["n_train"] == 2
+    assert load_layout(root).counts()["train"] == 40
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no staging folder left behind
+
+
+def test_sample_refuses_to_replace_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(DataError, match="is not a generated sample"):
+        make_sample(tmp_path / "mine", n_train=1, n_unsup=0, n_val=1, image_size=(16, 16))
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
+
+
+def test_classes_are_separable_by_a_nearest_class_mean_on_tiny_pixels(sample):
+    layout = load_layout(sample)
+
+    def pixels(items):
+        x = [np.asarray(Image.open(p).convert("RGB").resize((16, 16), Image.BILINEAR), np.float32).ravel()
+             for p, _ in items]
+        return np.stack(x) / 255, np.array([k for _, k in items])
+
+    x, y = pixels(layout.train)
+    xv, yv = pixels(layout.val)
+    means = np.stack([x[y == c].mean(0) for c in range(20)])
+    predicted = ((xv[:, None] - means[None]) ** 2).sum(-1).argmin(1)  # over all 20 classes
+    accuracy = (predicted == yv).mean()
+    assert accuracy > 0.3, accuracy  # chance is 0.1 on the 10 val classes (0.05 over 20)
+    # and not by colour alone: the mean colour of an image is a much weaker cue
+    colour = lambda a: a.reshape(len(a), -1, 3).mean(1)  # noqa: E731
+    colour_means = np.stack([colour(x)[y == c].mean(0) for c in range(20)])
+    colour_acc = (((colour(xv)[:, None] - colour_means[None]) ** 2).sum(-1).argmin(1) == yv).mean()
+    assert colour_acc < accuracy
+
+
+def test_leaderboard_lookup():
+    assert leaderboard_entry(128, 5) == 72.94 and leaderboard_entry(192, 200) == 71.77
+    assert leaderboard_entry(256, 5) is None and leaderboard_entry(128, 7) is None
+    assert class_label("my_folder") == "my_folder"
+
+
+# resolve_data: DATA= names and paths
+
+def test_resolve_sample_builds_under_the_data_root(tmp_path, monkeypatch):
+    calls = []
+    import imgwang.data.resolve as resolve
+
+    monkeypatch.setattr(resolve, "make_sample", lambda root: calls.append(root) or root)
+    assert resolve_data("sample", tmp_path) == tmp_path / "sample"
+    assert calls == [tmp_path / "sample"]
+
+
+def test_resolve_named_dataset_uses_a_completed_folder_without_network(tmp_path):
+    root = tmp_path / "imagewang-160"
+    root.mkdir()
+    (root / DOWNLOAD_MARKER).write_text("{}")  # complete: fetch_dataset must not download
+    assert resolve_data("imagewang", tmp_path) == root
+
+
+def test_resolve_path_and_bad_values(sample, tmp_path):
+    assert resolve_data(str(sample), tmp_path) == sample
+    with pytest.raises(ConfigError) as info:
+        resolve_data("imagewoof", tmp_path)
+    assert str(info.value) == ("unknown DATA='imagewoof': use sample, imagewang, imagewang-320, "
+                               "imagewang-full or a path to a folder in Imagewang layout")
+    with pytest.raises(DataError, match="no train/ folder"):
+        resolve_data(str(tmp_path), tmp_path)  # exists but is not in layout
+
+
+def run_script(*args):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # imgwang found via bin's own path fix
+    return subprocess.run([sys.executable, "bin/data.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_bin_data_prints_a_summary_and_errors_as_one_line(sample, tmp_path):
+    done = run_script(str(sample), "--data-root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"data: {sample}" in done.stdout
+    assert "train 160, unsup 24, val 60" in done.stdout
+    assert "20 in train, 10 in val" in done.stdout and "n02086240 Shih-Tzu" in done.stdout
+
+    bad = run_script(str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: unknown DATA=") and bad.stderr.count("\n") == 1
+    assert bad.stdout == ""
