@@ -1,0 +1,113 @@
+"""CachedLoader: every row once per epoch, order a function of (seed, epoch), labels follow rows,
+images are the cache content, and no silent zero-batch epochs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgwang.data.augment import make_augment
+from imgwang.data.batch import Batch
+from imgwang.data.cache import build_cache
+from imgwang.data.loader import CachedLoader
+from imgwang.errors import DataError
+
+S = 12
+N = 23
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """N solid-colour PNGs whose colour encodes the file number, so each row is identifiable."""
+    d = tmp_path_factory.mktemp("imgs")
+    for i in range(N):
+        Image.new("RGB", (16, 14), (i * 10, 255 - i * 10, (i * 37) % 256)).save(d / f"{i:02d}.png")
+    return build_cache(sorted(d.iterdir()), S, tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def _all_rows(loader):
+    return [b.indices.tolist() for b in loader]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_every_row_exactly_once_without_drop_last(cache, prefetch):
+    rows = np.arange(3, N)  # a subset: rows need not start at 0
+    loader = CachedLoader(cache, rows, batch_size=6, drop_last=False, prefetch=prefetch)
+    batches = _all_rows(loader)
+    assert len(batches) == len(loader) == 4 and [len(b) for b in batches] == [6, 6, 6, 2]
+    assert sorted(sum(batches, [])) == rows.tolist()
+    dropped = CachedLoader(cache, rows, batch_size=6, drop_last=True, prefetch=prefetch)
+    kept = _all_rows(dropped)
+    assert len(kept) == len(dropped) == 3 and all(len(b) == 6 for b in kept)
+    assert len(set(sum(kept, []))) == 18
+
+
+def test_order_is_a_function_of_seed_and_epoch(cache):
+    rows = np.arange(N)
+
+    def order(seed, epoch):
+        loader = CachedLoader(cache, rows, batch_size=5, drop_last=False, seed=seed)
+        loader.set_epoch(epoch)
+        return sum(_all_rows(loader), [])
+
+    assert order(0, 3) == order(0, 3)  # resume at epoch 3 replays epoch 3 exactly
+    assert order(0, 3) != order(0, 4) and order(0, 3) != order(1, 3)
+    assert order(0, 3) != sorted(order(0, 3))  # actually shuffled
+    loader = CachedLoader(cache, rows, batch_size=5, drop_last=False)
+    first, second = sum(_all_rows(loader), []), sum(_all_rows(loader), [])
+    assert first == order(0, 0) and second == order(0, 1)  # without set_epoch each pass moves on
+    unshuffled = CachedLoader(cache, rows, batch_size=5, drop_last=False, shuffle=False)
+    assert sum(_all_rows(unshuffled), []) == rows.tolist()
+
+
+def test_labels_follow_rows_and_images_are_the_cache_rows(cache):
+    rows = np.array([20, 2, 7, 11, 5, 16, 0, 9])
+    labels = rows * 3 + 1
+    loader = CachedLoader(cache, rows, labels=labels, batch_size=3, drop_last=False, augment=make_augment(S, "eval"))
+    seen = 0
+    for batch in loader:
+        assert isinstance(batch, Batch) and batch.images.dtype == torch.float32
+        assert batch.labels.dtype == torch.long and batch.indices.dtype == torch.long
+        assert torch.equal(batch.labels, batch.indices * 3 + 1)
+        expected = torch.from_numpy(np.asarray(cache.array[batch.indices.numpy()])).float() / 255
+        assert torch.equal(batch.images, expected)
+        seen += len(batch)
+    assert seen == len(rows)
+    # the batch keeps the shuffled order (rows are only read sorted), so neighbours are random images
+    order = sum(_all_rows(CachedLoader(cache, np.arange(N), batch_size=N, drop_last=False)), [])
+    assert order != sorted(order)
+
+
+def test_unlabelled_rows_get_minus_one_and_augment_runs(cache):
+    loader = CachedLoader(cache, np.arange(N), batch_size=8, augment=make_augment(8, "pretrain"))
+    batch = next(iter(loader))
+    assert batch.images.shape == (8, 3, 8, 8) and (batch.labels == -1).all()
+    assert batch.images.min() >= 0 and batch.images.max() <= 1
+    a = [b.images for b in _set(CachedLoader(cache, np.arange(N), batch_size=8, augment=make_augment(8, "pretrain")), 2)]
+    b = [b.images for b in _set(CachedLoader(cache, np.arange(N), batch_size=8, augment=make_augment(8, "pretrain")), 2)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # augmentation reproducible per (seed, epoch)
+
+
+def _set(loader, epoch):
+    loader.set_epoch(epoch)
+    return loader
+
+
+def test_small_datasets_and_bad_input(cache):
+    tiny = CachedLoader(cache, [4, 1, 9], batch_size=64, drop_last=True)
+    batches = _all_rows(tiny)
+    assert len(tiny) == 1 and len(batches) == 1 and sorted(batches[0]) == [1, 4, 9]
+    with pytest.raises(DataError, match="no images"):
+        CachedLoader(cache, [])
+    with pytest.raises(DataError, match="outside the image cache"):
+        CachedLoader(cache, [0, N])
+    with pytest.raises(DataError, match="labels"):
+        CachedLoader(cache, [0, 1], labels=[3])
+
+
+def test_stopping_early_does_not_hang(cache):
+    loader = CachedLoader(cache, np.arange(N), batch_size=2, prefetch=1)
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break
+    assert len(_all_rows(loader)) == len(loader)
