@@ -111,7 +111,7 @@ def format_table(table: pd.DataFrame) -> str:
         show[col] = [fmt_pct(v) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:
         show[col] = ["" if is_missing(v) else f"{float(v):.0f}" for v in show[col]]
-    show = show.fillna("").astype(str).replace({"None": "", "nan": ""})
+    show = show.astype(object).where(show.notna(), "").astype(str).replace({"None": "", "nan": ""})
     return show.to_string(index=False) if len(show) else "(no runs yet)"
 
 

@@ -1,0 +1,105 @@
+"""Run folders: version numbering, no-overwrite, run.json, secrets, and the compare table."""
+
+import json
+
+import nbformat
+import pytest
+
+from imgwang import compare, runs
+from imgwang.errors import ConfigError
+
+
+def fake_executed_notebook(path, scraps: dict):
+    """An executed notebook holding scraps the way scrapbook glues them (display_data outputs)."""
+    book = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("glue(...)")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/scrapbook.scrap.json+json": {"name": k, "data": v, "encoder": "json", "version": 1}},
+            metadata={"scrapbook": {"name": k, "data": True, "display": False}},
+        )
+        for k, v in scraps.items()
+    ]
+    book.cells = [cell]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, path)
+
+
+def test_versions_are_numbered_and_sorted_numerically(tmp_path):
+    assert runs.next_version(tmp_path / "missing") == "v1"
+    for name in ("v1", "v2", "v10", "baseline"):
+        (tmp_path / name).mkdir()
+    assert runs.versions(tmp_path) == ["v1", "v2", "v10", "baseline"]
+    assert runs.next_version(tmp_path) == "v11"
+
+
+def test_bad_version_names_are_refused():
+    for bad in ("", "../x", "a/b", " v1"):
+        with pytest.raises(ConfigError):
+            runs.check_version_name(bad)
+
+
+def test_move_aside_keeps_every_file(tmp_path):
+    run = tmp_path / "v1"
+    (run / "checkpoints" / "pretrain").mkdir(parents=True)
+    (run / "01-pretrain.ipynb").write_text("old notebook")
+    (run / "checkpoints" / "pretrain" / "last.pt").write_text("old checkpoint")
+    dest = runs.move_aside(run, ["01-pretrain.ipynb", "checkpoints/pretrain", "encoder.pt"])
+    assert not (run / "01-pretrain.ipynb").exists()
+    assert (dest / "01-pretrain.ipynb").read_text() == "old notebook"
+    assert (dest / "pretrain" / "last.pt").read_text() == "old checkpoint"
+    second = runs.move_aside(run, ["01-pretrain.ipynb"])
+    assert second is None  # nothing left to move: no empty folder made
+
+
+def test_run_json_updates_merge_and_never_hold_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMET_API_KEY", "fake-key-123456")
+    run = tmp_path / "v1"
+    runs.update_stage(run, "pretrain", status="running", config={"lr": 0.1, "note": "key fake-key-123456"})
+    runs.update_stage(run, "pretrain", status="done")
+    runs.update_stage(run, "transfer", status="failed", error="boom")
+    info = runs.read_run_json(run)
+    assert info["stages"]["pretrain"] == {"status": "done", "config": {"lr": 0.1, "note": "<redacted>"}}
+    assert info["stages"]["transfer"]["status"] == "failed"
+    assert "fake-key-123456" not in (run / "run.json").read_text()
+    assert not list(run.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_encoder_path_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="no such run"):
+        runs.encoder_path(tmp_path, "v3")
+    (tmp_path / "v3").mkdir()
+    with pytest.raises(ConfigError, match="encoder.pt does not exist"):
+        runs.encoder_path(tmp_path, "v3")
+
+
+def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
+    cfg = {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 3, "task": "rotation"}
+    for v in ("v1", "v2"):
+        fake_executed_notebook(tmp_path / v / "01-pretrain.ipynb", {
+            "config": cfg, "task": "rotation", "pretext_metric_name": "accuracy", "pretext_val_metric": 0.61,
+            "pretext_chance": 0.25, "pretrain_wall_s": 12.0})
+    fake_executed_notebook(tmp_path / "v1" / "02-transfer.ipynb", {
+        "config": {**cfg, "epochs": 5}, "from_version": "v1", "val_acc": 0.5, "val_acc_std": 0.01, "val_accs": [0.49, 0.51]})
+    fake_executed_notebook(tmp_path / "v1" / "03-evaluate.ipynb", {"knn_acc": 0.4, "linear_acc": 0.45, "eval_acc": 0.5})
+    fake_executed_notebook(tmp_path / "v1" / "04-review.ipynb", {"n_val_mistakes": 3})
+    for stage in runs.STAGES:
+        runs.update_stage(tmp_path / "v1", stage, status="done")
+    runs.update_stage(tmp_path / "v2", "pretrain", status="done")
+    runs.update_stage(tmp_path / "v2", "transfer", status="failed")
+    (tmp_path / "v2" / "02-transfer.ipynb").write_text("{ not json")  # a broken notebook
+    (tmp_path / "v3").mkdir()  # an empty folder
+
+    table, path = compare.write_compare(tmp_path)
+    rows = {r["version"]: r for r in table.to_dict("records")}
+    assert list(rows) == ["v1", "v2", "v3"]
+    assert rows["v1"]["status"] == "complete"
+    assert rows["v1"]["val_acc"] == 0.5 and rows["v1"]["runs"] == 2 and rows["v1"]["knn_acc"] == 0.4
+    assert rows["v1"]["task"] == "rotation" and rows["v1"]["transfer_epochs"] == 5 and rows["v1"]["pretrain_epochs"] == 3
+    assert rows["v2"]["status"] == "pretrain:done transfer:failed"
+    assert rows["v2"]["pretext_val_metric"] == 0.61
+    assert rows["v3"]["status"] == "no run.json"
+    assert path.read_text().splitlines()[0].startswith("version,status,task")
+    text = compare.format_table(table)
+    assert "61.00" in text and "transfer:failed" in text
