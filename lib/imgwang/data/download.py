@@ -140,9 +140,8 @@ def _extract(archive: Path, top: str, target: Path) -> None:
                 tar.extractall(staging, filter="data")  # second guard besides _check_member
             else:
                 tar.extractall(staging)
-        if target.exists():
-            shutil.rmtree(target)  # only reached for an incomplete leftover (no marker)
-        os.replace(staging / top, target)
+        if not target.exists():  # else a concurrent fetch finished first: keep its folder
+            os.replace(staging / top, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
