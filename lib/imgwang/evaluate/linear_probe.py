@@ -26,7 +26,7 @@ def _check(feats, labels, n_classes: int, split: str):
 
 
 def linear_probe(train_feats, train_labels, val_feats, val_labels, n_classes: int, epochs: int = 100,
-                 lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 1024, device="cpu",
+                 lr: float = 0.1, weight_decay: float = 1e-4, batch_size: int = 1024, device="cpu",
                  seed: int = 0) -> dict:
     """-> {"acc": last-epoch val accuracy, "history": per-epoch dicts, "val_pred": (N_val,) long}."""
     if epochs < 1 or lr <= 0 or batch_size < 1:
