@@ -50,8 +50,8 @@ class Rotation(Task):
         return (outputs.argmax(dim=1) == targets).float().mean()
 
 
-def classifier_model(encoder: nn.Module, n_outputs: int) -> nn.Module:
-    """encoder -> pooled features -> MLP head -> logits; `model.encoder` is the part that transfers."""
+def classifier_model(encoder: nn.Module, n_outputs: int, **head_options) -> nn.Module:
+    """encoder -> pooled features -> MLP head -> (B, n_outputs) logits; `model.encoder` is what transfers."""
     from ..models.heads import MLPHead  # imported here so registering tasks never needs the models
 
-    return nn.Sequential(OrderedDict(encoder=encoder, head=MLPHead(encoder.num_features, n_outputs)))
+    return nn.Sequential(OrderedDict(encoder=encoder, head=MLPHead(encoder.num_features, n_outputs, **head_options)))

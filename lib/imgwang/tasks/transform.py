@@ -91,10 +91,22 @@ class Transform(Task):
         return inputs, applied.float(), {"sources": sources, "applied": applied, "channel_order": order_index}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        return classifier_model(encoder, 1)
+        from ..models.heads import inverse_sigmoid
+
+        # Start the logit at the applied rate, so the first steps learn images, not the class balance.
+        model = classifier_model(encoder, 1, final_bias=inverse_sigmoid(self.pct_applied))
+        model.add_module("logit", FirstColumn())
+        return model
 
     def loss(self, outputs, targets):
-        return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets)
+        return F.binary_cross_entropy_with_logits(outputs, targets)
 
     def metric(self, outputs, targets):
-        return ((outputs.squeeze(1) > 0).float() == targets).float().mean()
+        return ((outputs > 0).float() == targets).float().mean()
+
+
+class FirstColumn(nn.Module):
+    """(B, 1) -> (B,): one logit per image. Indexing, not squeeze, so a batch of one stays a batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., 0]
