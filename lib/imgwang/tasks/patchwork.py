@@ -1,0 +1,145 @@
+"""patchwork: is the pasted patch from this image (elsewhere) or from another image (same place)?
+
+For each image a destination box is chosen and overwritten by a square patch:
+  positive (label 1): the patch is the SAME image's pixels at a different box;
+  negative (label 0): the patch is ANOTHER batch image's pixels at the destination box itself.
+A model can only tell them apart by judging whether the patch's content belongs to the picture, which
+needs features of objects and textures rather than of patch position.
+
+meta: `sources` (B, 2) = [self, partner] batch positions (partner -1 for positives), `boxes` (B, 5) =
+[dest y, dest x, src y, src x, size], `labels` (B,) long. Everything is built with index grids on the
+images' device, with randomness from the given generator only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from ..models.heads import MLPHead, inverse_sigmoid
+from .base import Task, register
+
+POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
+
+
+def _rand(shape, generator, device):
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _randint(high, shape, generator, device):
+    """Integers in [0, high) elementwise; `high` is an int or a tensor broadcastable to shape."""
+    return (_rand(shape, generator, device) * high).long().clamp(max=torch.as_tensor(high, device=device) - 1)
+
+
+class PatchworkModel(nn.Module):
+    """encoder -> pooled features -> MLPHead -> one logit per image, shape (B,)."""
+
+    def __init__(self, encoder: nn.Module, pct_pos: float):
+        super().__init__()
+        self.encoder = encoder
+        bias = inverse_sigmoid(pct_pos) if 0.0 < pct_pos < 1.0 else None  # start at the positive rate
+        self.head = MLPHead(encoder.num_features, 1, final_bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))[..., 0]  # index, not squeeze: a batch of one stays (1,)
+
+
+@register
+class Patchwork(Task):
+    name = "patchwork"
+    metric_name = "accuracy"
+
+    def __init__(self, *, patch_frac: float = 0.25, pct_pos: float = 0.5, fixed_position: bool = False,
+                 flip_patches: bool = False, patch_noise: float = 0.0, noise_p: float = 0.0):
+        super().__init__(noise_p=noise_p)
+        if not 0.0 < patch_frac < 1.0:
+            raise ConfigError(f"patch_frac is the patch side as a fraction of the image side: in (0, 1), got {patch_frac}")
+        if not 0.0 <= pct_pos <= 1.0:
+            raise ConfigError(f"pct_pos is the fraction of positives: in [0, 1], got {pct_pos}")
+        if patch_noise < 0:
+            raise ConfigError(f"patch_noise is a standard deviation: >= 0, got {patch_noise}")
+        self.patch_frac, self.pct_pos = patch_frac, pct_pos
+        self.fixed_position, self.flip_patches, self.patch_noise = fixed_position, flip_patches, patch_noise
+        self.chance = max(pct_pos, 1.0 - pct_pos)  # always answering the majority label
+
+    def patch_size(self, height: int, width: int) -> int:
+        return max(1, round(self.patch_frac * min(height, width)))
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
+        b, _, h, w = images.shape
+        dev = images.device
+        s = self.patch_size(h, w)
+        ny, nx = h - s + 1, w - s + 1  # possible top-left corners per axis
+        if ny * nx < 2:
+            raise ConfigError(f"patch_frac={self.patch_frac} leaves no second place for a {s}px patch in {h}x{w} images")
+        if b < 2 and self.pct_pos < 1.0:
+            raise ConfigError("patchwork negatives take their patch from another image: use a batch of at least 2")
+
+        # Labels: exactly round(pct_pos * B) positives, at random rows.
+        n_pos = round(self.pct_pos * b)
+        order = torch.randperm(b, generator=generator, device=generator.device).to(dev)
+        labels = torch.full((b,), NEGATIVE, dtype=torch.long, device=dev)
+        labels[order[:n_pos]] = POSITIVE
+        positive = labels == POSITIVE
+
+        # Destination corner; positives take a different corner (uniform over the other ny*nx - 1),
+        # negatives take the destination corner itself.
+        if self.fixed_position:
+            dest = torch.zeros(b, dtype=torch.long, device=dev)
+            other = torch.full((b,), ny * nx - 1, dtype=torch.long, device=dev)  # bottom-right corner
+        else:
+            dest = _randint(ny * nx, (b,), generator, dev)
+            k = _randint(ny * nx - 1, (b,), generator, dev)
+            other = k + (k >= dest).long()  # skip the destination corner
+        src = torch.where(positive, other, dest)
+        dy, dx = dest // nx, dest % nx
+        sy, sx = src // nx, src % nx
+
+        # Source image: self for positives, a random partner != self for negatives.
+        self_pos = torch.arange(b, device=dev)
+        partner = (self_pos + 1 + _randint(max(b - 1, 1), (b,), generator, dev)) % b
+        src_img = torch.where(positive, self_pos, partner)
+
+        # Gather the patches with index grids: (B, s, s, C) -> (B, C, s, s).
+        ar = torch.arange(s, device=dev)
+        rows, cols = (sy[:, None] + ar)[:, :, None], (sx[:, None] + ar)[:, None, :]
+        patches = images[src_img[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        patches = self._perturb(patches, generator)
+
+        out = images.clone()
+        drows, dcols = (dy[:, None] + ar)[:, :, None], (dx[:, None] + ar)[:, None, :]
+        out[self_pos[:, None, None], :, drows, dcols] = patches.permute(0, 2, 3, 1)
+
+        meta = {
+            "sources": torch.stack([self_pos, torch.where(positive, -1, partner)], dim=1),
+            "boxes": torch.stack([dy, dx, sy, sx, torch.full_like(dy, s)], dim=1),
+            "labels": labels,
+        }
+        return out, labels.float(), meta
+
+    def _perturb(self, patches: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Optional flips and Gaussian noise, applied to positives and negatives alike (never a giveaway)."""
+        b, dev = patches.shape[0], patches.device
+        if self.flip_patches:
+            flip_x = (_rand((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
+            flip_y = (_rand((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
+            patches = torch.where(flip_x, patches.flip(-1), patches)
+            patches = torch.where(flip_y, patches.flip(-2), patches)
+        if self.patch_noise > 0:
+            noise = torch.randn(patches.shape, generator=generator, device=generator.device).to(dev)
+            patches = (patches + self.patch_noise * noise).clamp(0, 1)
+        return patches
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        return PatchworkModel(encoder, self.pct_pos)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # Equal shapes or broadcasting would silently pair every logit with every label.
+        if outputs.shape != targets.shape:
+            raise ValueError(f"patchwork outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ")
+        return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype))
+
+    def metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return ((outputs > 0) == (targets > 0.5)).float().mean()
