@@ -1,0 +1,143 @@
+"""Mistake review: most confident mistakes, least confident hits, worst classes, pretext mistakes."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # tests draw off-screen
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from imgwang.data.batch import Batch  # noqa: E402
+from imgwang.evaluate import (  # noqa: E402
+    least_confident_correct, plot_pretext_mistakes, pretext_mistakes, top_mistakes, worst_classes,
+)
+from imgwang.tasks.base import Task  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+PROBS = torch.tensor([
+    [0.90, 0.05, 0.05],  # true 0: right, confident
+    [0.20, 0.70, 0.10],  # true 0: wrong (1) at 0.7
+    [0.10, 0.10, 0.80],  # true 1: wrong (2) at 0.8
+    [0.40, 0.35, 0.25],  # true 1: wrong (0) at 0.4
+    [0.30, 0.60, 0.10],  # true 1: right at 0.6
+])
+LABELS = torch.tensor([0, 0, 1, 1, 1])
+
+
+def test_top_mistakes_most_confident_wrong_first():
+    mistakes = top_mistakes(PROBS, LABELS)
+    assert [m["index"] for m in mistakes] == [2, 1, 3]
+    assert mistakes[0] == {"index": 2, "true": 1, "pred": 2, "prob_pred": pytest.approx(0.8), "prob_true": pytest.approx(0.1)}
+    assert [m["index"] for m in top_mistakes(PROBS, LABELS, k=2)] == [2, 1]
+    with_rows = top_mistakes(PROBS.numpy(), LABELS.numpy(), k=1, indices=torch.tensor([50, 51, 52, 53, 54]))
+    assert with_rows[0]["dataset_index"] == 52
+
+
+def test_least_confident_correct_and_worst_classes():
+    assert [m["index"] for m in least_confident_correct(PROBS, LABELS, k=5)] == [4, 0]
+    per_class = {"beagle": 0.9, "dingo": 0.4, "samoyed": 0.75, "tench": 0.4}
+    assert worst_classes(per_class, n=3) == [("dingo", 0.4), ("tench", 0.4), ("samoyed", 0.75)]
+
+
+# --- pretext mistakes with a tiny task that follows the contract ----------------------------------------
+
+class BrightnessTask(Task):
+    """Input: (image, a partner image from the same batch). Target 0; the model predicts mean brightness,
+    so the per-example squared-error loss is the image's brightness squared: known in advance."""
+
+    name = "brightness"
+    metric_name = "accuracy"
+    chance = 0.5
+
+    def make_batch(self, images, generator):
+        b = images.shape[0]
+        partner = torch.randperm(b, generator=generator, device=generator.device).to(images.device)
+        sources = torch.stack([torch.arange(b, device=images.device), partner], dim=1)
+        sources[::2, 1] = -1  # even positions use no partner: -1 must be dropped from the sources
+        return (images, images[partner]), torch.zeros(b, 1, device=images.device), {"sources": sources}
+
+    def build_model(self, encoder):
+        return BrightnessModel()
+
+    def loss(self, outputs, targets):
+        return F.mse_loss(outputs, targets)
+
+    def metric(self, outputs, targets):
+        return ((outputs - targets).abs() < 0.25).float().mean()
+
+
+class BrightnessModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Identity()
+        self.drop = nn.Dropout(0.9)  # would scramble the outputs if eval mode were not used
+
+    def forward(self, inputs):
+        image, _partner = inputs
+        return self.drop(image.mean(dim=(1, 2, 3))).unsqueeze(1)
+
+
+def brightness_dataset(n=10, bs=4):
+    """Image with dataset row r has constant brightness levels[r]; batches list the rows in shuffled order."""
+    levels = torch.linspace(0.05, 0.95, n)[torch.randperm(n, generator=torch.Generator().manual_seed(0))]
+    images = levels.view(n, 1, 1, 1).expand(n, 3, 4, 4).contiguous()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    loader = [Batch(images[order[i:i + bs]], torch.full((len(order[i:i + bs]),), -1), order[i:i + bs])
+              for i in range(0, n, bs)]
+    return loader, images, levels
+
+
+def test_pretext_mistakes_keeps_the_highest_loss_examples_and_their_sources():
+    loader, images, levels = brightness_dataset()
+    model = BrightnessModel().train()
+    mistakes = pretext_mistakes(BrightnessTask(), model, loader, "cpu", k=3, seed=0)
+    assert model.training  # the caller's mode comes back
+
+    brightest = torch.argsort(levels, descending=True)[:3].tolist()
+    assert [m["sources"][0] for m in mistakes] == brightest
+    for m in mistakes:
+        row = m["sources"][0]
+        assert m["loss"] == pytest.approx(levels[row].item() ** 2, rel=1e-5)
+        assert m["metric"] == float(levels[row].item() < 0.25)
+        assert m["target"] == [0.0] and m["output"] == [pytest.approx(levels[row].item(), abs=1e-4)]
+        # the input shown is the image the model got, i.e. the source image itself
+        (shown,) = m["inputs"]
+        assert shown.dtype == np.uint8 and shown.shape == (3, 4, 4)
+        assert np.array_equal(shown, (images[row] * 255).round().to(torch.uint8).numpy())
+        # the partner, when used, is a dataset row from the same loader batch; -1 slots are dropped
+        batch_rows = loader[m["batch"]].indices.tolist()
+        assert m["sources"][0] == batch_rows[m["position"]]
+        assert len(m["sources"]) == (1 if m["position"] % 2 == 0 else 2)
+        assert all(s in batch_rows for s in m["sources"])
+
+    again = pretext_mistakes(BrightnessTask(), model, loader, "cpu", k=3, seed=0)
+    assert [m["sources"] for m in again] == [m["sources"] for m in mistakes]
+
+
+def test_pretext_mistakes_uses_a_per_example_loss_when_the_task_has_one():
+    class DarknessTask(BrightnessTask):
+        def per_example_loss(self, outputs, targets):
+            return 1.0 - outputs.squeeze(1)  # darkest first
+
+    loader, _, levels = brightness_dataset()
+    mistakes = pretext_mistakes(DarknessTask(), BrightnessModel(), loader, "cpu", k=2)
+    assert [m["sources"][0] for m in mistakes] == torch.argsort(levels)[:2].tolist()
+
+
+def test_plot_pretext_mistakes_shows_each_input_beside_its_sources():
+    loader, images, _ = brightness_dataset()
+    mistakes = pretext_mistakes(BrightnessTask(), BrightnessModel(), loader, "cpu", k=4)
+    fig = plot_pretext_mistakes(mistakes, lambda row: (images[row] * 255).to(torch.uint8).numpy())
+    assert len(fig.axes) == sum(len(m["inputs"]) + len(m["sources"]) for m in mistakes)
+    assert all(len(ax.images) == 1 for ax in fig.axes)
+    assert fig.axes[1].get_title() == f"source {mistakes[0]['sources'][0]}"
