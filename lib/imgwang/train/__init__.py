@@ -1,0 +1,12 @@
+"""Training: the fit loop and its callbacks (schedule, checkpoints, early stop, grad stats, tracking)."""
+
+from .checkpointing import atomic_save, load_checkpoint
+from .early_stop import EarlyStop, Monitor
+from .grad_stats import GradStats, plot_grad_stats
+from .interrupt import TrainingInterrupted
+from .loop import fit
+from .schedule import make_optimizer, make_scheduler, param_groups
+from .tracking import Tracker, make_tracker
+
+__all__ = ["fit", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
+           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "atomic_save", "load_checkpoint"]

@@ -1,0 +1,328 @@
+"""The fit loop: one objective (pretext task or supervised), one model, per-epoch history.
+
+Read `fit` top to bottom: set-up, optional resume, then per epoch: train, validate, record, checkpoint,
+stop or go on. Everything a resumed run needs to continue exactly (weights, optimizer, schedule,
+grad scaler, history, RNG states) is in last.pt; batches are reproducible because the loader's order
+and the task's generator are functions of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import random
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..device import resolve_device
+from ..errors import ConfigError, ImgwangError
+from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from .early_stop import EarlyStop, Monitor
+from .grad_stats import GradStats, plot_grad_stats
+from .interrupt import InterruptGuard
+from .schedule import make_optimizer, make_scheduler
+from .tracking import Tracker
+
+
+def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, device, weight_decay: float = 0.05,
+        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, head_lr_mult: float = 1.0,
+        freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
+        early_stop: EarlyStop | None = None, checkpoint_dir: Path | None = None, monitor: tuple[str, str] | None = None,
+        resume: bool = False, seed: int = 0, grad_stats: bool = False, tracker: Tracker | None = None,
+        progress: bool = True, on_epoch_end=None) -> list[dict]:
+    """Train `model` on `objective` for `epochs` epochs and return the per-epoch history.
+
+    The model must take one argument (`model(inputs)`); `.encoder` gets `lr`, all other parameters
+    lr * head_lr_mult. `monitor=(key, "min"|"max")` picks what best.pt tracks (default: the early-stop
+    metric, else val_loss). `on_epoch_end(row)` runs after the epoch's checkpoint is written.
+    SIGINT/SIGTERM stop at the next step and raise TrainingInterrupted (last.pt = last complete epoch).
+    """
+    device = torch.device(device) if isinstance(device, torch.device) else resolve_device(str(device))
+    steps = len(train_loader)
+    plan = dict(epochs=epochs, steps_per_epoch=steps, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                schedule=schedule, warmup_frac=warmup_frac, head_lr_mult=head_lr_mult, freeze_epochs=freeze_epochs,
+                grad_clip=grad_clip, seed=seed)
+    check_plan(model, plan, checkpoint_dir, resume)
+    model.to(device)
+    cast_dtype = autocast_dtype(amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cast_dtype == torch.float16)
+    memory_format = torch.channels_last if use_channels_last(channels_last, device) else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+    trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
+    opt = make_optimizer(model, optimizer, lr, weight_decay, head_lr_mult)
+    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac)
+    default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
+    best = Monitor(*(monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
+    check_monitored(objective.metric_name, val_loader is not None, grad_clip, best, early_stop)
+    tracker = tracker or Tracker()
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    history, stopped = [], False
+    if resume and (ckpt / "last.pt").is_file():
+        history, stopped = restore(ckpt / "last.pt", plan, model, opt, sched, scaler, early_stop, best)
+        say(progress, f"resumed from {ckpt / 'last.pt'} after epoch {len(history)} of {epochs}")
+    else:
+        if resume:
+            warnings.warn(f"RESUME asked but {ckpt / 'last.pt'} does not exist yet: starting from epoch 1")
+        seed_everything(derive_seed(seed, "fit"))
+    tracker.log_params(plan)
+    runner = EpochRunner(model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, epochs * steps)
+
+    with InterruptGuard() as guard:
+        for epoch in range(len(history), epochs if not stopped else len(history)):
+            frozen = epoch < freeze_epochs
+            for p in trainable_encoder:
+                p.requires_grad_(not frozen)
+            grads = GradStats(model) if grad_stats else None
+            t0 = time.perf_counter()
+            set_epoch(train_loader, epoch)
+            gen = seeded_generator(device, derive_seed(seed, "train", epoch))
+            train = runner.run(train_loader, gen, guard, epoch, train=True, frozen=frozen, grads=grads,
+                             desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
+            train_s = time.perf_counter() - t0
+            row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
+            if val_loader is not None:
+                set_epoch(val_loader, 0)
+                gen = seeded_generator(device, derive_seed(seed, "val"))
+                val = runner.run(val_loader, gen, guard, epoch, train=False, desc="  val", progress=progress)
+                row.update(prefixed("val", val, objective.metric_name))
+            row.update(train["lrs"], seconds=time.perf_counter() - t0, images_per_s=train["images"] / train_s)
+            if "grad_norm" in train:
+                row["grad_norm"] = train["grad_norm"]
+            if grads is not None:
+                row["grad_stats"] = grads.result()
+            if not math.isfinite(row["train_loss"]):
+                raise ImgwangError(f"training loss became {row['train_loss']} in epoch {epoch + 1}: lower LR (now {lr}) "
+                                   f"or set grad_clip; last.pt still holds epoch {epoch}")
+            history.append(row)
+            stopped = bool(early_stop and early_stop.step(row))
+            is_best = best.improved(row)
+            if ckpt is not None:
+                save(ckpt, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best)
+            log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            guard.epoch_completed = epoch + 1
+            guard.check(epoch + 1)
+            if stopped:
+                break
+    return history
+
+
+class EpochRunner:
+    """One pass over a loader: train steps (forward, backward, clip, optimizer, schedule) or evaluation."""
+
+    def __init__(self, model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, total_steps):
+        self.model, self.objective, self.opt, self.sched, self.scaler = model, objective, opt, sched, scaler
+        self.cast_dtype, self.memory_format, self.grad_clip = cast_dtype, memory_format, grad_clip
+        self.total_steps = total_steps
+
+    def run(self, loader, gen, guard, epoch, *, train, frozen=False, grads=None, desc="", progress=True) -> dict:
+        model, objective = self.model, self.objective
+        model.train(train)
+        if frozen:
+            model.encoder.eval()  # frozen encoder: BN statistics stay as they are too
+        device = gen.device
+        sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
+        norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
+        bar = tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+        refresh = max(1, len(loader) // 10)
+        with contextlib.nullcontext() if train else torch.no_grad():
+            for i, batch in enumerate(bar):
+                guard.check(epoch)
+                inputs, targets, _ = objective.prepare(batch, gen)
+                inputs = to_memory_format(inputs, self.memory_format)
+                with autocast(device, self.cast_dtype):
+                    outputs = model(inputs)
+                    loss = objective.loss(outputs, targets)
+                if train:
+                    self.opt.zero_grad(set_to_none=True)
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(self.opt)  # true gradients for clipping and grad stats (no-op without fp16)
+                    if grads is not None:
+                        grads.update()
+                    if self.grad_clip is not None:
+                        params = [p for g in self.opt.param_groups for p in g["params"] if p.grad is not None]
+                        norm_sum += torch.nn.utils.clip_grad_norm_(params, self.grad_clip).detach().float()
+                    lrs = group_lrs(self.opt)  # the lr this step used (reported: the epoch's last)
+                    self.scaler.step(self.opt)
+                    self.scaler.update()
+                    if self.sched.last_epoch < self.total_steps:
+                        self.sched.step()
+                with torch.no_grad():
+                    metric = objective.metric(outputs, targets)
+                n = len(batch)
+                sums += torch.stack([loss.detach().float(), metric.detach().float()]) * n
+                n_steps, images = n_steps + 1, images + n
+                if progress and (i + 1) % refresh == 0:
+                    s = sums.tolist()
+                    bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"})
+        bar.close()
+        if n_steps == 0:
+            raise ImgwangError(f"the {'training' if train else 'validation'} loader yielded no batches "
+                               "(fewer images than one batch with drop_last?)")
+        loss_sum, metric_sum = sums.tolist()
+        out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images, "lrs": lrs}
+        if train and self.grad_clip is not None:
+            out["grad_norm"] = norm_sum.item() / n_steps
+        return out
+
+
+# --- small helpers -----------------------------------------------------------------------------------
+
+def check_plan(model, plan: dict, checkpoint_dir, resume: bool) -> None:
+    """Bad arguments fail here, with one line, before any compute."""
+    if not isinstance(plan["epochs"], int) or plan["epochs"] < 1:
+        raise ConfigError(f"epochs must be a positive integer, got {plan['epochs']!r}")
+    if not plan["lr"] > 0:
+        raise ConfigError(f"lr must be > 0, got {plan['lr']!r}")
+    if plan["steps_per_epoch"] < 1:
+        raise ConfigError("the training loader has no batches (fewer images than one batch with drop_last?)")
+    if not 0 <= plan["freeze_epochs"] <= plan["epochs"]:
+        raise ConfigError(f"freeze_epochs must be in [0, epochs={plan['epochs']}], got {plan['freeze_epochs']}")
+    if (plan["freeze_epochs"] or plan["head_lr_mult"] != 1.0) and not hasattr(model, "encoder"):
+        raise ConfigError("freeze_epochs and head_lr_mult need a model with an `.encoder` attribute")
+    if plan["grad_clip"] is not None and not plan["grad_clip"] > 0:
+        raise ConfigError(f"grad_clip must be > 0 or None, got {plan['grad_clip']!r}")
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs the checkpoint_dir of the interrupted run")
+
+
+def check_monitored(metric_name: str, has_val: bool, grad_clip, *monitors) -> None:
+    """A monitored key the history will never have fails now, not after the first epoch."""
+    keys = ["train_loss", f"train_{metric_name}", "lr", "head_lr", "seconds", "images_per_s"]
+    keys += ["val_loss", f"val_{metric_name}"] if has_val else []
+    keys += ["grad_norm"] if grad_clip is not None else []
+    for m in monitors:
+        if m is not None and m.metric not in keys:
+            raise ConfigError(f"cannot monitor {m.metric!r}: the history will have {', '.join(keys)}")
+
+
+def autocast(device: torch.device, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def autocast_dtype(amp, device: torch.device):
+    """None = full precision. auto: bf16 on CUDA when supported, else fp16 (with a GradScaler); off on CPU."""
+    if amp in (False, None, "off", "no"):
+        return None
+    if amp in (True, "auto", "on"):
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp='fp16' needs a CUDA device; use amp='bf16' or 'off' on the CPU")
+        return torch.float16
+    raise ConfigError(f"unknown amp={amp!r}; use auto, off, bf16 or fp16")
+
+
+def use_channels_last(channels_last, device: torch.device) -> bool:
+    if channels_last == "auto":
+        return device.type == "cuda"
+    return bool(channels_last)
+
+
+def to_memory_format(inputs, memory_format):
+    if memory_format is None:
+        return inputs
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(to_memory_format(t, memory_format) for t in inputs)
+    return inputs.contiguous(memory_format=memory_format) if torch.is_tensor(inputs) and inputs.dim() == 4 else inputs
+
+
+def derive_seed(seed: int, *parts) -> int:
+    """A 63-bit seed from (seed, purpose, epoch...): independent streams that never collide by accident."""
+    digest = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def seed_everything(seed: int) -> None:
+    """Global RNGs (dropout, drop-path, anything else random in the model) start from the run's seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_epoch(loader, epoch: int) -> None:
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+
+
+def prefixed(prefix: str, result: dict, metric_name: str) -> dict:
+    return {f"{prefix}_loss": result["loss"], f"{prefix}_{metric_name}": result["metric"]}
+
+
+def group_lrs(opt) -> dict:
+    """lr = the encoder's lr (the first group's when there is no encoder); head_lr beside it."""
+    lrs = {g.get("name", ""): g["lr"] for g in opt.param_groups}
+    out = {"lr": lrs.get("encoder", lrs.get("encoder_no_decay", opt.param_groups[0]["lr"]))}
+    head = lrs.get("head", lrs.get("head_no_decay"))
+    if head is not None and ("encoder" in lrs or "encoder_no_decay" in lrs):
+        out["head_lr"] = head
+    return out
+
+
+def save(ckpt: Path, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best) -> None:
+    state = {"format": FORMAT, "epoch": len(history), "plan": plan, "model": model.state_dict(),
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+             "early_stop": early_stop.state_dict() if early_stop else None, "best": best.state_dict(),
+             "history": history, "stopped": stopped, "rng": rng_state()}
+    atomic_save(state, ckpt / "last.pt")
+    if is_best:  # weights and the record only: best.pt is for using the model, last.pt for continuing
+        atomic_save({k: state[k] for k in ("format", "epoch", "plan", "model", "best", "history")}, ckpt / "best.pt")
+
+
+def restore(path: Path, plan, model, opt, sched, scaler, early_stop, best) -> tuple[list[dict], bool]:
+    state = load_checkpoint(path)
+    if "optimizer" not in state:
+        raise ImgwangError(f"{path} holds weights only; resume needs a last.pt written by fit")
+    differ = [f"{k}={state['plan'].get(k)!r} (now {v!r})" for k, v in plan.items() if state["plan"].get(k) != v]
+    if differ:
+        raise ConfigError(f"cannot resume from {path}: it was written with {', '.join(differ)}; resume the same run")
+    load_model_state(model, state["model"], path)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    if early_stop is not None and state["early_stop"] is not None:
+        early_stop.load_state_dict(state["early_stop"])
+    best.load_state_dict(state["best"])
+    set_rng_state(state["rng"])
+    return state["history"], state["stopped"]
+
+
+def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early_stop) -> None:
+    numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}
+    tracker.log_metrics(numbers, step=row["epoch"] * steps, epoch=row["epoch"])
+    if "grad_stats" in row:
+        tracker.log_figure(f"grad_stats_epoch_{row['epoch']}", plot_grad_stats(row["grad_stats"]))
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.4f}")
+    parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]
+    say(progress, "  ".join(parts))
+    if stopped:
+        say(progress, f"early stop: {early_stop.metric} has not improved for {early_stop.patience} epochs "
+                      f"(best {early_stop.best:.4f} at epoch {early_stop.best_epoch})")
+
+
+def say(progress: bool, line: str) -> None:
+    if progress:
+        print(line, flush=True)

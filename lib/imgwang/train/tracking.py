@@ -1,0 +1,140 @@
+"""Experiment tracking: Comet online, Comet offline (a zip in log_dir, no network), or nothing.
+
+Tracking must never end a training run: if comet_ml is missing or fails, we warn once and carry on
+with a no-op tracker. The API key never leaves the environment: parameters whose name or value looks
+like a secret are dropped before logging, and Comet's code/git/env/stdout capture is switched off
+(those are where a key would leak from).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+from ..errors import ConfigError
+
+MODES = ("off", "offline", "online", "auto")
+SECRET_NAME = re.compile(r"api[_-]?key|token|secret|password|credential", re.IGNORECASE)
+
+
+class Tracker:
+    """The no-op tracker; also the interface every tracker follows."""
+
+    mode = "off"
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int | None = None, epoch: int | None = None) -> None:
+        pass
+
+    def log_figure(self, name: str, fig) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def scrub_secrets(params: dict, secrets: list[str] | None = None) -> dict:
+    """Drop (recursively) every entry whose name looks like a secret or whose value contains one."""
+    if secrets is None:
+        secrets = [v for k, v in os.environ.items() if k.startswith("COMET_") and SECRET_NAME.search(k) and v]
+    out = {}
+    for key, value in params.items():
+        if SECRET_NAME.search(str(key)):
+            continue
+        if isinstance(value, dict):
+            value = scrub_secrets(value, secrets)
+        elif any(s in str(value) for s in secrets):
+            continue
+        out[key] = value
+    return out
+
+
+class CometTracker(Tracker):
+    """Wraps a comet_ml experiment; any comet failure disables it with a single warning."""
+
+    def __init__(self, experiment, mode: str):
+        self.experiment, self.mode = experiment, mode
+
+    def _call(self, what: str, fn, *args, **kwargs) -> None:
+        if self.experiment is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:
+            warnings.warn(f"experiment tracking stopped ({what} failed: {type(e).__name__}: {e}); training goes on")
+            self.experiment = None
+
+    def log_params(self, params: dict) -> None:
+        if self.experiment is not None:
+            self._call("log_params", self.experiment.log_parameters, scrub_secrets(params))
+
+    def log_metrics(self, metrics: dict, step: int | None = None, epoch: int | None = None) -> None:
+        if self.experiment is not None:
+            self._call("log_metrics", self.experiment.log_metrics, metrics, step=step, epoch=epoch)
+
+    def log_figure(self, name: str, fig) -> None:
+        if self.experiment is not None:
+            self._call("log_figure", self.experiment.log_figure, figure_name=name, figure=fig)
+
+    def end(self) -> None:
+        if self.experiment is not None:
+            self._call("end", self.experiment.end)
+            self.experiment = None
+
+
+def resolve_mode(mode: str) -> str:
+    mode = (mode or "off").lower()
+    if mode not in MODES:
+        raise ConfigError(f"unknown COMET={mode!r}; use one of: {', '.join(MODES)}")
+    if mode == "auto":
+        return "online" if os.environ.get("COMET_API_KEY") else "offline"
+    if mode == "online" and not os.environ.get("COMET_API_KEY"):
+        raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / COMET=off)")
+    return mode
+
+
+def make_tracker(mode: str = "off", project: str = "imgwang", run_name: str | None = None,
+                 log_dir: Path | None = None) -> Tracker:
+    """A tracker for `mode`; bad modes and online-without-key raise ConfigError here, before training."""
+    mode = resolve_mode(mode)
+    if mode == "off":
+        return Tracker()
+    if mode == "offline" and log_dir is None:
+        raise ConfigError("COMET=offline needs a log_dir to write the experiment archive into")
+    try:
+        import comet_ml
+    except Exception as e:
+        warnings.warn(f"comet_ml is not usable ({type(e).__name__}: {e}); experiment tracking is off")
+        return Tracker()
+    if mode == "online":
+        try:
+            return CometTracker(_start(comet_ml, project, run_name, online=True, log_dir=log_dir), "online")
+        except Exception as e:
+            warnings.warn(f"Comet online failed to start ({type(e).__name__}); falling back to offline")
+            if log_dir is None:
+                return Tracker()
+    try:
+        return CometTracker(_start(comet_ml, project, run_name, online=False, log_dir=log_dir), "offline")
+    except Exception as e:
+        warnings.warn(f"Comet offline failed to start ({type(e).__name__}: {e}); experiment tracking is off")
+        return Tracker()
+
+
+def _start(comet_ml, project: str, run_name: str | None, *, online: bool, log_dir: Path | None):
+    offline_dir = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        offline_dir = str(log_dir)
+    config = comet_ml.ExperimentConfig(
+        name=run_name, offline_directory=None if online else offline_dir, display_summary_level=0,
+        # everything that could copy a secret (source, diffs, env, argv, stdout) stays off
+        log_code=False, log_graph=False, parse_args=False, log_git_metadata=False, log_git_patch=False,
+        log_env_details=False, log_env_gpu=False, log_env_host=False, log_env_cpu=False,
+        log_env_network=False, log_env_disk=False, auto_output_logging=None, auto_param_logging=False,
+        auto_metric_logging=False, auto_log_co2=False,
+    )
+    return comet_ml.start(project_name=project, online=online, mode="create", experiment_config=config)
