@@ -1,0 +1,185 @@
+"""patchwork: pixel-exact semantics on constructed images, labels, switches, and that it learns."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from imgwang.data.batch import Batch
+from imgwang.errors import ConfigError
+from imgwang.models import create_encoder, inverse_sigmoid
+from imgwang.tasks.patchwork import Patchwork
+from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
+
+
+def coded_images(b, h=32, w=32):
+    """Every pixel names its image and place: channel 0 = image colour, 1 = row ramp, 2 = column ramp."""
+    img = torch.empty(b, 3, h, w)
+    img[:, 0] = (torch.arange(b, dtype=torch.float32) / b).view(b, 1, 1)
+    img[:, 1] = (torch.arange(h, dtype=torch.float32) / h).view(1, h, 1)
+    img[:, 2] = (torch.arange(w, dtype=torch.float32) / w).view(1, 1, w)
+    return img
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def box(t, y, x, s):
+    return t[..., y:y + s, x:x + s]
+
+
+def check_example(images, out, i, boxes, sources, label):
+    dy, dx, sy, sx, s = boxes.tolist()
+    partner = int(sources[1])
+    assert int(sources[0]) == i
+    pasted = box(out[i], dy, dx, s)
+    if label == 1:  # the same image, elsewhere
+        assert partner == -1 and (sy, sx) != (dy, dx)
+        assert torch.equal(pasted, box(images[i], sy, sx, s))
+        assert torch.all(pasted[0] == images[i, 0, 0, 0])  # its own colour
+    else:  # another image, the same place
+        assert partner not in (-1, i) and (sy, sx) == (dy, dx)
+        assert torch.equal(pasted, box(images[partner], dy, dx, s))
+        assert torch.all(pasted[0] != images[i, 0, 0, 0])  # a foreign colour
+    outside = torch.ones_like(out[i], dtype=torch.bool)
+    box(outside, dy, dx, s).fill_(False)
+    assert torch.equal(out[i][outside], images[i][outside])
+
+
+def test_positives_and_negatives_are_what_their_labels_say():
+    images = coded_images(24)
+    task = Patchwork(patch_frac=0.25)
+    out, targets, meta = task.make_batch(images, gen())
+    assert out.shape == images.shape and targets.dtype == torch.float32 and targets.shape == (24,)
+    assert torch.equal(targets.long(), meta["labels"])
+    assert torch.equal(meta["boxes"][:, 4], torch.full((24,), 8))
+    for i in range(24):
+        check_example(images, out, i, meta["boxes"][i], meta["sources"][i], int(targets[i]))
+    assert 0 < targets.sum() < 24
+
+
+@pytest.mark.parametrize("pct_pos", [0.0, 1.0, 0.3])
+def test_pct_pos_is_respected_and_sets_chance(pct_pos):
+    images = coded_images(200, 16, 16)
+    task = Patchwork(pct_pos=pct_pos)
+    out, targets, meta = task.make_batch(images, gen(3))
+    assert targets.sum().item() == round(pct_pos * 200)
+    assert task.chance == pytest.approx(max(pct_pos, 1 - pct_pos))
+    # Label 1 <=> the patch carries the image's own colour, whatever the rate.
+    for i in range(0, 200, 7):
+        check_example(images, out, i, meta["boxes"][i], meta["sources"][i], int(targets[i]))
+
+
+def test_fixed_position_debug_mode():
+    images = coded_images(16)
+    out, targets, meta = Patchwork(fixed_position=True).make_batch(images, gen(1))
+    s = 8
+    dest = meta["boxes"][:, :2]
+    src = meta["boxes"][:, 2:4]
+    assert torch.all(dest == 0)
+    pos = targets == 1
+    assert torch.all(src[pos] == 32 - s) and torch.all(src[~pos] == 0)
+    for i in range(16):
+        check_example(images, out, i, meta["boxes"][i], meta["sources"][i], int(targets[i]))
+
+
+def test_positions_vary_and_batch_is_deterministic_per_generator():
+    images = coded_images(64)
+    task = Patchwork()
+    a = task.make_batch(images, gen(5))
+    b = task.make_batch(images, gen(5))
+    c = task.make_batch(images, gen(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2]["boxes"], b[2]["boxes"])
+    assert not torch.equal(a[2]["boxes"], c[2]["boxes"])
+    assert a[2]["boxes"][:, 0].unique().numel() > 10 and a[2]["boxes"][:, 1].unique().numel() > 10
+
+
+def test_flips_and_noise_change_the_patch_for_both_labels():
+    images = coded_images(64)
+    out, targets, meta = Patchwork(flip_patches=True).make_batch(images, gen(2))
+    seen = set()
+    for i in range(64):
+        dy, dx, sy, sx, s = meta["boxes"][i].tolist()
+        p = int(meta["sources"][i, 1])
+        src = box(images[i if p < 0 else p], sy, sx, s)
+        pasted = box(out[i], dy, dx, s)
+        kinds = {k for k, f in {"none": src, "x": src.flip(-1), "y": src.flip(-2), "xy": src.flip(-1).flip(-2)}.items()
+                 if torch.equal(pasted, f)}
+        assert kinds, f"example {i}: pasted patch is not a flip of its source"
+        seen |= {(k, int(targets[i])) for k in kinds}
+    assert {k for k, _ in seen} >= {"none", "x", "y", "xy"} and {lab for _, lab in seen} == {0, 1}
+
+    noisy, targets, meta = Patchwork(patch_noise=0.05).make_batch(images, gen(2))
+    clean, _, _ = Patchwork().make_batch(images, gen(2))
+    diff = (noisy - clean).abs()
+    for i in range(64):
+        dy, dx, _, _, s = meta["boxes"][i].tolist()
+        inside = box(diff[i], dy, dx, s)
+        assert 0 < inside.mean() < 0.1
+        assert diff[i].sum() == pytest.approx(inside.sum().item())  # nothing outside the box changed
+
+
+def test_prepare_traces_dataset_indices():
+    images = coded_images(8)
+    batch = Batch(images, torch.full((8,), -1), torch.arange(100, 108))
+    _, targets, meta = Patchwork().prepare(batch, gen())
+    idx = meta["indices"]
+    assert torch.equal(idx[:, 0], torch.arange(100, 108))
+    assert torch.equal(idx[:, 1] >= 0, targets == 0)
+    assert torch.equal(idx[targets == 0, 1], 100 + meta["sources"][targets == 0, 1])
+
+
+def test_bad_parameters_and_batches_are_clear_errors():
+    for kw in (dict(patch_frac=0.0), dict(patch_frac=1.0), dict(pct_pos=1.5), dict(patch_noise=-1)):
+        with pytest.raises(ConfigError):
+            Patchwork(**kw)
+    with pytest.raises(ConfigError, match="at least 2"):
+        Patchwork().make_batch(coded_images(1), gen())
+    out, targets, _ = Patchwork(pct_pos=1.0).make_batch(coded_images(1), gen())  # positives need no partner
+    assert targets.tolist() == [1.0]
+
+
+def test_model_loss_and_metric():
+    task = Patchwork(pct_pos=0.25)
+    model = task.build_model(create_encoder("tinyconv"))
+    assert model.head.out.bias.item() == pytest.approx(inverse_sigmoid(0.25))
+    assert model.eval()(coded_images(1)).shape == (1,)
+    logits, targets = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert task.metric(logits, targets).item() == 0.5
+    assert task.loss(logits, targets).item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, targets).item())
+    with pytest.raises(ValueError):  # (B, 1) against (B,) would broadcast to (B, B)
+        task.loss(logits[:, None], targets)
+
+
+def smooth_images(b, size=32, seed=0):
+    return F.interpolate(torch.rand(b, 3, 4, 4, generator=gen(seed)), size=size, mode="bilinear", align_corners=False)
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    # One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        task = Patchwork()
+        yield task, overfit_one_batch(task, smooth_images(32), steps=120, lr=3e-3, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_overfits_one_batch(overfit):
+    _, result = overfit
+    assert result["train_metric"] >= 0.95
+    assert result["last_loss"] <= 0.1 * result["first_loss"]
+
+
+def test_noise_switch_brings_metric_to_chance(overfit):
+    task, result = overfit
+    model = result["model"]
+    noisy = Patchwork(noise_p=1.0)
+    batches = [Batch(smooth_images(32, seed=s), torch.full((32,), -1), torch.arange(32)) for s in range(16)]
+    on_noise = evaluate_pretext(noisy, model, batches, seed=1)
+    assert abs(on_noise["metric"] - noisy.chance) < 0.1
+    # ...while the same model on the batch it memorised, inputs intact, is far above chance.
+    seen = evaluate_pretext(task, model, [smooth_images(32)], seed=0)
+    assert seen["metric"] >= 0.9
