@@ -127,6 +127,8 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     params.update(given)
     params.update(version=version, runs_dir=str(runs_dir), resume=resume)
     params = {k: v for k, v in params.items() if k in accepted}
+    if "from_version" in params and not params["from_version"]:
+        params["from_version"] = version  # FROM defaults to the version itself
     if stage == "pretrain":
         params["task_params"] = {**(params.get("task_params") or {}), **task_params}
     params["seed"] = non_negative_int("seed", params.get("seed", 0))
@@ -170,8 +172,6 @@ def inherited(stage: str, run_dir: Path, given: dict, in_pipeline: bool, version
                 raise ConfigError(f"ARCH={given['arch']} but the encoder of {source} is a {src_pre['arch']}")
             out["arch"] = src_pre["arch"]
         out["data"] = pre.get("data") or src_pre.get("data") or "imagewang"
-        if in_pipeline and "from_version" not in given:
-            out["from_version"] = version
     elif stage in ("evaluate", "review"):
         tra = recorded_config(run_dir, "transfer")
         if tra:
@@ -198,9 +198,13 @@ def non_negative_int(name: str, value) -> int:
 
 
 def check_arch(arch: str) -> None:
-    from ..models.encoders import check_arch as check
+    """Unknown names fail with create_encoder's message; known ones are not built here."""
+    import timm
 
-    check(arch)
+    from ..models.encoders import create_encoder
+
+    if arch != "tinyconv" and not timm.is_model(arch):
+        create_encoder(arch)
 
 
 def check_comet(mode: str) -> None:

@@ -1,4 +1,4 @@
-"""Pictures for the notebooks: what a task feeds the model, and mistakes beside their source images."""
+"""Pictures for the notebooks: what a task feeds the model, and classified images with their verdicts."""
 
 from __future__ import annotations
 
@@ -42,40 +42,6 @@ def mistakes_grid(items: list[dict], result: dict):
     images = np.stack([np.asarray(cache.array[i["row"]]) for i in items])
     titles = [f"true {short(names[i['true']])}\npred {short(names[i['pred']])} {i['prob_pred']:.2f}" for i in items]
     return image_grid(images, titles)
-
-
-def pretext_mistakes_grid(result: dict):
-    """Each pretext mistake's input followed by the source images it was built from."""
-    cache = result["data"].cache
-    images, titles = [], []
-    for m in result["pretext"]["mistakes"]:
-        sources = [int(s) for s in np.asarray(m["sources"]).reshape(-1) if int(s) >= 0]
-        images.append(to_uint8(m["input"]))
-        titles.append(f"loss {m['loss']:.2f} target {m['target']}")
-        for s in sources[:3]:
-            images.append(np.asarray(cache.array[s]))
-            titles.append(f"source #{s}")
-        for _ in range(3 - min(3, len(sources))):
-            images.append(np.full_like(images[-1], 255))
-            titles.append("")
-    return image_grid(resize_all(images), titles, ncols=4)
-
-
-def to_uint8(image) -> np.ndarray:
-    a = np.asarray(image.detach().cpu() if torch.is_tensor(image) else image)
-    return a if a.dtype == np.uint8 else (np.clip(a, 0, 1) * 255).astype(np.uint8)
-
-
-def resize_all(images: list[np.ndarray]) -> np.ndarray:
-    """Bring (3, H, W) images of different sizes to the first one's size for one grid."""
-    h, w = images[0].shape[-2:]
-    out = []
-    for im in images:
-        if im.shape[-2:] != (h, w):
-            t = torch.from_numpy(np.ascontiguousarray(im)).float()[None]
-            im = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", antialias=True)[0].clamp(0, 255).byte().numpy()
-        out.append(im)
-    return np.stack(out)
 
 
 def short(name: str, n: int = 18) -> str:
