@@ -15,6 +15,8 @@ from imgwang.data.batch import Batch  # noqa: E402
 from imgwang.evaluate import (  # noqa: E402
     least_confident_correct, plot_pretext_mistakes, pretext_mistakes, top_mistakes, worst_classes,
 )
+from imgwang.models.encoders import create_encoder  # noqa: E402
+from imgwang.tasks import get_task, task_names  # noqa: E402
 from imgwang.tasks.base import Task  # noqa: E402
 
 
@@ -107,7 +109,7 @@ def test_pretext_mistakes_keeps_the_highest_loss_examples_and_their_sources():
     assert [m["sources"][0] for m in mistakes] == brightest
     for m in mistakes:
         row = m["sources"][0]
-        assert m["loss"] == pytest.approx(levels[row].item() ** 2, rel=1e-5)
+        assert m["loss"] == pytest.approx(levels[row].item() ** 2, abs=1e-5)  # leave-one-out = own term
         assert m["metric"] == float(levels[row].item() < 0.25)
         assert m["target"] == [0.0] and m["output"] == [pytest.approx(levels[row].item(), abs=1e-4)]
         # the input shown is the image the model got, i.e. the source image itself
@@ -134,6 +136,24 @@ def test_pretext_mistakes_uses_a_per_example_loss_when_the_task_has_one():
     assert [m["sources"][0] for m in mistakes] == torch.argsort(levels)[:2].tolist()
 
 
+def test_pretext_mistakes_ranks_examples_of_a_batch_coupled_loss():
+    """A loss that only exists across the batch (like contrastive ones): alone, every example scores 0.
+
+    The spread of the predicted brightness around the batch mean: the outlier adds most to it."""
+
+    class SpreadTask(BrightnessTask):
+        def loss(self, outputs, targets):
+            return ((outputs - outputs.mean()) ** 2).mean()
+
+    levels = torch.tensor([0.5, 0.52, 0.95, 0.48, 0.5, 0.1, 0.49, 0.51])  # outliers: row 2, then row 5
+    images = levels.view(-1, 1, 1, 1).expand(8, 3, 4, 4).contiguous()
+    loader = [Batch(images[:4], torch.full((4,), -1), torch.arange(4)),
+              Batch(images[4:], torch.full((4,), -1), torch.arange(4, 8))]
+    mistakes = pretext_mistakes(SpreadTask(), BrightnessModel(), loader, "cpu", k=2)
+    assert [m["sources"][0] for m in mistakes] == [2, 5]
+    assert mistakes[0]["loss"] > mistakes[1]["loss"] > 0
+
+
 def test_plot_pretext_mistakes_shows_each_input_beside_its_sources():
     loader, images, _ = brightness_dataset()
     mistakes = pretext_mistakes(BrightnessTask(), BrightnessModel(), loader, "cpu", k=4)
@@ -141,3 +161,19 @@ def test_plot_pretext_mistakes_shows_each_input_beside_its_sources():
     assert len(fig.axes) == sum(len(m["inputs"]) + len(m["sources"]) for m in mistakes)
     assert all(len(ax.images) == 1 for ax in fig.axes)
     assert fig.axes[1].get_title() == f"source {mistakes[0]['sources'][0]}"
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_pretext_mistakes_works_with_every_registered_task(name):
+    """The review must read whatever a real task returns (tuples of inputs, lists of views, coupled losses)."""
+    torch.manual_seed(0)
+    images = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rows = torch.arange(100, 116)
+    loader = [Batch(images[i:i + 8], torch.full((8,), -1), rows[i:i + 8]) for i in (0, 8)]
+    task = get_task(name)
+    mistakes = pretext_mistakes(task, task.build_model(create_encoder("tinyconv")), loader, "cpu", k=3)
+    losses = [m["loss"] for m in mistakes]
+    assert len(mistakes) == 3 and losses == sorted(losses, reverse=True) and all(np.isfinite(losses))
+    for m in mistakes:
+        assert m["sources"] and all(100 <= s < 116 for s in m["sources"])
+        assert m["inputs"] and all(im.dtype == np.uint8 and im.shape[0] == 3 for im in m["inputs"])

@@ -71,13 +71,42 @@ def worst_classes(per_class_acc: dict[str, float], n: int = 5) -> list[tuple[str
 
 def _take(x, i: int):
     """Example i of a tensor, or of every tensor in a tuple/list/dict, keeping the batch dimension."""
+    return _map(x, lambda t: t[i:i + 1])
+
+
+def _drop(x, i: int):
+    """Everything but example i."""
+    return _map(x, lambda t: torch.cat([t[:i], t[i + 1:]]))
+
+
+def _map(x, fn):
     if torch.is_tensor(x):
-        return x[i:i + 1]
+        return fn(x)
     if isinstance(x, (tuple, list)):
-        return type(x)(_take(v, i) for v in x)
+        return type(x)(_map(v, fn) for v in x)
     if isinstance(x, dict):
-        return {key: _take(v, i) for key, v in x.items()}
+        return {key: _map(v, fn) for key, v in x.items()}
     return x
+
+
+def example_losses(task, outputs, targets, n: int) -> list[float]:
+    """Per-example loss of one task batch, from a task loss that averages over the batch.
+
+    task.per_example_loss(outputs, targets) -> (B,) is used when the task defines it. Otherwise the
+    leave-one-out share B*L(all) - (B-1)*L(all but i): for a loss that is a mean of independent
+    per-example terms this is exactly example i's term, and for a loss that couples the batch (contrastive
+    NT-Xent, SwAV's balanced codes, where a single example alone has no negatives) it is how much example i
+    adds to the batch loss, so the examples that make the task hardest still come first.
+    """
+    per_example = getattr(task, "per_example_loss", None)
+    if per_example is not None:
+        return per_example(outputs, targets).detach().float().cpu().tolist()
+    # mean(): a loss may come back as shape (1,) instead of a 0-d tensor (SwAV's does)
+    if n == 1:
+        return [task.loss(outputs, targets).float().mean().item()]
+    full = task.loss(outputs, targets).float().mean()
+    left_out = torch.stack([task.loss(_drop(outputs, i), _drop(targets, i)).float().mean() for i in range(n)])
+    return (n * full - (n - 1) * left_out).cpu().tolist()  # one device sync per batch
 
 
 def _first_tensor(x):
@@ -119,16 +148,14 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
     """The k pretext examples with the highest loss over `loader`, highest first.
 
     Task batches are built as in training (partners drawn from the same batch) from a generator seeded
-    with `seed`, so two calls see the same examples. The per-example loss is task.loss on that one
-    example's outputs and targets (for a task whose loss needs the whole batch, like a contrastive loss,
-    define `task.per_example_loss(outputs, targets) -> (B,)` and it is used instead).
+    with `seed`, so two calls see the same examples. An example's loss is its share of its batch's loss
+    (`example_losses`); the metric is task.metric on that example alone.
 
     Each dict: loss, metric (task.metric on the example), target, output (summaries), batch (position of
     the batch in the loader), position (in the batch), sources (dataset indices of every image used,
     from meta["indices"]), inputs (the model's input image(s) as uint8 (3, H, W) arrays).
     """
     device = torch.device(device)
-    per_example = getattr(task, "per_example_loss", None)
     heap: list[tuple[float, int, dict]] = []  # min-heap of the k worst so far; the counter breaks ties
     counter = 0
     generator = None
@@ -140,10 +167,7 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
             inputs, targets, meta = task.prepare(batch, generator)
             outputs = model(inputs)
             n = len(batch)
-            if per_example is not None:
-                losses = per_example(outputs, targets).float().cpu().tolist()
-            else:
-                losses = [float(task.loss(_take(outputs, i), _take(targets, i))) for i in range(n)]
+            losses = example_losses(task, outputs, targets, n)
             sources = meta.get("indices")
             sources = (sources if sources is not None else batch.indices).reshape(n, -1).cpu()
             first = _first_tensor(inputs)
@@ -152,7 +176,7 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
                 if len(heap) == k and rank <= heap[0][0]:
                     continue
                 out_i, tgt_i = _take(outputs, i), _take(targets, i)
-                item = {"loss": loss, "metric": float(task.metric(out_i, tgt_i)),
+                item = {"loss": loss, "metric": torch.as_tensor(task.metric(out_i, tgt_i)).float().mean().item(),
                         "target": _summary(tgt_i), "output": _summary(out_i), "batch": b, "position": i,
                         "sources": [int(s) for s in sources[i] if s >= 0],
                         "inputs": _as_uint8_images(first[i:i + 1]) if first is not None else []}
@@ -167,14 +191,15 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
     return [item for _, _, item in sorted(heap, key=lambda e: (e[0], e[1]), reverse=True)]
 
 
-def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_sources: int = 4, size: float = 1.8):
+def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_inputs: int = 3, max_sources: int = 4,
+                          size: float = 1.8):
     """One row per mistake: the model's input image(s), then the source images it was built from.
 
     source_images_fn(dataset_index) -> uint8 (3, H, W), e.g. `lambda i: cache.array[i]`.
     """
     if not mistakes:
         raise DataError("no pretext mistakes to plot")
-    rows = [(m["inputs"], m["sources"][:max_sources]) for m in mistakes]
+    rows = [(m["inputs"][:max_inputs], m["sources"][:max_sources]) for m in mistakes]
     ncols = max(len(inputs) + len(sources) for inputs, sources in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.3),
                              squeeze=False, layout="constrained")
