@@ -183,3 +183,6 @@ def test_noise_switch_brings_metric_to_chance(overfit):
     # ...while the same model on the batch it memorised, inputs intact, is far above chance.
     seen = evaluate_pretext(task, model, [smooth_images(32)], seed=0)
     assert seen["metric"] >= 0.9
+    # The memorised batch itself (same seed: same targets), inputs replaced by noise: the memory is gone.
+    hidden = evaluate_pretext(noisy, model, [smooth_images(32)], seed=0)
+    assert hidden["metric"] <= noisy.chance + 0.3
