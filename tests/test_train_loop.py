@@ -12,7 +12,16 @@ from imgwang.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
 
 
-# --- a tiny in-memory world (also used by test_train_resume.py) -----------------------------------
+# --- a tiny in-memory world (also used by test_train_resume.py and test_tracking.py) ------------------
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Ops this small only lose to thread start-up (10x on a busy 2-core box); restore the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 def easy_images(n=64, size=8, seed=0):
     """Class 1 images are brighter in the red channel than in the green one, class 0 the other way."""

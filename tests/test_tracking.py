@@ -1,0 +1,94 @@
+"""Experiment tracking: modes, offline archives without secrets, and never killing a run."""
+
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imgwang.errors import ConfigError
+from imgwang.train import Tracker, fit, make_tracker
+from imgwang.train.tracking import CometTracker, resolve_mode, scrub_secrets
+from test_train_loop import make_world, single_thread  # noqa: F401  (autouse fixture)
+
+FAKE_KEY = "fakeCometKey0123456789abcdefXYZ"
+
+
+def all_bytes(log_dir: Path):
+    """Every file under log_dir, and every member of every zip archive (Comet offline writes zips)."""
+    for path in log_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        yield path.name, data
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    yield f"{path.name}:{name}", archive.read(name)
+
+
+def test_modes_resolve_from_the_key(monkeypatch):
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    assert resolve_mode("auto") == "offline"
+    assert isinstance(make_tracker("off"), Tracker) and make_tracker("off").mode == "off"
+    with pytest.raises(ConfigError, match="COMET=online needs COMET_API_KEY"):
+        make_tracker("online")
+    with pytest.raises(ConfigError, match="unknown COMET"):
+        make_tracker("loud")
+    monkeypatch.setenv("COMET_API_KEY", FAKE_KEY)
+    assert resolve_mode("auto") == "online"
+
+
+def test_secrets_are_scrubbed_by_name_and_value(monkeypatch):
+    monkeypatch.setenv("COMET_API_KEY", FAKE_KEY)
+    params = {"lr": 0.1, "api_key": "x", "COMET_API_KEY": FAKE_KEY, "note": f"run with {FAKE_KEY}",
+              "nested": {"token": "t", "arch": "resnet18", "cmd": f"--key {FAKE_KEY}"}}
+    assert scrub_secrets(params) == {"lr": 0.1, "nested": {"arch": "resnet18"}}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # comet_ml's own sentry_sdk use
+def test_offline_writes_under_log_dir_and_never_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMET_API_KEY", FAKE_KEY)
+    tracker = make_tracker("offline", project="imgwang", run_name="test-run", log_dir=tmp_path)
+    assert tracker.mode == "offline"
+    tracker.log_params({"api_key": FAKE_KEY, "comment": f"key is {FAKE_KEY}", "arch": "tinyconv"})
+    model, obj, train, val = make_world()
+    fit(model, obj, train, val, epochs=1, lr=1e-2, device="cpu", progress=False, grad_stats=True, tracker=tracker)
+    print(f"a careless print of {FAKE_KEY}")  # stdout capture is off: this must not reach the archive
+    tracker.end()
+    contents = dict(all_bytes(tmp_path))
+    assert contents, "offline mode wrote nothing under log_dir"
+    everything = b"".join(contents.values())
+    assert b"tinyconv" in everything and b"train_loss" in everything  # params and metrics were recorded
+    leaks = [name for name, data in contents.items() if FAKE_KEY.encode() in data]
+    assert leaks == []
+
+
+def test_comet_that_cannot_import_falls_back_to_no_tracking(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "comet_ml", None)  # makes `import comet_ml` raise ImportError
+    with pytest.warns(UserWarning, match="comet_ml is not usable"):
+        tracker = make_tracker("offline", log_dir=tmp_path)
+    assert type(tracker) is Tracker
+    tracker.log_metrics({"loss": 1.0}, epoch=1)  # no-op, no error
+
+
+def test_a_failing_tracker_warns_once_and_training_goes_on():
+    class BrokenExperiment:
+        calls = 0
+
+        def log_metrics(self, *a, **k):
+            BrokenExperiment.calls += 1
+            raise OSError("disk full")
+
+        log_parameters = log_figure = end = log_metrics
+
+    tracker = CometTracker(BrokenExperiment(), "offline")
+    model, obj, train, val = make_world()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(model, obj, train, val, epochs=2, lr=1e-2, device="cpu", progress=False, tracker=tracker)
+        tracker.end()
+    assert len(history) == 2
+    assert sum("experiment tracking stopped" in str(w.message) for w in caught) == 1
+    assert BrokenExperiment.calls == 1  # disabled after the first failure
