@@ -10,13 +10,14 @@ from __future__ import annotations
 import heapq
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..data.batch import Batch
 from ..errors import DataError
 from .features import eval_mode
-from .plots import plt, to_hwc_uint8
+from .plots import to_hwc_uint8
 
 
 def _probs_labels(probs, labels):
