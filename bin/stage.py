@@ -12,6 +12,7 @@ training stops after saving its last complete epoch; RESUME=1 continues from the
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -45,6 +46,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # papermill logs the notebook's printed output (epoch lines, results) at INFO: show it live
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     stages = PIPELINE if args.stage == "pipeline" else [args.stage]
     try:
         plans = [plan_stage(stages[0], args, REPO)]

@@ -11,3 +11,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def lab_env(tmp_path_factory):
+    """Data and cache folders for the whole session (the sample is generated once), runs elsewhere."""
+    root = tmp_path_factory.mktemp("lab")
+    env = {"IMGWANG_DATA": str(root / "data"), "IMGWANG_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

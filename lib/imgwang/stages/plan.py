@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .. import config, runs
+from ..device import resolve_device
 from ..errors import ConfigError
 
 PIPELINE = ["pretrain", "transfer", "evaluate", "review"]
@@ -140,12 +141,13 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
 
         get_task(params["task"], **params["task_params"])
     check_comet(params.get("comet", "auto"))
+    resolve_device(params.get("device", "auto"))
     check_data(params["data"])
+    if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
+        raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
     if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
         if not (in_pipeline and params["from_version"] == version):
             runs.encoder_path(runs_dir, params["from_version"])
-    if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
-        raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
     check_overwrite(run_dir, stage, force, resume)
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
 
