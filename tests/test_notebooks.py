@@ -1,0 +1,133 @@
+"""The stage notebooks through papermill, as `make` runs them: tiny sizes on the sample data.
+
+One pipeline run is shared by the tests that read its scraps (one kernel start per notebook).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+import scrapbook as sb
+
+from conftest import REPO
+
+TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
+
+
+def run_stage(runs_dir, *args, timeout=600):
+    return subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def scraps(path):
+    return sb.read_notebook(str(path)).scraps.data_dict
+
+
+def stages_of(run_dir):
+    return json.loads((run_dir / "run.json").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, lab_env):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    out = run_stage(runs_dir, "pipeline", *TINY, "-p", "pct_pos", "0.6")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return runs_dir
+
+
+def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
+    run = pipeline / "v1"
+    for name in ("01-pretrain", "02-transfer", "03-evaluate", "04-review"):
+        assert (run / f"{name}.ipynb").exists()
+    info = json.loads((run / "run.json").read_text())
+    assert {s: v["status"] for s, v in info["stages"].items()} == dict.fromkeys(
+        ["pretrain", "transfer", "evaluate", "review"], "done")
+    assert info["environment"]["packages"]["torch"] and "git_commit" in info["environment"]
+    assert info["stages"]["pretrain"]["config"]["task_params"] == {"pct_pos": 0.6}
+    assert (run / "encoder.pt").exists() and (run / "classifier.pt").exists() and (run / "predictions.csv").exists()
+
+
+def test_pretrain_scraps(pipeline):
+    s = scraps(pipeline / "v1" / "01-pretrain.ipynb")
+    assert s["task"] == "patchwork" and s["pretext_metric_name"] == "accuracy"
+    assert s["pretext_chance"] == pytest.approx(0.6)  # chance follows pct_pos
+    assert s["config"]["arch"] == "tinyconv" and s["config"]["seed"] == 0 and s["config"]["lr"] > 0  # defaults resolved
+    assert len(s["pretrain_history"]) == 1 and 0 <= s["pretext_val_metric"] <= 1
+    assert s["pretrain_images_per_s"] > 0 and s["pretrain_wall_s"] > 0
+    assert {"train_loss", "val_loss", "val_accuracy", "images_per_s"} <= set(s["pretrain_history"][0])
+
+
+def test_transfer_evaluate_review_scraps(pipeline):
+    run = pipeline / "v1"
+    t = scraps(run / "02-transfer.ipynb")
+    assert t["from_version"] == "v1" and len(t["val_accs"]) == 1 and t["val_acc"] == t["val_accs"][0]
+    assert t["val_acc_std"] == 0.0 and len(t["transfer_history"]) == 1
+    e = scraps(run / "03-evaluate.ipynb")
+    assert 0 <= e["eval_acc"] <= 1 and 0 <= e["knn_acc"] <= 1 and 0 <= e["linear_acc"] <= 1
+    assert e["eval_acc"] == pytest.approx(t["val_acc"])  # the same classifier scored on the same val set
+    assert len(e["per_class_acc"]) == 10  # only the classes val holds
+    r = scraps(run / "04-review.ipynb")
+    assert r["n_val_mistakes"] == round((1 - e["eval_acc"]) * 160)  # 10 val classes x 16 images
+
+
+def test_notebooks_show_their_plots(pipeline):
+    for name, scrap in (("01-pretrain", "pretrain_curves"), ("03-evaluate", "confusion"), ("04-review", "pretext_mistakes")):
+        book = sb.read_notebook(str(pipeline / "v1" / f"{name}.ipynb"))
+        assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
+
+
+def test_random_init_baseline_and_compare(pipeline):
+    out = run_stage(pipeline, "transfer", "--version", "v2", "--from", "none", *TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert scraps(pipeline / "v2" / "02-transfer.ipynb")["from_version"] == "none"
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "compare.py"), "--runs-dir", str(pipeline)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = (pipeline / "compare.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
+    assert "complete" in lines[1] and "transfer:done" in lines[2]
+    assert scraps(pipeline / "05-compare.ipynb")["n_runs"] == 2
+
+
+def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
+    run = pipeline / "v1"
+    (run / "classifier.pt").write_bytes(b"truncated by a full disk")
+    out = run_stage(pipeline, "evaluate", "--version", "v1", "--force", "1")
+    assert out.returncode == 1
+    assert "error: evaluate failed" in out.stderr
+    assert stages_of(run)["evaluate"]["status"] == "failed"
+    book = nbformat.read(run / "03-evaluate.ipynb", as_version=4)
+    assert any(o.get("output_type") == "error" for c in book.cells for o in c.get("outputs", []))
+    moved = list(run.glob("replaced-*/03-evaluate.ipynb"))
+    assert len(moved) == 1  # FORCE=1 moved the good notebook aside, never deleted it
+    assert scraps(moved[0])["eval_acc"] >= 0
+
+
+def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    args = ["pretrain", "--version", "v1", "--task", "rotation", *TINY[:-6], "--epochs", "6", "--bs", "16", "--comet", "off"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "RESUME=1" in err
+    assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted"
+    assert (runs_dir / "v1" / "01-pretrain.ipynb").exists()  # the partial notebook is kept
+
+    out = run_stage(runs_dir, *args, "--resume", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = stages_of(runs_dir / "v1")["pretrain"]
+    assert record["status"] == "done" and record["resumed"] is True
+    history = scraps(runs_dir / "v1" / "01-pretrain.ipynb")["pretrain_history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert list(runs_dir.glob("v1/replaced-*/01-pretrain.ipynb"))  # the interrupted notebook, kept aside
