@@ -272,3 +272,11 @@ def test_grad_stats_find_a_dead_layer():
     fig = plot_grad_stats(stats)
     bars = fig.axes[0].patches
     assert len(bars) == 3 and bars[0].get_height() == pytest.approx(stats["encoder.0.weight"]["mean"])
+
+
+def test_mixed_precision_and_channels_last_paths_train():
+    """bf16 autocast and channels_last (the CUDA defaults) also run on the CPU; they must still learn."""
+    model, obj, train, val = make_world()
+    history = quick_fit(model, obj, train, val, epochs=4, lr=3e-2, amp="bf16", channels_last=True)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(math.isfinite(r["val_loss"]) for r in history)

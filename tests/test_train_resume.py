@@ -121,3 +121,11 @@ def test_resume_after_early_stop_trains_no_more(tmp_path):
     epochs_seen = []
     _, again = run(tmp_path, early_stop=stop(), resume=True, on_epoch_end=lambda row: epochs_seen.append(row["epoch"]))
     assert again == first and epochs_seen == []
+
+
+def test_an_interrupted_frozen_epoch_leaves_the_encoder_trainable(tmp_path):
+    model, obj, train, val = make_world()
+    with pytest.raises(TrainingInterrupted):
+        fit(model, obj, train, val, epochs=3, freeze_epochs=2, lr=1e-2, device="cpu", progress=False,
+            checkpoint_dir=tmp_path, on_epoch_end=interrupt_at(1))
+    assert all(p.requires_grad for p in model.encoder.parameters())

@@ -41,7 +41,9 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     The model must take one argument (`model(inputs)`); `.encoder` gets `lr`, all other parameters
     lr * head_lr_mult. `monitor=(key, "min"|"max")` picks what best.pt tracks (default: the early-stop
     metric, else val_loss). `on_epoch_end(row)` runs after the epoch's checkpoint is written.
-    SIGINT/SIGTERM stop at the next step and raise TrainingInterrupted (last.pt = last complete epoch).
+    SIGINT/SIGTERM stop at the next step and raise TrainingInterrupted (a KeyboardInterrupt subclass;
+    last.pt = the last complete epoch). resume=True continues from checkpoint_dir/last.pt and ends with
+    exactly `epochs` epochs, the same weights and history as a run that was never interrupted.
     """
     device = torch.device(device) if isinstance(device, torch.device) else resolve_device(str(device))
     steps = len(train_loader)
@@ -74,8 +76,9 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     tracker.log_params(plan)
     runner = EpochRunner(model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, epochs * steps)
 
-    with InterruptGuard() as guard:
-        for epoch in range(len(history), epochs if not stopped else len(history)):
+    first = len(history)
+    with InterruptGuard() as guard, restore_requires_grad(trainable_encoder):
+        for epoch in range(first, first if stopped else epochs):
             frozen = epoch < freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
@@ -99,7 +102,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
                 row["grad_stats"] = grads.result()
             if not math.isfinite(row["train_loss"]):
                 raise ImgwangError(f"training loss became {row['train_loss']} in epoch {epoch + 1}: lower LR (now {lr}) "
-                                   f"or set grad_clip; last.pt still holds epoch {epoch}")
+                                   f"or set grad_clip; the last complete epoch is {epoch}")
             history.append(row)
             stopped = bool(early_stop and early_stop.step(row))
             is_best = best.improved(row)
@@ -131,9 +134,9 @@ class EpochRunner:
         device = gen.device
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
-        bar = tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
         refresh = max(1, len(loader) // 10)
-        with contextlib.nullcontext() if train else torch.no_grad():
+        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True) as bar, \
+                contextlib.nullcontext() if train else torch.no_grad():
             for i, batch in enumerate(bar):
                 guard.check(epoch)
                 inputs, targets, _ = objective.prepare(batch, gen)
@@ -163,7 +166,6 @@ class EpochRunner:
                 if progress and (i + 1) % refresh == 0:
                     s = sums.tolist()
                     bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"})
-        bar.close()
         if n_steps == 0:
             raise ImgwangError(f"the {'training' if train else 'validation'} loader yielded no batches "
                                "(fewer images than one batch with drop_last?)")
@@ -202,6 +204,16 @@ def check_monitored(metric_name: str, has_val: bool, grad_clip, *monitors) -> No
     for m in monitors:
         if m is not None and m.metric not in keys:
             raise ConfigError(f"cannot monitor {m.metric!r}: the history will have {', '.join(keys)}")
+
+
+@contextlib.contextmanager
+def restore_requires_grad(params):
+    """An interrupted frozen epoch must not leave the encoder frozen for whoever uses the model next."""
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def autocast(device: torch.device, dtype):
