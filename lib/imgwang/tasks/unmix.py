@@ -148,7 +148,7 @@ class Unmix(Task):
 
         candidates = images[sources]  # (B, n, 3, H, W)
         picked = candidates[rows, mixed]  # (B, 2, 3, H, W)
-        composite = (weights[:, :, None, None, None] * picked).sum(dim=1)
+        composite = (weights.to(images.dtype)[:, :, None, None, None] * picked).sum(dim=1)
 
         target_values = weights if self.mode == "regress" else torch.ones_like(weights)
         targets = torch.zeros(b, n, device=dev).scatter(1, mixed, target_values)
