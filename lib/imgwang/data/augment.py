@@ -18,6 +18,7 @@ kernel and averages 2x2 bilinear samples per output pixel, an antialias filter f
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -61,6 +62,10 @@ class Augment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise DataError(f"augment expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        with _one_thread(images.device.type == "cpu"):
+            return self._augment(images, generator)
+
+    def _augment(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.mode == "eval":
             return resize(images, self.size)
         if generator is None:
@@ -123,6 +128,21 @@ def crop_resize_loop(images, boxes, flips, size: int) -> torch.Tensor:
         r = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
         out[i] = r.flip(-1) if flip else r
     return out.float().div_(255.0) if out.dtype == torch.uint8 else out.div_(255.0).clamp_(0, 1)
+
+
+@contextlib.contextmanager
+def _one_thread(active: bool):
+    """Augment on one CPU thread: its kernels are small (one image each), fanning them out to a thread team
+    costs more than it saves, and on a busy 2-core machine it made them 10-20x slower (measured)."""
+    if not active or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def crop_resize_roi(images, boxes, flips, size: int) -> torch.Tensor:

@@ -72,8 +72,7 @@ class CachedLoader:
         self.epoch += 1
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xA06]).generate_state(1)[0]))
-        host_batches = self._host_batches(self.batch_positions(epoch))
-        for images, labels, rows in host_batches:
+        for images, labels, rows in self.host_batches(epoch):
             yield self._to_device(images, labels, rows, gen)
 
     def _gather(self, pos: np.ndarray):
@@ -84,7 +83,9 @@ class CachedLoader:
         images[sort] = self.cache.array[rows[sort]]
         return torch.from_numpy(images), torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
 
-    def _host_batches(self, positions):
+    def host_batches(self, epoch: int):
+        """(uint8 images, labels, rows) CPU tensors of an epoch, gathered ahead by a thread: the host's share."""
+        positions = self.batch_positions(epoch)
         if self.prefetch <= 0:
             for pos in positions:
                 yield self._gather(pos)

@@ -1,0 +1,341 @@
+"""make bench: throughput of the decode-once data path beside the plain torchvision path, in one run.
+
+On the same generated JPEGs (shaped like Imagewang-160, 213x160) and the same transforms
+(RandomResizedCrop + horizontal flip + to float at --size):
+  1. baseline     torchvision ImageFolder + PIL + DataLoader(num_workers = cores)
+  2. host feed    uint8 batches gathered from the decode-once cache (what the host does per batch)
+  3. device path  cache -> device -> per-sample augment -> float batch
+  4. a full pretraining step (loader + task + model + optimiser) vs a bare timm step on ready tensors
+plus a synthetic cache the size of full Imagewang-160 (26k x 3 x 160 x 160, ~2 GB) read as a memory map.
+The last three lines are the ratios, exactly: host_feed_speedup, device_path_speedup, step_overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+import numpy as np  # noqa: E402
+
+# torch and friends are imported in main(): the cache's spawned decode workers re-import this script as
+# __mp_main__, and should not pay for a torch import each.
+torch = F = Image = make_augment = ImageCache = build_cache = CachedLoader = resolve_device = None
+
+
+def _import_heavy() -> None:
+    global torch, F, Image, make_augment, ImageCache, build_cache, CachedLoader, resolve_device
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from imgwang.data.augment import make_augment
+    from imgwang.data.cache import ImageCache, build_cache
+    from imgwang.data.loader import CachedLoader
+    from imgwang.device import resolve_device
+
+SCALE = (0.35, 1.0)
+STORE = 160  # storage size of the cache: Imagewang-160's shorter side
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--n-images", type=int, default=3000)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on a GPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="(default: on a GPU)")
+    p.add_argument("--big-cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write and read a 26k x 3 x 160 x 160 memmap (~2 GB)")
+    p.add_argument("--steps", type=int, default=0, help="timed model steps per measurement (default: 4 on CPU, 20 on GPU)")
+    p.add_argument("--work-dir", default=str(ROOT / ".cache" / "bench"))
+    args = p.parse_args(argv)
+    _import_heavy()
+
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    amp = gpu if args.amp is None else args.amp
+    channels_last = gpu if args.channels_last is None else args.channels_last
+    steps = args.steps or (20 if gpu else 4)
+    cores = os.cpu_count() or 1
+    work = Path(args.work_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if gpu else f'{cores} CPU cores'}), "
+          f"torch threads {torch.get_num_threads()}, {args.n_images} images, size {args.size}, batch {args.batch_size}, "
+          f"amp {amp}, channels_last {channels_last}", flush=True)
+    try:
+        t = time.perf_counter()
+        folder = make_jpegs(work / "jpegs", args.n_images)
+        print(f"generated {args.n_images} JPEGs 213x160 in {time.perf_counter() - t:.1f} s", flush=True)
+
+        baseline = bench_baseline(folder, args.size, args.batch_size, cores)
+        print(f"1. baseline ImageFolder+PIL+DataLoader({cores} workers): {baseline:,.0f} img/s", flush=True)
+
+        t = time.perf_counter()
+        files = sorted(folder.rglob("*.JPEG"))
+        cache = build_cache(files, STORE, work / "cache", progress=False)
+        build_s = time.perf_counter() - t
+        print(f"   cache build (decode once, {cores} processes): {len(cache)} images in {build_s:.1f} s "
+              f"= {len(cache) / build_s:,.0f} img/s, {cache.array.nbytes / 2**20:.0f} MiB", flush=True)
+
+        host = bench_host_feed(cache, args.batch_size)
+        print(f"2. host feed (uint8 batches from the cache): {host:,.0f} img/s", flush=True)
+
+        dev = bench_device_path(cache, args.size, args.batch_size, device)
+        print(f"3. device path (cache -> {device.type} -> augment -> float): {dev:,.0f} img/s", flush=True)
+
+        if args.big_cache:
+            bench_big_cache(work / "big", args.batch_size)
+
+        archs = [args.arch] + (["resnet34d"] if gpu and args.arch != "resnet34d" else [])
+        overheads = []
+        for arch in archs:
+            full, bare, task_name = bench_steps(cache, arch, args.size, args.batch_size, device, amp, channels_last, steps)
+            overheads.append(full / bare)
+            print(f"4. {arch} {task_name} step: full {args.batch_size / full:,.1f} img/s ({full * 1000:.0f} ms), "
+                  f"bare timm fwd+bwd {args.batch_size / bare:,.1f} img/s ({bare * 1000:.0f} ms)", flush=True)
+
+        anon, mapped = rss_parts_mib()
+        print(f"peak resident memory: {peak_rss_mib():,.0f} MiB (includes mapped cache pages; now "
+              f"{anon:,.0f} MiB anonymous + {mapped:,.0f} MiB file-backed)")
+        print(f"host_feed_speedup: {host / baseline:.2f}")
+        print(f"device_path_speedup: {dev / baseline:.2f}")
+        print(f"step_overhead: {overheads[0]:.3f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the images ---------------------------------------------------------------------------------------------
+def make_jpegs(folder: Path, n: int, classes: int = 10) -> Path:
+    """n smooth-plus-noise 213x160 JPEGs in class folders (ImageFolder needs them): real JPEG decode cost."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (folder / f"c{c}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        low = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(low).resize((213, 160), Image.Resampling.BICUBIC), dtype=np.int16)
+        img = (img + rng.integers(-12, 13, img.shape, dtype=np.int16)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"c{i % classes}" / f"{i:05d}.JPEG", quality=90)
+    return folder
+
+
+# --- 1. baseline --------------------------------------------------------------------------------------------
+def bench_baseline(folder: Path, size: int, batch_size: int, workers: int) -> float:
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=SCALE), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor()])
+    ds = datasets.ImageFolder(str(folder), transform=tf)
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    return _rate(iter(dl), lambda b: b[0].shape[0])
+
+
+# --- 2. host feed -------------------------------------------------------------------------------------------
+def bench_host_feed(cache: ImageCache, batch_size: int, epochs: int = 4) -> float:
+    loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size)
+    return _rate((b for e in range(epochs) for b in loader.host_batches(e)), lambda b: b[0].shape[0])
+
+
+# --- 3. device path -----------------------------------------------------------------------------------------
+def bench_device_path(cache: ImageCache, size: int, batch_size: int, device, epochs: int = 2) -> float:
+    loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device,
+                          augment=make_augment(size, "pretrain", SCALE))
+
+    def batches():
+        for _ in range(epochs):
+            for b in loader:
+                yield b
+        _sync(device)
+
+    return _rate(batches(), lambda b: len(b), sync=device)
+
+
+# --- the big memory map -------------------------------------------------------------------------------------
+def bench_big_cache(folder: Path, batch_size: int, n: int = 26_000, batches: int = 100) -> None:
+    """Write a full-Imagewang-160-sized cache file with plain writes, then read random batches via the memmap."""
+    folder.mkdir(parents=True)
+    data = folder / "big.u8"
+    row = 3 * STORE * STORE
+    block = np.random.default_rng(0).integers(0, 256, (512, row), dtype=np.uint8)
+    t = time.perf_counter()
+    with open(data, "wb") as f:
+        for start in range(0, n, 512):
+            k = min(512, n - start)
+            f.write((block[:k] ^ np.uint8(start // 512 % 256)).tobytes())  # rows differ block to block
+    write_s = time.perf_counter() - t
+    meta = {"key": "synthetic", "size": STORE, "paths": [f"/synthetic/{i:05d}.JPEG" for i in range(n)], "skipped": []}
+    cache = ImageCache(data, meta)
+    anon0, file0 = rss_parts_mib()
+    loader = CachedLoader(cache, np.arange(n), batch_size=batch_size)
+    it = (b for _, b in zip(range(batches), loader.host_batches(0)))
+    rate = _rate(it, lambda b: b[0].shape[0])
+    anon1, file1 = rss_parts_mib()
+    print(f"   big cache: {n} x 3 x {STORE} x {STORE} memmap = {data.stat().st_size / 2**30:.2f} GiB written in "
+          f"{write_s:.1f} s; {batches} random batches of {batch_size} read at {rate:,.0f} img/s; process memory "
+          f"(anonymous) {anon0:,.0f} -> {anon1:,.0f} MiB; mapped page cache {file0:,.0f} -> {file1:,.0f} MiB "
+          f"(shared with the kernel's file cache, dropped under memory pressure, not a copy)", flush=True)
+    del cache, loader
+    data.unlink()
+
+
+# --- 4. full step vs bare model step ------------------------------------------------------------------------
+def bench_steps(cache, arch, size, batch_size, device, amp, channels_last, steps):
+    """Median seconds of one full pretraining step and of one bare timm step on ready tensors of the same shape."""
+    torch.manual_seed(0)
+    task, model, task_name = _task_and_model(arch)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device,
+                          augment=make_augment(size, "pretrain", SCALE))
+    gen = torch.Generator(device=device).manual_seed(0)
+    autocast = _autocast(device, amp)
+    batches = _endless(loader)
+    shapes = {}
+
+    def full_step():
+        batch = next(batches)
+        inputs, targets, _ = task.prepare(batch, gen)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            loss = task.loss(model(inputs), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        shapes["inputs"], shapes["targets"] = inputs, targets
+
+    full = _median_step(full_step, steps, device)
+    n_out = _n_out(model, shapes["inputs"])
+
+    import timm
+
+    bare = timm.create_model(arch, pretrained=False, num_classes=n_out).to(device)
+    if channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    bare_opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(shapes["inputs"].shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = shapes["targets"].detach()
+
+    def bare_step():
+        with autocast:
+            loss = task.loss(bare(x), y)  # the task's own loss: only data + task work differs
+        bare_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        bare_opt.step()
+
+    bare_s = _median_step(bare_step, steps, device)
+    return full, bare_s, task_name
+
+
+def _task_and_model(arch):
+    """rotation (or patchwork) on our encoder when those exist; else a plain classification step on timm."""
+    try:
+        from imgwang.models.encoders import create_encoder
+        from imgwang.tasks import get_task
+
+        for name in ("rotation", "patchwork"):
+            try:
+                task = get_task(name)
+                return task, task.build_model(create_encoder(arch)), name
+            except Exception as e:  # noqa: BLE001 - a task still being written: try the next
+                print(f"   (task {name} unavailable: {e})")
+    except ImportError as e:
+        print(f"   (tasks/encoders unavailable: {e})")
+    import timm
+
+    class _Classify:
+        def prepare(self, batch, generator):
+            return batch.images, batch.indices % 10, {}
+
+        def loss(self, outputs, targets):
+            return F.cross_entropy(outputs, targets)
+
+    return _Classify(), timm.create_model(arch, pretrained=False, num_classes=10), "classification"
+
+
+def _n_out(model, inputs) -> int:
+    model.eval()  # a head with BatchNorm cannot run on one image in training mode
+    with torch.no_grad():
+        return int(model(inputs[:2]).shape[-1])
+
+
+def _endless(loader):
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _median_step(step, steps, device, warmup=2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _autocast(device, amp):
+    if amp:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+def _rate(iterator, count, sync=None) -> float:
+    """Images/s over an iterator, timed from the first item on (worker start-up and warm-up excluded)."""
+    first = next(iterator)
+    del first
+    if sync is not None:
+        _sync(sync)
+    n, t = 0, time.perf_counter()
+    for item in iterator:
+        n += count(item)
+    return n / (time.perf_counter() - t)
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def rss_parts_mib() -> tuple[float, float]:
+    """(anonymous, file-backed) resident memory: memmap pages count as file-backed, copies as anonymous."""
+    parts = {"RssAnon": float("nan"), "RssFile": float("nan")}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in parts:
+                parts[key] = int(line.split()[1]) / 1024
+    return parts["RssAnon"], parts["RssFile"]
+
+
+if __name__ == "__main__":
+    main()
