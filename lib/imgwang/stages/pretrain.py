@@ -31,14 +31,16 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])
     val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
     tracker.log_params(cfg)
-    history = fit(
-        model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
-        checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
-        grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-    )
+    try:  # end() writes the offline archive, also after an interruption
+        history = fit(
+            model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
+            checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
+            grad_stats=cfg.get("grad_stats", False), tracker=tracker,
+        )
+    finally:
+        tracker.end()
     save_encoder(model.encoder, run_dir / "encoder.pt")
     atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
-    tracker.end()
     last = history[-1]
     return {
         "task": task, "model": model, "data": sd, "history": history, "device": device,

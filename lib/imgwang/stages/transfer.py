@@ -44,12 +44,15 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="train", seed=seed)
         val = sd.loader(sd.val_rows, sd.val_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
         print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
-        history = fit(
-            model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
-            freeze_epochs=cfg.get("freeze_epochs", 0), head_lr_mult=cfg.get("head_lr_mult", 1.0),
-            checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}", resume=cfg.get("resume", False), tracker=tracker,
-        )
-        tracker.end()
+        try:
+            history = fit(
+                model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
+                freeze_epochs=cfg.get("freeze_epochs", 0), head_lr_mult=cfg.get("head_lr_mult", 1.0),
+                checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}", resume=cfg.get("resume", False),
+                tracker=tracker,
+            )
+        finally:
+            tracker.end()
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
     atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")
