@@ -31,7 +31,7 @@ STAGE_ARGS = --version "$(VERSION)" --task "$(TASK)" --data "$(DATA)" --size "$(
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help pretrain transfer evaluate review pipeline compare data lab bench test venv
+.PHONY: help pretrain transfer evaluate review pipeline compare data lab tasks-table bench test venv
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
@@ -82,6 +82,9 @@ data: $(STAMP) ## fetch or generate DATA and print what it holds: make data DATA
 
 lab: $(STAMP) ## open JupyterLab at the project root
 	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, as a table
+	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"
 
 bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
 	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Does every pretext task learn? Pretrain each task with the 01-pretrain notebook on DATA (default: the
+sample data) and print its pretext val metric beside its chance level as a Markdown table.
+
+    python bin/task_table.py [--data sample] [--epochs N] [--prefix tasks] [--tasks patchwork rotation ...]
+
+Each task runs as `bin/stage.py pretrain --version <prefix>-<task>`, so the executed notebooks stay in
+runs/ to look at; a version that already exists is read, not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))
+
+from imgwang.compare import read_scraps  # noqa: E402
+from imgwang.runs import STAGES  # noqa: E402
+from imgwang.tasks import task_names  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="sample")
+    p.add_argument("--epochs", default="")
+    p.add_argument("--prefix", default="tasks")
+    p.add_argument("--tasks", nargs="*", default=None)
+    p.add_argument("--runs-dir", default=str(REPO / "runs"))
+    p.add_argument("extra", nargs="*", help="further bin/stage.py arguments, e.g. --arch tinyconv")
+    args = p.parse_args(argv)
+    rows = ["| task | metric | pretext val metric | chance | above chance by | epochs | arch | size | wall s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    failed = 0
+    for task in args.tasks or task_names():
+        version = f"{args.prefix}-{task}"
+        notebook = Path(args.runs_dir) / version / STAGES["pretrain"]
+        if not notebook.exists():
+            cmd = [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "--version", version, "--task", task,
+                   "--data", args.data, "--epochs", args.epochs, "--comet", "off", "--runs-dir", args.runs_dir, *args.extra]
+            print(f"$ {' '.join(cmd[1:])}", flush=True)
+            if subprocess.run(cmd, cwd=REPO).returncode != 0:
+                failed += 1
+        s = read_scraps(notebook)
+        if "pretext_val_metric" not in s:
+            rows.append(f"| {task} | | failed: see {notebook} | | | | | | |")
+            continue
+        cfg = s["config"]
+        metric, chance = s["pretext_val_metric"], s["pretext_chance"]
+        rows.append(f"| {task} | {s['pretext_metric_name']} | {metric:.3f} | {chance:.3f} | {metric - chance:+.3f} | "
+                    f"{cfg['epochs']} | {cfg['arch']} | {cfg['size']} | {s['pretrain_wall_s']:.0f} |")
+    print("\n".join(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
