@@ -105,7 +105,7 @@ class SimCLR(Task):
         from ..models.losses import nt_xent_loss
 
         z0, z1 = outputs
-        return nt_xent_loss(z0, z1, self.temperature)
+        return nt_xent_loss(z0.float(), z1.float(), self.temperature)
 
     def metric(self, outputs, targets):
         return pair_accuracy(outputs[0], outputs[1])

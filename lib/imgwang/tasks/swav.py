@@ -108,8 +108,8 @@ class SwAV(Task):
         return SwaVModel(encoder, self.proj_dim, self.n_prototypes)
 
     def loss(self, outputs, targets):
-        _, scores = outputs
-        return self._criterion(list(scores[:2]), list(scores[2:]))
+        scores = [s.float() for s in outputs[1]]  # Sinkhorn's exp(score / 0.05) needs float32 under amp
+        return self._criterion(scores[:2], scores[2:]).reshape(())  # lightly returns shape (1,)
 
     def metric(self, outputs, targets):
         projections, _ = outputs
