@@ -35,7 +35,7 @@ export HF_HUB_OFFLINE := 1
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
-	@grep -E '^[a-z]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "Variables (all optional):"
 	@echo "  VERSION  run folder runs/<VERSION> (pretrain/pipeline: next free v<n>; later stages: newest run)"
 	@echo "  TASK     pretext task (default patchwork): patchwork unmix scale quadrant transform rotation simclr swav"
