@@ -111,3 +111,17 @@ def test_stopping_early_does_not_hang(cache):
         if i == 1:
             break
     assert len(_all_rows(loader)) == len(loader)
+
+
+def test_device_resident_cache_yields_the_same_batches(cache):
+    """The GPU path (whole cache on the device, index_select per batch) gives exactly the host path's batches."""
+    rows = np.arange(len(cache.array))[::-1].copy()
+    for mode in ("eval", "pretrain"):
+        kwargs = dict(batch_size=8, shuffle=True, drop_last=False, augment=make_augment(24, mode), seed=3)
+        host = CachedLoader(cache, rows, resident=False, **kwargs)
+        resident = CachedLoader(cache, rows, resident=True, **kwargs)
+        assert resident.resident and not host.resident
+        for a, b in zip(host, resident, strict=True):
+            assert torch.equal(a.indices, b.indices) and torch.equal(a.labels, b.labels)
+            assert torch.equal(a.images, b.images)
+    assert "cpu" in cache.__dict__["_device_copies"]  # one copy, reused by every loader of this cache

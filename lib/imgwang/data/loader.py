@@ -4,6 +4,9 @@ Per batch: gather the rows from the memmap in sorted order (sequential reads), r
 torch.from_numpy (+ pin_memory for CUDA), .to(device, non_blocking=True), then `augment(uint8, generator)`
 with a device generator seeded from (seed, epoch). No decoding, no per-image Python. A background thread
 gathers the next host batches while the current one is augmented and trained on.
+
+On a GPU with room for it, the whole uint8 cache is copied to the device once (`resident`): batches are
+then one `index_select` on the device and the host does nothing per batch at all.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class CachedLoader:
     """
 
     def __init__(self, cache, rows, labels=None, batch_size: int = 64, shuffle: bool = True, drop_last: bool = True,
-                 device="cpu", augment=None, seed: int = 0, prefetch: int = 2):
+                 device="cpu", augment=None, seed: int = 0, prefetch: int = 2, resident="auto"):
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self.rows.size == 0:
@@ -49,6 +52,7 @@ class CachedLoader:
         self.augment = augment
         self.seed = int(seed)
         self.prefetch = int(prefetch)
+        self.resident = fits_on_device(cache, self.device) if resident == "auto" else bool(resident)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,6 +76,13 @@ class CachedLoader:
         self.epoch += 1
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xA06]).generate_state(1)[0]))
+        if self.resident:
+            stored = device_copy(self.cache, self.device)
+            for pos in self.batch_positions(epoch):
+                rows = torch.from_numpy(self.rows[pos]).to(self.device)
+                images = stored.index_select(0, rows)
+                yield self._to_device(images, torch.from_numpy(self.labels[pos]), rows, gen)
+            return
         for images, labels, rows in self.host_batches(epoch):
             yield self._to_device(images, labels, rows, gen)
 
@@ -105,6 +116,28 @@ class CachedLoader:
         else:
             images = images.float().div_(255.0)
         return Batch(images=images, labels=labels, indices=rows)
+
+
+def fits_on_device(cache, device: torch.device, share: float = 0.4) -> bool:
+    """Keep the cache on a CUDA device when it takes at most `share` of the free memory there."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return cache.array.nbytes <= share * free
+
+
+def device_copy(cache, device: torch.device, chunk: int = 4096) -> torch.Tensor:
+    """The whole cache as one uint8 tensor on `device`, made once per cache and device (in chunks, so the
+    host never holds more than one chunk beyond the memory map)."""
+    copies = cache.__dict__.setdefault("_device_copies", {})
+    key = str(device)
+    if key not in copies:
+        array = cache.array
+        stored = torch.empty(array.shape, dtype=torch.uint8, device=device)
+        for start in range(0, len(array), chunk):
+            stored[start:start + chunk] = torch.from_numpy(np.ascontiguousarray(array[start:start + chunk])).to(device)
+        copies[key] = stored
+    return copies[key]
 
 
 _DONE = object()
