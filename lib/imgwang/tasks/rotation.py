@@ -32,11 +32,10 @@ class Rotation(Task):
         if h != w:
             raise DataError(f"rotation needs square images (a quarter turn must keep the shape), got {h}x{w}")
         k = torch.randint(0, 4, (b,), generator=generator, device=generator.device).to(images.device)
-        inputs = images.clone()
-        for quarter_turns in (1, 2, 3):  # one rot90 per group: vectorised, 3 ops per batch
-            rows = (k == quarter_turns).nonzero(as_tuple=True)[0]
-            if rows.numel():
-                inputs[rows] = torch.rot90(images[rows], quarter_turns, dims=(2, 3))
+        inputs = images
+        for quarter_turns in (1, 2, 3):  # whole-batch rot90 + select: no host sync (nonzero would wait on the GPU)
+            chosen = (k == quarter_turns).view(b, 1, 1, 1)
+            inputs = torch.where(chosen, torch.rot90(images, quarter_turns, dims=(2, 3)), inputs)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return inputs, k, {"sources": sources, "quarter_turns": k}
 
