@@ -147,7 +147,8 @@ def overfitted():
     def get(name):
         if name not in cache:
             task, x = get_task(name), images(32, seed=7)
-            steps = 30 if name in OVERFIT_ELSEWHERE else 60  # short for tasks tested at length elsewhere
+            # short for tasks overfitted at length elsewhere; SwAV needs ~100 steps on one batch
+            steps = 30 if name in OVERFIT_ELSEWHERE else 100 if task.metric_name in PAIR_METRICS else 60
             cache[name] = task, x, overfit_one_batch(task, x, arch="tinyconv", steps=steps, lr=3e-3, seed=0)
         return cache[name]
 
@@ -158,7 +159,9 @@ def overfitted():
 def test_overfits_one_batch(name, overfitted):
     task, _, result = overfitted(name)
     if task.metric_name in PAIR_METRICS:
-        assert result["train_metric"] >= 0.6, (result["train_metric"], task.chance)  # chance is 1/63 here
+        # chance is 1/63 here; after 100 steps seeds 0-3 gave 0.98-1.0 (swav), 1.0 (simclr)
+        assert result["train_metric"] >= 0.5, (result["train_metric"], task.chance)
+        assert result["last_loss"] < 0.7 * result["first_loss"]
     else:
         assert result["train_metric"] >= 0.95 or result["last_loss"] <= 0.1 * result["first_loss"], result
         assert result["last_loss"] < 0.5 * result["first_loss"]
