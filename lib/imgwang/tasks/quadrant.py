@@ -49,7 +49,7 @@ class Quadrant(Task):
         q = torch.randint(0, 4, (b,), generator=generator, device=generator.device).to(images.device)
         boxes = quadrant_boxes(q, h, w)  # (B, 4): top, left, height, width
         if self.mode == "crop":
-            inputs = crop_resize(images, boxes, (h, w))
+            inputs = crop_resize(images, boxes[:, 0], boxes[:, 1], (h // 2, w // 2), (h, w))
         else:
             inputs = mask_outside(images, boxes, fill=0.5)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
@@ -73,21 +73,19 @@ def quadrant_boxes(q: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.stack([top, left, torch.full_like(q, qh), torch.full_like(q, qw)], dim=1)
 
 
-def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cut each image's box and resize it to `size` (bilinear). Boxes of one batch call share one shape.
+def crop_resize(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: tuple[int, int],
+                size: tuple[int, int]) -> torch.Tensor:
+    """Cut a (crop_h, crop_w) box at each image's (top, left) and resize it to `size` (bilinear).
 
-    The crop is a single gather (no per-image Python), the resize a single interpolate.
+    One gather and one interpolate for the batch; the box size is a Python int pair, so nothing waits
+    on the GPU (no per-image Python, no host sync).
     """
-    heights, widths = boxes[:, 2].unique(), boxes[:, 3].unique()
-    if heights.numel() != 1 or widths.numel() != 1:
-        raise ValueError("crop_resize needs boxes of one shape per call; group them by shape first")
-    ch, cw = int(heights), int(widths)
+    ch, cw = crop
     b = images.shape[0]
-    rows = boxes[:, 0:1] + torch.arange(ch, device=images.device)  # (B, ch)
-    cols = boxes[:, 1:2] + torch.arange(cw, device=images.device)  # (B, cw)
+    rows = top[:, None] + torch.arange(ch, device=images.device)  # (B, ch)
+    cols = left[:, None] + torch.arange(cw, device=images.device)  # (B, cw)
     batch = torch.arange(b, device=images.device)[:, None, None]
-    crops = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, ch, cw, C)
-    crops = crops.permute(0, 3, 1, 2)
+    crops = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     if (ch, cw) == tuple(size):
         return crops.contiguous()
     return F.interpolate(crops, size=size, mode="bilinear", align_corners=False)  # convex: stays in [0, 1]

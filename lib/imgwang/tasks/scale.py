@@ -54,19 +54,19 @@ class Scale(Task):
         gdev = generator.device
         label = torch.randint(0, len(self.scales), (b,), generator=generator, device=gdev).to(images.device)
         position = torch.rand(b, 2, generator=generator, device=gdev).to(images.device)  # drawn in both modes: same stream
-        box_h = torch.tensor([s[0] for s in sides], device=images.device)[label]
-        box_w = torch.tensor([s[1] for s in sides], device=images.device)[label]
-        if self.crop == "center":
-            top, left = (h - box_h) // 2, (w - box_w) // 2
-        else:
-            top = (position[:, 0] * (h - box_h + 1)).long().clamp(max=h - box_h)
-            left = (position[:, 1] * (w - box_w + 1)).long().clamp(max=w - box_w)
-        boxes = torch.stack([top, left, box_h, box_w], dim=1)
-        inputs = torch.empty_like(images)
-        for i in range(len(self.scales)):  # one gather + one resize per scale
-            rows = (label == i).nonzero(as_tuple=True)[0]
-            if rows.numel():
-                inputs[rows] = crop_resize(images[rows], boxes[rows], (h, w))
+        inputs, boxes = images, torch.zeros(b, 4, dtype=torch.long, device=images.device)
+        for i, (side_h, side_w) in enumerate(sides):  # every scale on the whole batch, then select: no host sync
+            if self.crop == "center":
+                top = torch.full((b,), (h - side_h) // 2, device=images.device)
+                left = torch.full((b,), (w - side_w) // 2, device=images.device)
+            else:
+                top = (position[:, 0] * (h - side_h + 1)).long().clamp(max=h - side_h)
+                left = (position[:, 1] * (w - side_w + 1)).long().clamp(max=w - side_w)
+            chosen = label == i
+            zoomed = crop_resize(images, top, left, (side_h, side_w), (h, w))
+            inputs = torch.where(chosen[:, None, None, None], zoomed, inputs)
+            box = torch.stack([top, left, torch.full_like(top, side_h), torch.full_like(top, side_w)], dim=1)
+            boxes = torch.where(chosen[:, None], box, boxes)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return inputs, label, {"sources": sources, "boxes": boxes}
 
