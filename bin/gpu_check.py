@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--allow-cpu", action="store_true", help="run the same checks on the CPU (a dry run)")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="imgwang-gpu-"))
     os.environ.update(IMGWANG_DATA=str(work / "data"), IMGWANG_CACHE=str(work / "cache"), HF_HUB_OFFLINE="1")
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     device = resolve_device("auto")
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(0)}), autocast {autocast_dtype('auto', device)}" if device.type == "cuda" else ""))
-    if device.type != "cuda":
+    if device.type != "cuda" and not args.allow_cpu:
         print("no CUDA device: this check is for a GPU machine")
         return 1
     common = dict(data="sample", arch=args.arch, size=args.size, seed=0, device="auto", comet="off", resume=False)
