@@ -135,7 +135,7 @@ def device_copy(cache, device: torch.device, chunk: int = 4096) -> torch.Tensor:
         array = cache.array
         stored = torch.empty(array.shape, dtype=torch.uint8, device=device)
         for start in range(0, len(array), chunk):
-            stored[start:start + chunk] = torch.from_numpy(np.ascontiguousarray(array[start:start + chunk])).to(device)
+            stored[start:start + chunk] = torch.from_numpy(np.array(array[start:start + chunk])).to(device)  # a writable copy
         copies[key] = stored
     return copies[key]
 
