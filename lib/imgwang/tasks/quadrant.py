@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import ConfigError, DataError
-from .base import Task, register
-from .rotation import classifier_model
+from .base import register
+from .classify import ClassificationTask
 
 MODES = ("crop", "mask")
 
 
 @register
-class Quadrant(Task):
+class Quadrant(ClassificationTask):
     name = "quadrant"
-    metric_name = "accuracy"
-    chance = 0.25
     n_classes = 4
 
     def __init__(self, *, mode: str = "crop", noise_p: float = 0.0):
@@ -55,14 +52,6 @@ class Quadrant(Task):
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return inputs, q, {"sources": sources, "boxes": boxes}
 
-    def build_model(self, encoder: nn.Module) -> nn.Module:
-        return classifier_model(encoder, self.n_classes)
-
-    def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
-
-    def metric(self, outputs, targets):
-        return (outputs.argmax(dim=1) == targets).float().mean()
 
 
 def quadrant_boxes(q: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -7,21 +7,16 @@ what makes rotation a cheap but honest baseline beside the hand-made tasks.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..errors import DataError
-from .base import Task, register
+from .base import register
+from .classify import ClassificationTask
 
 
 @register
-class Rotation(Task):
+class Rotation(ClassificationTask):
     name = "rotation"
-    metric_name = "accuracy"
-    chance = 0.25
     n_classes = 4
 
     def __init__(self, *, noise_p: float = 0.0):
@@ -39,18 +34,4 @@ class Rotation(Task):
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return inputs, k, {"sources": sources, "quarter_turns": k}
 
-    def build_model(self, encoder: nn.Module) -> nn.Module:
-        return classifier_model(encoder, self.n_classes)
 
-    def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
-
-    def metric(self, outputs, targets):
-        return (outputs.argmax(dim=1) == targets).float().mean()
-
-
-def classifier_model(encoder: nn.Module, n_outputs: int, **head_options) -> nn.Module:
-    """encoder -> pooled features -> MLP head -> (B, n_outputs) logits; `model.encoder` is what transfers."""
-    from ..models.heads import MLPHead  # imported here so registering tasks never needs the models
-
-    return nn.Sequential(OrderedDict(encoder=encoder, head=MLPHead(encoder.num_features, n_outputs, **head_options)))

@@ -14,21 +14,18 @@ so only the classification form is offered.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..errors import ConfigError, DataError
-from .base import Task, register
+from .base import register
+from .classify import ClassificationTask
 from .quadrant import crop_resize
-from .rotation import classifier_model
 
 CROPS = ("center", "random")
 
 
 @register
-class Scale(Task):
+class Scale(ClassificationTask):
     name = "scale"
-    metric_name = "accuracy"
 
     def __init__(self, *, scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0), crop: str = "center", noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
@@ -39,7 +36,7 @@ class Scale(Task):
             raise ConfigError(f"scale crop must be one of {', '.join(CROPS)}, got {crop!r}")
         self.scales = scales
         self.crop = crop
-        self.chance = 1.0 / len(scales)
+        self.n_classes = len(scales)
 
     def box_sides(self, h: int, w: int) -> list[tuple[int, int]]:
         """(height, width) of the box cut for each scale; distinct sides so every class is visible."""
@@ -70,11 +67,3 @@ class Scale(Task):
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return inputs, label, {"sources": sources, "boxes": boxes}
 
-    def build_model(self, encoder: nn.Module) -> nn.Module:
-        return classifier_model(encoder, len(self.scales))
-
-    def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
-
-    def metric(self, outputs, targets):
-        return (outputs.argmax(dim=1) == targets).float().mean()
