@@ -4,6 +4,7 @@ reuse without decoding, rebuild on change, and no half-built cache ever loads.""
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,24 @@ def test_bad_input_is_one_clear_error(tmp_path):
     (tmp_path / "x.jpg").write_text("nope")
     with pytest.raises(DataError, match="none of the 1 files"):
         build_cache([tmp_path / "x.jpg"], S, tmp_path / "c", progress=False)
+
+
+def test_a_script_without_a_main_guard_builds_with_the_pool(tmp_path):
+    """Researchers' scripts rarely have `if __name__ == "__main__"`: the worker pool must not re-run them."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(300):  # above POOL_MIN_IMAGES, so the pool is used
+        Image.fromarray(np.full((12, 16, 3), i % 256, np.uint8)).save(folder / f"{i:03d}.jpg")
+    script = tmp_path / "build.py"
+    script.write_text(
+        "from pathlib import Path\nfrom imgwang.data.cache import build_cache\n"
+        f"c = build_cache(sorted(Path({str(folder)!r}).glob('*.jpg')), 8, Path({str(tmp_path / 'cache')!r}), progress=False)\n"
+        "print('rows', len(c))\n")
+    lib = Path(__file__).resolve().parents[1] / "lib"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(lib)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["rows", "300"]  # printed once: the script ran once

@@ -18,6 +18,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def _decode_all(files, size, tmp_data: Path, progress, workers):
                 bar.update(len(chunk))
         else:
             arr.flush()
-            ctx = mp.get_context("spawn")  # no fork: the parent may hold torch/OpenMP threads
+            ctx = pool_context()
             args = [(str(tmp_data), n, size, [(i, files[i]) for i in chunk]) for chunk in chunks]
             with ctx.Pool(workers) as pool:
                 for chunk_reasons, done in pool.imap_unordered(_decode_chunk_in_worker, args):
@@ -171,6 +172,17 @@ def _decode_into(arr, files, rows, size) -> dict[int, str]:
         except BadImageError as e:
             reasons[i] = e.reason
     return reasons
+
+
+def pool_context():
+    """fork where it is safe: workers start at once and never re-run the caller's script (spawn re-imports
+    `__main__`, which loops in any script without an `if __name__ == "__main__"` guard). Once CUDA is live
+    in this process, spawn: a forked CUDA context is unusable."""
+    torch = sys.modules.get("torch")
+    cuda_live = torch is not None and torch.cuda.is_initialized()
+    if "fork" in mp.get_all_start_methods() and not cuda_live:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
 
 
 def _decode_chunk_in_worker(args):
