@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from imgwang.errors import ImgwangError  # noqa: E402
+from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
 from imgwang.stages.plan import PIPELINE, StagePlan, plan_stage  # noqa: E402
 
 
@@ -49,12 +49,19 @@ def main(argv=None) -> int:
     # papermill logs the notebook's printed output (epoch lines, results) at INFO: show it live
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
-    stages = PIPELINE if args.stage == "pipeline" else [args.stage]
+    logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell")))
+    stages = [args.stage]
+    if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
+        stages = PIPELINE[1:] if args.from_version == "none" else PIPELINE
     try:
-        plans = [plan_stage(stages[0], args, REPO)]
+        plans = [plan_stage(stages[0], args, REPO, in_pipeline=args.stage == "pipeline")]
         for later in stages[1:]:  # the later stages of a pipeline go into the same version
             args.version = plans[0].version
             plans.append(plan_stage(later, args, REPO, in_pipeline=True))
+        used = {name for p in plans for name in (*p.parameters, *p.parameters.get("task_params", {}))}
+        unknown = sorted({name for name, _ in args.p} - used)
+        if unknown:  # in a pipeline each stage takes what it knows: a name no stage knows is a typo
+            raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: no stage of {args.stage} takes it")
     except ImgwangError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 """Does every pretext task learn? Pretrain each task with the 01-pretrain notebook on DATA (default: the
 sample data) and print its pretext val metric beside its chance level as a Markdown table.
 
-    python bin/task_table.py [--data sample] [--epochs N] [--prefix tasks] [--tasks patchwork rotation ...]
+    python bin/task_table.py [--data sample] [--epochs N] [--prefix tasks] [--tasks patchwork ...] [stage.py options]
 
 Each task runs as `bin/stage.py pretrain --version <prefix>-<task>`, so the executed notebooks stay in
 runs/ to look at; a version that already exists is read, not run again.
@@ -30,8 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--prefix", default="tasks")
     p.add_argument("--tasks", nargs="*", default=None)
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
-    p.add_argument("extra", nargs="*", help="further bin/stage.py arguments, e.g. --arch tinyconv")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)  # the rest goes to bin/stage.py, e.g. --arch tinyconv --size 64
     rows = ["| task | metric | pretext val metric | chance | above chance by | epochs | arch | size | wall s |",
             "|---|---|---|---|---|---|---|---|---|"]
     failed = 0
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
         notebook = Path(args.runs_dir) / version / STAGES["pretrain"]
         if not notebook.exists():
             cmd = [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "--version", version, "--task", task,
-                   "--data", args.data, "--epochs", args.epochs, "--comet", "off", "--runs-dir", args.runs_dir, *args.extra]
+                   "--data", args.data, "--epochs", args.epochs, "--comet", "off", "--runs-dir", args.runs_dir, *extra]
             print(f"$ {' '.join(cmd[1:])}", flush=True)
             if subprocess.run(cmd, cwd=REPO).returncode != 0:
                 failed += 1

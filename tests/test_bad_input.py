@@ -59,6 +59,9 @@ CASES = [
     (["pretrain", "--version", "v1", "--resume", "1", "--data", "sample"], "already finished"),
     (["pretrain", "--version", "../v1", "--data", "sample"], "not a valid folder name"),
     (["nonsense"], "unknown stage"),
+    (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
+    (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
+    (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
 ]
 
 

@@ -19,7 +19,7 @@ _DEFAULTS = {
     "evaluate": {"arch": ("resnet18", "resnet34d"), "size": (64, 128), "bs": (64, 128)},
     "review": {"arch": ("resnet18", "resnet34d"), "size": (64, 128), "bs": (64, 128)},
 }
-POSITIVE = ("size", "epochs", "bs", "runs")
+POSITIVE = ("size", "epochs", "bs", "runs", "knn_k", "probe_epochs", "n_show")
 
 
 def resolve(stage: str, params: dict) -> dict:
@@ -36,6 +36,9 @@ def resolve(stage: str, params: dict) -> dict:
             cfg[key] = positive_int(key, cfg[key])
     if "lr" in cfg and stage in ("pretrain", "transfer"):
         cfg["lr"] = positive_float("lr", cfg["lr"])
+    for key in ("knn_t", "head_lr_mult"):
+        if key in cfg:
+            cfg[key] = positive_float(key, cfg[key])
     if cfg.get("comet", "auto") not in COMET_MODES:
         raise ConfigError(f"unknown COMET={cfg['comet']!r}: use {', '.join(COMET_MODES)}")
     return cfg

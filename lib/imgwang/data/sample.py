@@ -147,7 +147,7 @@ def _write_unsup(folder: Path, n: int, seed: int, size) -> None:
         _save(draw_image(c, rng, size), folder / _file_name("unsup", i))
 
 
-def make_sample(root: Path, seed: int = 0, n_train: int = 24, n_unsup: int = 320, n_val: int = 16,
+def make_sample(root: Path, seed: int = 0, n_train: int = 24, n_unsup: int = 640, n_val: int = 30,
                 image_size: tuple[int, int] = (72, 96)) -> Path:
     """Generate (or reuse) a sample dataset at `root`; n_train/n_val are per class, n_unsup in total.
 

@@ -114,10 +114,11 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         given["runs"] = args.runs
 
     task_params = {}
+    own_task_params = pretrain_task_params(given.get("task") or eval_default(accepted.get("task", {}).get("default", "''")))
     for name, text in args.p:
         if name in accepted and name not in ("version", "runs_dir"):
             given[name] = parse_value(text)
-        elif stage == "pretrain" and name not in accepted:
+        elif stage == "pretrain" and (not in_pipeline or name in own_task_params):
             task_params[name] = parse_value(text)
         elif not in_pipeline:
             raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(accepted))}")
@@ -150,6 +151,13 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
             runs.encoder_path(runs_dir, params["from_version"])
     check_overwrite(run_dir, stage, force, resume)
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
+
+
+def pretrain_task_params(task: str) -> set[str]:
+    """Parameter names of a task (empty for an unknown task: that error comes from get_task)."""
+    from ..tasks import TASKS, task_names, task_params
+
+    return set(task_params(task)) if task in task_names() and task in TASKS else set()
 
 
 def eval_default(text: str):
