@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import nbformat
 import pytest
@@ -19,9 +20,25 @@ from conftest import REPO
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
 
 
-def run_stage(runs_dir, *args, timeout=600):
+FAKE_KEY = "fake-comet-key-5f3a9c"
+
+
+def run_stage(runs_dir, *args, timeout=600, env=None):
     return subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def files_holding(folder, secret: str) -> list[str]:
+    """Every file under folder (and every member of a zip archive) whose bytes contain the secret."""
+    hits = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            if secret.encode() in path.read_bytes():
+                hits.append(str(path))
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as z:
+                    hits += [f"{path}:{m}" for m in z.namelist() if secret.encode() in z.read(m)]
+    return hits
 
 
 def scraps(path):
@@ -35,9 +52,16 @@ def stages_of(run_dir):
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, lab_env):
     runs_dir = tmp_path_factory.mktemp("runs")
-    out = run_stage(runs_dir, "pipeline", *TINY, "-p", "pct_pos", "0.6")
+    tiny = [a if a != "off" else "offline" for a in TINY]  # offline tracking, with a key in the environment
+    out = run_stage(runs_dir, "pipeline", *tiny, "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
     assert out.returncode == 0, out.stderr[-3000:]
+    assert FAKE_KEY not in out.stdout + out.stderr
     return runs_dir
+
+
+def test_the_api_key_reaches_no_file(pipeline):
+    assert list((pipeline / "v1" / "comet").iterdir()), "offline tracking wrote nothing"
+    assert files_holding(pipeline, FAKE_KEY) == []
 
 
 def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
