@@ -89,5 +89,5 @@ tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext m
 bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
 	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))
 
-test: $(STAMP) ## the test suite (about 10 minutes on 2 CPU cores)
+test: $(STAMP) ## the test suite (about 3 minutes on 2 CPU cores)
 	$(PY) -m pytest tests -q
