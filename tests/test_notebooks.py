@@ -108,15 +108,18 @@ def test_notebooks_show_their_plots(pipeline):
 
 
 def test_random_init_baseline_and_compare(pipeline):
-    out = run_stage(pipeline, "transfer", "--version", "v2", "--from", "none", *TINY)
+    out = run_stage(pipeline, "pipeline", "--from", "none", *TINY)  # the baseline: no pretrain stage
     assert out.returncode == 0, out.stderr[-3000:]
     assert scraps(pipeline / "v2" / "02-transfer.ipynb")["from_version"] == "none"
+    assert not (pipeline / "v2" / "01-pretrain.ipynb").exists()
+    evaluated = scraps(pipeline / "v2" / "03-evaluate.ipynb")
+    assert evaluated["knn_acc"] == evaluated["knn_acc_random"]  # no pretrained encoder: the random one is scored
     out = subprocess.run([sys.executable, str(REPO / "bin" / "compare.py"), "--runs-dir", str(pipeline)], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = (pipeline / "compare.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
-    assert "complete" in lines[1] and "transfer:done" in lines[2]
+    assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
     assert scraps(pipeline / "05-compare.ipynb")["n_runs"] == 2
 
 

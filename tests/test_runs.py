@@ -103,3 +103,4 @@ def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
     assert path.read_text().splitlines()[0].startswith("version,status,task")
     text = compare.format_table(table)
     assert "61.00" in text and "transfer:failed" in text
+    assert " 3 " in text and "3.0" not in text  # epochs print as whole numbers despite missing values

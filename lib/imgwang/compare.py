@@ -46,6 +46,9 @@ def run_status(run_dir: Path, scraps: dict[str, dict]) -> str:
     states = {s: stages.get(s, {}).get("status") for s in STAGES}
     if all(v == "done" for v in states.values()):
         return "complete"
+    baseline = scraps.get("transfer", {}).get("from_version") == "none" and states["pretrain"] is None
+    if baseline and all(v == "done" for s, v in states.items() if s != "pretrain"):
+        return "complete (baseline)"
     return " ".join(f"{s}:{v}" for s, v in states.items() if v) or ("no run.json" if not stages else "empty")
 
 
@@ -109,6 +112,8 @@ def format_table(table: pd.DataFrame) -> str:
     show = table.copy()
     for col in ("pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
         show[col] = [fmt_pct(v) for v in show[col]]
+    for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):
+        show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:
         show[col] = ["" if is_missing(v) else f"{float(v):.0f}" for v in show[col]]
     show = show.astype(object).where(show.notna(), "").astype(str).replace({"None": "", "nan": ""})
