@@ -137,7 +137,9 @@ def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
     assert scraps(moved[0])["eval_acc"] >= 0
 
 
-def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, lab_env, tmp_path):
+    """What a job manager (SIGTERM) or Ctrl-C (SIGINT) does to a long run: nothing is lost."""
     runs_dir = tmp_path / "runs"
     args = ["pretrain", "--version", "v1", "--task", "rotation", *TINY[:-6], "--epochs", "6", "--bs", "16", "--comet", "off"]
     proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
@@ -146,7 +148,7 @@ def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path):
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err and "RESUME=1" in err
