@@ -9,7 +9,8 @@ import pytest
 
 from imgwang.errors import ConfigError
 from imgwang.train import Tracker, fit, make_tracker
-from imgwang.train.tracking import CometTracker, resolve_mode, scrub_secrets
+from imgwang.secrets import scrub_secrets
+from imgwang.train.tracking import CometTracker, resolve_mode
 from test_train_loop import make_world, single_thread  # noqa: F401  (autouse fixture)
 
 FAKE_KEY = "fakeCometKey0123456789abcdefXYZ"

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, ImgwangError
+from .secrets import scrub_secrets
 
 STAGES = {  # stage -> its template notebook (the executed copy keeps the same name)
     "pretrain": "01-pretrain.ipynb",
@@ -28,7 +29,6 @@ STAGES = {  # stage -> its template notebook (the executed copy keeps the same n
 }
 COMPARE_NOTEBOOK = "05-compare.ipynb"
 VERSION_RE = re.compile(r"^v(\d+)$")
-SECRET_NAMES = ("COMET_API_KEY",)
 
 
 def versions(runs_dir: Path) -> list[str]:
@@ -85,19 +85,7 @@ def read_run_json(run_dir: Path) -> dict:
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:
-    atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info), indent=2, sort_keys=True, default=str) + "\n")
-
-
-def scrub_secrets(obj):
-    """Drop any value equal to a secret from the environment (the key must never reach a file)."""
-    secrets = {os.environ[n] for n in SECRET_NAMES if os.environ.get(n)}
-    if isinstance(obj, dict):
-        return {k: scrub_secrets(v) for k, v in obj.items() if not any(s in str(k) for s in SECRET_NAMES)}
-    if isinstance(obj, list):
-        return [scrub_secrets(v) for v in obj]
-    if isinstance(obj, str) and any(s and s in obj for s in secrets):
-        return "<redacted>"
-    return obj
+    atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info, redact=True), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def update_stage(run_dir: Path, stage: str, **fields) -> dict:

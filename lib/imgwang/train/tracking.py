@@ -9,14 +9,13 @@ like a secret are dropped before logging, and Comet's code/git/env/stdout captur
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..secrets import scrub_secrets
 
 MODES = ("off", "offline", "online", "auto")
-SECRET_NAME = re.compile(r"api[_-]?key|token|secret|password|credential", re.IGNORECASE)
 
 
 class Tracker:
@@ -35,22 +34,6 @@ class Tracker:
 
     def end(self) -> None:
         pass
-
-
-def scrub_secrets(params: dict, secrets: list[str] | None = None) -> dict:
-    """Drop (recursively) every entry whose name looks like a secret or whose value contains one."""
-    if secrets is None:
-        secrets = [v for k, v in os.environ.items() if k.startswith("COMET_") and SECRET_NAME.search(k) and v]
-    out = {}
-    for key, value in params.items():
-        if SECRET_NAME.search(str(key)):
-            continue
-        if isinstance(value, dict):
-            value = scrub_secrets(value, secrets)
-        elif any(s in str(value) for s in secrets):
-            continue
-        out[key] = value
-    return out
 
 
 class CometTracker(Tracker):
