@@ -120,7 +120,9 @@ def test_random_init_baseline_and_compare(pipeline):
     lines = (pipeline / "compare.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
     assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
-    assert scraps(pipeline / "05-compare.ipynb")["n_runs"] == 2
+    compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
+    assert compared["n_runs"].data == 2
+    assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
 
 
 def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):

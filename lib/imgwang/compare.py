@@ -126,3 +126,21 @@ def is_missing(v) -> bool:
 
 def fmt_pct(v) -> str:
     return "" if is_missing(v) else f"{100 * float(v):.2f}"
+
+
+def plot_accuracies(table: pd.DataFrame):
+    """Did pretraining help? Fine-tuned val accuracy (± std over repeats), kNN and linear probe per version."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    done = table[table["val_acc"].notna()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(done) + 2), 3.5), layout="constrained")
+    x = np.arange(len(done))
+    for offset, col, label in ((-0.27, "val_acc", "fine-tuned val"), (0.0, "knn_acc", "kNN"), (0.27, "linear_acc", "linear probe")):
+        values = done[col].astype(float).fillna(0).to_numpy()
+        err = done["val_acc_std"].astype(float).fillna(0).to_numpy() if col == "val_acc" else None
+        ax.bar(x + offset, 100 * values, width=0.26, yerr=None if err is None else 100 * err, capsize=3, label=label)
+    ax.set_xticks(x, [f"{v}\n{t or ''}" for v, t in zip(done["version"], done["task"])])
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    return fig
