@@ -9,6 +9,7 @@ from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
 from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
+from conftest import one_torch_thread
 
 
 def coded_images(b, h=32, w=32):
@@ -157,14 +158,9 @@ def smooth_images(b, size=32, seed=0):
 
 @pytest.fixture(scope="module")
 def overfit():
-    # One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         task = Patchwork()
         yield task, overfit_one_batch(task, smooth_images(32), steps=120, lr=3e-3, seed=0)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_overfits_one_batch(overfit):

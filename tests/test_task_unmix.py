@@ -11,6 +11,7 @@ from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
 from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
+from conftest import one_torch_thread
 
 
 def gen(seed=0):
@@ -143,14 +144,9 @@ def test_prepare_and_errors():
 
 @pytest.fixture(scope="module")
 def overfit():
-    # One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         task = Unmix(n_sources=4)
         yield task, overfit_one_batch(task, smooth_images(16, 32), steps=120, lr=3e-3, seed=0)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_overfits_one_batch(overfit):

@@ -110,12 +110,13 @@ def example_losses(task, outputs, targets, n: int) -> list[float]:
     return (n * full - (n - 1) * left_out).cpu().tolist()  # one device sync per batch
 
 
-def _first_tensor(x):
+def first_tensor(x):
+    """The first tensor in a tensor, tuple/list or dict of inputs (the image a person should see)."""
     if torch.is_tensor(x):
         return x
     values = x.values() if isinstance(x, dict) else x
     for v in values:
-        t = _first_tensor(v)
+        t = first_tensor(v)
         if t is not None:
             return t
     return None
@@ -171,7 +172,7 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
             losses = example_losses(task, outputs, targets, n)
             sources = meta.get("indices")
             sources = (sources if sources is not None else batch.indices).reshape(n, -1).cpu()
-            first = _first_tensor(inputs)
+            first = first_tensor(inputs)
             for i, loss in enumerate(losses):
                 rank = math.inf if math.isnan(loss) else loss  # a NaN loss is the first thing to look at
                 if len(heap) == k and rank <= heap[0][0]:

@@ -6,10 +6,8 @@ import numpy as np
 import torch
 
 from ..evaluate.plots import image_grid
+from ..evaluate.review import first_tensor
 
-
-def first_tensor(inputs):
-    return inputs[0] if isinstance(inputs, (tuple, list)) else inputs
 
 
 def describe_target(target) -> str:
