@@ -60,6 +60,18 @@ def test_full_crop_with_forced_flip_is_the_mirrored_resize(method):
     assert (flipped - plain).abs().mean() > 0.1  # the flip really changed the image
 
 
+@pytest.mark.parametrize("method", ["loop", "roi"])
+@pytest.mark.parametrize("mode", ["pretrain", "eval"])
+def test_memory_layout_changes_neither_the_result_nor_the_output_layout(mode, method):
+    """The cache hands over channels-last batches (the fast layout for the CPU resize): same pixels out as
+    for planar input, and always a plain contiguous float batch."""
+    imgs = _images(8)
+    planar = make_augment(OUT, mode, method=method)(imgs, _gen(4))
+    interleaved = make_augment(OUT, mode, method=method)(imgs.contiguous(memory_format=torch.channels_last), _gen(4))
+    assert torch.equal(planar, interleaved)
+    assert interleaved.is_contiguous() and planar.is_contiguous()
+
+
 def test_crop_box_is_where_the_pixels_come_from():
     """A small crop must show that region of the image: compare with the plain resize of the same box."""
     imgs = _images(4)

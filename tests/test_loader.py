@@ -78,6 +78,16 @@ def test_labels_follow_rows_and_images_are_the_cache_rows(cache):
     assert order != sorted(order)
 
 
+def test_cache_rows_are_stored_interleaved_and_batches_come_channels_last(cache):
+    assert cache.pixels.shape == (N, S, S, 3) and cache.array.shape == (N, 3, S, S)
+    assert np.array_equal(cache.array[4], cache.pixels[4].transpose(2, 0, 1))
+    images, _, rows = next(CachedLoader(cache, np.arange(N), batch_size=5).host_batches(0))
+    assert images.shape == (5, 3, S, S) and images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images, torch.from_numpy(np.asarray(cache.array[rows.numpy()])))
+    batch = next(iter(CachedLoader(cache, np.arange(N), batch_size=5)))  # no augment: plain float batch
+    assert batch.images.is_contiguous() and torch.equal(batch.images, images.float() / 255)
+
+
 def test_unlabelled_rows_get_minus_one_and_augment_runs(cache):
     loader = CachedLoader(cache, np.arange(N), batch_size=8, augment=make_augment(8, "pretrain"))
     batch = next(iter(loader))

@@ -177,3 +177,29 @@ def test_pretext_mistakes_works_with_every_registered_task(name):
     for m in mistakes:
         assert m["sources"] and all(100 <= s < 116 for s in m["sources"])
         assert m["inputs"] and all(im.dtype == np.uint8 and im.shape[0] == 3 for im in m["inputs"])
+
+
+def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_path):
+    """The pretext model is judged on images of the size it was trained at, not the transfer size."""
+    from imgwang.config import resolve
+    from imgwang.stages.data import load_stage_data
+    from imgwang.stages.pretrain import build_pretext
+    from imgwang.stages.review import run_review
+
+    common = dict(data="sample", arch="tinyconv", device="cpu", seed=0)
+    pretrain_cfg = resolve("pretrain", dict(common, task="rotation", size=24, bs=16))
+    review_cfg = resolve("review", dict(common, size=40, bs=16, n_show=4))
+    _, model = build_pretext(pretrain_cfg)
+    torch.save(model.state_dict(), tmp_path / "pretext_model.pt")
+    sd = load_stage_data("sample", 40, progress=False)
+    n = len(sd.val_rows)
+    probs = torch.softmax(torch.randn(n, 20, generator=torch.Generator().manual_seed(0)), 1)
+    torch.save({"probs": probs, "labels": torch.from_numpy(sd.val_labels), "rows": torch.from_numpy(sd.val_rows),
+                "class_names": [f"c{i}" for i in range(20)]}, tmp_path / "predictions.pt")
+
+    result = run_review(review_cfg, tmp_path, pretrain_cfg)
+    pretext = result["pretext"]
+    assert pretext["data"].size == 24 and result["data"].size == 40
+    assert len(pretext["mistakes"]) == 4
+    assert all(x.shape[-2:] == (24, 24) for m in pretext["mistakes"] for x in m["inputs"])
+    assert all(m["row"] in set(sd.val_rows.tolist()) for m in result["mistakes"])

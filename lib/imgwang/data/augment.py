@@ -12,6 +12,8 @@ How the crops are resampled depends on the device, because the fastest correct k
   torchvision roi_align, 1 / 2x2 samples per px  ~2,300 / ~1,100  <- "roi", used on a GPU: one kernel
   kornia crop_and_resize                         ~1,600
   affine_grid + grid_sample                      ~1,000
+The uint8 kernel is fastest on channels-last input, which is how the cache hands batches over (its rows
+are stored (S, S, 3)): 1.4x over planar input on one core, measured.
 The loop launches ~3 tiny kernels per image, which a GPU punishes; roi_align does the whole batch in one
 kernel and averages 2x2 bilinear samples per output pixel, an antialias filter for up to 2x shrinking.
 """
@@ -125,31 +127,44 @@ def crop_resize_loop(images, boxes, flips, size: int) -> torch.Tensor:
     """Per-sample antialiased resize of each crop (uint8 kernels on the CPU); fastest on a CPU.
 
     On the CPU the batch is split over one Python thread per core, each running single-threaded kernels
-    (torch releases the GIL in them): 1.4x on 2 cores (measured), where a torch thread team per tiny kernel
-    loses time."""
+    (torch releases the GIL in them) and writing its share of the float batch in place."""
     b = images.shape[0]
-    workers = min(os.cpu_count() or 1, 8, b)
-    if images.device.type == "cpu" and workers > 1:
-        parts = [slice(i * b // workers, (i + 1) * b // workers) for i in range(workers)]
-        done = _pool(workers).map(lambda s: _crop_resize_each(images[s], boxes[s], flips[s], size), parts)
-        return torch.cat(list(done))
-    return _crop_resize_each(images, boxes, flips, size)
+    out = torch.empty((b, 3, size, size), dtype=torch.float32, device=images.device)
+    workers = min(os.cpu_count() or 1, 8, b) if images.device.type == "cpu" else 1
+    parts = [slice(i * b // workers, (i + 1) * b // workers) for i in range(workers)]
+
+    def fill(s: slice) -> None:
+        _crop_resize_into(out[s], images[s], boxes[s], flips[s])
+
+    if workers > 1:
+        list(_pool(workers).map(fill, parts))
+    else:
+        fill(parts[0])
+    return out
 
 
 @functools.lru_cache(maxsize=None)
 def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="imgwang-augment")
+    # One intra-op thread per worker: the thread count is per OS thread, and a worker left at the default
+    # runs each tiny kernel on a team of its own, oversubscribing the cores (1.4x slower on 2 cores, measured).
+    return ThreadPoolExecutor(workers, thread_name_prefix="imgwang-augment",
+                              initializer=torch.set_num_threads, initargs=(1,))
 
 
-def _crop_resize_each(images, boxes, flips, size: int) -> torch.Tensor:
-    b = images.shape[0]
+def _crop_resize_into(dst: torch.Tensor, images, boxes, flips) -> None:
+    size = dst.shape[-1]
     src = images if images.device.type == "cpu" else images.float()
-    out = torch.empty((b, 3, size, size), dtype=src.dtype, device=images.device)
+    # Resized crops of channels-last input come out channels-last: collect them as (H, W, 3) rows, a plain
+    # copy each (into planar rows it was a strided one, as slow as the resize), and convert once at the end.
+    rows = torch.empty((len(dst), size, size, 3), dtype=src.dtype, device=images.device)
     for i, ((x0, y0, cw, ch), flip) in enumerate(zip(boxes.tolist(), flips.tolist())):
         crop = src[i : i + 1, :, y0 : y0 + ch, x0 : x0 + cw]
         r = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-        out[i] = r.flip(-1) if flip else r
-    return out.float().div_(255.0) if out.dtype == torch.uint8 else out.div_(255.0).clamp_(0, 1)
+        r = r.permute(1, 2, 0)
+        rows[i] = r.flip(1) if flip else r
+    dst.copy_(rows.permute(0, 3, 1, 2)).div_(255.0)
+    if rows.dtype != torch.uint8:
+        dst.clamp_(0, 1)  # float bilinear can overshoot
 
 
 @contextlib.contextmanager
@@ -172,7 +187,7 @@ def crop_resize_roi(images, boxes, flips, size: int) -> torch.Tensor:
     from torchvision.ops import roi_align
 
     b = images.shape[0]
-    x = images.float().div_(255.0)
+    x = to_float(images)
     xy0 = boxes[:, :2].to(x.dtype)
     rois = torch.cat([torch.arange(b, device=x.device, dtype=x.dtype)[:, None], xy0, xy0 + boxes[:, 2:].to(x.dtype)], 1)
     out = roi_align(x, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
@@ -182,10 +197,16 @@ def crop_resize_roi(images, boxes, flips, size: int) -> torch.Tensor:
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float (B, 3, size, size) in [0, 1], antialiased bilinear, the whole image."""
     if images.shape[-2:] == (size, size):
-        return images.float().div_(255.0)
+        return to_float(images)
     src = images if images.device.type == "cpu" else images.float()
     out = F.interpolate(src, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.float().div_(255.0).clamp_(0, 1)
+    return to_float(out) if out.dtype == torch.uint8 else to_float(out).clamp_(0, 1)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 (any memory layout) -> contiguous float 0..1 in one pass: batches leave the data path in
+    the plain layout whatever layout the cache and the resize kernels prefer."""
+    return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def color_jitter(x: torch.Tensor, generator: torch.Generator, p: float = 0.8, strength: float = 0.4,

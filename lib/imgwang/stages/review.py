@@ -44,7 +44,11 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None) -> dict:
         task, model = build_pretext(pretrain_cfg)
         model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True), strict=True)
         model.to(device)
-        val = sd.loader(sd.val_rows, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
-        result["pretext"] = {"task": task, "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
+        # the pretext model sees images at the size it was trained at, which need not be the transfer size
+        same = (pretrain_cfg["data"], pretrain_cfg["size"]) == (cfg["data"], cfg["size"])
+        psd = sd if same else load_stage_data(pretrain_cfg["data"], pretrain_cfg["size"])
+        val = psd.loader(psd.val_rows, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
+        result["pretext"] = {"task": task, "data": psd,
+                             "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
     result["wall_s"] = time.time() - start
     return result
