@@ -73,7 +73,7 @@ def test_pct_pos_is_respected_and_sets_chance(pct_pos):
 
 def test_fixed_position_debug_mode():
     images = coded_images(16)
-    out, targets, meta = Patchwork(fixed_position=True).make_batch(images, gen(1))
+    out, targets, meta = Patchwork(fixed_position=True, patch_frac=0.25).make_batch(images, gen(1))
     s = 8
     dest = meta["boxes"][:, :2]
     src = meta["boxes"][:, 2:4]

@@ -51,7 +51,7 @@ class Patchwork(Task):
     name = "patchwork"
     metric_name = "accuracy"
 
-    def __init__(self, *, patch_frac: float = 0.25, pct_pos: float = 0.5, fixed_position: bool = False,
+    def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, fixed_position: bool = False,
                  flip_patches: bool = False, patch_noise: float = 0.0, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if not 0.0 < patch_frac < 1.0:
@@ -64,6 +64,8 @@ class Patchwork(Task):
         self.fixed_position, self.flip_patches, self.patch_noise = fixed_position, flip_patches, patch_noise
         self.chance = max(pct_pos, 1.0 - pct_pos)  # always answering the majority label
 
+    # patch_frac 0.5 by default: on the sample (tinyconv, 64 px, 30 epochs) the pretext val accuracy was
+    # 0.51 at 0.25, 0.63-0.64 at 0.35-0.4 and 0.73 at 0.5: small patches carry too little content to judge.
     def patch_size(self, height: int, width: int) -> int:
         return max(1, round(self.patch_frac * min(height, width)))
 
