@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from ..device import resolve_device
 from ..models.checkpoint import atomic_torch_save, save_encoder
 from ..models.encoders import create_encoder
@@ -26,6 +28,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     device = resolve_device(cfg["device"])
     tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-pretrain", log_dir=run_dir / "comet")
     sd = load_stage_data(cfg["data"], cfg["size"])
+    torch.manual_seed(cfg["seed"])  # initial weights fixed by the seed, whatever ran before in the kernel
     task, model = build_pretext(cfg)
     bs = cfg["bs"]
     train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])

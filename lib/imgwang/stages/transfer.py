@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from ..device import resolve_device
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
@@ -40,6 +42,7 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         seed = cfg["seed"] + r
         tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
         tracker.log_params({**cfg, "repeat": r})
+        torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
         model = build_classifier(cfg["arch"], n_classes, source)
         train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="train", seed=seed)
         val = sd.loader(sd.val_rows, sd.val_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
