@@ -64,6 +64,14 @@ def test_the_api_key_reaches_no_file(pipeline):
     assert files_holding(pipeline, FAKE_KEY) == []
 
 
+def test_tracking_says_where_its_archive_is_in_one_line_without_comet_chatter(pipeline):
+    text = "".join((pipeline / "v1" / f"{name}.ipynb").read_text() for name in ("01-pretrain", "02-transfer"))
+    archives = sorted((pipeline / "v1" / "comet").glob("*.zip"))
+    assert len(archives) == 2  # one experiment per training stage
+    assert all(f"comet offline: archive {a.resolve()}" in text or f"comet offline: archive {a}" in text for a in archives)
+    assert "COMET WARNING" not in text and "COMET INFO" not in text
+
+
 def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
     run = pipeline / "v1"
     for name in ("01-pretrain", "02-transfer", "03-evaluate", "04-review"):

@@ -49,7 +49,7 @@ def test_secrets_are_scrubbed_by_name_and_value(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # comet_ml's own sentry_sdk use
-def test_offline_writes_under_log_dir_and_never_the_key(tmp_path, monkeypatch):
+def test_offline_writes_under_log_dir_and_never_the_key(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COMET_API_KEY", FAKE_KEY)
     tracker = make_tracker("offline", project="imgwang", run_name="test-run", log_dir=tmp_path)
     assert tracker.mode == "offline"
@@ -57,7 +57,11 @@ def test_offline_writes_under_log_dir_and_never_the_key(tmp_path, monkeypatch):
     model, obj, train, val = make_world()
     fit(model, obj, train, val, epochs=1, lr=1e-2, device="cpu", progress=False, grad_stats=True, tracker=tracker)
     print(f"a careless print of {FAKE_KEY}")  # stdout capture is off: this must not reach the archive
+    capsys.readouterr()
     tracker.end()
+    said = capsys.readouterr()
+    archives = list(tmp_path.glob("*.zip"))
+    assert len(archives) == 1 and f"comet offline: archive {archives[0]}" in said.out  # one line names it
     contents = dict(all_bytes(tmp_path))
     assert contents, "offline mode wrote nothing under log_dir"
     everything = b"".join(contents.values())

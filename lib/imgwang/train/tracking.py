@@ -64,9 +64,24 @@ class CometTracker(Tracker):
             self._call("log_figure", self.experiment.log_figure, figure_name=name, figure=fig)
 
     def end(self) -> None:
-        if self.experiment is not None:
-            self._call("end", self.experiment.end)
-            self.experiment = None
+        if self.experiment is None:
+            return
+        where = _where(self.experiment, self.mode)
+        self._call("end", self.experiment.end)
+        if self.experiment is not None and where:
+            print(f"comet {self.mode}: {where}")
+        self.experiment = None
+
+
+def _where(experiment, mode: str) -> str:
+    """Where the finished experiment can be found: its archive (offline) or page (online)."""
+    try:
+        if mode == "offline":
+            archive = Path(experiment.offline_directory) / f"{experiment.id}.zip"
+            return f"archive {archive} (upload it later with `comet upload {archive}`)"
+        return f"{experiment.url}"
+    except Exception:  # noqa: BLE001 - only a message; comet's own attributes may differ between versions
+        return ""
 
 
 def resolve_mode(mode: str) -> str:
@@ -88,6 +103,9 @@ def make_tracker(mode: str = "off", project: str = "imgwang", run_name: str | No
         return Tracker()
     if mode == "offline" and log_dir is None:
         raise ConfigError("COMET=offline needs a log_dir to write the experiment archive into")
+    # comet's console chatter (import-order and Jupyter hints that do not apply here, archiving progress)
+    # buries the notebook's output: errors only, unless the user set a level; end() says where results went.
+    os.environ.setdefault("COMET_LOGGING_CONSOLE", "ERROR")
     try:
         import comet_ml
     except Exception as e:
