@@ -161,6 +161,8 @@ def test_plot_pretext_mistakes_shows_each_input_beside_its_sources():
     assert len(fig.axes) == sum(len(m["inputs"]) + len(m["sources"]) for m in mistakes)
     assert all(len(ax.images) == 1 for ax in fig.axes)
     assert fig.axes[1].get_title() == f"source {mistakes[0]['sources'][0]}"
+    first = fig.axes[0].get_title()  # the label and the model's answer beside the loss: what went wrong
+    assert first.startswith(f"input  loss {mistakes[0]['loss']:.3g}") and "target" in first and "output" in first
 
 
 @pytest.mark.parametrize("name", task_names())

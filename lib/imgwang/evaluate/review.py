@@ -136,6 +136,22 @@ def _summary(x, limit: int = 32):
     return x
 
 
+def _first_title(mistake: dict) -> str:
+    """'input  loss L', plus the target and the model's output when they are short enough to read."""
+    lines = [f"input  loss {mistake['loss']:.3g}"]
+    said = [f"{name} {_short(mistake.get(name))}" for name in ("target", "output") if _short(mistake.get(name))]
+    return "\n".join(lines + ([" ".join(said)] if said else []))
+
+
+def _short(value, most: int = 4) -> str:
+    """A number or a list of at most `most` numbers, compactly; anything else ''."""
+    if isinstance(value, (int, float)):
+        return f"{value:.3g}"
+    if isinstance(value, list) and 0 < len(value) <= most and all(isinstance(v, (int, float)) for v in value):
+        return "[" + " ".join(f"{v:.2g}" for v in value) + "]"
+    return ""
+
+
 def _as_uint8_images(t: torch.Tensor) -> list[np.ndarray]:
     """One example of the first input tensor -> list of uint8 (3, H, W) images (several if it stacks views).
 
@@ -206,7 +222,7 @@ def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_inputs: in
     fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.3),
                              squeeze=False, layout="constrained")
     for m, (inputs, sources), ax_row in zip(mistakes, rows, axes):
-        cells = [(im, f"input  loss {m['loss']:.3g}" if j == 0 else "input") for j, im in enumerate(inputs)]
+        cells = [(im, _first_title(m) if j == 0 else "input") for j, im in enumerate(inputs)]
         cells += [(source_images_fn(s), f"source {s}") for s in sources]
         for ax, cell in zip(ax_row, cells + [None] * (ncols - len(cells))):
             if cell is None:
