@@ -12,8 +12,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-import contextlib  # noqa: E402
-
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,12 +32,8 @@ def lab_env(tmp_path_factory):
             os.environ[k] = v
 
 
-@contextlib.contextmanager
 def one_torch_thread():
     """One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    from imgwang.device import torch_threads
+
+    return torch_threads(1)

@@ -20,7 +20,6 @@ kernel and averages 2x2 bilinear samples per output pixel, an antialias filter f
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -29,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
+from ..device import torch_threads
 from ..errors import ConfigError, DataError
 
 MODES = ("pretrain", "train", "eval")
@@ -67,7 +67,9 @@ class Augment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise DataError(f"augment expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        with _one_thread(images.device.type == "cpu"):
+        if images.device.type != "cpu":
+            return self._augment(images, generator)
+        with torch_threads(1):  # one image per kernel: a thread team per kernel costs more than it saves
             return self._augment(images, generator)
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -165,21 +167,6 @@ def _crop_resize_into(dst: torch.Tensor, images, boxes, flips) -> None:
     dst.copy_(rows.permute(0, 3, 1, 2)).div_(255.0)
     if rows.dtype != torch.uint8:
         dst.clamp_(0, 1)  # float bilinear can overshoot
-
-
-@contextlib.contextmanager
-def _one_thread(active: bool):
-    """Augment on one CPU thread: its kernels are small (one image each), fanning them out to a thread team
-    costs more than it saves, and on a busy 2-core machine it made them 10-20x slower (measured)."""
-    if not active or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def crop_resize_roi(images, boxes, flips, size: int) -> torch.Tensor:
