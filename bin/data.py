@@ -1,4 +1,4 @@
-"""Get a dataset ready and describe it: python bin/data.py DATA [--data-root data]."""
+"""Get a dataset ready and describe it: python bin/data.py DATA [--data-root data] (default: $IMGWANG_DATA or data/)."""
 
 import argparse
 import sys
@@ -36,7 +36,7 @@ def summary(root: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data", help="sample, imagewang, imagewang-320, imagewang-full, or a folder path")
-    parser.add_argument("--data-root", default="data", type=Path, help="where named datasets live")
+    parser.add_argument("--data-root", default=None, type=Path, help="where named datasets live (default: $IMGWANG_DATA or data/)")
     args = parser.parse_args(argv)
     try:
         print(summary(resolve_data(args.data, args.data_root)))

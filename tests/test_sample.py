@@ -124,6 +124,18 @@ def test_resolve_sample_builds_under_the_data_root(tmp_path, monkeypatch):
     assert calls == [tmp_path / "sample"]
 
 
+def test_named_datasets_live_in_imgwang_data_when_set(tmp_path, monkeypatch):
+    """Stages, `make data` and the checks before a run all look in the same place."""
+    calls = []
+    import imgwang.data.resolve as resolve
+
+    monkeypatch.setattr(resolve, "make_sample", lambda root: calls.append(root) or root)
+    monkeypatch.setenv("IMGWANG_DATA", str(tmp_path / "elsewhere"))
+    assert resolve_data("sample") == tmp_path / "elsewhere" / "sample"
+    monkeypatch.delenv("IMGWANG_DATA")
+    assert resolve_data("sample") == Path("data") / "sample"
+
+
 def test_resolve_named_dataset_uses_a_completed_folder_without_network(tmp_path):
     root = tmp_path / "imagewang-160"
     root.mkdir()

@@ -1,5 +1,8 @@
 """Turn a DATA= value into a dataset folder: a generated sample, an Imagewang download, or a path."""
 
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
 from imgwang.data.download import DATASETS, fetch_dataset
@@ -11,14 +14,19 @@ SAMPLE = "sample"
 KNOWN = (SAMPLE, *DATASETS)
 
 
-def resolve_data(data: str, data_root: Path = Path("data")) -> Path:
+def default_data_root() -> Path:
+    """Where named datasets live: data/ in the project, or $IMGWANG_DATA (the tests point it elsewhere)."""
+    return Path(os.environ.get("IMGWANG_DATA", "data"))
+
+
+def resolve_data(data: str, data_root: Path | None = None) -> Path:
     """Return the root of a folder in Imagewang layout, generating or downloading it when needed.
 
     Raises ConfigError for a value that is neither a known name nor an existing folder, and DataError
     when the data cannot be fetched or the folder is not in Imagewang layout.
     """
     data = str(data).strip()
-    data_root = Path(data_root)
+    data_root = Path(data_root) if data_root is not None else default_data_root()
     if data == SAMPLE:
         return make_sample(data_root / SAMPLE)
     if data in DATASETS:

@@ -17,10 +17,6 @@ from ..data.resolve import resolve_data
 from ..errors import DataError
 
 
-def default_data_root() -> Path:
-    return Path(os.environ.get("IMGWANG_DATA", "data"))
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("IMGWANG_CACHE", ".cache/imgwang"))
 
@@ -52,7 +48,7 @@ class StageData:
 
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
                     progress: bool = True) -> StageData:
-    root = resolve_data(data, data_root or default_data_root())
+    root = resolve_data(data, data_root)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)

@@ -224,9 +224,8 @@ def check_comet(mode: str) -> None:
 
 def check_data(data: str) -> None:
     from ..data.resolve import resolve_data
-    from .data import default_data_root
 
-    resolve_data(data, default_data_root())
+    resolve_data(data)
 
 
 def check_overwrite(run_dir: Path, stage: str, force: bool, resume: bool) -> None:
