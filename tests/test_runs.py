@@ -104,3 +104,24 @@ def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
     text = compare.format_table(table)
     assert "61.00" in text and "transfer:failed" in text
     assert " 3 " in text and "3.0" not in text  # epochs print as whole numbers despite missing values
+
+
+def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned_alike(tmp_path):
+    def run(v, from_version, val_acc, size=64):
+        cfg = {"arch": "resnet18", "data": "sample", "size": size, "epochs": 5}
+        fake_executed_notebook(tmp_path / v / "02-transfer.ipynb", {
+            "config": cfg, "from_version": from_version, "val_acc": val_acc, "val_accs": [val_acc]})
+        runs.update_stage(tmp_path / v, "transfer", status="done")
+
+    run("v1", "v1", 0.35)
+    run("v2", "none", 0.30)
+    run("v3", "none", 0.28)  # the newer baseline of the same kind wins
+    run("v4", "v1", 0.40, size=96)  # fine-tuned at another size: no baseline matches
+    run("v5", "v5", 0.31)
+    rows = {r["version"]: r for r in compare.compare_table(tmp_path).to_dict("records")}
+    assert rows["v1"]["baseline"] == "v3" and rows["v1"]["vs_baseline"] == pytest.approx(0.07)
+    assert rows["v5"]["vs_baseline"] == pytest.approx(0.03)
+    assert compare.is_missing(rows["v4"]["baseline"]) and compare.is_missing(rows["v4"]["vs_baseline"])
+    assert compare.is_missing(rows["v2"]["baseline"])  # a baseline is not measured against itself
+    text = compare.format_table(compare.compare_table(tmp_path))
+    assert "+7.00" in text and "+3.00" in text

@@ -16,7 +16,7 @@ from .runs import STAGES, atomic_write_text, read_run_json, versions
 COLUMNS = [
     "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
     "pretext_metric", "pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "runs", "knn_acc",
-    "linear_acc", "eval_acc", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
+    "linear_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 
 
@@ -82,7 +82,27 @@ def compare_row(run_dir: Path) -> dict:
 
 def compare_table(runs_dir: Path) -> pd.DataFrame:
     rows = [compare_row(runs_dir / v) for v in versions(runs_dir)]
+    add_baseline_deltas(rows)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# A baseline (FROM=none) answers "did pretraining help?" only for runs fine-tuned the same way.
+MATCH = ("data", "arch", "size", "transfer_epochs")
+
+
+def add_baseline_deltas(rows: list[dict]) -> None:
+    """Give each pretrained run `baseline` (the newest FROM=none run fine-tuned alike: same data, arch,
+    size, transfer epochs) and `vs_baseline` (its val_acc minus the baseline's, as a fraction)."""
+    baselines = {}
+    for row in rows:  # in version order: a later baseline replaces an earlier one
+        if row["from"] == "none" and not is_missing(row["val_acc"]):
+            baselines[tuple(row[k] for k in MATCH)] = row
+    for row in rows:
+        base = baselines.get(tuple(row[k] for k in MATCH))
+        if row["from"] in (None, "none") or base is None or is_missing(row["val_acc"]):
+            row["baseline"], row["vs_baseline"] = None, None
+        else:
+            row["baseline"], row["vs_baseline"] = base["version"], row["val_acc"] - base["val_acc"]
 
 
 def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") -> dict[str, list[dict]]:
@@ -112,6 +132,7 @@ def format_table(table: pd.DataFrame) -> str:
     show = table.copy()
     for col in ("pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
         show[col] = [fmt_pct(v) for v in show[col]]
+    show["vs_baseline"] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show["vs_baseline"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):
         show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:
