@@ -17,6 +17,14 @@ from imgwang.errors import ImgwangError
 
 def summary(root: Path) -> str:
     layout = load_layout(root)
+    if not layout.labelled:
+        return "\n".join([
+            f"data: {root}",
+            f"images: {len(layout.unlabelled()) + len(layout.val)} without classes (no train/ and val/ folders): "
+            f"pretraining only",
+            f"pretext images: {len(layout.unlabelled())}, held out to measure the pretext task: {len(layout.val)} "
+            f"(every 10th)",
+        ])
     counts = layout.counts()
     val_classes = sorted({label for _, label in layout.val})
     lines = [

@@ -36,6 +36,16 @@ def not_in_layout(tmp_path):
     return str(folder)
 
 
+def plain_images(tmp_path):
+    folder = tmp_path / "street-photos"
+    (folder / "day2").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "day2/c.jpg"):
+        (folder / name).write_bytes(b"x")
+    return str(folder)
+
+
+FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images}
+
 CASES = [
     # (stage and arguments, what the one line must say)
     (["pretrain", "--task", "jigsaw"], "unknown TASK='jigsaw'"),
@@ -59,6 +69,8 @@ CASES = [
     (["pretrain", "--version", "v1", "--resume", "1", "--data", "sample"], "already finished"),
     (["pretrain", "--version", "../v1", "--data", "sample"], "not a valid folder name"),
     (["nonsense"], "unknown stage"),
+    (["pipeline", "--data", "{plain_images}"], "without classes: it can be pretrained on, not used by transfer"),
+    (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
     (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
@@ -68,8 +80,7 @@ CASES = [
 @pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a[:3]) for a, _ in CASES])
 def test_bad_input_gives_one_clear_line_and_changes_nothing(args, message, runs_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COMET_API_KEY", raising=False)
-    if "{not_in_layout}" in args:
-        args = [not_in_layout(tmp_path) if a == "{not_in_layout}" else a for a in args]
+    args = [FOLDERS[a](tmp_path) if a in FOLDERS else a for a in args]
     before = snapshot(runs_dir)
     rc = stage.main([*args, "--runs-dir", str(runs_dir)])
     err = capsys.readouterr().err.strip().splitlines()

@@ -83,6 +83,8 @@ def test_val_class_not_in_train_is_a_data_error(tmp_path):
     (["train/1.jpg", "val/a/1.jpg"], "train/ has no class folders"),
     (["train/a/readme.txt", "val/a/1.jpg"], "no images in train"),
     (["train/a/1.jpg", "val/a/readme.txt"], "no images in val"),
+    (["notes/readme.txt"], "no train/ or val/ folder, and no images to pretrain on"),
+    (["only.jpg", ".hidden/x.jpg"], "no train/ or val/ folder, and only one image to pretrain on"),
 ])
 def test_folder_not_in_layout_gives_one_clear_line(tmp_path, files, why):
     root = tmp_path / "mydata"
@@ -98,3 +100,18 @@ def test_folder_not_in_layout_gives_one_clear_line(tmp_path, files, why):
     assert "\n" not in message
     assert str(root) in message and why in message
     assert "root/train/<class>/*.jpg" in message and "root/unsup/*.jpg" in message
+
+
+def test_a_plain_folder_of_images_is_unlabelled_with_every_tenth_held_out(tmp_path):
+    """Point imgwang at any folder of images: all unlabelled, nested folders included, hidden ones not;
+    every 10th image in sorted order measures the pretext task and is never trained on."""
+    names = [f"trip/{i:02d}.jpg" for i in range(15)] + [f"{i:02d}.PNG" for i in range(7)]
+    root = make_tree(tmp_path / "photos", names + [".thumbnails/t.jpg", "trip/.cache/c.jpg"])
+    (root / "trip" / "notes.txt").write_text("x")
+    layout = load_layout(root)
+    images = sorted(root / n for n in names)
+    assert not layout.labelled and layout.classes == [] and layout.train == []
+    assert [p for p, _ in layout.val] == images[::10] and {y for _, y in layout.val} == {-1}
+    assert layout.unlabelled() == [p for i, p in enumerate(images) if i % 10]
+    assert not set(layout.unlabelled()) & {p for p, _ in layout.val}
+    assert load_layout(make_tree(tmp_path / "labelled", ["train/a/1.jpg", "val/a/2.jpg"])).labelled

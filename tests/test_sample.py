@@ -148,8 +148,8 @@ def test_resolve_path_and_bad_values(sample, tmp_path):
     with pytest.raises(ConfigError) as info:
         resolve_data("imagewoof", tmp_path)
     assert str(info.value) == ("unknown DATA='imagewoof': use sample, imagewang, imagewang-320, "
-                               "imagewang-full or a path to a folder in Imagewang layout")
-    with pytest.raises(DataError, match="no train/ folder"):
+                               "imagewang-full or a path to a folder in Imagewang layout (or of plain images, to pretrain on)")
+    with pytest.raises(DataError, match="no train/ or val/ folder, and no images"):
         resolve_data(str(tmp_path), tmp_path)  # exists but is not in layout
 
 
@@ -165,6 +165,15 @@ def test_bin_data_prints_a_summary_and_errors_as_one_line(sample, tmp_path):
     assert f"data: {sample}" in done.stdout
     assert "train 160, unsup 24, val 60" in done.stdout
     assert "20 in train, 10 in val" in done.stdout and "n02086240 Shih-Tzu" in done.stdout
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for path in sorted((sample / "unsup").iterdir())[:12]:
+        (plain / path.name).write_bytes(path.read_bytes())
+    photos = run_script(str(plain))
+    assert photos.returncode == 0, photos.stderr
+    assert "images: 12 without classes" in photos.stdout and "pretraining only" in photos.stdout
+    assert "pretext images: 10, held out to measure the pretext task: 2" in photos.stdout
 
     bad = run_script(str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert bad.returncode == 2

@@ -1,7 +1,12 @@
-"""Read a folder in Imagewang layout: train/<class>/*, val/<class>/*, optional unsup/*.
+"""Read a dataset folder: Imagewang layout, or a plain folder of images for pretraining only.
 
-The class index comes from the sorted train folders; val reuses it (Imagewang's val holds only the
-10 Imagewoof classes of the 20 train classes), so a val folder must name a train class.
+Imagewang layout: train/<class>/*, val/<class>/*, optional unsup/*. The class index comes from the
+sorted train folders; val reuses it (Imagewang's val holds only the 10 Imagewoof classes of the 20 train
+classes), so a val folder must name a train class.
+
+A folder with neither train/ nor val/ is a plain folder of images (in any subfolders): every image is
+unlabelled, and every 10th (in sorted order) is held out to measure the pretext task on images training
+never saw. Such data can be pretrained on, not fine-tuned or evaluated (there are no labels).
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +15,9 @@ from pathlib import Path
 from imgwang.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-EXPECTED_LAYOUT = "root/train/<class>/*.jpg, root/val/<class>/*.jpg, optional root/unsup/*.jpg"
+EXPECTED_LAYOUT = ("root/train/<class>/*.jpg, root/val/<class>/*.jpg, optional root/unsup/*.jpg; or, to "
+                   "pretrain only, a folder of images without train/ and val/")
+HELD_OUT_EVERY = 10  # a plain folder: every 10th image measures the pretext task
 
 
 def is_image(path: Path) -> bool:
@@ -33,6 +40,11 @@ class Layout:
     train: list[tuple[Path, int]]
     val: list[tuple[Path, int]]
     unsup: list[Path] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        """False for a plain folder of images: nothing to fine-tune or evaluate on."""
+        return bool(self.classes)
 
     @property
     def has_unsup(self) -> bool:
@@ -63,6 +75,8 @@ def load_layout(root: Path) -> Layout:
     root = Path(root)
     if not root.is_dir():
         raise _not_in_layout(root, "folder not found")
+    if not (root / "train").is_dir() and not (root / "val").is_dir():
+        return plain_folder_layout(root)
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise _not_in_layout(root, f"no {split}/ folder")
@@ -78,3 +92,15 @@ def load_layout(root: Path) -> Layout:
         raise _not_in_layout(root, "no images in val/<class>/")
     unsup = list_images(root / "unsup") if (root / "unsup").is_dir() else []
     return Layout(root=root, classes=classes, train=train, val=val, unsup=unsup)
+
+
+def plain_folder_layout(root: Path) -> Layout:
+    """Every image below `root` (hidden files and folders skipped), unlabelled; every 10th held out."""
+    images = sorted(p for p in root.rglob("*")
+                    if is_image(p) and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if len(images) < 2:
+        found = "no images" if not images else "only one image"
+        raise _not_in_layout(root, f"no train/ or val/ folder, and {found} to pretrain on")
+    held_out = [(p, -1) for p in images[::HELD_OUT_EVERY]]
+    rest = [p for i, p in enumerate(images) if i % HELD_OUT_EVERY]
+    return Layout(root=root, classes=[], train=[], val=held_out, unsup=rest)

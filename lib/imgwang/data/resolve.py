@@ -20,7 +20,7 @@ def default_data_root() -> Path:
 
 
 def resolve_data(data: str, data_root: Path | None = None) -> Path:
-    """Return the root of a folder in Imagewang layout, generating or downloading it when needed.
+    """Return the root of a dataset folder (Imagewang layout, or plain images), generating or downloading it when needed.
 
     Raises ConfigError for a value that is neither a known name nor an existing folder, and DataError
     when the data cannot be fetched or the folder is not in Imagewang layout.
@@ -34,6 +34,6 @@ def resolve_data(data: str, data_root: Path | None = None) -> Path:
     path = Path(data).expanduser()
     if not data or not path.exists():
         raise ConfigError(f"unknown DATA={data!r}: use sample, imagewang, imagewang-320, imagewang-full "
-                          f"or a path to a folder in Imagewang layout")
+                          f"or a path to a folder in Imagewang layout (or of plain images, to pretrain on)")
     load_layout(path)  # raises DataError naming what is missing
     return path

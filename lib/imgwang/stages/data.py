@@ -63,7 +63,8 @@ def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_d
     unlabelled, _ = rows_of([(p, -1) for p in layout.unlabelled()])
     train_rows, train_labels = rows_of(layout.train)
     val_rows, val_labels = rows_of(layout.val)
-    for name, rows in (("unlabelled", unlabelled), ("train", train_rows), ("val", val_rows)):
+    needed = (("unlabelled", unlabelled), ("train", train_rows), ("val", val_rows))
+    for name, rows in needed if layout.labelled else (needed[0], needed[2]):  # a plain folder has no train/
         if len(rows) == 0:
             raise DataError(f"{root}: no readable {name} images (see the cache report)")
     return StageData(root, layout, cache, size, unlabelled, train_rows, train_labels, val_rows, val_labels)

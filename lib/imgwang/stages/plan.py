@@ -143,7 +143,7 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         get_task(params["task"], **params["task_params"])
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
-    check_data(params["data"])
+    check_data(params["data"], stage)
     if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
         raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
     if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
@@ -222,10 +222,17 @@ def check_comet(mode: str) -> None:
         raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
 
 
-def check_data(data: str) -> None:
+def check_data(data: str, stage: str) -> None:
+    """The data exists (fetched or generated if need be) and, past pretraining, has classes."""
+    from ..data.layout import load_layout
     from ..data.resolve import resolve_data
 
-    resolve_data(data)
+    root = resolve_data(data)
+    if stage != "pretrain" and not load_layout(root).labelled:
+        raise ConfigError(
+            f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {stage}. "
+            f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
+            f"DATA=<folder in Imagewang layout>`")
 
 
 def check_overwrite(run_dir: Path, stage: str, force: bool, resume: bool) -> None:
