@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from imgwang.compare import format_table, write_compare  # noqa: E402
+from imgwang.compare import baseline_verdicts, format_table, write_compare  # noqa: E402
 from imgwang.runs import COMPARE_NOTEBOOK  # noqa: E402
 
 
@@ -24,6 +24,10 @@ def main(argv=None) -> int:
     runs_dir.mkdir(parents=True, exist_ok=True)
     table, path = write_compare(runs_dir)
     print(format_table(table))
+    verdicts = baseline_verdicts(table)
+    if verdicts:
+        print("\ndid pretraining help? (fine-tuned val_acc against the newest FROM=none run fine-tuned alike)")
+        print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):
         import papermill as pm

@@ -125,3 +125,6 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     assert compare.is_missing(rows["v2"]["baseline"])  # a baseline is not measured against itself
     text = compare.format_table(compare.compare_table(tmp_path))
     assert "+7.00" in text and "+3.00" in text
+    verdicts = compare.baseline_verdicts(compare.compare_table(tmp_path))
+    assert len(verdicts) == 2 and verdicts[0].startswith("v1 (")
+    assert "val_acc 35.00% (1 run), +7.00 points vs baseline v3" in verdicts[0]

@@ -127,6 +127,19 @@ def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
     return table, path
 
 
+def baseline_verdicts(table: pd.DataFrame) -> list[str]:
+    """One line per pretrained run that has a matching baseline: how far its fine-tuned accuracy moved."""
+    lines = []
+    for row in table.to_dict("records"):
+        if is_missing(row.get("vs_baseline")):
+            continue
+        runs, spread = row.get("runs"), row.get("val_acc_std")
+        noise = f" ± {100 * float(spread):.2f} over {int(runs)} runs" if not is_missing(runs) and int(runs) > 1 else " (1 run)"
+        lines.append(f"{row['version']} ({row['task']}): val_acc {fmt_pct(row['val_acc'])}%{noise}, "
+                     f"{100 * float(row['vs_baseline']):+.2f} points vs baseline {row['baseline']}")
+    return lines
+
+
 def format_table(table: pd.DataFrame) -> str:
     """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
     show = table.copy()
