@@ -92,6 +92,7 @@ def test_pretrain_scraps(pipeline):
     assert len(s["pretrain_history"]) == 1 and 0 <= s["pretext_val_metric"] <= 1
     assert s["pretrain_images_per_s"] > 0 and s["pretrain_wall_s"] > 0
     assert {"train_loss", "val_loss", "val_accuracy", "images_per_s"} <= set(s["pretrain_history"][0])
+    assert 0 <= s["pretrain_knn_acc"] <= 1 and s["pretrain_history"][0]["knn_acc"] == s["pretrain_knn_acc"]
 
 
 def test_transfer_evaluate_review_scraps(pipeline):
@@ -110,7 +111,8 @@ def test_transfer_evaluate_review_scraps(pipeline):
 
 
 def test_notebooks_show_their_plots(pipeline):
-    for name, scrap in (("01-pretrain", "pretrain_curves"), ("03-evaluate", "confusion"), ("04-review", "pretext_mistakes")):
+    for name, scrap in (("01-pretrain", "pretrain_curves"), ("01-pretrain", "pretrain_knn"), ("03-evaluate", "confusion"),
+                        ("04-review", "pretext_mistakes")):
         book = sb.read_notebook(str(pipeline / "v1" / f"{name}.ipynb"))
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
 

@@ -280,3 +280,20 @@ def test_mixed_precision_and_channels_last_paths_train():
     history = quick_fit(model, obj, train, val, epochs=4, lr=3e-2, amp="bf16", channels_last=True)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert all(math.isfinite(r["val_loss"]) for r in history)
+
+
+def test_epoch_metrics_land_in_the_history_and_the_checkpoint(tmp_path):
+    from imgwang.train import load_checkpoint
+
+    model, obj, train, val = make_world()
+    seen = []
+
+    def epoch_metrics(m, epoch):
+        seen.append((m is model, epoch))
+        return {"knn_acc": epoch / 10} if epoch != 2 else {}
+
+    history = quick_fit(model, obj, train, val, epochs=3, checkpoint_dir=tmp_path, epoch_metrics=epoch_metrics)
+    assert seen == [(True, 1), (True, 2), (True, 3)]
+    assert [h.get("knn_acc") for h in history] == [0.1, None, 0.3]
+    saved = load_checkpoint(tmp_path / "last.pt")["history"]
+    assert [h.get("knn_acc") for h in saved] == [0.1, None, 0.3]  # a resumed run keeps them

@@ -15,7 +15,7 @@ from .runs import STAGES, atomic_write_text, read_run_json, versions
 
 COLUMNS = [
     "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
-    "pretext_metric", "pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "runs", "knn_acc",
+    "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "val_acc", "val_acc_std", "runs", "knn_acc",
     "linear_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 
@@ -70,6 +70,7 @@ def compare_row(run_dir: Path) -> dict:
         "pretext_metric": pre.get("pretext_metric_name"),
         "pretext_val_metric": pre.get("pretext_val_metric"),
         "pretext_chance": pre.get("pretext_chance"),
+        "pretrain_knn_acc": pre.get("pretrain_knn_acc"),
         "val_acc": tra.get("val_acc"),
         "val_acc_std": tra.get("val_acc_std"),
         "runs": len(tra.get("val_accs", [])) or None,
@@ -143,7 +144,7 @@ def baseline_verdicts(table: pd.DataFrame) -> list[str]:
 def format_table(table: pd.DataFrame) -> str:
     """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
     show = table.copy()
-    for col in ("pretext_val_metric", "pretext_chance", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
+    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
         show[col] = [fmt_pct(v) for v in show[col]]
     show["vs_baseline"] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show["vs_baseline"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):

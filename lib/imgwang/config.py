@@ -36,6 +36,8 @@ def resolve(stage: str, params: dict) -> dict:
             cfg[key] = positive_int(key, cfg[key])
     if "lr" in cfg and stage in ("pretrain", "transfer"):
         cfg["lr"] = positive_float("lr", cfg["lr"])
+    if "knn_every" in cfg:
+        cfg["knn_every"] = non_negative_int("knn_every", cfg["knn_every"])
     for key in ("knn_t", "head_lr_mult"):
         if key in cfg:
             cfg[key] = positive_float(key, cfg[key])
@@ -52,6 +54,16 @@ def positive_int(name: str, value) -> int:
     if number != int(number) or number <= 0:
         raise ConfigError(f"{name.upper()}={value!r} must be a positive whole number")
     return int(number)
+
+
+def non_negative_int(name: str, value) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name.upper()}={value!r} must be a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{name.upper()}={value!r} must not be negative")
+    return number
 
 
 def positive_float(name: str, value) -> float:

@@ -133,7 +133,7 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         params["from_version"] = version  # FROM defaults to the version itself
     if stage == "pretrain":
         params["task_params"] = {**(params.get("task_params") or {}), **task_params}
-    params["seed"] = non_negative_int("seed", params.get("seed", 0))
+    params["seed"] = config.non_negative_int("seed", params.get("seed", 0))
     params = config.resolve(stage, params)
 
     check_arch(params["arch"])
@@ -195,16 +195,6 @@ def inherited(stage: str, run_dir: Path, given: dict, in_pipeline: bool, version
 
 def truthy(value) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def non_negative_int(name: str, value) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ConfigError(f"{name.upper()}={value!r} must be a whole number") from None
-    if number < 0:
-        raise ConfigError(f"{name.upper()}={value!r} must not be negative")
-    return number
 
 
 def check_arch(arch: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..evaluate.monitor import knn_monitor
 from ..models.checkpoint import atomic_torch_save, save_encoder
 from ..models.encoders import create_encoder
 from ..tasks import get_task
@@ -39,6 +40,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
             model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
             grad_stats=cfg.get("grad_stats", False), tracker=tracker,
+            epoch_metrics=knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device),
         )
     finally:
         tracker.end()
@@ -49,5 +51,6 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
         "task": task, "model": model, "data": sd, "history": history, "device": device,
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+        "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None),
         "wall_s": time.time() - start,
     }

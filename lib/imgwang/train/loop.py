@@ -35,12 +35,13 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
         early_stop: EarlyStop | None = None, checkpoint_dir: Path | None = None, monitor: tuple[str, str] | None = None,
         resume: bool = False, seed: int = 0, grad_stats: bool = False, tracker: Tracker | None = None,
-        progress: bool = True, on_epoch_end=None) -> list[dict]:
+        progress: bool = True, on_epoch_end=None, epoch_metrics=None) -> list[dict]:
     """Train `model` on `objective` for `epochs` epochs and return the per-epoch history.
 
     The model must take one argument (`model(inputs)`); `.encoder` gets `lr`, all other parameters
     lr * head_lr_mult. `monitor=(key, "min"|"max")` picks what best.pt tracks (default: the early-stop
-    metric, else val_loss). `on_epoch_end(row)` runs after the epoch's checkpoint is written.
+    metric, else val_loss). `epoch_metrics(model, epoch)` returns extra numbers for the epoch's row (e.g. a kNN
+    monitor), recorded before the checkpoint; `on_epoch_end(row)` runs after the checkpoint is written.
     SIGINT/SIGTERM stop at the next step and raise TrainingInterrupted (a KeyboardInterrupt subclass;
     last.pt = the last complete epoch). resume=True continues from checkpoint_dir/last.pt and ends with
     exactly `epochs` epochs, the same weights and history as a run that was never interrupted.
@@ -100,6 +101,8 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
                 row["grad_norm"] = train["grad_norm"]
             if grads is not None:
                 row["grad_stats"] = grads.result()
+            if epoch_metrics is not None:
+                row.update(epoch_metrics(model, epoch + 1))
             if not math.isfinite(row["train_loss"]):
                 raise ImgwangError(f"training loss became {row['train_loss']} in epoch {epoch + 1}: lower LR (now {lr}) "
                                    f"or set grad_clip; the last complete epoch is {epoch}")
@@ -325,7 +328,7 @@ def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early
     if "grad_stats" in row:
         tracker.log_figure(f"grad_stats_epoch_{row['epoch']}", plot_grad_stats(row["grad_stats"]))
     parts = [f"epoch {row['epoch']}/{epochs}"]
-    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}"):
+    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}", "knn_acc"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]

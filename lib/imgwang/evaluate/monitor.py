@@ -1,0 +1,45 @@
+"""kNN monitor for pretraining: does the pretext task teach the encoder what the classes need?
+
+A pretext metric can climb while the features stay useless for the real task (the seed research lost
+weeks to that). Every few epochs the frozen encoder embeds the labelled train/ images; one half of them
+(every other image of each class) is the kNN memory, the other half the queries. val/ stays untouched: it
+is the score of the transfer stage, and pretraining never looks at it, labels or not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .features import extract_features
+from .knn import knn_accuracy
+
+
+def split_for_knn(rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(memory, query) positions into rows: alternate images of each class, so both halves hold every class."""
+    memory, query = [], []
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        memory += where[0::2].tolist()
+        query += where[1::2].tolist()
+    return np.array(sorted(memory), dtype=np.int64), np.array(sorted(query), dtype=np.int64)
+
+
+def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
+    """`epoch_metrics(model, epoch)` for fit(): {"knn_acc": ...} every `every` epochs and at the last one.
+    None when there is nothing to monitor (every == 0, or data without classes)."""
+    if every <= 0 or not data.layout.labelled:
+        return None
+    memory, query = split_for_knn(data.train_rows, data.train_labels)
+    if len(query) == 0:
+        return None
+    loaders = [data.loader(data.train_rows[p], data.train_labels[p], batch_size=batch_size, device=device, mode="eval")
+               for p in (memory, query)]
+    n_classes = len(data.classes)
+
+    def epoch_metrics(model, epoch: int) -> dict:
+        if epoch % every and epoch != last_epoch:
+            return {}
+        (mf, ml, _), (qf, ql, _) = (extract_features(model.encoder, loader, device) for loader in loaders)
+        return {"knn_acc": knn_accuracy(mf, ml, qf, ql, n_classes=n_classes)}
+
+    return epoch_metrics

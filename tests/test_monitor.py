@@ -1,0 +1,52 @@
+"""The pretraining kNN monitor: which images it compares, when it runs, and that it can tell features apart."""
+
+import numpy as np
+from torch import nn
+
+from imgwang.evaluate.monitor import knn_monitor, split_for_knn
+from imgwang.stages.data import load_stage_data
+
+
+def test_split_alternates_within_each_class_so_both_halves_hold_every_class():
+    labels = np.array([2, 0, 2, 1, 0, 2, 1, 0, 2])
+    memory, query = split_for_knn(np.arange(100, 109), labels)
+    assert not set(memory) & set(query) and sorted([*memory, *query]) == list(range(9))
+    assert set(labels[memory]) == set(labels[query]) == {0, 1, 2}
+    assert memory.tolist() == [0, 1, 3, 5, 7] and query.tolist() == [2, 4, 6, 8]
+
+
+class ColourEncoder(nn.Module):
+    """Mean colour per channel: a feature the sample's classes (palettes) partly depend on."""
+
+    num_features = 3
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Wrapper(nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+
+def test_monitor_runs_every_n_epochs_and_at_the_last_and_beats_chance(lab_env):
+    sd = load_stage_data("sample", 24, progress=False)
+    monitor = knn_monitor(sd, every=2, last_epoch=5, batch_size=64, device="cpu")
+    model = Wrapper(ColourEncoder())
+    runs = {epoch: monitor(model, epoch) for epoch in range(1, 6)}
+    assert [e for e, out in runs.items() if out] == [2, 4, 5]
+    assert runs[2]["knn_acc"] == runs[4]["knn_acc"]  # same features, same answer
+    assert runs[2]["knn_acc"] > 2 / len(sd.classes)  # colour alone is well above chance (1/20) here
+    assert knn_monitor(sd, every=0, last_epoch=5, batch_size=64, device="cpu") is None
+
+
+def test_monitor_is_off_for_a_folder_without_classes(lab_env, tmp_path):
+    from imgwang.data.resolve import resolve_data
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for path in sorted((resolve_data("sample") / "unsup").iterdir())[:20]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    sd = load_stage_data(str(folder), 24, progress=False)
+    assert knn_monitor(sd, every=1, last_epoch=3, batch_size=16, device="cpu") is None
