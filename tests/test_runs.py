@@ -118,7 +118,10 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     run("v3", "none", 0.28)  # the newer baseline of the same kind wins
     run("v4", "v1", 0.40, size=96)  # fine-tuned at another size: no baseline matches
     run("v5", "v5", 0.31)
+    fake_executed_notebook(tmp_path / "v1" / "01-pretrain.ipynb", {"task": "unmix"})
+    run("v6", "v1", 0.33)  # fine-tuned from v1's encoder in a version of its own
     rows = {r["version"]: r for r in compare.compare_table(tmp_path).to_dict("records")}
+    assert rows["v6"]["task"] == "unmix" and rows["v6"]["vs_baseline"] == pytest.approx(0.05)
     assert rows["v1"]["baseline"] == "v3" and rows["v1"]["vs_baseline"] == pytest.approx(0.07)
     assert rows["v5"]["vs_baseline"] == pytest.approx(0.03)
     assert compare.is_missing(rows["v4"]["baseline"]) and compare.is_missing(rows["v4"]["vs_baseline"])
@@ -126,5 +129,5 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     text = compare.format_table(compare.compare_table(tmp_path))
     assert "+7.00" in text and "+3.00" in text
     verdicts = compare.baseline_verdicts(compare.compare_table(tmp_path))
-    assert len(verdicts) == 2 and verdicts[0].startswith("v1 (")
+    assert len(verdicts) == 3 and verdicts[0].startswith("v1 (unmix)")
     assert "val_acc 35.00% (1 run), +7.00 points vs baseline v3" in verdicts[0]

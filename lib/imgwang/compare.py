@@ -83,8 +83,17 @@ def compare_row(run_dir: Path) -> dict:
 
 def compare_table(runs_dir: Path) -> pd.DataFrame:
     rows = [compare_row(runs_dir / v) for v in versions(runs_dir)]
+    add_source_tasks(rows)
     add_baseline_deltas(rows)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def add_source_tasks(rows: list[dict]) -> None:
+    """A run fine-tuned from another version's encoder shows that version's pretext task."""
+    task_of = {row["version"]: row["task"] for row in rows}
+    for row in rows:
+        if is_missing(row["task"]) and row["from"] not in (None, "none", row["version"]):
+            row["task"] = task_of.get(row["from"])
 
 
 # A baseline (FROM=none) answers "did pretraining help?" only for runs fine-tuned the same way.
