@@ -130,4 +130,21 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     assert "+7.00" in text and "+3.00" in text
     verdicts = compare.baseline_verdicts(compare.compare_table(tmp_path))
     assert len(verdicts) == 3 and verdicts[0].startswith("v1 (unmix)")
-    assert "val_acc 35.00% (1 run), +7.00 points vs baseline v3" in verdicts[0]
+    assert "val_acc 35.00% (1 run), +7.00 points vs baseline v3 (1 run); one run on a side" in verdicts[0]
+
+
+def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_path):
+    def run(v, from_version, accs):
+        mean = sum(accs) / len(accs)
+        std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+        fake_executed_notebook(tmp_path / v / "02-transfer.ipynb", {
+            "config": {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 5}, "from_version": from_version,
+            "val_acc": mean, "val_acc_std": std, "val_accs": accs})
+        runs.update_stage(tmp_path / v, "transfer", status="done")
+
+    run("v1", "none", [0.30, 0.32, 0.31])  # baseline: 0.31 ± 0.01
+    run("v2", "v2", [0.35, 0.36, 0.34])  # +4 points, standard error of the difference ~0.8 points
+    run("v3", "v3", [0.29, 0.36, 0.33])  # +1.67 points with a wide spread
+    lines = compare.baseline_verdicts(compare.compare_table(tmp_path))
+    assert "+4.00 points vs baseline v1 (± 1.00, 3 runs); beyond two standard errors (1.63 points)" in lines[0]
+    assert "+1.67 points" in lines[1] and "within two standard errors" in lines[1] and "not yet told apart" in lines[1]

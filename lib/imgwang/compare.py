@@ -138,16 +138,41 @@ def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
 
 
 def baseline_verdicts(table: pd.DataFrame) -> list[str]:
-    """One line per pretrained run that has a matching baseline: how far its fine-tuned accuracy moved."""
+    """One line per pretrained run that has a matching baseline: how far its fine-tuned accuracy moved, and
+    whether that is more than the run-to-run noise says it could be by chance."""
+    rows = table.to_dict("records")
+    by_version = {row["version"]: row for row in rows}
     lines = []
-    for row in table.to_dict("records"):
+    for row in rows:
         if is_missing(row.get("vs_baseline")):
             continue
-        runs, spread = row.get("runs"), row.get("val_acc_std")
-        noise = f" ± {100 * float(spread):.2f} over {int(runs)} runs" if not is_missing(runs) and int(runs) > 1 else " (1 run)"
-        lines.append(f"{row['version']} ({row['task']}): val_acc {fmt_pct(row['val_acc'])}%{noise}, "
-                     f"{100 * float(row['vs_baseline']):+.2f} points vs baseline {row['baseline']}")
+        base = by_version[row["baseline"]]
+        lines.append(f"{row['version']} ({row['task']}): val_acc {fmt_pct(row['val_acc'])}%{_spread(row)}, "
+                     f"{100 * float(row['vs_baseline']):+.2f} points vs baseline {row['baseline']}{_spread(base, short=True)}"
+                     f"; {_noise_verdict(row, base)}")
     return lines
+
+
+def _runs(row) -> int:
+    return 0 if is_missing(row.get("runs")) else int(row["runs"])
+
+
+def _spread(row, short: bool = False) -> str:
+    if _runs(row) < 2:
+        return " (1 run)"
+    std = 100 * float(row["val_acc_std"])
+    return f" (± {std:.2f}, {_runs(row)} runs)" if short else f" ± {std:.2f} over {_runs(row)} runs"
+
+
+def _noise_verdict(row, base) -> str:
+    """Compare the difference of means with two standard errors of that difference (each side's sample std
+    over its runs); with a single run on either side there is no spread to judge by."""
+    if _runs(row) < 2 or _runs(base) < 2:
+        return "one run on a side: repeat with RUNS=3 or more to tell a gain from noise"
+    se = math.sqrt(float(row["val_acc_std"]) ** 2 / _runs(row) + float(base["val_acc_std"]) ** 2 / _runs(base))
+    if abs(float(row["vs_baseline"])) > 2 * se:
+        return f"beyond two standard errors ({100 * 2 * se:.2f} points)"
+    return f"within two standard errors ({100 * 2 * se:.2f} points): not yet told apart from noise"
 
 
 def format_table(table: pd.DataFrame) -> str:
