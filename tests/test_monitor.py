@@ -13,6 +13,8 @@ def test_split_alternates_within_each_class_so_both_halves_hold_every_class():
     assert not set(memory) & set(query) and sorted([*memory, *query]) == list(range(9))
     assert set(labels[memory]) == set(labels[query]) == {0, 1, 2}
     assert memory.tolist() == [0, 1, 3, 5, 7] and query.tolist() == [2, 4, 6, 8]
+    memory, query = split_for_knn(np.arange(100, 109), labels, max_per_class=2)  # the first 2 of each class
+    assert memory.tolist() == [0, 1, 3] and query.tolist() == [2, 4, 6]
 
 
 class ColourEncoder(nn.Module):
