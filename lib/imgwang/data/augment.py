@@ -6,14 +6,14 @@
   "eval":               the whole (square) stored image resized to size; no randomness.
 
 How the crops are resampled depends on the device, because the fastest correct kernel does
-(measured on a 2-core CPU, batch 64, 160 -> 128 px, img/s):
-  per-sample F.interpolate on uint8, antialias   ~8,000   <- "loop", used on the CPU
+(measured on a 2-core CPU, batch 64, 160 -> 128 px, img/s, planar input unless said):
+  per-sample F.interpolate on uint8, antialias   ~8,000; ~16,000 on channels-last input  <- "loop", the CPU's
   same on float                                  ~6,500
   torchvision roi_align, 1 / 2x2 samples per px  ~2,300 / ~1,100  <- "roi", used on a GPU: one kernel
   kornia crop_and_resize                         ~1,600
   affine_grid + grid_sample                      ~1,000
 The uint8 kernel is fastest on channels-last input, which is how the cache hands batches over (its rows
-are stored (S, S, 3)): 1.4x over planar input on one core, measured.
+are stored (S, S, 3)): 1.4x over planar input on one core, 2x with the two worker threads, measured.
 The loop launches ~3 tiny kernels per image, which a GPU punishes; roi_align does the whole batch in one
 kernel and averages 2x2 bilinear samples per output pixel, an antialias filter for up to 2x shrinking.
 """
