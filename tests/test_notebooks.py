@@ -6,6 +6,7 @@ One pipeline run is shared by the tests that read its scraps (one kernel start p
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -133,6 +134,20 @@ def test_random_init_baseline_and_compare(pipeline):
     compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
+
+
+def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path):
+    from imgwang.data.resolve import resolve_data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((resolve_data("sample") / "unsup").iterdir())[:80]:
+        shutil.copy(path, folder / path.name)
+    out = run_stage(tmp_path / "runs", "pretrain", "--data", str(folder), "--task", "rotation", *TINY[2:])
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = scraps(tmp_path / "runs" / "v1" / "01-pretrain.ipynb")
+    assert 0 <= s["pretext_val_metric"] <= 1 and "pretrain_knn_acc" not in s  # no classes: no kNN monitor
+    assert (tmp_path / "runs" / "v1" / "encoder.pt").exists()
 
 
 def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
