@@ -58,6 +58,7 @@ CASES = [
     (["pretrain", "--size", "-64", "--data", "sample"], "SIZE='-64' must be a positive whole number"),
     (["pretrain", "--lr", "-1", "--data", "sample"], "LR='-1' must be positive"),
     (["pretrain", "--seed", "x", "--data", "sample"], "SEED='x' must be a whole number"),
+    (["pretrain", "--data", "sample", "-p", "knn_every", "-1"], "KNN_EVERY=-1 must not be negative"),
     (["pretrain", "--data", "sample", "-p", "pct_positive", "0.7"], "has no parameter pct_positive"),
     (["pretrain", "--data", "sample", "--comet", "online"], "COMET=online needs COMET_API_KEY"),
     (["pretrain", "--data", "sample", "--comet", "loud"], "unknown COMET='loud'"),
