@@ -40,7 +40,8 @@ help: ## list targets and variables
 	@echo "  VERSION  run folder runs/<VERSION> (pretrain/pipeline: next free v<n>; later stages: newest run)"
 	@echo "  TASK     pretext task (default patchwork): patchwork unmix scale quadrant transform rotation simclr swav"
 	@echo "  DATA     sample | imagewang (160 px, default) | imagewang-320 | imagewang-full | path to a folder"
-	@echo "           in Imagewang layout; later stages default to the data of the version's earlier stages"
+	@echo "           in Imagewang layout, or a plain folder of images (pretrain only; every 10th image held out);"
+	@echo "           later stages default to the data of the version's earlier stages"
 	@echo "  SIZE EPOCHS BS LR ARCH SEED DEVICE   image size, epochs, batch size, learning rate,"
 	@echo "           timm model name (random init) or tinyconv, seed, auto|cpu|cuda|mps"
 	@echo "  FROM     transfer: version whose encoder to load, or none (random-init baseline); default VERSION"
@@ -89,5 +90,5 @@ tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext m
 bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
 	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))
 
-test: $(STAMP) ## the test suite (about 3 minutes on 2 CPU cores)
+test: $(STAMP) ## the test suite (about 4 minutes on 2 CPU cores)
 	$(PY) -m pytest tests -q
