@@ -134,6 +134,7 @@ def test_random_init_baseline_and_compare(pipeline):
     compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
+    assert "image/png" in compared["pretrain_knn_acc"].display["data"]  # v1's kNN monitor over its epochs
 
 
 def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path):
