@@ -37,3 +37,9 @@ def one_torch_thread():
     from imgwang.device import torch_threads
 
     return torch_threads(1)
+
+
+def assert_overfit(result: dict) -> None:
+    """An overfit_one_batch result: (nearly) perfect on its batch, and the loss down at least tenfold."""
+    assert result["train_metric"] >= 0.95
+    assert result["last_loss"] <= 0.1 * result["first_loss"]

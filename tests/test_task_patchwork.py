@@ -9,7 +9,7 @@ from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
 from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
-from conftest import one_torch_thread
+from conftest import assert_overfit, one_torch_thread
 
 
 def coded_images(b, h=32, w=32):
@@ -164,9 +164,7 @@ def overfit():
 
 
 def test_overfits_one_batch(overfit):
-    _, result = overfit
-    assert result["train_metric"] >= 0.95
-    assert result["last_loss"] <= 0.1 * result["first_loss"]
+    assert_overfit(overfit[1])
 
 
 def test_noise_switch_brings_metric_to_chance(overfit):

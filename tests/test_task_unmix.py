@@ -11,7 +11,7 @@ from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
 from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
-from conftest import one_torch_thread
+from conftest import assert_overfit, one_torch_thread
 
 
 def gen(seed=0):
@@ -150,9 +150,7 @@ def overfit():
 
 
 def test_overfits_one_batch(overfit):
-    _, result = overfit
-    assert result["train_metric"] >= 0.95
-    assert result["last_loss"] <= 0.1 * result["first_loss"]
+    assert_overfit(overfit[1])
 
 
 def test_noise_switch_brings_metric_to_chance(overfit):
