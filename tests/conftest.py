@@ -43,3 +43,19 @@ def assert_overfit(result: dict) -> None:
     """An overfit_one_batch result: (nearly) perfect on its batch, and the loss down at least tenfold."""
     assert result["train_metric"] >= 0.95
     assert result["last_loss"] <= 0.1 * result["first_loss"]
+
+
+def plain_image_folder(folder: Path, n: int, sample: Path | None = None, subfolders: int = 1) -> Path:
+    """A folder of the first n unlabelled sample images, no train/ or val/ (spread over `subfolders`
+    subfolders when > 1, as photos usually come)."""
+    if sample is None:
+        from imgwang.data.resolve import resolve_data
+
+        sample = resolve_data("sample")
+    import shutil
+
+    for i, path in enumerate(sorted((sample / "unsup").iterdir())[:n]):
+        dest = folder / f"roll{i % subfolders}" / path.name if subfolders > 1 else folder / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
+    return folder

@@ -3,6 +3,7 @@
 import numpy as np
 from torch import nn
 
+from conftest import plain_image_folder
 from imgwang.evaluate.monitor import knn_monitor, split_for_knn
 from imgwang.stages.data import load_stage_data
 
@@ -44,11 +45,6 @@ def test_monitor_runs_every_n_epochs_and_at_the_last_and_beats_chance(lab_env):
 
 
 def test_monitor_is_off_for_a_folder_without_classes(lab_env, tmp_path):
-    from imgwang.data.resolve import resolve_data
-
-    folder = tmp_path / "plain"
-    folder.mkdir()
-    for path in sorted((resolve_data("sample") / "unsup").iterdir())[:20]:
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = plain_image_folder(tmp_path / "plain", 20)
     sd = load_stage_data(str(folder), 24, progress=False)
     assert knn_monitor(sd, every=1, last_epoch=3, batch_size=16, device="cpu") is None

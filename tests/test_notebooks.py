@@ -6,7 +6,6 @@ One pipeline run is shared by the tests that read its scraps (one kernel start p
 import json
 import os
 import signal
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import nbformat
 import pytest
 import scrapbook as sb
 
-from conftest import REPO
+from conftest import REPO, plain_image_folder
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
 
@@ -138,12 +137,7 @@ def test_random_init_baseline_and_compare(pipeline):
 
 
 def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path):
-    from imgwang.data.resolve import resolve_data
-
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in sorted((resolve_data("sample") / "unsup").iterdir())[:80]:
-        shutil.copy(path, folder / path.name)
+    folder = plain_image_folder(tmp_path / "photos", 80)
     out = run_stage(tmp_path / "runs", "pretrain", "--data", str(folder), "--task", "rotation", *TINY[2:])
     assert out.returncode == 0, out.stderr[-3000:]
     s = scraps(tmp_path / "runs" / "v1" / "01-pretrain.ipynb")

@@ -1,21 +1,15 @@
 """A plain folder of images (no train/ or val/) can be pretrained on: the held-out tenth measures the task."""
 
-import shutil
-
 import numpy as np
 
+from conftest import plain_image_folder
+
 from imgwang.config import resolve
-from imgwang.data.resolve import resolve_data
 from imgwang.stages.pretrain import run_pretrain
 
 
 def test_pretrain_on_a_plain_folder_of_images(lab_env, tmp_path):
-    unsup = sorted((resolve_data("sample") / "unsup").iterdir())[:80]
-    folder = tmp_path / "my-photos"
-    for i, path in enumerate(unsup):  # two nested folders, as photos usually come
-        dest = folder / f"roll{i % 2}" / path.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, dest)
+    folder = plain_image_folder(tmp_path / "my-photos", 80, subfolders=2)
     cfg = resolve("pretrain", dict(data=str(folder), task="rotation", arch="tinyconv", size=24, epochs=2, bs=16,
                                    device="cpu", comet="off", seed=0))
     run_dir = tmp_path / "runs" / "v1"

@@ -17,6 +17,8 @@ from imgwang.data.resolve import resolve_data
 from imgwang.data.sample import MARKER, make_sample
 from imgwang.errors import ConfigError, DataError
 
+from conftest import plain_image_folder
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_train=8, n_unsup=24, n_val=6, image_size=(36, 48))
 
@@ -166,11 +168,7 @@ def test_bin_data_prints_a_summary_and_errors_as_one_line(sample, tmp_path):
     assert "train 160, unsup 24, val 60" in done.stdout
     assert "20 in train, 10 in val" in done.stdout and "n02086240 Shih-Tzu" in done.stdout
 
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    for path in sorted((sample / "unsup").iterdir())[:12]:
-        (plain / path.name).write_bytes(path.read_bytes())
-    photos = run_script(str(plain))
+    photos = run_script(str(plain_image_folder(tmp_path / "plain", 12, sample)))
     assert photos.returncode == 0, photos.stderr
     assert "images: 12 without classes" in photos.stdout and "pretraining only" in photos.stdout
     assert "pretext images: 10, held out to measure the pretext task: 2" in photos.stdout

@@ -75,7 +75,7 @@ def load_layout(root: Path) -> Layout:
     root = Path(root)
     if not root.is_dir():
         raise _not_in_layout(root, "folder not found")
-    if not (root / "train").is_dir() and not (root / "val").is_dir():
+    if is_plain_folder(root):
         return plain_folder_layout(root)
     for split in ("train", "val"):
         if not (root / split).is_dir():
@@ -92,6 +92,11 @@ def load_layout(root: Path) -> Layout:
         raise _not_in_layout(root, "no images in val/<class>/")
     unsup = list_images(root / "unsup") if (root / "unsup").is_dir() else []
     return Layout(root=root, classes=classes, train=train, val=val, unsup=unsup)
+
+
+def is_plain_folder(root: Path) -> bool:
+    """Neither train/ nor val/: a folder of unlabelled images (told apart without listing them)."""
+    return not (Path(root) / "train").is_dir() and not (Path(root) / "val").is_dir()
 
 
 def plain_folder_layout(root: Path) -> Layout:

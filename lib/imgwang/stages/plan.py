@@ -214,11 +214,11 @@ def check_comet(mode: str) -> None:
 
 def check_data(data: str, stage: str) -> None:
     """The data exists (fetched or generated if need be) and, past pretraining, has classes."""
-    from ..data.layout import load_layout
+    from ..data.layout import is_plain_folder
     from ..data.resolve import resolve_data
 
-    root = resolve_data(data)
-    if stage != "pretrain" and not load_layout(root).labelled:
+    root = resolve_data(data)  # lists and checks the layout once
+    if stage != "pretrain" and is_plain_folder(root):
         raise ConfigError(
             f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {stage}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
