@@ -4,8 +4,9 @@ task batches, through the same stage functions the notebooks call (no papermill 
 
     python bin/gpu_check.py [--tasks patchwork rotation simclr unmix] [--epochs 3]
 
-Prints one line per pretext task (val metric vs chance, images/s) and the transfer accuracy of the first
-task's encoder beside a random-init baseline.
+Prints, per pretext task, how many times a training step made the host wait for the GPU (CUDA's own
+sync debug mode; 0 expected), one line per pretext task (val metric vs chance, images/s) and the transfer
+accuracy of the first task's encoder beside a random-init baseline.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def main(argv=None) -> int:
     if device.type != "cuda" and not args.allow_cpu:
         print("no CUDA device: this check is for a GPU machine")
         return 1
+    for task in [*args.tasks, "transfer"] if device.type == "cuda" else ():  # CUDA's sync debug mode: nothing to count on a CPU
+        waits, steps, first = count_host_waits(task, args.arch, args.size, device, work / "sync")
+        print(f"RESULT host waits {task:10s} {waits} in {steps} steps" + (f" (first: {first})" if first else ""))
     common = dict(data="sample", arch=args.arch, size=args.size, seed=0, device="auto", comet="off", resume=False)
     runs_dir = work / "runs"
     for i, task in enumerate(args.tasks):
@@ -64,6 +68,67 @@ def main(argv=None) -> int:
         r = run_transfer(cfg, run_dir, runs_dir)
         print(f"RESULT transfer from {source:5s} val_acc {r['val_acc']:.3f} ({r['wall_s']:.1f}s)")
     return 0
+
+
+def count_host_waits(task_name, arch, size, device, folder, n_images=96, batch_size=32):
+    """Warnings from torch.cuda.set_sync_debug_mode over the steps of one epoch after a warm-up step: the
+    resident loader, the augmentation, the task batch, forward, loss, backward and optimiser, under AMP."""
+    import warnings
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from imgwang.data.augment import make_augment
+    from imgwang.data.cache import build_cache
+    from imgwang.data.loader import CachedLoader
+    from imgwang.evaluate.objective import Classification
+    from imgwang.models.classifier import Classifier
+    from imgwang.models.encoders import create_encoder
+    from imgwang.tasks import get_task
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        if not (folder / f"{i}.png").exists():
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cache = build_cache(sorted(folder.glob("*.png")), size, folder / "cache", progress=False)
+    loader = CachedLoader(cache, np.arange(n_images), np.arange(n_images) % 3, batch_size=batch_size, device=device,
+                          resident=True, augment=make_augment(size, "pretrain"))
+    if task_name == "transfer":  # fine-tuning: the classification objective on labelled rows
+        task, model = Classification(3), Classifier(create_encoder(arch), 3)
+    else:
+        task = get_task(task_name)
+        model = task.build_model(create_encoder(arch))
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def step(batch):
+        inputs, targets, _ = task.prepare(batch, gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            outputs = model(inputs)
+            loss = task.loss(outputs, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        task.metric(outputs, targets)
+
+    batches = iter(loader)
+    step(next(batches))  # warm-up: the epoch's set-up and per-device constants happen once
+    torch.cuda.synchronize()
+    steps = 0
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for batch in batches:
+                step(batch)
+                steps += 1
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    first = str(caught[0].message).splitlines()[0][:160] if caught else ""
+    return len(caught), steps, first
 
 
 if __name__ == "__main__":

@@ -88,10 +88,22 @@ def test_crop_box_is_where_the_pixels_come_from():
 
 @pytest.mark.parametrize("method", ["loop", "roi"])
 def test_deterministic_given_a_generator(method):
-    aug = make_augment(OUT, "pretrain", color=True, method=method)
+    aug = make_augment(OUT, "pretrain", jitter=0.5, method=method)
     a, b, c = aug(_images(), _gen(7)), aug(_images(), _gen(7)), aug(_images(), _gen(8))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("method", ["loop", "roi"])
+def test_float_images_get_the_crops_their_uint8_twins_get(method):
+    """simclr and swav crop views of float batches: the same boxes, flips and pixels as the cache's uint8."""
+    imgs = _images()
+    aug = make_augment(OUT, "pretrain", method=method)
+    from_uint8, from_float = aug(imgs, _gen(5)), aug(imgs.float() / 255, _gen(5))
+    assert from_float.dtype == torch.float32 and from_float.min() >= 0 and from_float.max() <= 1
+    assert (from_float - from_uint8).abs().max() < 1.5 / 255  # uint8 kernels round to whole levels
+    evaluated = make_augment(OUT, "eval")(imgs.float() / 255, None)
+    assert (evaluated - make_augment(OUT, "eval")(imgs, None)).abs().max() < 1.5 / 255
 
 
 def test_eval_is_a_plain_resize_without_randomness():
@@ -109,7 +121,7 @@ def test_color_jitter_changes_colours_per_sample_but_keeps_range():
     imgs = _images(8)
     full = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0)
     plain = make_augment(OUT, "pretrain", **full)(imgs, _gen(2))
-    jit = make_augment(OUT, "pretrain", color=True, **full)(imgs, _gen(2))
+    jit = make_augment(OUT, "pretrain", jitter=0.5, **full)(imgs, _gen(2))
     assert jit.min() >= 0 and jit.max() <= 1
     changed = (jit - plain).abs().flatten(1).mean(1) > 0.01
     assert 2 <= int(changed.sum()) <= 8  # applied to most samples (p=0.8), each its own way
@@ -122,7 +134,11 @@ def test_bad_input_and_settings_are_clear_errors():
         make_augment(OUT, "random")
     with pytest.raises(ConfigError, match="scale"):
         make_augment(OUT, "train", scale=(0.5, 1.5))
-    with pytest.raises(DataError, match="uint8"):
-        make_augment(OUT, "train")(torch.rand(2, 3, S, S), _gen())
+    with pytest.raises(DataError, match="uint8 or float"):
+        make_augment(OUT, "train")(torch.ones(2, 3, S, S, dtype=torch.int64), _gen())
+    with pytest.raises(DataError, match="uint8 or float"):
+        make_augment(OUT, "train")(torch.rand(2, 1, S, S), _gen())
+    with pytest.raises(ConfigError, match="jitter"):
+        make_augment(OUT, "train", jitter=-0.1)
     with pytest.raises(ConfigError, match="Generator"):
         make_augment(OUT, "train")(_images(), None)

@@ -58,6 +58,9 @@ def test_classification_rejects_unlabelled_batches_and_bad_settings():
     batch = Batch(torch.rand(2, 3, 4, 4), torch.tensor([0, -1]), torch.tensor([0, 1]))
     with pytest.raises(DataError, match="unlabelled"):
         Classification(3).prepare(batch, None)
+    with pytest.raises(DataError, match="label 3, outside 0..2"):
+        Classification(3).check_labels(np.array([0, 2, 3]))
+    Classification(3).check_labels(np.array([0, 2, 1]))
     with pytest.raises(ConfigError):
         Classification(1)
     with pytest.raises(ConfigError):

@@ -1,9 +1,11 @@
-"""Batched per-sample augmentation on the device: uint8 cache rows in, float images in [0, 1] out.
+"""Batched per-sample augmentation on the device: uint8 cache rows (or float images in [0, 1]) in, float
+images in [0, 1] out. The loader uses it on cache rows; simclr and swav make their views with it.
 
-`make_augment(size, mode)` returns a callable `augment(images_uint8, generator) -> float`:
+`make_augment(size, mode)` returns a callable `augment(images, generator) -> float`:
   "pretrain" / "train": RandomResizedCrop (torchvision's sampling rule, parameters drawn per sample,
-                        vectorised) + horizontal flip, optional colour jitter;
+                        vectorised) + horizontal flip, optional SimCLR colour jitter (`jitter` strength);
   "eval":               the whole (square) stored image resized to size; no randomness.
+Every random parameter comes from the given generator, on the images' device: no host round trip.
 
 How the crops are resampled depends on the device, because the fastest correct kernel does
 (measured on a 2-core CPU, batch 64, 160 -> 128 px, img/s, planar input unless said):
@@ -36,14 +38,14 @@ METHODS = ("auto", "loop", "roi")
 
 
 def make_augment(size: int, mode: str, scale=(0.35, 1.0), *, ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-                 color: bool = False, method: str = "auto") -> "Augment":
+                 jitter: float = 0.0, method: str = "auto") -> "Augment":
     """Build the augmentation for a stage; see the module docstring for the modes."""
-    return Augment(size, mode, scale=scale, ratio=ratio, flip_p=flip_p, color=color, method=method)
+    return Augment(size, mode, scale=scale, ratio=ratio, flip_p=flip_p, jitter=jitter, method=method)
 
 
 class Augment:
     def __init__(self, size: int, mode: str, *, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-                 color: bool = False, method: str = "auto"):
+                 jitter: float = 0.0, method: str = "auto"):
         if mode not in MODES:
             raise ConfigError(f"unknown augmentation mode {mode!r}; use one of {', '.join(MODES)}")
         if method not in METHODS:
@@ -56,17 +58,19 @@ class Augment:
             raise ConfigError(f"crop aspect ratio must satisfy 0 < min <= max, got {tuple(ratio)}")
         if not 0 <= flip_p <= 1:
             raise ConfigError(f"flip probability must be in [0, 1], got {flip_p}")
+        if not jitter >= 0:
+            raise ConfigError(f"colour jitter strength must be >= 0 (0 = none), got {jitter}")
         self.size, self.mode, self.method = int(size), mode, method
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
-        self.flip_p, self.color = float(flip_p), bool(color)
+        self.flip_p, self.jitter = float(flip_p), float(jitter)
 
     def __repr__(self) -> str:
         return (f"Augment(size={self.size}, mode={self.mode!r}, scale={self.scale}, flip_p={self.flip_p}, "
-                f"color={self.color}, method={self.method!r})")
+                f"jitter={self.jitter}, method={self.method!r})")
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise DataError(f"augment expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.dim() != 4 or images.shape[1] != 3:
+            raise DataError(f"augment expects uint8 or float images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         if images.device.type != "cpu":
             return self._augment(images, generator)
         with torch_threads(1):  # one image per kernel: a thread team per kernel costs more than it saves
@@ -83,8 +87,8 @@ class Augment:
         method = self.method if self.method != "auto" else ("loop" if images.device.type == "cpu" else "roi")
         crop = crop_resize_loop if method == "loop" else crop_resize_roi
         out = crop(images, boxes, flips, self.size)
-        if self.color:
-            out = color_jitter(out, generator)
+        if self.jitter > 0:
+            out = color_jitter(out, generator, strength=0.8 * self.jitter, hue=0.2 * self.jitter)
         return out
 
 
@@ -155,7 +159,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def _crop_resize_into(dst: torch.Tensor, images, boxes, flips) -> None:
     size = dst.shape[-1]
-    src = images if images.device.type == "cpu" else images.float()
+    src = images if images.device.type == "cpu" or images.is_floating_point() else images.float()
     # Resized crops of channels-last input come out channels-last: collect them as (H, W, 3) rows, a plain
     # copy each (into planar rows it was a strided one, as slow as the resize), and convert once at the end.
     rows = torch.empty((len(dst), size, size, 3), dtype=src.dtype, device=images.device)
@@ -164,7 +168,9 @@ def _crop_resize_into(dst: torch.Tensor, images, boxes, flips) -> None:
         r = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
         r = r.permute(1, 2, 0)
         rows[i] = r.flip(1) if flip else r
-    dst.copy_(rows.permute(0, 3, 1, 2)).div_(255.0)
+    dst.copy_(rows.permute(0, 3, 1, 2))
+    if images.dtype == torch.uint8:
+        dst.div_(255.0)
     if rows.dtype != torch.uint8:
         dst.clamp_(0, 1)  # float bilinear can overshoot
 
@@ -185,14 +191,16 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float (B, 3, size, size) in [0, 1], antialiased bilinear, the whole image."""
     if images.shape[-2:] == (size, size):
         return to_float(images)
-    src = images if images.device.type == "cpu" else images.float()
+    src = images if images.device.type == "cpu" or images.is_floating_point() else images.float() / 255.0
     out = F.interpolate(src, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return to_float(out) if out.dtype == torch.uint8 else to_float(out).clamp_(0, 1)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 (any memory layout) -> contiguous float 0..1 in one pass: batches leave the data path in
-    the plain layout whatever layout the cache and the resize kernels prefer."""
+    """uint8 0..255 or float 0..1 (any memory layout) -> contiguous float32 0..1 in one pass: batches leave
+    the data path in the plain layout whatever layout the cache and the resize kernels prefer."""
+    if images.is_floating_point():
+        return images.to(torch.float32, memory_format=torch.contiguous_format)
     return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 

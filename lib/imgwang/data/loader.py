@@ -6,7 +6,7 @@ with a device generator seeded from (seed, epoch). No decoding, no per-image Pyt
 gathers the next host batches while the current one is augmented and trained on.
 
 On a GPU with room for it, the whole uint8 cache is copied to the device once (`resident`): batches are
-then one `index_select` on the device and the host does nothing per batch at all.
+then `index_select`s on the device, and the host neither copies nor waits per batch.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class CachedLoader:
         self.prefetch = int(prefetch)
         self.resident = fits_on_device(cache, self.device) if resident == "auto" else bool(resident)
         self.epoch = 0
+        self._device_rows = None  # (rows, labels) on the device, made by the first resident pass
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -78,14 +79,24 @@ class CachedLoader:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xA06]).generate_state(1)[0]))
         if self.resident:
-            stored = device_copy(self.cache, self.device)
-            for pos in self.batch_positions(epoch):
-                rows = torch.from_numpy(self.rows[pos]).to(self.device)
-                images = stored.index_select(0, rows)
-                yield self._to_device(images, torch.from_numpy(self.labels[pos]), rows, gen)
+            yield from self._resident_batches(epoch, gen)
             return
         for images, labels, rows in self.host_batches(epoch):
             yield self._to_device(images, labels, rows, gen)
+
+    def _resident_batches(self, epoch: int, gen):
+        """Batches from the cache copy on the device. Rows, labels and the epoch's order go to the device
+        once, so a batch is device work only: a host-to-device copy per batch would make the host wait
+        for the GPU every step."""
+        stored = device_copy(self.cache, self.device)
+        if self._device_rows is None:
+            self._device_rows = (torch.from_numpy(self.rows).to(self.device), torch.from_numpy(self.labels).to(self.device))
+        all_rows, all_labels = self._device_rows
+        positions = self.batch_positions(epoch)
+        order = torch.from_numpy(np.concatenate(positions)).to(self.device)
+        for take in order.split([len(pos) for pos in positions]):
+            rows = all_rows.index_select(0, take)
+            yield self._to_device(stored.index_select(0, rows), all_labels.index_select(0, take), rows, gen)
 
     def _gather(self, pos: np.ndarray):
         """uint8 (B, 3, S, S) channels-last for the rows at `pos`; read in row order, returned in `pos` order.

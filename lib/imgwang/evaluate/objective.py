@@ -26,15 +26,21 @@ class Classification:
         self.chance = 1.0 / self.n_classes
 
     def prepare(self, batch, generator: torch.Generator | None = None):
-        """Batch -> (images, labels, meta). Unlabelled rows (-1) here mean the loader was given no labels."""
-        labels = batch.labels
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
-            bad = labels[(labels < 0) | (labels >= self.n_classes)][0].item()
+        """Batch -> (images, labels, meta). Labels on the host are checked here; on a GPU the check would
+        make the host wait every step, so the transfer stage checks the loader's labels once instead."""
+        if batch.labels.device.type == "cpu":
+            self.check_labels(batch.labels)
+        return batch.images, batch.labels, {"indices": batch.indices}
+
+    def check_labels(self, labels) -> None:
+        """Every label must name a class; unlabelled rows (-1) here mean the loader was given no labels."""
+        labels = torch.as_tensor(labels)
+        bad = labels[(labels < 0) | (labels >= self.n_classes)]
+        if bad.numel():
             raise DataError(
-                f"classification batch has label {bad}, outside 0..{self.n_classes - 1} "
+                f"classification batch has label {int(bad[0])}, outside 0..{self.n_classes - 1} "
                 "(-1 = unlabelled: build the loader from labelled rows with their labels)"
             )
-        return batch.images, labels, {"indices": batch.indices}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # float() so an AMP (half) forward still gets a float32 loss.

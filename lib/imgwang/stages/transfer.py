@@ -37,6 +37,8 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     sd = load_stage_data(cfg["data"], cfg["size"])
     n_classes = len(sd.classes)
     objective = Classification(n_classes)
+    objective.check_labels(sd.train_labels)
+    objective.check_labels(sd.val_labels)
     accs, histories, model = [], [], None
     for r in range(cfg["runs"]):
         seed = cfg["seed"] + r

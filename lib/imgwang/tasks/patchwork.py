@@ -28,9 +28,9 @@ def _rand(shape, generator, device):
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def _randint(high, shape, generator, device):
-    """Integers in [0, high) elementwise; `high` is an int or a tensor broadcastable to shape."""
-    return (_rand(shape, generator, device) * high).long().clamp(max=torch.as_tensor(high, device=device) - 1)
+def _randint(high: int, shape, generator, device):
+    """Integers in [0, high), drawn on the device (a Python bound: no tensor made from host data)."""
+    return (_rand(shape, generator, device) * high).long().clamp(max=high - 1)
 
 
 class PatchworkModel(nn.Module):
@@ -82,9 +82,8 @@ class Patchwork(Task):
         # Labels: exactly round(pct_pos * B) positives, at random rows.
         n_pos = round(self.pct_pos * b)
         order = torch.randperm(b, generator=generator, device=generator.device).to(dev)
-        labels = torch.full((b,), NEGATIVE, dtype=torch.long, device=dev)
-        labels[order[:n_pos]] = POSITIVE
-        positive = labels == POSITIVE
+        positive = order.argsort() < n_pos  # the rows order[:n_pos]
+        labels = torch.where(positive, POSITIVE, NEGATIVE)
 
         # Destination corner; positives take a different corner (uniform over the other ny*nx - 1),
         # negatives take the destination corner itself.

@@ -1,7 +1,8 @@
 """simclr: two augmented views of each image must find each other among the batch (Chen et al., 2020).
 
-Views are made on the device, per sample and batched, with kornia (random resized crop, horizontal
-flip, colour jitter, random grayscale; no blur, as in SimCLR's small-image setting). The model is
+Views are made on the device, per sample and batched, by the data path's own augmentation (random
+resized crop, horizontal flip, colour jitter, random grayscale; no blur, as in SimCLR's small-image
+setting): no host round trip per batch, which a GPU step cannot afford. The model is
 encoder -> projection head (lightly's SimCLRProjectionHead) -> z, trained with NT-Xent (lightly).
 
 Metric "pair_accuracy": for each of the 2B views, is its nearest other view (cosine similarity) its
@@ -11,36 +12,24 @@ partner? A model that learned nothing picks one of the 2B - 1 others at random, 
 
 from __future__ import annotations
 
-import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.augment import Augment, make_augment
 from ..errors import ConfigError
 from .base import Task, register
 
 
-def view_augmentation(size: tuple[int, int], min_scale: float, jitter: float, max_scale: float = 1.0) -> nn.Module:
-    """SimCLR's view recipe as one kornia pipeline; every sample draws its own parameters."""
-    return nn.Sequential(
-        K.RandomResizedCrop(size, scale=(min_scale, max_scale), same_on_batch=False),
-        K.RandomHorizontalFlip(same_on_batch=False),
-        K.ColorJitter(0.8 * jitter, 0.8 * jitter, 0.8 * jitter, 0.2 * jitter, p=0.8, same_on_batch=False),
-        K.RandomGrayscale(p=0.2, same_on_batch=False),
-    )
+def view_augmentation(size: int, min_scale: float, jitter: float, max_scale: float = 1.0) -> Augment:
+    """SimCLR's view recipe: random resized crop, horizontal flip, colour jitter (p 0.8) and grayscale
+    (p 0.2), every sample with its own parameters drawn from the task's generator on the images' device."""
+    return make_augment(size, "pretrain", scale=(min_scale, max_scale), jitter=jitter)
 
 
-def seeded_views(augment: nn.Module, images: torch.Tensor, generator: torch.Generator, n_views: int):
-    """Apply `augment` n_views times, deterministic given `generator`.
-
-    kornia draws from the global torch RNG, so it runs inside fork_rng (the caller's global RNG state
-    is left untouched) seeded from the task's generator.
-    """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    devices = [images.device.index or 0] if images.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return tuple(augment(images).clamp(0, 1) for _ in range(n_views))
+def make_views(augment: Augment, images: torch.Tensor, generator: torch.Generator, n_views: int):
+    """`n_views` independent views of every image, deterministic given `generator`."""
+    return tuple(augment(images, generator) for _ in range(n_views))
 
 
 def pair_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
@@ -49,7 +38,7 @@ def pair_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
     z = F.normalize(torch.cat([z0, z1]).float(), dim=1)
     sim = z @ z.T
     sim.fill_diagonal_(float("-inf"))  # a view is not its own partner
-    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    partner = torch.arange(2 * b, device=z.device).roll(b)  # view i's partner is i + b (mod 2b)
     return (sim.argmax(dim=1) == partner).float().mean()
 
 
@@ -89,9 +78,9 @@ class SimCLR(Task):
         b, _, h, w = images.shape
         if b < 2:
             raise ConfigError("simclr needs a batch of at least 2 images (the other images are the negatives)")
-        if self._augment is None or self._augment_size != (h, w):
-            self._augment, self._augment_size = view_augmentation((h, w), self.min_scale, self.jitter), (h, w)
-        views = seeded_views(self._augment, images, generator, 2)
+        if self._augment is None or self._augment.size != min(h, w):
+            self._augment = view_augmentation(min(h, w), self.min_scale, self.jitter)
+        views = make_views(self._augment, images, generator, 2)
         self.chance = 1.0 / (2 * b - 1)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}

@@ -1,6 +1,6 @@
 """swav: swapped prediction of online cluster codes between views (Caron et al., 2020).
 
-Each image gives two full-size views (SimCLR's kornia recipe) and optionally `n_small_crops` extra
+Each image gives two full-size views (SimCLR's recipe, see simclr.py) and optionally `n_small_crops` extra
 low-resolution views (off by default: they pay off on long GPU runs, not in quick CPU ones). The model
 is encoder -> lightly's SwaVProjectionHead -> L2-normalised z -> SwaVPrototypes -> prototype scores;
 lightly's SwaVLoss computes each full view's codes with Sinkhorn and makes every other view predict
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Task, register
-from .simclr import pair_accuracy, seeded_views, view_augmentation
+from .simclr import make_views, pair_accuracy, view_augmentation
 
 
 class SwaVModel(nn.Module):
@@ -84,8 +84,9 @@ class SwAV(Task):
         self._augments = None
 
     def _build_augments(self, h: int, w: int):
-        full = view_augmentation((h, w), self.min_scale, self.jitter)
-        small_size = (max(4, round(h * self.small_fraction)), max(4, round(w * self.small_fraction)))
+        side = min(h, w)
+        full = view_augmentation(side, self.min_scale, self.jitter)
+        small_size = max(4, round(side * self.small_fraction))
         # As in SwAV (full crops 14-100 % of the area, small 5-14 %): small crops take the areas below min_scale.
         small = view_augmentation(small_size, min(0.05, self.min_scale), self.jitter, max_scale=self.min_scale)
         return (h, w), full, small if self.n_small_crops else None
@@ -97,9 +98,9 @@ class SwAV(Task):
         if self._augments is None or self._augments[0] != (h, w):
             self._augments = self._build_augments(h, w)
         _, full, small = self._augments
-        views = seeded_views(full, images, generator, 2)
+        views = make_views(full, images, generator, 2)
         if self.n_small_crops:
-            views = views + seeded_views(small, images, generator, self.n_small_crops)
+            views = views + make_views(small, images, generator, self.n_small_crops)
         self.chance = 1.0 / (2 * b - 1)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}

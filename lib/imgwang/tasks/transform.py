@@ -19,6 +19,7 @@ symmetric ones hide flips: a little irreducible error that the metric simply inc
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
@@ -35,8 +36,14 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def channel_shuffle(images: torch.Tensor, order_index: torch.Tensor) -> torch.Tensor:
-    orders = CHANNEL_ORDERS.to(images.device)[order_index]  # (B, 3)
+    orders = _on_device(images.device)[order_index]  # (B, 3)
     return images.gather(1, orders[:, :, None, None].expand_as(images))
+
+
+@functools.lru_cache(maxsize=None)
+def _on_device(device: torch.device) -> torch.Tensor:
+    """CHANNEL_ORDERS on `device`, copied once: a copy per batch would make the host wait for a GPU."""
+    return CHANNEL_ORDERS.to(device)
 
 
 def vflip(images: torch.Tensor) -> torch.Tensor:
@@ -48,8 +55,7 @@ def hflip_vflip(images: torch.Tensor) -> torch.Tensor:
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(LUMA, device=images.device, dtype=images.dtype)
-    luma = (images * weights[None, :, None, None]).sum(1, keepdim=True)
+    luma = LUMA[0] * images[:, 0:1] + LUMA[1] * images[:, 1:2] + LUMA[2] * images[:, 2:3]
     return luma.expand_as(images).clone()
 
 
