@@ -65,10 +65,14 @@ def test_a_pretraining_step_of_every_task_is_free_of_host_waits(name):
     assert syncs.found == [], f"{name}: {syncs.found}"
 
 
+def _cache(folder, n):
+    for i in range(n):
+        Image.new("RGB", (20, 16), (i * 20 % 256, 100, 200 - i * 3)).save(folder / f"{i}.png")
+    return build_cache(sorted(folder.glob("*.png")), 16, folder / "cache", progress=False)
+
+
 def test_the_device_resident_loader_makes_no_host_waits_per_batch(tmp_path):
-    for i in range(10):
-        Image.new("RGB", (20, 16), (i * 20, 100, 200 - i * 15)).save(tmp_path / f"{i}.png")
-    cache = build_cache(sorted(tmp_path.glob("*.png")), 16, tmp_path / "cache", progress=False)
+    cache = _cache(tmp_path, 10)
     loader = CachedLoader(cache, np.arange(10), labels=np.arange(10) % 3, batch_size=3, resident=True,
                           augment=make_augment(12, "pretrain", method="roi"))
     batches = iter(loader)
@@ -76,3 +80,34 @@ def test_the_device_resident_loader_makes_no_host_waits_per_batch(tmp_path):
     with HostSyncs() as syncs:
         rest = list(batches)
     assert len(rest) == 2 and syncs.found == []
+
+
+@pytest.mark.parametrize("name", ["rotation", "classification"])
+def test_training_waits_once_per_epoch_not_once_per_step(tmp_path, name):
+    """fit() over the resident loader: the same host waits for an epoch of 3 steps as for one of 9 (the
+    epoch's set-up and its summary), so none is per step. The optimiser's step counters do not count:
+    they are host tensors on a GPU too."""
+    from imgwang.evaluate.objective import Classification
+    from imgwang.models.classifier import Classifier
+    from imgwang.train.loop import fit
+
+    from imgwang.data.loader import device_copy
+
+    cache = _cache(tmp_path, 36)
+    device_copy(cache, torch.device("cpu"))  # once per cache and device, before either run
+    waits = []
+    for batch_size in (12, 4):
+        torch.manual_seed(0)
+        if name == "classification":
+            objective, model = Classification(3), Classifier(create_encoder("tinyconv"), 3)
+        else:
+            objective = get_task(name)
+            model = objective.build_model(create_encoder("tinyconv"))
+        loader = CachedLoader(cache, np.arange(36), np.arange(36) % 3, batch_size=batch_size, resident=True,
+                              augment=make_augment(12, "pretrain", method="roi"))
+        # objective.py checks labels per batch only when they are on the host (free there; on a GPU the
+        # transfer stage checks them once instead), so its check does not count here.
+        with one_torch_thread(), HostSyncs(ignore=("torch/optim/", "evaluate/objective.py")) as syncs:
+            fit(model, objective, loader, loader, epochs=1, lr=1e-3, device="cpu", progress=False)
+        waits.append(syncs.found)
+    assert len(loader) == 9 and len(waits[0]) == len(waits[1]), waits

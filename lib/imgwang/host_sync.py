@@ -16,6 +16,8 @@ module finds the same culprits by the aten operations they dispatch, so the test
 
 from __future__ import annotations
 
+import traceback
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -25,21 +27,32 @@ _HOST_DATA = {"lift_fresh", "lift_fresh_copy"}  # a tensor made from Python or N
 
 
 class HostSyncs(TorchDispatchMode):
-    """Record, in order, each operation in the block that would make the host wait for a GPU."""
+    """Record, in order, each operation in the block that would make the host wait for a GPU.
 
-    def __init__(self):
+    `ignore`: path fragments of code whose operations do not count, e.g. "torch/optim/": the optimisers
+    keep their step counters in host tensors on a GPU too, so reading them there costs no wait."""
+
+    def __init__(self, ignore: tuple[str, ...] = ()):
         super().__init__()
         self.found: list[str] = []
+        self.ignore = tuple(ignore)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         if name in _READS_BACK:
-            self.found.append(f"{name} (reads a value back to the host)")
+            self._record(f"{name} (reads a value back to the host)")
         elif name in _HOST_DATA:
-            self.found.append(f"{name} (host data copied to the device)")
+            self._record(f"{name} (host data copied to the device)")
         elif name in ("index", "index_put", "index_put_") and _has_bool_index(args):
-            self.found.append(f"{name} with a boolean mask (its result size is read back)")
+            self._record(f"{name} with a boolean mask (its result size is read back)")
         return func(*args, **(kwargs or {}))
+
+    def _record(self, what: str) -> None:
+        frames = traceback.extract_stack()
+        if self.ignore and any(part in f.filename for f in frames for part in self.ignore):
+            return
+        caller = next((f for f in reversed(frames) if "/torch/" not in f.filename and f.filename != __file__), frames[-1])
+        self.found.append(f"{what} at {caller.filename.rsplit('/', 1)[-1]}:{caller.lineno} {caller.name}")
 
 
 def _has_bool_index(args) -> bool:
