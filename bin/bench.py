@@ -198,6 +198,8 @@ def bench_steps(cache, arch, size, batch_size, device, amp, channels_last, steps
     torch.manual_seed(0)
     task, model, task_name = _task_and_model(arch)
     model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as fit() sets it, for the full and the bare step alike
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -101,14 +101,18 @@ class CachedLoader:
     def _gather(self, pos: np.ndarray):
         """uint8 (B, 3, S, S) channels-last for the rows at `pos`; read in row order, returned in `pos` order.
 
-        For CUDA the rows land straight in pinned memory (one copy, done in the prefetch thread), so the
-        host-to-device copy can run asynchronously."""
+        For CUDA the rows land straight in pinned memory (one copy, done in the prefetch thread), and labels
+        and row numbers are pinned too, so every host-to-device copy runs asynchronously."""
         rows = self.rows[pos]
         sort = np.argsort(rows, kind="stable")
         pixels = self.cache.pixels
-        images = torch.empty((len(rows),) + pixels.shape[1:], dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+        pin = self.device.type == "cuda"  # pageable memory may make the copy wait for the GPU's queue
+        images = torch.empty((len(rows),) + pixels.shape[1:], dtype=torch.uint8, pin_memory=pin)
         images.numpy()[sort] = pixels[rows[sort]]
-        return images.permute(0, 3, 1, 2), torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
+        labels, rows = torch.from_numpy(self.labels[pos]), torch.from_numpy(rows)
+        if pin:
+            labels, rows = labels.pin_memory(), rows.pin_memory()
+        return images.permute(0, 3, 1, 2), labels, rows
 
     def host_batches(self, epoch: int):
         """(uint8 images, labels, rows) CPU tensors of an epoch, gathered ahead by a thread: the host's share."""

@@ -53,6 +53,8 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
                 grad_clip=grad_clip, seed=seed)
     check_plan(model, plan, checkpoint_dir, resume)
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # batches keep one shape: cuDNN times its algorithms once, then reuses the fastest
     cast_dtype = autocast_dtype(amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cast_dtype == torch.float16)
     memory_format = torch.channels_last if use_channels_last(channels_last, device) else None
