@@ -142,3 +142,11 @@ def test_bad_input_and_settings_are_clear_errors():
         make_augment(OUT, "train", jitter=-0.1)
     with pytest.raises(ConfigError, match="Generator"):
         make_augment(OUT, "train")(_images(), None)
+
+
+def test_the_crop_workers_run_under_the_callers_inference_mode():
+    """Review makes simclr views under torch.inference_mode: the worker threads must not see a plain mode
+    (an in-place write to an inference tensor outside it is an error)."""
+    with torch.inference_mode():
+        out = make_augment(OUT, "pretrain", method="loop")(_images(8).float() / 255, _gen(3))
+    assert out.is_inference() and out.shape == (8, 3, OUT, OUT)

@@ -95,6 +95,21 @@ def test_pretrain_scraps(pipeline):
     assert 0 <= s["pretrain_knn_acc"] <= 1 and s["pretrain_history"][0]["knn_acc"] == s["pretrain_knn_acc"]
 
 
+def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsys):
+    """bin/task_table.py reads <prefix>-<task> runs that exist instead of running them again."""
+    import shutil
+
+    sys.path.insert(0, str(REPO / "bin"))
+    import task_table
+
+    shutil.copytree(pipeline / "v1", tmp_path / "t-patchwork")
+    assert task_table.main(["--tasks", "patchwork", "--prefix", "t", "--runs-dir", str(tmp_path)]) == 0
+    s = scraps(pipeline / "v1" / "01-pretrain.ipynb")
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    assert row[0] == "| patchwork" and row[2] == f"{s['pretext_val_metric']:.3f}" and row[3] == "0.600"
+    assert row[5] == f"{s['pretrain_knn_acc']:.3f}" and row[6:9] == ["1", "tinyconv", "32"]
+
+
 def test_transfer_evaluate_review_scraps(pipeline):
     run = pipeline / "v1"
     t = scraps(run / "02-transfer.ipynb")

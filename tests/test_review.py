@@ -205,3 +205,17 @@ def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_p
     assert len(pretext["mistakes"]) == 4
     assert all(x.shape[-2:] == (24, 24) for m in pretext["mistakes"] for x in m["inputs"])
     assert all(m["row"] in set(sd.val_rows.tolist()) for m in result["mistakes"])
+
+
+def test_task_examples_put_the_views_of_one_image_side_by_side():
+    """simclr's examples are pairs of views of the same image (its target, a batch position, says nothing)."""
+    from imgwang.stages.show import task_examples
+
+    imgs = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    task = get_task("simclr")
+    views, targets, _ = task.make_batch(imgs, torch.Generator().manual_seed(1))
+    images, titles, ncols = task_examples(views, targets, n=12)
+    assert len(images) == 12 and ncols == 6 and titles[:3] == ["image 1, view 1", "image 1, view 2", "image 2, view 1"]
+    assert torch.equal(images[0], views[0][0]) and torch.equal(images[1], views[1][0]) and torch.equal(images[2], views[0][1])
+    single, titles, ncols = task_examples(imgs, torch.arange(8) % 4, n=12)
+    assert len(single) == 8 and titles[5] == "target 1" and ncols == 6

@@ -139,8 +139,11 @@ def crop_resize_loop(images, boxes, flips, size: int) -> torch.Tensor:
     workers = min(os.cpu_count() or 1, 8, b) if images.device.type == "cpu" else 1
     parts = [slice(i * b // workers, (i + 1) * b // workers) for i in range(workers)]
 
+    inference = torch.is_inference_mode_enabled()  # thread-local: the workers must share the caller's
+
     def fill(s: slice) -> None:
-        _crop_resize_into(out[s], images[s], boxes[s], flips[s])
+        with torch.inference_mode(inference):
+            _crop_resize_into(out[s], images[s], boxes[s], flips[s])
 
     if workers > 1:
         list(_pool(workers).map(fill, parts))

@@ -9,7 +9,6 @@ from ..evaluate.plots import image_grid
 from ..evaluate.review import first_tensor
 
 
-
 def describe_target(target) -> str:
     t = target.detach().cpu()
     if t.numel() == 1:
@@ -19,17 +18,30 @@ def describe_target(target) -> str:
 
 
 def show_task_batch(task, data, device, n: int = 12, seed: int = 0):
-    """A grid of task inputs (the first image of each example) titled with their targets."""
+    """A grid of what the task feeds the model for some val images: see `task_examples`."""
     loader = data.loader(data.val_rows, batch_size=min(64, len(data.val_rows)), device=device, mode="eval")
     batch = next(iter(loader))
     generator = torch.Generator(device=batch.images.device).manual_seed(seed)
     inputs, targets, _ = task.prepare(batch, generator)
+    images, titles, ncols = task_examples(inputs, targets, n)
+    return image_grid(images, titles, ncols=ncols)
+
+
+def task_examples(inputs, targets, n: int = 12) -> tuple[list[torch.Tensor], list[str], int]:
+    """(images, titles, columns) for up to n tiles. The views of one image (simclr, swav: a tuple of batches)
+    sit side by side in one row, so the augmentation's strength shows; otherwise the first image of each
+    example, titled with its target."""
+    if isinstance(inputs, (tuple, list)) and len(inputs) > 1 and all(torch.is_tensor(v) and v.dim() == 4 for v in inputs):
+        k = len(inputs)
+        m = min(max(1, n // k), len(inputs[0]))
+        images = [inputs[v][i].float().cpu() for i in range(m) for v in range(k)]
+        return images, [f"image {i + 1}, view {v + 1}" for i in range(m) for v in range(k)], k * max(1, 6 // k)
     images = first_tensor(inputs)[:n].float().cpu()
     if images.dim() == 5:  # (B, n, 3, H, W) candidates: show the first
         images = images[:, 0]
     targets = targets[0] if isinstance(targets, (tuple, list)) else targets
     titles = [f"target {describe_target(targets[i])}" if torch.is_tensor(targets) else "" for i in range(len(images))]
-    return image_grid(images, titles)
+    return list(images), titles, 6
 
 
 def mistakes_grid(items: list[dict], result: dict):
