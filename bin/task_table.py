@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Does every pretext task learn? Pretrain each task with the 01-pretrain notebook on DATA (default: the
 sample data) and print its pretext val metric beside its chance level as a Markdown table, with the last
-epoch's kNN monitor (how well the frozen features separate the labelled classes).
+epoch's kNN monitor (how well the frozen features separate the labelled classes) beside the untrained
+encoder's.
 
     python bin/task_table.py [--data sample] [--epochs N] [--prefix tasks] [--tasks patchwork ...] [stage.py options]
 
@@ -32,8 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="*", default=None)
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     args, extra = p.parse_known_args(argv)  # the rest goes to bin/stage.py, e.g. --arch tinyconv --size 64
-    rows = ["| task | metric | pretext val metric | chance | above chance by | kNN acc | epochs | arch | size | wall s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | metric | pretext val metric | chance | above chance by | kNN acc | kNN untrained | epochs | arch | size | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     failed = 0
     for task in args.tasks or task_names():
         version = f"{args.prefix}-{task}"
@@ -46,16 +47,20 @@ def main(argv=None) -> int:
                 failed += 1
         s = read_scraps(notebook)
         if "pretext_val_metric" not in s:
-            rows.append(f"| {task} | | failed: see {notebook} | | | | | | | |")
+            rows.append(f"| {task} | | failed: see {notebook} | | | | | | | | |")
             continue
         cfg = s["config"]
         metric, chance = s["pretext_val_metric"], s["pretext_chance"]
-        knn = s.get("pretrain_knn_acc")  # the frozen encoder's kNN accuracy on train/ classes (knn_every > 0)
-        knn = f"{knn:.3f}" if isinstance(knn, (int, float)) else ""
-        rows.append(f"| {task} | {s['pretext_metric_name']} | {metric:.3f} | {chance:.3f} | {metric - chance:+.3f} | {knn} | "
+        # the frozen encoder's kNN accuracy on train/ classes, after pretraining and untrained (knn_every > 0)
+        knn, init = (_number(s.get(k)) for k in ("pretrain_knn_acc", "pretrain_knn_init"))
+        rows.append(f"| {task} | {s['pretext_metric_name']} | {metric:.3f} | {chance:.3f} | {metric - chance:+.3f} | {knn} | {init} | "
                     f"{cfg['epochs']} | {cfg['arch']} | {cfg['size']} | {s['pretrain_wall_s']:.0f} |")
     print("\n".join(rows))
     return 1 if failed else 0
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else ""
 
 
 if __name__ == "__main__":

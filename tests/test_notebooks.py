@@ -93,6 +93,7 @@ def test_pretrain_scraps(pipeline):
     assert s["pretrain_images_per_s"] > 0 and s["pretrain_wall_s"] > 0
     assert {"train_loss", "val_loss", "val_accuracy", "images_per_s"} <= set(s["pretrain_history"][0])
     assert 0 <= s["pretrain_knn_acc"] <= 1 and s["pretrain_history"][0]["knn_acc"] == s["pretrain_knn_acc"]
+    assert 0 <= s["pretrain_knn_init"] <= 1  # the untrained encoder's, the bar the pretext task must clear
 
 
 def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsys):
@@ -107,7 +108,8 @@ def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsy
     s = scraps(pipeline / "v1" / "01-pretrain.ipynb")
     row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
     assert row[0] == "| patchwork" and row[2] == f"{s['pretext_val_metric']:.3f}" and row[3] == "0.600"
-    assert row[5] == f"{s['pretrain_knn_acc']:.3f}" and row[6:9] == ["1", "tinyconv", "32"]
+    assert row[5] == f"{s['pretrain_knn_acc']:.3f}" and row[6] == f"{s['pretrain_knn_init']:.3f}"
+    assert row[7:10] == ["1", "tinyconv", "32"]
 
 
 def test_transfer_evaluate_review_scraps(pipeline):
@@ -156,7 +158,7 @@ def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_pa
     out = run_stage(tmp_path / "runs", "pretrain", "--data", str(folder), "--task", "rotation", *TINY[2:])
     assert out.returncode == 0, out.stderr[-3000:]
     s = scraps(tmp_path / "runs" / "v1" / "01-pretrain.ipynb")
-    assert 0 <= s["pretext_val_metric"] <= 1 and "pretrain_knn_acc" not in s  # no classes: no kNN monitor
+    assert 0 <= s["pretext_val_metric"] <= 1 and not {"pretrain_knn_acc", "pretrain_knn_init"} & set(s)  # no classes: no kNN
     assert (tmp_path / "runs" / "v1" / "encoder.pt").exists()
 
 

@@ -34,13 +34,17 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     bs = cfg["bs"]
     train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])
     val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
+    monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device)
+    # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
+    # pretext task helps only if it beats them. Eval mode, no randomness drawn: training is unchanged.
+    knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
     tracker.log_params(cfg)
     try:  # end() writes the offline archive, also after an interruption
         history = fit(
             model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
             grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-            epoch_metrics=knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device),
+            epoch_metrics=monitor,
         )
     finally:
         tracker.end()
@@ -51,6 +55,6 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
         "task": task, "model": model, "data": sd, "history": history, "device": device,
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-        "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None),
+        "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
         "wall_s": time.time() - start,
     }
