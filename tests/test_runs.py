@@ -148,3 +148,16 @@ def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_pa
     lines = compare.baseline_verdicts(compare.compare_table(tmp_path))
     assert "+4.00 points vs baseline v1 (± 1.00, 3 runs); beyond two standard errors (1.63 points)" in lines[0]
     assert "+1.67 points" in lines[1] and "within two standard errors" in lines[1] and "not yet told apart" in lines[1]
+
+
+def test_knn_curves_start_at_the_untrained_encoder_when_a_run_glued_it(tmp_path):
+    history = [{"epoch": 1, "train_loss": 1.0, "knn_acc": 0.3}, {"epoch": 2, "train_loss": 0.9, "knn_acc": 0.4}]
+    fake_executed_notebook(tmp_path / "v1" / "01-pretrain.ipynb",
+                           {"pretrain_history": history, "pretrain_knn_acc": 0.4, "pretrain_knn_init": 0.25})
+    fake_executed_notebook(tmp_path / "v2" / "01-pretrain.ipynb", {"pretrain_history": history})  # an older run
+    fake_executed_notebook(tmp_path / "v3" / "01-pretrain.ipynb", {"pretrain_history": [{"epoch": 1, "train_loss": 1.0}]})
+    curves = compare.knn_curves(tmp_path, ["v1", "v2", "v3"])
+    assert [(e["epoch"], e["knn_acc"]) for e in curves["v1"]] == [(0, 0.25), (1, 0.3), (2, 0.4)]
+    assert [e["epoch"] for e in curves["v2"]] == [1, 2] and "v3" not in curves  # v3 has no kNN monitor
+    row = compare.compare_row(tmp_path / "v1")
+    assert row["pretrain_knn_init"] == 0.25 and row["pretrain_knn_acc"] == 0.4

@@ -15,7 +15,7 @@ from .runs import STAGES, atomic_write_text, read_run_json, versions
 
 COLUMNS = [
     "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
-    "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "val_acc", "val_acc_std", "runs", "knn_acc",
+    "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "runs", "knn_acc",
     "linear_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 
@@ -71,6 +71,7 @@ def compare_row(run_dir: Path) -> dict:
         "pretext_val_metric": pre.get("pretext_val_metric"),
         "pretext_chance": pre.get("pretext_chance"),
         "pretrain_knn_acc": pre.get("pretrain_knn_acc"),
+        "pretrain_knn_init": pre.get("pretrain_knn_init"),  # the untrained encoder's: the bar to clear
         "val_acc": tra.get("val_acc"),
         "val_acc_std": tra.get("val_acc_std"),
         "runs": len(tra.get("val_accs", [])) or None,
@@ -128,6 +129,18 @@ def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") ->
     return out
 
 
+def knn_curves(runs_dir: Path, vers: list[str]) -> dict[str, list[dict]]:
+    """The kNN monitor of each run that has one, from epoch 0 (the untrained encoder) when it was glued."""
+    out = {}
+    for v in vers:
+        s = read_scraps(runs_dir / v / STAGES["pretrain"])
+        h = [e for e in s.get("pretrain_history") or [] if "knn_acc" in e]
+        if h:
+            init = s.get("pretrain_knn_init")
+            out[v] = ([{"epoch": 0, "knn_acc": init}] if init is not None else []) + h
+    return out
+
+
 def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
     table = compare_table(runs_dir)
     buf = io.StringIO()
@@ -178,7 +191,7 @@ def _noise_verdict(row, base) -> str:
 def format_table(table: pd.DataFrame) -> str:
     """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
     show = table.copy()
-    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
+    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
         show[col] = [fmt_pct(v) for v in show[col]]
     show["vs_baseline"] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show["vs_baseline"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):
