@@ -121,7 +121,8 @@ def test_swav_normalises_prototypes_in_training_forwards_only():
     assert torch.equal(weight.norm(dim=1), norms_before)  # eval leaves them alone
     assert not torch.allclose(norms_before, torch.ones(10))
     model.train()
-    projections, scores = model(views)
+    projections, scores, queued = model(views)
+    assert queued == ()  # no queue unless asked for
     assert torch.allclose(weight.norm(dim=1), torch.ones(10), atol=1e-5)  # train renormalised them
     assert all(torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5) for z in projections)
     assert [s.shape for s in scores] == [(4, 10), (4, 10)]
@@ -142,12 +143,61 @@ def test_swav_small_crops_are_extra_low_resolution_views_that_enter_the_loss():
     assert torch.isfinite(with_small) and float(with_small) != pytest.approx(float(without_small))
 
 
+def test_swav_queue_is_a_fifo_of_earlier_full_view_projections_used_once_full():
+    """queue_size 8 with batches of 4: two training forwards fill it (no queue scores yet); from the third
+    on, the loss sees the prototype scores of the two batches before, newest first."""
+    task = get_task("swav", n_prototypes=6, proj_dim=8, queue_size=8)
+    torch.manual_seed(0)
+    model = task.build_model(create_encoder("tinyconv"))
+    batches = [task.make_batch(smooth_images(4, seed=s), gen(s))[0] for s in range(3)]
+    outs = [model(views) for views in batches]
+    assert outs[0][2] == () and outs[1][2] == ()  # still filling
+    queued = outs[2][2]
+    assert len(queued) == 2 and queued[0].shape == (8, 6)
+    for i in range(2):  # view i's queue: batch 1's projections, then batch 0's (before batch 2 was pushed)
+        expect = torch.cat([outs[1][0][i], outs[0][0][i]]).detach()
+        assert torch.allclose(queued[i], model.prototypes(expect).detach(), atol=1e-5)
+        assert torch.allclose(model.queue[i], torch.cat([outs[2][0][i], outs[1][0][i]]).detach(), atol=1e-6)
+    with torch.no_grad():
+        with_queue = task.loss(outs[2], torch.arange(4))
+        without = task.loss(outs[2][:2], torch.arange(4))
+    assert torch.isfinite(with_queue) and float(with_queue) != pytest.approx(float(without))  # the codes changed
+    model.eval()
+    with torch.no_grad():
+        assert model(batches[0])[2] == ()  # validation neither reads nor fills the queue
+    assert torch.allclose(model.queue[0], torch.cat([outs[2][0][0], outs[1][0][0]]).detach(), atol=1e-6)
+
+
+def test_swav_queue_survives_a_checkpoint_round_trip():
+    task = get_task("swav", n_prototypes=6, proj_dim=8, queue_size=8)
+    model = task.build_model(create_encoder("tinyconv"))
+    for s in range(2):
+        model(task.make_batch(smooth_images(4, seed=s), gen(s))[0])
+    fresh = task.build_model(create_encoder("tinyconv"))
+    assert fresh._filled == 0
+    fresh.load_state_dict(model.state_dict())
+    assert fresh._filled == 8 and torch.equal(fresh.queue, model.queue)
+    views = task.make_batch(smooth_images(4, seed=5), gen(5))[0]
+    assert len(fresh(views)[2]) == 2  # a resumed run uses its full queue at once
+
+
+def test_swav_with_a_queue_overfits_one_batch():
+    """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found."""
+    from conftest import one_torch_thread
+    from imgwang.tasks.sanity import overfit_one_batch
+
+    with one_torch_thread():
+        result = overfit_one_batch(get_task("swav", queue_size=64), smooth_images(32, seed=7), steps=100)
+    assert result["train_metric"] >= 0.5 and result["last_loss"] < 0.7 * result["first_loss"], result["train_metric"]
+
+
 @pytest.mark.parametrize("name, params, match", [
     ("simclr", dict(temperature=0.0), "temperature"),
     ("simclr", dict(min_scale=0.0), "min_scale"),
     ("swav", dict(n_prototypes=1), "prototypes"),
     ("swav", dict(n_small_crops=-1), "n_small_crops"),
     ("swav", dict(small_fraction=1.5), "small_fraction"),
+    ("swav", dict(queue_size=-1), "queue_size"),
 ])
 def test_bad_parameters_are_one_clear_config_error(name, params, match):
     with pytest.raises(ConfigError, match=match):
