@@ -7,6 +7,7 @@ On the same generated JPEGs (shaped like Imagewang-160, 213x160) and the same tr
   3. device path  cache -> device -> per-sample augment -> float batch
   4. a full pretraining step (loader + task + model + optimiser) vs a bare timm step on ready tensors,
      each timed over back-to-back steps as training runs them (on a GPU also with a sync around each step)
+  5. every pretext task's batches (augment + make_batch) from one uint8 batch on the device
 plus a synthetic cache the size of full Imagewang-160 (26k x 3 x 160 x 160, ~2 GB) read as a memory map.
 Each throughput is the best of three passes, for every path alike.
 The last three lines are the ratios, exactly: host_feed_speedup, device_path_speedup, step_overhead.
@@ -109,6 +110,10 @@ def main(argv=None) -> None:
             print(f"4. {arch} {task_name} step: full {args.batch_size / full:,.1f} img/s ({full * 1000:.0f} ms), "
                   f"bare timm fwd+bwd {args.batch_size / bare:,.1f} img/s ({bare * 1000:.0f} ms)", flush=True)
 
+        rates = bench_task_batches(cache, args.size, args.batch_size, device)
+        print("5. task batches (augment + task batch on the device, img/s): "
+              + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items()), flush=True)
+
         anon, mapped = rss_parts_mib()
         print(f"peak resident memory: {peak_rss_mib():,.0f} MiB (includes mapped cache pages; now "
               f"{anon:,.0f} MiB anonymous + {mapped:,.0f} MiB file-backed)")
@@ -162,6 +167,24 @@ def bench_device_path(cache: ImageCache, size: int, batch_size: int, device, epo
         _sync(device)
 
     return _best_rate(batches, lambda b: len(b), sync=device)
+
+
+# --- 5. every task's batches ---------------------------------------------------------------------------------
+def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dict[str, float]:
+    """img/s of augment + make_batch per pretext task on one uint8 batch already on the device: which task's
+    own work (views, patches, mixes) costs most beside the shared crop."""
+    from imgwang.tasks import get_task, task_names
+
+    loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device)
+    uint8 = next(iter(loader.host_batches(0)))[0].to(device)
+    augment = make_augment(size, "pretrain", SCALE)
+    gen = torch.Generator(device=device).manual_seed(0)
+    rates = {}
+    for name in task_names():
+        task = get_task(name)
+        rates[name] = _best_rate(lambda: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
+                                 lambda _: batch_size, sync=device)
+    return rates
 
 
 # --- the big memory map -------------------------------------------------------------------------------------

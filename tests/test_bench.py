@@ -14,7 +14,7 @@ def test_bench_prints_its_measurements_and_ends_with_the_three_ratios(tmp_path):
                          timeout=600, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
-    for start in ("1. baseline", "2. host feed", "3. device path", "4. resnet18", "peak resident memory"):
+    for start in ("1. baseline", "2. host feed", "3. device path", "4. resnet18", "5. task batches", "peak resident memory"):
         assert any(line.startswith(start) for line in lines), f"no line starting {start!r}"
     names = [re.fullmatch(r"(\w+): (\d+\.\d+)", line) for line in lines[-3:]]
     assert [m.group(1) for m in names if m] == ["host_feed_speedup", "device_path_speedup", "step_overhead"]
