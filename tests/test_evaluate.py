@@ -251,6 +251,10 @@ def test_plot_history_has_a_loss_panel_and_a_metric_panel():
     assert [line.get_label() for line in loss_ax.lines] == ["train_loss", "val_loss"]
     assert [line.get_label() for line in metric_ax.lines] == ["train_accuracy", "val_accuracy"]
     assert list(metric_ax.lines[1].get_ydata()) == pytest.approx([0.0, 0.08, 0.16, 0.24])
+    fig.canvas.draw()
+    for ax in (loss_ax, metric_ax, plot_curves({"v1": HISTORY[:3]}, "val_accuracy").axes[0]):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)  # epochs, not 0.25 steps
 
 
 def test_plot_curves_overlays_runs_that_have_the_key():

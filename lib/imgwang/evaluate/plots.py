@@ -11,6 +11,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..errors import ConfigError, DataError
 
@@ -61,13 +62,19 @@ def plot_history(history: list[dict], keys=("train_loss", "val_loss"), metric_ke
     for ax, plotted, label in ((loss_ax, keys, "loss"), (metric_ax, metric_keys, "metric")):
         for key in plotted:
             ax.plot(*_series(history, key), marker="o", markersize=3, label=key)
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel(label)
         if plotted:
             ax.legend()
         else:
             ax.text(0.5, 0.5, f"no {label} recorded", ha="center", va="center", transform=ax.transAxes)
     return fig
+
+
+def epoch_axis(ax) -> None:
+    """x is the epoch: whole numbers only (a 3-epoch run otherwise gets ticks at 0.25, 0.5, ...)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_curves(runs: dict[str, list[dict]], key: str):
@@ -78,7 +85,7 @@ def plot_curves(runs: dict[str, list[dict]], key: str):
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     for name, history in with_key.items():
         ax.plot(*_series(history, key), marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel(key)
     ax.legend()
     return fig
