@@ -26,6 +26,9 @@ def runs_dir(tmp_path, lab_env):
     (done / "run.json").write_text(json.dumps({"stages": {"pretrain": {"status": "done", "config": {"arch": "tinyconv"}}}}))
     (runs / "v2").mkdir()  # a version without an encoder
     (runs / "v2" / "run.json").write_text("{}")
+    (runs / "v4").mkdir()  # fine-tuned, not evaluated
+    (runs / "v4" / "run.json").write_text("{}")
+    (runs / "v4" / "classifier.pt").write_bytes(b"not really")
     return runs
 
 
@@ -67,6 +70,7 @@ CASES = [
     (["transfer", "--version", "v3", "--from", "v2", "--data", "sample"], "FROM=v2: "),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "warmup", "3"], "unknown parameter 'warmup'"),
     (["evaluate", "--version", "v2", "--data", "sample"], "classifier.pt does not exist"),
+    (["review", "--version", "v4", "--data", "sample"], "predictions.pt does not exist: run `make evaluate VERSION=v4`"),
     (["pretrain", "--version", "v1", "--resume", "1", "--data", "sample"], "already finished"),
     (["pretrain", "--version", "../v1", "--data", "sample"], "not a valid folder name"),
     (["nonsense"], "unknown stage"),

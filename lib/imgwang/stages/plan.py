@@ -146,6 +146,8 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     check_data(params["data"], stage)
     if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
         raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
+    if stage == "review" and not in_pipeline and not (run_dir / "predictions.pt").exists():
+        raise ConfigError(f"{run_dir}/predictions.pt does not exist: run `make evaluate VERSION={version}` first")
     if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
         if not (in_pipeline and params["from_version"] == version):
             runs.encoder_path(runs_dir, params["from_version"])
