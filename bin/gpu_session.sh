@@ -8,7 +8,7 @@
 # then bin/gpu_check.py (host waits per training step, each task's pretext metric, transfer from v1 vs none).
 set -euo pipefail
 log="${OUT:-/tmp}/gpu_session.log"
-pip install -q --target /tmp/site .whl/*.whl
+pip install -q --target /tmp/site .whl/*.whl || pip install -q --no-deps --target /tmp/site .whl/*.whl  # offline: deps may be missing
 export PYTHONPATH="/tmp/site:$PWD/lib" HF_HUB_OFFLINE=1
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
