@@ -2,8 +2,9 @@
 
 Views are made on the device, per sample and batched, by the data path's own augmentation (random
 resized crop, horizontal flip, colour jitter, random grayscale; no blur, as in SimCLR's small-image
-setting): no host round trip per batch, which a GPU step cannot afford. The model is
-encoder -> projection head (lightly's SimCLRProjectionHead) -> z, trained with NT-Xent (lightly).
+setting): no host round trip per batch, which a GPU step cannot afford. The model is encoder ->
+projection head (lightly's SimCLRProjectionHead) -> z, trained with NT-Xent (models/losses.py, checked
+against lightly's).
 
 Metric "pair_accuracy": for each of the 2B views, is its nearest other view (cosine similarity) its
 partner? A model that learned nothing picks one of the 2B - 1 others at random, so the chance level is
