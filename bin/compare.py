@@ -32,10 +32,13 @@ def main(argv=None) -> int:
     if not args.no_notebook and len(table):
         import papermill as pm
 
+        from imgwang.kernels import StageKernelManager
+
         out = runs_dir / COMPARE_NOTEBOOK
         try:
             pm.execute_notebook(str(REPO / "notebooks" / COMPARE_NOTEBOOK), str(out), parameters={"runs_dir": str(runs_dir)},
-                                cwd=str(REPO), kernel_name="python3", progress_bar=False)
+                                cwd=str(REPO), kernel_name="python3", progress_bar=False,
+                                kernel_manager_class=StageKernelManager)
         except pm.PapermillExecutionError as e:
             print(f"error: {out} failed ({e.ename}: {e.evalue})", file=sys.stderr)
             return 1

@@ -95,6 +95,7 @@ def forward_signals_to_kernel():
 def execute(plan: StagePlan) -> int:
     import papermill as pm
     from imgwang import runs
+    from imgwang.kernels import StageKernelManager
 
     plan.prepare_run_dir()
     rel = plan.notebook_out.relative_to(REPO) if plan.notebook_out.is_relative_to(REPO) else plan.notebook_out
@@ -104,7 +105,7 @@ def execute(plan: StagePlan) -> int:
     try:
         pm.execute_notebook(
             str(plan.template), str(plan.notebook_out), parameters=plan.parameters, cwd=str(REPO),
-            kernel_name="python3", log_output=True, progress_bar=False,
+            kernel_name="python3", log_output=True, progress_bar=False, kernel_manager_class=StageKernelManager,
         )
     except pm.PapermillExecutionError as e:
         interrupted = state["interrupted"] or e.ename in ("TrainingInterrupted", "KeyboardInterrupt")

@@ -56,6 +56,7 @@ def pipeline(tmp_path_factory, lab_env):
     out = run_stage(runs_dir, "pipeline", *tiny, "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
     assert out.returncode == 0, out.stderr[-3000:]
     assert FAKE_KEY not in out.stdout + out.stderr
+    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.kernels)
     return runs_dir
 
 
@@ -144,6 +145,7 @@ def test_random_init_baseline_and_compare(pipeline):
     out = subprocess.run([sys.executable, str(REPO / "bin" / "compare.py"), "--runs-dir", str(pipeline)], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "without encryption" not in out.stderr
     lines = (pipeline / "compare.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
     assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
