@@ -84,7 +84,7 @@ data: $(STAMP) ## fetch or generate DATA and print what it holds: make data DATA
 lab: $(STAMP) ## open JupyterLab at the project root
 	$(VENV)/bin/jupyter lab --notebook-dir=.
 
-tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, as a table
+tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, kNN vs untrained
 	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"
 
 bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
