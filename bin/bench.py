@@ -32,11 +32,11 @@ import numpy as np  # noqa: E402
 
 # torch and friends are imported in main(): the cache's spawned decode workers re-import this script as
 # __mp_main__, and should not pay for a torch import each.
-torch = F = Image = make_augment = ImageCache = build_cache = CachedLoader = resolve_device = None
+torch = F = Image = make_augment = ImageCache = build_cache = CachedLoader = resolve_device = use_fastest_kernels = None
 
 
 def _import_heavy() -> None:
-    global torch, F, Image, make_augment, ImageCache, build_cache, CachedLoader, resolve_device
+    global torch, F, Image, make_augment, ImageCache, build_cache, CachedLoader, resolve_device, use_fastest_kernels
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -44,7 +44,7 @@ def _import_heavy() -> None:
     from imgwang.data.augment import make_augment
     from imgwang.data.cache import ImageCache, build_cache
     from imgwang.data.loader import CachedLoader
-    from imgwang.device import resolve_device
+    from imgwang.device import resolve_device, use_fastest_kernels
 
 SCALE = (0.35, 1.0)
 STORE = 160  # storage size of the cache: Imagewang-160's shorter side
@@ -221,8 +221,7 @@ def bench_steps(cache, arch, size, batch_size, device, amp, channels_last, steps
     torch.manual_seed(0)
     task, model, task_name = _task_and_model(arch)
     model = model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as fit() sets it, for the full and the bare step alike
+    use_fastest_kernels(device)  # as fit() does, for the full and the bare step alike
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -10,7 +10,7 @@ except ImportError:  # run as a script from a checkout without `pip install -e l
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from imgwang.data.imagewang import class_label
-from imgwang.data.layout import load_layout
+from imgwang.data.layout import HELD_OUT_EVERY, load_layout
 from imgwang.data.resolve import resolve_data
 from imgwang.errors import ImgwangError
 
@@ -23,7 +23,7 @@ def summary(root: Path) -> str:
             f"images: {len(layout.unlabelled()) + len(layout.val)} without classes (no train/ and val/ folders): "
             f"pretraining only",
             f"pretext images: {len(layout.unlabelled())}, held out to measure the pretext task: {len(layout.val)} "
-            f"(every 10th)",
+            f"(every {HELD_OUT_EVERY}th)",
         ])
     counts = layout.counts()
     val_classes = sorted({label for _, label in layout.val})

@@ -131,13 +131,14 @@ def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") ->
 
 def knn_curves(runs_dir: Path, vers: list[str]) -> dict[str, list[dict]]:
     """The kNN monitor of each run that has one, from epoch 0 (the untrained encoder) when it was glued."""
+    from .evaluate.monitor import knn_series
+
     out = {}
     for v in vers:
         s = read_scraps(runs_dir / v / STAGES["pretrain"])
-        h = [e for e in s.get("pretrain_history") or [] if "knn_acc" in e]
-        if h:
-            init = s.get("pretrain_knn_init")
-            out[v] = ([{"epoch": 0, "knn_acc": init}] if init is not None else []) + h
+        series = knn_series(s.get("pretrain_history") or [], s.get("pretrain_knn_init"))
+        if series:
+            out[v] = series
     return out
 
 

@@ -35,3 +35,10 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def use_fastest_kernels(device: torch.device) -> None:
+    """On CUDA, cuDNN times its convolution algorithms once per input shape and keeps the fastest: training
+    batches keep one shape, so the timing pays for itself (fit() and the bench both call this)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

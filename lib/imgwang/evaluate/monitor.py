@@ -47,3 +47,9 @@ def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
         return {"knn_acc": knn_accuracy(mf, ml, qf, ql, n_classes=n_classes)}
 
     return epoch_metrics
+
+
+def knn_series(history: list[dict], knn_init: float | None = None) -> list[dict]:
+    """The kNN monitor's rows of a pretraining history, from epoch 0 (the untrained encoder) when known."""
+    rows = [e for e in history if "knn_acc" in e]
+    return [{"epoch": 0, "knn_acc": knn_init}, *rows] if rows and knn_init is not None else rows

@@ -91,6 +91,18 @@ def plot_curves(runs: dict[str, list[dict]], key: str):
     return fig
 
 
+def plot_knn_monitor(series: list[dict], knn_init: float, chance: float):
+    """One run's kNN monitor (rows of `knn_series`, epoch 0 the untrained encoder) against both of its bars."""
+    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+    ax.plot(*_series(series, "knn_acc"), marker="o", label="kNN accuracy (epoch 0: untrained)")
+    ax.axhline(knn_init, ls=":", color="tab:red", label="untrained encoder")
+    ax.axhline(chance, ls="--", color="gray", label="chance")
+    epoch_axis(ax)
+    ax.set_ylabel("kNN accuracy (train/ split)")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def to_hwc_uint8(image) -> np.ndarray:
     """(3, H, W) or (H, W, 3) image, uint8 or float in [0, 1], tensor or array -> (H, W, 3) uint8."""
     if hasattr(image, "detach"):

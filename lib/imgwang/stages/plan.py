@@ -26,6 +26,11 @@ STAGE_FILES = {
     "evaluate": ["03-evaluate.ipynb", "predictions.pt", "predictions.csv"],
     "review": ["04-review.ipynb"],
 }
+# Files a later stage reads from its version folder, and the stage that writes them.
+PREREQUISITES = {
+    "evaluate": [("classifier.pt", "transfer")],
+    "review": [("classifier.pt", "transfer"), ("predictions.pt", "evaluate")],
+}
 
 
 @dataclass
@@ -144,10 +149,9 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
     check_data(params["data"], stage)
-    if stage in ("evaluate", "review") and not in_pipeline and not (run_dir / "classifier.pt").exists():
-        raise ConfigError(f"{run_dir}/classifier.pt does not exist: run `make transfer VERSION={version}` first")
-    if stage == "review" and not in_pipeline and not (run_dir / "predictions.pt").exists():
-        raise ConfigError(f"{run_dir}/predictions.pt does not exist: run `make evaluate VERSION={version}` first")
+    for needed, maker in PREREQUISITES.get(stage, []) if not in_pipeline else []:  # a pipeline writes them on the way
+        if not (run_dir / needed).exists():
+            raise ConfigError(f"{run_dir}/{needed} does not exist: run `make {maker} VERSION={version}` first")
     if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
         if not (in_pipeline and params["from_version"] == version):
             runs.encoder_path(runs_dir, params["from_version"])

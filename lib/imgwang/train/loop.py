@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..device import resolve_device
+from ..device import resolve_device, use_fastest_kernels
 from ..errors import ConfigError, ImgwangError
 from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
@@ -53,8 +53,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
                 grad_clip=grad_clip, seed=seed)
     check_plan(model, plan, checkpoint_dir, resume)
     model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # batches keep one shape: cuDNN times its algorithms once, then reuses the fastest
+    use_fastest_kernels(device)
     cast_dtype = autocast_dtype(amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cast_dtype == torch.float16)
     memory_format = torch.channels_last if use_channels_last(channels_last, device) else None
