@@ -1,4 +1,4 @@
-"""simclr and swav: the views, the pair-accuracy metric and its chance level, the losses, SwAV's prototypes."""
+"""simclr, swav, dino, byol: the views, the pair-accuracy metric and its chance level, the losses, SwAV's prototypes."""
 
 import pytest
 import torch
@@ -19,10 +19,13 @@ def smooth_images(b=8, size=32, seed=0):
     return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
 
 
-@pytest.mark.parametrize("name", ["simclr", "swav"])
+VIEW_TASKS = ["simclr", "swav", "dino", "byol"]
+
+
+@pytest.mark.parametrize("name", VIEW_TASKS)
 def test_views_are_two_different_augmentations_of_each_image(name):
     images = smooth_images(8)
-    (v0, v1), targets, meta = get_task(name).make_batch(images, gen(1))
+    (v0, v1, *_), targets, meta = get_task(name).make_batch(images, gen(1))
     for v in (v0, v1):
         assert v.shape == images.shape and v.min() >= 0 and v.max() <= 1
         assert (v - images).abs().flatten(1).amax(1).min() > 0.01  # every view differs from its image
@@ -42,7 +45,7 @@ def test_views_keep_the_content_of_their_own_image():
     colours = torch.rand(8, 3, generator=gen(3)) * 0.6 + 0.2
     images = colours[:, :, None, None].expand(8, 3, 16, 16).contiguous()
     grey = (colours * torch.tensor([0.299, 0.587, 0.114])).sum(1, keepdim=True).expand(8, 3)
-    (v0, v1), _, _ = get_task("simclr", jitter=0.0).make_batch(images, gen(4))
+    (v0, v1), _, _ = get_task("simclr", jitter=0.0, blur_p=0.0).make_batch(images, gen(4))
     for v in (v0, v1):
         shown = v.mean(dim=(2, 3))
         assert torch.allclose(v, shown[:, :, None, None].expand_as(v), atol=1e-4)  # still flat
@@ -79,13 +82,14 @@ def test_pair_accuracy_finds_partners_and_its_chance_level():
     assert sum(scores) / len(scores) == pytest.approx(1 / 31, abs=0.01)
 
 
-@pytest.mark.parametrize("name", ["simclr", "swav"])
+@pytest.mark.parametrize("name", VIEW_TASKS)
 def test_chance_follows_the_batch_size(name):
     task = get_task(name)
+    per_view = name == "byol"  # byol retrieves each prediction's target among B, the others a partner among 2B - 1
     task.make_batch(smooth_images(5), gen())
-    assert task.chance == pytest.approx(1 / 9)
+    assert task.chance == pytest.approx(1 / 5 if per_view else 1 / 9)
     task.make_batch(smooth_images(12), gen())
-    assert task.chance == pytest.approx(1 / 23)
+    assert task.chance == pytest.approx(1 / 12 if per_view else 1 / 23)
     assert task.metric_name == "pair_accuracy"
 
 
@@ -110,7 +114,7 @@ def test_simclr_model_projects_each_view():
 def test_swav_normalises_prototypes_in_training_forwards_only():
     task = get_task("swav", n_prototypes=10, proj_dim=8)
     model = task.build_model(create_encoder("tinyconv"))
-    weight = model.prototypes.heads[0].weight
+    weight = model.prototypes.weight
     with torch.no_grad():
         weight.mul_(3.0)
     views, _, _ = task.make_batch(smooth_images(4), gen())
@@ -125,14 +129,14 @@ def test_swav_normalises_prototypes_in_training_forwards_only():
     assert queued == ()  # no queue unless asked for
     assert torch.allclose(weight.norm(dim=1), torch.ones(10), atol=1e-5)  # train renormalised them
     assert all(torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5) for z in projections)
-    assert [s.shape for s in scores] == [(4, 10), (4, 10)]
+    assert [s.shape for s in scores] == [(4, 10)] * 8  # 2 large + 6 small views
 
 
 def test_swav_small_crops_are_extra_low_resolution_views_that_enter_the_loss():
     images = smooth_images(6)
     task = get_task("swav", n_small_crops=2, n_prototypes=12, proj_dim=8)
     views, targets, _ = task.make_batch(images, gen(12))
-    assert [tuple(v.shape[-2:]) for v in views] == [(32, 32), (32, 32), (14, 14), (14, 14)]
+    assert [tuple(v.shape[-2:]) for v in views] == [(32, 32), (32, 32), (24, 24), (24, 24)]  # 0.75 x the side
     torch.manual_seed(0)
     model = task.build_model(create_encoder("tinyconv"))
     outputs = model(views)
@@ -146,7 +150,7 @@ def test_swav_small_crops_are_extra_low_resolution_views_that_enter_the_loss():
 def test_swav_queue_is_a_fifo_of_earlier_full_view_projections_used_once_full():
     """queue_size 8 with batches of 4: two training forwards fill it (no queue scores yet); from the third
     on, the loss sees the prototype scores of the two batches before, newest first."""
-    task = get_task("swav", n_prototypes=6, proj_dim=8, queue_size=8)
+    task = get_task("swav", n_prototypes=6, proj_dim=8, queue_size=8, n_small_crops=0)
     torch.manual_seed(0)
     model = task.build_model(create_encoder("tinyconv"))
     batches = [task.make_batch(smooth_images(4, seed=s), gen(s))[0] for s in range(3)]
@@ -181,14 +185,19 @@ def test_swav_queue_survives_a_checkpoint_round_trip():
     assert len(fresh(views)[2]) == 2  # a resumed run uses its full queue at once
 
 
-def test_swav_with_a_queue_overfits_one_batch():
-    """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found."""
+@pytest.mark.parametrize("params, steps, floor", [
+    (dict(), 150, 0.3),  # 2 large + 6 small crops: 0.5 after 150 steps, 0.28 after 100 (the small crops pull too)
+    (dict(queue_size=64, queue_start_epoch=0, n_small_crops=0), 100, 0.5),  # 1.0 after 100 steps
+])
+def test_swav_overfits_one_batch(params, steps, floor):
+    """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found,
+    far above chance (1/63)."""
     from conftest import one_torch_thread
     from imgwang.tasks.sanity import overfit_one_batch
 
     with one_torch_thread():
-        result = overfit_one_batch(get_task("swav", queue_size=64), smooth_images(32, seed=7), steps=100)
-    assert result["train_metric"] >= 0.5 and result["last_loss"] < 0.7 * result["first_loss"], result["train_metric"]
+        result = overfit_one_batch(get_task("swav", **params), smooth_images(32, seed=7), steps=steps)
+    assert result["train_metric"] >= floor and result["last_loss"] < 0.8 * result["first_loss"], result["train_metric"]
 
 
 @pytest.mark.parametrize("name, params, match", [
@@ -198,13 +207,21 @@ def test_swav_with_a_queue_overfits_one_batch():
     ("swav", dict(n_small_crops=-1), "n_small_crops"),
     ("swav", dict(small_fraction=1.5), "small_fraction"),
     ("swav", dict(queue_size=-1), "queue_size"),
+    ("swav", dict(small_min_scale=0.5, small_max_scale=0.3), "small_min_scale"),
+    ("swav", dict(freeze_prototypes_iters=-2), "freeze_prototypes_iters"),
+    ("simclr", dict(blur_p=1.5), "blur_p"),
+    ("dino", dict(out_dim=1), "out_dim"),
+    ("dino", dict(momentum=1.5), "momentum"),
+    ("dino", dict(local_fraction=0.0), "local_fraction"),
+    ("byol", dict(momentum=-0.1), "momentum"),
+    ("byol", dict(min_scale=0.0), "min_scale"),
 ])
 def test_bad_parameters_are_one_clear_config_error(name, params, match):
     with pytest.raises(ConfigError, match=match):
         get_task(name, **params)
 
 
-@pytest.mark.parametrize("name", ["simclr", "swav"])
+@pytest.mark.parametrize("name", VIEW_TASKS)
 def test_a_batch_of_one_is_refused(name):
     with pytest.raises(ConfigError, match="at least 2"):
         get_task(name).make_batch(torch.rand(1, 3, 8, 8), gen())

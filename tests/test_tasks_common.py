@@ -18,7 +18,7 @@ from imgwang.tasks.base import replace_with_noise
 from imgwang.tasks.sanity import overfit_one_batch
 
 NAMES = task_names()
-OVERFIT_ELSEWHERE = {"patchwork", "unmix"}  # their owners' tests overfit them at length
+OVERFIT_ELSEWHERE = {"patchwork", "unmix", "swav"}  # their own tests overfit them at length
 PAIR_METRICS = {"pair_accuracy"}
 
 
@@ -52,7 +52,7 @@ def as_batch(x: torch.Tensor) -> Batch:
 
 
 def test_every_task_of_the_design_is_registered():
-    assert {"patchwork", "unmix", "scale", "quadrant", "transform", "rotation", "simclr", "swav"} <= set(NAMES)
+    assert {"patchwork", "unmix", "scale", "quadrant", "transform", "rotation", "simclr", "swav", "dino", "byol"} <= set(NAMES)
 
 
 # --- fast checks, every task ----------------------------------------------------------------------
@@ -159,7 +159,7 @@ def overfitted():
 def test_overfits_one_batch(name, overfitted):
     task, _, result = overfitted(name)
     if task.metric_name in PAIR_METRICS:
-        # chance is 1/63 here; after 100 steps seeds 0-3 gave 0.98-1.0 (swav), 1.0 (simclr)
+        # chance is 1/63 here (byol: 1/32); after 100 steps simclr 1.0, dino 0.94, byol 0.98
         assert result["train_metric"] >= 0.5, (result["train_metric"], task.chance)
         assert result["last_loss"] < 0.7 * result["first_loss"]
     else:

@@ -1,9 +1,15 @@
 """Batched per-sample augmentation on the device: uint8 cache rows (or float images in [0, 1]) in, float
-images in [0, 1] out. The loader uses it on cache rows; simclr and swav make their views with it.
+images in [0, 1] out. The loader uses it on cache rows; the view-making tasks (simclr, swav, dino, byol)
+make their views with it, from the whole stored image.
 
 `make_augment(size, mode)` returns a callable `augment(images, generator) -> float`:
   "pretrain" / "train": RandomResizedCrop (torchvision's sampling rule, parameters drawn per sample,
-                        vectorised) + horizontal flip, optional SimCLR colour jitter (`jitter` strength);
+                        vectorised) + horizontal flip, then optionally, in this order: colour jitter with
+                        probability `jitter_p` (`jitter`: SimCLR's strength s, i.e. brightness, contrast and
+                        saturation 0.8 s, hue 0.2 s, or four explicit maxima), grayscale (`gray_p`),
+                        Gaussian blur (`blur_p`, sigma uniform in `blur_sigma`, kernel `blur_kernel` x the
+                        output side as SimCLR's data_util: radius = int(side * 0.1) // 2, reflect padding
+                        where SimCLR pads with zeros), solarize (`solarize_p`, BYOL's: pixels >= 0.5 invert);
   "eval":               the whole (square) stored image resized to size; no randomness.
 Every random parameter comes from the given generator, on the images' device: no host round trip.
 
@@ -39,14 +45,30 @@ METHODS = ("auto", "loop", "roi")
 
 
 def make_augment(size: int, mode: str, scale=(0.35, 1.0), *, ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-                 jitter: float = 0.0, method: str = "auto") -> "Augment":
-    """Build the augmentation for a stage; see the module docstring for the modes."""
-    return Augment(size, mode, scale=scale, ratio=ratio, flip_p=flip_p, jitter=jitter, method=method)
+                 jitter=0.0, method: str = "auto", **colour) -> "Augment":
+    """Build the augmentation for a stage; see the module docstring for the modes. `colour`: jitter_p,
+    gray_p, blur_p, blur_sigma, blur_kernel, solarize_p."""
+    return Augment(size, mode, scale=scale, ratio=ratio, flip_p=flip_p, jitter=jitter, method=method, **colour)
+
+
+def jitter_maxima(jitter) -> tuple[float, float, float, float]:
+    """(brightness, contrast, saturation, hue) maxima from SimCLR's strength s or four explicit values."""
+    if isinstance(jitter, (tuple, list)):
+        if len(jitter) != 4:
+            raise ConfigError(f"colour jitter needs 4 maxima (brightness, contrast, saturation, hue), got {jitter}")
+        values = tuple(float(v) for v in jitter)
+    else:
+        s = float(jitter)
+        values = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
+    if not all(v >= 0 for v in values) or values[3] > 0.5:
+        raise ConfigError(f"colour jitter strength must be >= 0 (0 = none) with hue at most 0.5, got {jitter}")
+    return values
 
 
 class Augment:
     def __init__(self, size: int, mode: str, *, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-                 jitter: float = 0.0, method: str = "auto"):
+                 jitter=0.0, method: str = "auto", jitter_p: float = 0.8, gray_p: float = 0.0, blur_p: float = 0.0,
+                 blur_sigma=(0.1, 2.0), blur_kernel: float = 0.1, solarize_p: float = 0.0):
         if mode not in MODES:
             raise ConfigError(f"unknown augmentation mode {mode!r}; use one of {', '.join(MODES)}")
         if method not in METHODS:
@@ -59,15 +81,29 @@ class Augment:
             raise ConfigError(f"crop aspect ratio must satisfy 0 < min <= max, got {tuple(ratio)}")
         if not 0 <= flip_p <= 1:
             raise ConfigError(f"flip probability must be in [0, 1], got {flip_p}")
-        if not jitter >= 0:
-            raise ConfigError(f"colour jitter strength must be >= 0 (0 = none), got {jitter}")
+        self.jitter = jitter_maxima(jitter)
+        for name, p in (("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p), ("solarize_p", solarize_p)):
+            if not 0 <= p <= 1:
+                raise ConfigError(f"{name} is a probability in [0, 1], got {p}")
+        if not 0 < blur_sigma[0] <= blur_sigma[1]:
+            raise ConfigError(f"blur sigma range must satisfy 0 < min <= max, got {tuple(blur_sigma)}")
+        if not 0 < blur_kernel < 1:
+            raise ConfigError(f"blur kernel (fraction of the side) must be in (0, 1), got {blur_kernel}")
         self.size, self.mode, self.method = int(size), mode, method
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
-        self.flip_p, self.jitter = float(flip_p), float(jitter)
+        self.flip_p = float(flip_p)
+        self.jitter_p, self.gray_p, self.blur_p, self.solarize_p = float(jitter_p), float(gray_p), float(blur_p), float(solarize_p)
+        self.blur_sigma, self.blur_kernel = (float(blur_sigma[0]), float(blur_sigma[1])), float(blur_kernel)
+        self.blur_radius = int(self.size * self.blur_kernel) // 2  # SimCLR: kernel_size = side // 10, radius = k // 2
 
     def __repr__(self) -> str:
         return (f"Augment(size={self.size}, mode={self.mode!r}, scale={self.scale}, flip_p={self.flip_p}, "
-                f"jitter={self.jitter}, method={self.method!r})")
+                f"jitter={self.jitter} p {self.jitter_p}, gray_p={self.gray_p}, blur_p={self.blur_p}, "
+                f"solarize_p={self.solarize_p}, method={self.method!r})")
+
+    @property
+    def colour(self) -> bool:
+        return any(self.jitter) or self.gray_p > 0 or self.blur_p > 0 or self.solarize_p > 0
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.dim() != 4 or images.shape[1] != 3:
@@ -77,8 +113,17 @@ class Augment:
         # One image per kernel on the CPU: a thread team per tiny kernel costs more than it saves.
         with torch_threads(1) if images.device.type == "cpu" else contextlib.nullcontext():
             out = self._crop(images, generator)
-        if self.jitter > 0 and self.mode != "eval":  # whole-batch kernels: here the caller's threads pay off (1.6x)
-            out = color_jitter(out, generator, strength=0.8 * self.jitter, hue=0.2 * self.jitter)
+        if self.colour and self.mode != "eval":  # whole-batch kernels: here the caller's threads pay off (1.6x)
+            if any(self.jitter):
+                b, c, s, h = self.jitter
+                out = color_jitter(out, generator, p=self.jitter_p, brightness=b, contrast=c, saturation=s, hue=h,
+                                   gray_p=self.gray_p)
+            elif self.gray_p > 0:
+                out = random_grayscale(out, generator, self.gray_p)
+            if self.blur_p > 0 and self.blur_radius > 0:
+                out = random_gaussian_blur(out, generator, self.blur_p, self.blur_sigma, self.blur_radius)
+            if self.solarize_p > 0:
+                out = random_solarize(out, generator, self.solarize_p)
         return out
 
     def _crop(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -207,9 +252,11 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
-def color_jitter(x: torch.Tensor, generator: torch.Generator, p: float = 0.8, strength: float = 0.4,
-                 hue: float = 0.1, gray_p: float = 0.2) -> torch.Tensor:
-    """SimCLR-style jitter with per-sample factors: brightness, contrast, saturation, hue (kornia), gray."""
+def color_jitter(x: torch.Tensor, generator: torch.Generator, p: float = 0.8, brightness: float = 0.4,
+                 contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1, gray_p: float = 0.2) -> torch.Tensor:
+    """SimCLR-style jitter with per-sample factors: brightness (multiplicative, SimCLR v2's), contrast,
+    saturation, hue (kornia), each applied to a sample with probability p; then grayscale with gray_p.
+    The four are applied in this fixed order (SimCLR shuffles the order per image)."""
     import kornia.enhance as ke
 
     b, dev = x.shape[0], x.device
@@ -219,9 +266,9 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, p: float = 0.8, st
 
     apply = (_rand(b, generator) < p).to(dev)
     one = torch.ones(b, device=dev)
-    bright = torch.where(apply, factor(1 - strength, 1 + strength), one)
-    contrast = torch.where(apply, factor(1 - strength, 1 + strength), one)
-    sat = torch.where(apply, factor(1 - strength, 1 + strength), one)
+    bright = torch.where(apply, factor(max(0.0, 1 - brightness), 1 + brightness), one)
+    contrast = torch.where(apply, factor(max(0.0, 1 - contrast), 1 + contrast), one)
+    sat = torch.where(apply, factor(max(0.0, 1 - saturation), 1 + saturation), one)
     hue_shift = torch.where(apply, factor(-hue, hue), torch.zeros_like(one))
 
     x = (x * bright.view(b, 1, 1, 1)).clamp(0, 1)
@@ -230,8 +277,50 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, p: float = 0.8, st
     g = _gray(x)
     x = ((x - g) * sat.view(b, 1, 1, 1) + g).clamp(0, 1)
     x = ke.adjust_hue(x, hue_shift * 2 * math.pi).clamp(0, 1)  # kornia takes the hue shift in radians
-    to_gray = (_rand(b, generator) < gray_p).to(dev).view(b, 1, 1, 1)
+    return random_grayscale(x, generator, gray_p)
+
+
+def random_grayscale(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+    to_gray = (_rand(x.shape[0], generator) < p).to(x.device).view(-1, 1, 1, 1)
     return torch.where(to_gray, _gray(x).expand_as(x), x)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per sample (B,), kernel 2 * radius + 1, reflect padding.
+
+    Each direction is one batched matrix product with a per-sample band matrix (the kernel with the
+    reflected border folded in): the same few kernels for any batch, fast on a CPU and a GPU alike, where
+    a grouped convolution with one group per sample and channel ran ~50x slower on the CPU."""
+    b, c, h, w = x.shape
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-t.square() / (2 * sigma.to(x.dtype).view(b, 1).square()))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, K)
+    rows = _band(kernel, h)  # (B, h, h): out = rows @ x @ cols^T
+    cols = rows if w == h else _band(kernel, w)
+    return rows.unsqueeze(1) @ x @ cols.transpose(1, 2).unsqueeze(1)
+
+
+def _band(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, n, n) matrices M with (M @ v)[i] = sum_k kernel[k] * v[reflect(i + k - r)]."""
+    b, k = kernel.shape
+    r = k // 2
+    pos = torch.arange(n, device=kernel.device)[:, None] + torch.arange(-r, r + 1, device=kernel.device)[None, :]
+    pos = pos.abs()  # reflect at 0 (edge pixel not repeated, as F.pad's "reflect")
+    pos = torch.where(pos > n - 1, 2 * (n - 1) - pos, pos)  # reflect at n - 1
+    band = torch.zeros(b, n, n, device=kernel.device, dtype=kernel.dtype)
+    return band.scatter_add_(2, pos.expand(b, n, k), kernel[:, None, :].expand(b, n, k))
+
+
+def random_gaussian_blur(x: torch.Tensor, generator: torch.Generator, p: float, sigma_range, radius: int) -> torch.Tensor:
+    b = x.shape[0]
+    sigma = (sigma_range[0] + (sigma_range[1] - sigma_range[0]) * _rand(b, generator)).to(x.device)
+    apply = (_rand(b, generator) < p).to(x.device).view(b, 1, 1, 1)
+    return torch.where(apply, gaussian_blur(x, sigma, radius).clamp(0, 1), x)
+
+
+def random_solarize(x: torch.Tensor, generator: torch.Generator, p: float, threshold: float = 0.5) -> torch.Tensor:
+    apply = (_rand(x.shape[0], generator) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(apply & (x >= threshold), 1 - x, x)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:

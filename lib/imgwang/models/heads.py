@@ -121,3 +121,26 @@ class ProjectionHead(SimCLRProjectionHead):
                  batchnorm: bool = True):
         super().__init__(input_dim=in_features, hidden_dim=hidden, output_dim=out_features,
                          num_layers=num_layers, batch_norm=batchnorm)
+
+
+class Prototypes(nn.Module):
+    """SwAV's prototypes (facebookresearch/swav, `nn.Linear(dim, n, bias=False)`): scores z @ C^T against n
+    learnable unit vectors C, with no bias (lightly's SwaVPrototypes carries one; SwAV and solo-learn do not).
+
+    `normalize()` puts every prototype back on the unit sphere (SwAV does so before each iteration);
+    `frozen = True` detaches the prototypes, so they get no gradient and the optimizer leaves them as they
+    are (SwAV sets their gradient to None for its first `freeze_prototypes_niters` iterations)."""
+
+    def __init__(self, dim: int, n_prototypes: int):
+        super().__init__()
+        layer = nn.Linear(dim, n_prototypes, bias=False)  # nn.Linear's initialisation, as SwAV's
+        self.weight = layer.weight
+        self.frozen = False
+
+    @torch.no_grad()
+    def normalize(self) -> None:
+        self.weight.copy_(F.normalize(self.weight, dim=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.detach() if self.frozen else self.weight
+        return z @ weight.to(z.dtype).t()

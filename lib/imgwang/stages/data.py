@@ -37,12 +37,13 @@ class StageData:
     def classes(self) -> list[str]:
         return self.layout.classes
 
-    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None):
-        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes."""
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, whole=False):
+        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
+        `whole=True`: the stored images as they are, for a task that makes its own views from them."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
-            drop_last=train, device=device, augment=make_augment(self.size, mode), seed=seed,
+            drop_last=train, device=device, augment=None if whole else make_augment(self.size, mode), seed=seed,
         )
 
 

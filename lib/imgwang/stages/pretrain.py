@@ -20,7 +20,18 @@ from .data import load_stage_data
 def build_pretext(cfg: dict):
     """The task and its model around a fresh encoder, as configured (also used by review)."""
     task = get_task(cfg["task"], **cfg.get("task_params", {}))
+    if getattr(task, "makes_views", False):
+        task.view_size = cfg["size"]  # views at SIZE, cut from the whole stored image
     return task, task.build_model(create_encoder(cfg["arch"]))
+
+
+def pretext_loaders(sd, task, bs: int, device, seed: int):
+    """(train, val) loaders. A task that makes its own views gets the whole stored images (no loader crop),
+    so each view is cropped once, from the whole image."""
+    whole = getattr(task, "makes_views", False)
+    train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=seed, whole=whole)
+    val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=seed, whole=whole)
+    return train, val
 
 
 def run_pretrain(cfg: dict, run_dir: Path) -> dict:
@@ -32,8 +43,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     torch.manual_seed(cfg["seed"])  # initial weights fixed by the seed, whatever ran before in the kernel
     task, model = build_pretext(cfg)
     bs = cfg["bs"]
-    train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])
-    val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
+    train, val = pretext_loaders(sd, task, bs, device, cfg["seed"])
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device)
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
     # pretext task helps only if it beats them. Eval mode, no randomness drawn: training is unchanged.

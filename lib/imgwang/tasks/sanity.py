@@ -14,6 +14,7 @@ import torch
 
 from ..data.batch import Batch
 from ..models.encoders import create_encoder
+from ..train.loop import call_hook
 
 
 def _as_batch(images_or_batch) -> Batch:
@@ -42,11 +43,14 @@ def overfit_one_batch(task, images, arch: str = "tinyconv", steps: int = 150, lr
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in range(steps):
+    call_hook(task, "on_epoch_start", model, 0, 1)
+    for step in range(steps):  # one batch is the whole data set: each step is an epoch's worth of it
+        call_hook(task, "before_step", model, step, steps, 1)
         loss = task.loss(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        call_hook(task, "after_step", model, step, steps)
         losses.append(float(loss.detach()))
     with torch.no_grad():
         outputs = model(inputs)

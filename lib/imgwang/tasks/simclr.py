@@ -1,10 +1,20 @@
-"""simclr: two augmented views of each image must find each other among the batch (Chen et al., 2020).
+"""simclr: two augmented views of each image must find each other among the batch (Chen et al., 2020,
+"A Simple Framework for Contrastive Learning of Visual Representations").
 
-Views are made on the device, per sample and batched, by the data path's own augmentation (random
-resized crop, horizontal flip, colour jitter, random grayscale; no blur, as in SimCLR's small-image
-setting): no host round trip per batch, which a GPU step cannot afford. The model is encoder ->
-projection head (lightly's SimCLRProjectionHead) -> z, trained with NT-Xent (models/losses.py, checked
-against lightly's).
+Views: SimCLR's ImageNet recipe (google-research/simclr, data_util.py), each view cropped once from the
+whole stored image (see views.py), per sample and batched on the device:
+  - random resized crop, area 0.08-1 of the image (`min_scale`), aspect 3/4-4/3, resized to SIZE;
+  - horizontal flip, p 0.5;
+  - colour jitter with p 0.8 (`jitter_p`), strength s = 1 (`jitter`): brightness, contrast, saturation 0.8 s,
+    hue 0.2 s; then grayscale, p 0.2 (`gray_p`);
+  - Gaussian blur, p 0.5 (`blur_p`), sigma uniform in 0.1-2.0, kernel 10 % of the view side.
+Where we differ: the jitter's four operations run in a fixed order (SimCLR shuffles it per image), the
+blur pads by reflection (SimCLR: zeros), crops are resampled bilinearly (SimCLR: bicubic), and temperature
+is 0.2 (SimCLR: 0.1 at batch 4096, 0.5 on CIFAR) as a middle value for the small batches run here.
+The small-image (CIFAR-10) parameter set of the paper: `P="-p jitter 0.5 -p blur_p 0"` (same crops).
+
+The model is encoder -> projection head (lightly's SimCLRProjectionHead, 2048 -> 128) -> z, trained with
+NT-Xent (models/losses.py, checked against lightly's).
 
 Metric "pair_accuracy": for each of the 2B views, is its nearest other view (cosine similarity) its
 partner? A model that learned nothing picks one of the 2B - 1 others at random, so the chance level is
@@ -17,20 +27,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import Augment, make_augment
+from ..data.augment import make_augment
 from ..errors import ConfigError
 from .base import Task, register
+from .views import MakesViews
 
 
-def view_augmentation(size: int, min_scale: float, jitter: float, max_scale: float = 1.0) -> Augment:
-    """SimCLR's view recipe: random resized crop, horizontal flip, colour jitter (p 0.8) and grayscale
-    (p 0.2), every sample with its own parameters drawn from the task's generator on the images' device."""
-    return make_augment(size, "pretrain", scale=(min_scale, max_scale), jitter=jitter)
+def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_p: float) -> None:
+    if jitter < 0:
+        raise ConfigError(f"{task} jitter strength must be >= 0, got {jitter}")
+    for name, p in (("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p)):
+        if not 0 <= p <= 1:
+            raise ConfigError(f"{task} {name} is a probability in [0, 1], got {p}")
 
 
-def make_views(augment: Augment, images: torch.Tensor, generator: torch.Generator, n_views: int):
-    """`n_views` independent views of every image, deterministic given `generator`."""
-    return tuple(augment(images, generator) for _ in range(n_views))
+def check_scale(task: str, name: str, lo: float, hi: float) -> None:
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ConfigError(f"{task} {name} (crop area fractions of the whole image) must satisfy 0 < min <= max <= 1, "
+                          f"got {lo}-{hi}")
 
 
 def pair_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
@@ -58,30 +72,30 @@ class TwoViewModel(nn.Module):
 
 
 @register
-class SimCLR(Task):
+class SimCLR(MakesViews, Task):
     name = "simclr"
     metric_name = "pair_accuracy"
 
-    def __init__(self, *, temperature: float = 0.2, min_scale: float = 0.2, jitter: float = 0.5,
-                 proj_dim: int = 128, noise_p: float = 0.0):
+    def __init__(self, *, temperature: float = 0.2, min_scale: float = 0.08, jitter: float = 1.0,
+                 jitter_p: float = 0.8, gray_p: float = 0.2, blur_p: float = 0.5, proj_dim: int = 128,
+                 noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if temperature <= 0:
             raise ConfigError(f"simclr temperature must be > 0, got {temperature}")
-        if not 0.0 < min_scale <= 1.0:
-            raise ConfigError(f"simclr min_scale (smallest crop area fraction) must be in (0, 1], got {min_scale}")
-        if jitter < 0:
-            raise ConfigError(f"simclr jitter strength must be >= 0, got {jitter}")
-        self.temperature, self.min_scale, self.jitter, self.proj_dim = temperature, min_scale, jitter, int(proj_dim)
+        check_scale("simclr", "min_scale", min_scale, 1.0)
+        check_colour("simclr", jitter, jitter_p, gray_p, blur_p)
+        self.temperature, self.min_scale, self.proj_dim = temperature, min_scale, int(proj_dim)
+        self.colour = dict(jitter=jitter, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p)
         self.chance = float("nan")  # known once a batch size is seen
-        self._augment = None
+
+    def view_kinds(self, side: int):
+        return [(2, make_augment(side, "pretrain", scale=(self.min_scale, 1.0), **self.colour))]
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b, _, h, w = images.shape
+        b = images.shape[0]
         if b < 2:
             raise ConfigError("simclr needs a batch of at least 2 images (the other images are the negatives)")
-        if self._augment is None or self._augment.size != min(h, w):
-            self._augment = view_augmentation(min(h, w), self.min_scale, self.jitter)
-        views = make_views(self._augment, images, generator, 2)
+        views = self.make_views(images, generator)
         self.chance = 1.0 / (2 * b - 1)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}

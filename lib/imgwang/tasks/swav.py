@@ -1,19 +1,29 @@
-"""swav: swapped prediction of online cluster codes between views (Caron et al., 2020).
+"""swav: swapped prediction of online cluster codes between views (Caron et al., 2020, "Unsupervised
+Learning of Visual Features by Contrasting Cluster Assignments"; facebookresearch/swav, main_swav.py).
 
-Each image gives two full-size views (SimCLR's recipe, see simclr.py) and optionally `n_small_crops` extra
-low-resolution views (off by default: they pay off on long GPU runs, not in quick CPU ones). The model
-is encoder -> lightly's SwaVProjectionHead -> L2-normalised z -> SwaVPrototypes -> prototype scores;
-lightly's SwaVLoss computes each full view's codes with Sinkhorn and makes every other view predict
-them. Prototypes are renormalised to the unit sphere at the start of every training-mode forward, so
-the training loop needs no SwAV-specific hook.
+As published:
+  - multi-crop: 2 large views + `n_small_crops` small ones, each cropped once from the whole image (views.py).
+    Imagewang defaults are those of the best leaderboard entry (KeremTurgutlu/self_supervised, 72.94 %):
+    2 x SIZE px at area 0.25-1 (`min_scale`, `max_scale`) + 6 x 0.75 SIZE px (`small_fraction`: 96 px at
+    SIZE 128) at 0.2-0.35 (`small_min_scale`, `small_max_scale`). SwAV's ImageNet setting is 2 x 224 at
+    0.14-1 + 6 x 96 at 0.05-0.14. Colour as SwAV's (SimCLR's): jitter strength 1 with p 0.8, grayscale
+    p 0.2, Gaussian blur p 0.5 (the leaderboard entry used weaker colour and a small rotation, which we lack);
+  - encoder -> projection head (lightly's SwaVProjectionHead, 2048 -> `proj_dim` 128) -> L2-normalised z ->
+    bias-free prototypes (models/heads.py `Prototypes`, `n_prototypes` 3,000) renormalised to the unit
+    sphere before every training step, and frozen (no gradient) for the first `freeze_prototypes_iters`
+    iterations (-1 = the first epoch; SwAV: 5,005 iterations, about one ImageNet epoch at batch 256);
+  - codes of the 2 large views by Sinkhorn-Knopp (epsilon 0.05, 3 iterations); every other view, small
+    ones included, predicts them with a softmax at `temperature` 0.1 (lightly's SwaVLoss; the tests check
+    its codes and loss against SwAV's own lines on fixed inputs);
+  - one encoder pass per resolution;
+  - `queue_size` > 0 keeps the projections of the last `queue_size` large views of each kind (a FIFO in the
+    model's buffers, so checkpoints and resumes keep it), filled from epoch `queue_start_epoch` on (SwAV: 15)
+    and used once full: each batch's codes are computed together with the queue's, and only the batch's
+    are kept. SwAV uses it when batches hold fewer than about 1,000 images; off by default here.
+Where we differ: the loss is averaged over the batch and views exactly as SwAV, but no LARS and no
+distributed gather (one device); the prototypes are normalised inside each training forward.
 
-Small batches: Sinkhorn spreads each batch evenly over the prototypes, which is a coarse constraint when a
-batch holds fewer images than there are prototypes. `queue_size` > 0 keeps the projections of the last
-`queue_size` full views of each kind (a FIFO in the model's buffers, so checkpoints and resumes keep it);
-once it is full, the codes of each batch are computed together with the queue's (as in SwAV's queue for
-batches under 1,000 images), and only the batch's codes are kept.
-
-Metric "pair_accuracy" (as simclr): for each of the 2B full views, is its most cosine-similar other
+Metric "pair_accuracy" (as simclr): for each of the 2B large views, is its most cosine-similar other
 view's projection its partner? Chance is 1 / (2B - 1) for the batch size B last seen.
 """
 
@@ -22,25 +32,29 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
-from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+from lightly.models.modules import SwaVProjectionHead
 from torch import nn
 
+from ..data.augment import make_augment
 from ..errors import ConfigError
+from ..models.heads import Prototypes
 from .base import Task, register
-from .simclr import make_views, pair_accuracy, view_augmentation
+from .simclr import check_colour, check_scale, pair_accuracy
+from .views import MakesViews, same_size_runs, small_side
 
 
 class SwaVModel(nn.Module):
     """Returns (projections, scores, queue_scores): one normalised z and one prototype-score tensor per view,
-    and the prototype scores of the queued projections of each full view (empty while the queue fills, in
+    and the prototype scores of the queued projections of each large view (empty while the queue fills, in
     eval mode and without a queue)."""
 
     def __init__(self, encoder: nn.Module, proj_dim: int, n_prototypes: int, queue_size: int = 0):
         super().__init__()
         self.encoder = encoder
         self.projector = SwaVProjectionHead(encoder.num_features, 2048, proj_dim)
-        self.prototypes = SwaVPrototypes(proj_dim, n_prototypes)
+        self.prototypes = Prototypes(proj_dim, n_prototypes)
         self.queue_size = int(queue_size)
+        self.queue_active = True  # the task switches it per epoch (queue_start_epoch)
         if self.queue_size:
             self.register_buffer("queue", torch.zeros(2, self.queue_size, proj_dim))
             self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
@@ -50,14 +64,14 @@ class SwaVModel(nn.Module):
     def forward(self, views, *more_views):
         views = (views, *more_views) if more_views else tuple(views)
         if self.training:
-            self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere after every step
+            self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere before every step
         projections = []
-        for group in _same_size_runs(views):  # one encoder pass per resolution
+        for group in same_size_runs(views):  # one encoder pass per resolution
             z = F.normalize(self.projector(self.encoder(torch.cat(group))), dim=1)
             projections.extend(z.chunk(len(group)))
         scores = [self.prototypes(z) for z in projections]
         queue_scores = ()
-        if self.training and self.queue_size:
+        if self.training and self.queue_size and self.queue_active:
             if self._filled >= self.queue_size:
                 with torch.no_grad():  # the current prototypes on earlier batches' projections
                     queue_scores = tuple(self.prototypes(q) for q in self.queue)
@@ -77,69 +91,73 @@ class SwaVModel(nn.Module):
         module._filled = int(module.queue_filled)  # once per load, not per step
 
 
-def _same_size_runs(views):
-    """Split consecutive views into runs of one spatial size (full views first, then small crops)."""
-    runs = []
-    for v in views:
-        if runs and runs[-1][0].shape[-2:] == v.shape[-2:]:
-            runs[-1].append(v)
-        else:
-            runs.append([v])
-    return runs
-
-
 @register
-class SwAV(Task):
+class SwAV(MakesViews, Task):
     name = "swav"
     metric_name = "pair_accuracy"
 
-    def __init__(self, *, n_prototypes: int = 512, temperature: float = 0.1, n_small_crops: int = 0,
-                 small_fraction: float = 0.45, min_scale: float = 0.2, jitter: float = 0.5,
-                 proj_dim: int = 128, queue_size: int = 0, noise_p: float = 0.0):
+    def __init__(self, *, n_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
+                 sinkhorn_iterations: int = 3, n_small_crops: int = 6, small_fraction: float = 0.75,
+                 min_scale: float = 0.25, max_scale: float = 1.0, small_min_scale: float = 0.2,
+                 small_max_scale: float = 0.35, jitter: float = 1.0, jitter_p: float = 0.8, gray_p: float = 0.2,
+                 blur_p: float = 0.5, proj_dim: int = 128, freeze_prototypes_iters: int = -1, queue_size: int = 0,
+                 queue_start_epoch: int = 15, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if n_prototypes < 2:
             raise ConfigError(f"swav needs at least 2 prototypes, got {n_prototypes}")
-        if temperature <= 0:
-            raise ConfigError(f"swav temperature must be > 0, got {temperature}")
+        if temperature <= 0 or epsilon <= 0:
+            raise ConfigError(f"swav temperature and epsilon must be > 0, got {temperature} and {epsilon}")
+        if sinkhorn_iterations < 1:
+            raise ConfigError(f"swav sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}")
         if n_small_crops < 0:
             raise ConfigError(f"swav n_small_crops must be >= 0, got {n_small_crops}")
-        if not 0.0 < small_fraction < 1.0:
-            raise ConfigError(f"swav small_fraction (small crop side / image side) must be in (0, 1), got {small_fraction}")
-        if queue_size < 0:
-            raise ConfigError(f"swav queue_size (queued projections per view, 0 = no queue) must be >= 0, got {queue_size}")
-        if not 0.0 < min_scale <= 1.0:
-            raise ConfigError(f"swav min_scale (smallest crop area fraction) must be in (0, 1], got {min_scale}")
+        if not 0.0 < small_fraction <= 1.0:
+            raise ConfigError(f"swav small_fraction (small crop side / SIZE) must be in (0, 1], got {small_fraction}")
+        if queue_size < 0 or queue_start_epoch < 0:
+            raise ConfigError(f"swav queue_size (queued projections per view, 0 = no queue) and queue_start_epoch "
+                              f"must be >= 0, got {queue_size} and {queue_start_epoch}")
+        if freeze_prototypes_iters < -1:
+            raise ConfigError(f"swav freeze_prototypes_iters must be >= 0, or -1 for the first epoch, got "
+                              f"{freeze_prototypes_iters}")
+        check_scale("swav", "min_scale/max_scale", min_scale, max_scale)
+        check_scale("swav", "small_min_scale/small_max_scale", small_min_scale, small_max_scale)
+        check_colour("swav", jitter, jitter_p, gray_p, blur_p)
         self.n_prototypes, self.temperature = int(n_prototypes), float(temperature)
         self.n_small_crops, self.small_fraction = int(n_small_crops), float(small_fraction)
-        self.min_scale, self.jitter, self.proj_dim, self.queue_size = min_scale, jitter, int(proj_dim), int(queue_size)
-        self._criterion = SwaVLoss(temperature=self.temperature)
+        self.scale, self.small_scale = (min_scale, max_scale), (small_min_scale, small_max_scale)
+        self.colour = dict(jitter=jitter, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p)
+        self.proj_dim, self.queue_size, self.queue_start_epoch = int(proj_dim), int(queue_size), int(queue_start_epoch)
+        self.freeze_prototypes_iters = int(freeze_prototypes_iters)
+        self._criterion = SwaVLoss(temperature=self.temperature, sinkhorn_iterations=int(sinkhorn_iterations),
+                                   sinkhorn_epsilon=float(epsilon))
         self.chance = float("nan")  # known once a batch size is seen
-        self._augments = None
 
-    def _build_augments(self, h: int, w: int):
-        side = min(h, w)
-        full = view_augmentation(side, self.min_scale, self.jitter)
-        small_size = max(4, round(side * self.small_fraction))
-        # As in SwAV (full crops 14-100 % of the area, small 5-14 %): small crops take the areas below min_scale.
-        small = view_augmentation(small_size, min(0.05, self.min_scale), self.jitter, max_scale=self.min_scale)
-        return (h, w), full, small if self.n_small_crops else None
+    def view_kinds(self, side: int):
+        kinds = [(2, make_augment(side, "pretrain", scale=self.scale, **self.colour))]
+        if self.n_small_crops:
+            small = make_augment(small_side(side, self.small_fraction), "pretrain", scale=self.small_scale, **self.colour)
+            kinds.append((self.n_small_crops, small))
+        return kinds
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b, _, h, w = images.shape
+        b = images.shape[0]
         if b < 2:
             raise ConfigError("swav needs a batch of at least 2 images (codes are balanced across the batch)")
-        if self._augments is None or self._augments[0] != (h, w):
-            self._augments = self._build_augments(h, w)
-        _, full, small = self._augments
-        views = make_views(full, images, generator, 2)
-        if self.n_small_crops:
-            views = views + make_views(small, images, generator, self.n_small_crops)
+        views = self.make_views(images, generator)
         self.chance = 1.0 / (2 * b - 1)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         return SwaVModel(encoder, self.proj_dim, self.n_prototypes, self.queue_size)
+
+    # --- the training loop's hooks (host-side flags only) ----------------------------------------------
+    def on_epoch_start(self, model, epoch: int, epochs: int) -> None:
+        model.queue_active = epoch >= self.queue_start_epoch
+
+    def before_step(self, model, step: int, total_steps: int, steps_per_epoch: int) -> None:
+        frozen_for = steps_per_epoch if self.freeze_prototypes_iters == -1 else self.freeze_prototypes_iters
+        model.prototypes.frozen = step < frozen_for
 
     def loss(self, outputs, targets):
         scores = [s.float() for s in outputs[1]]  # Sinkhorn's exp(score / 0.05) needs float32 under amp

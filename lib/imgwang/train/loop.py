@@ -87,6 +87,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
             grads = GradStats(model) if grad_stats else None
             t0 = time.perf_counter()
             set_epoch(train_loader, epoch)
+            call_hook(objective, "on_epoch_start", model, epoch, epochs)
             gen = seeded_generator(device, derive_seed(seed, "train", epoch))
             train = runner.run(train_loader, gen, guard, epoch, train=True, frozen=frozen, grads=grads,
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
@@ -139,12 +140,15 @@ class EpochRunner:
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
         refresh = max(1, len(loader) // 10)
+        step0 = epoch * len(loader)  # global step of the epoch's first batch: the objective's schedules follow it
         with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad():
             for i, batch in enumerate(bar):
                 guard.check(epoch)
                 inputs, targets, _ = objective.prepare(batch, gen)
                 inputs = to_memory_format(inputs, self.memory_format)
+                if train:
+                    call_hook(objective, "before_step", model, step0 + i, self.total_steps, len(loader))
                 with autocast(device, self.cast_dtype):
                     outputs = model(inputs)
                     loss = objective.loss(outputs, targets)
@@ -162,6 +166,7 @@ class EpochRunner:
                     self.scaler.update()
                     if self.sched.last_epoch < self.total_steps:
                         self.sched.step()
+                    call_hook(objective, "after_step", model, step0 + i, self.total_steps)
                 with torch.no_grad():
                     metric = objective.metric(outputs, targets)
                 n = len(batch)
@@ -181,6 +186,16 @@ class EpochRunner:
 
 
 # --- small helpers -----------------------------------------------------------------------------------
+
+def call_hook(objective, name: str, *args) -> None:
+    """Optional objective hooks (host-side, never waiting on the device): on_epoch_start(model, epoch,
+    epochs); before_step(model, step, total_steps, steps_per_epoch) before the forward; after_step(model,
+    step, total_steps) after the optimizer step, e.g. an EMA teacher update. `step` counts from 0 over the
+    whole run, so a resumed run follows the same schedules."""
+    hook = getattr(objective, name, None)
+    if hook is not None:
+        hook(*args)
+
 
 def check_plan(model, plan: dict, checkpoint_dir, resume: bool) -> None:
     """Bad arguments fail here, with one line, before any compute."""
