@@ -180,3 +180,55 @@ def test_noise_switch_brings_metric_to_chance(overfit):
     # The memorised batch itself (same seed: same targets), inputs replaced by noise: the memory is gone.
     hidden = evaluate_pretext(noisy, model, [smooth_images(32)], seed=0)
     assert hidden["metric"] <= noisy.chance + 0.3
+
+
+@pytest.mark.parametrize("patch_frac, min_gap", [(0.5, 0.0), (0.3, 0.1), (0.25, 0.0)])
+def test_a_positive_never_overlaps_its_own_destination(patch_frac, min_gap):
+    images = coded_images(400)
+    out, targets, meta = Patchwork(patch_frac=patch_frac, min_gap=min_gap, pct_pos=1.0).make_batch(images, gen(7))
+    dy, dx, sy, sx, s = meta["boxes"].T
+    gap = round(min_gap * 32)
+    apart = ((dy - sy).abs() >= s + gap) | ((dx - sx).abs() >= s + gap)
+    assert torch.all(apart)  # separated along an axis by the patch side plus the gap: no shared pixel
+    for i in range(0, 400, 37):
+        check_example(images, out, i, meta["boxes"][i], meta["sources"][i], 1)
+    # both axes used, and both orders (source before and after the destination)
+    assert (dy != sy).any() and (dx != sx).any() and (sy > dy).any() and (sy < dy).any()
+    if gap == 0 and patch_frac == 0.25:  # small patches: destinations cover the image, not just its edges
+        assert meta["boxes"][:, 0].unique().numel() == 32 - 8 + 1
+
+
+def test_where_the_patch_goes_does_not_depend_on_the_label():
+    """The destination is drawn before and apart from the label: the same generator state gives the same
+    destinations for all-negative and all-positive batches, so position says nothing about the label."""
+    images = coded_images(64)
+    neg = Patchwork(pct_pos=0.0).make_batch(images, gen(9))[2]["boxes"]
+    pos = Patchwork(pct_pos=1.0).make_batch(images, gen(9))[2]["boxes"]
+    assert torch.equal(neg[:, :2], pos[:, :2])
+    assert torch.equal(neg[:, 2:4], neg[:, :2]) and not torch.equal(pos[:, 2:4], pos[:, :2])
+
+
+def test_too_large_a_patch_for_the_gap_is_a_clear_error():
+    with pytest.raises(ConfigError, match="2 x patch"):
+        Patchwork(patch_frac=0.5, min_gap=0.1).make_batch(coded_images(4), gen())
+    with pytest.raises(ConfigError, match="min_gap"):
+        Patchwork(min_gap=1.0)
+
+
+def test_in_the_stage_every_image_of_a_batch_has_the_same_zoom():
+    """With view_size set (the pretraining stage hands over whole stored images), patchwork crops every
+    image with one area and aspect: a negative's patch is no sharper or blurrier than its host."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 40), indexing="ij")
+    whole = torch.stack([x, y, torch.full_like(x, 0.5)])[None].expand(32, -1, -1, -1).contiguous()
+    task = Patchwork(pct_pos=1.0, patch_frac=0.25)
+    task.view_size = 32
+    spans = []
+    for seed in range(3):
+        out, _, meta = task.make_batch(whole, gen(seed))
+        width = out[:, 0].amax((1, 2)) - out[:, 0].amin((1, 2))
+        height = out[:, 1].amax((1, 2)) - out[:, 1].amin((1, 2))
+        assert width.max() - width.min() < 1e-5 and height.max() - height.min() < 1e-5  # one zoom per batch
+        assert out[:, 0].amin((1, 2)).unique().numel() > 3  # positions per image
+        assert out.shape == (32, 3, 32, 32)  # positives only: every pixel comes from the image's own crop
+        spans.append(float(width[0] * height[0]))
+    assert len(set(round(a, 4) for a in spans)) == 3  # a new zoom for each batch

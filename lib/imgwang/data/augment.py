@@ -47,7 +47,8 @@ METHODS = ("auto", "loop", "roi")
 def make_augment(size: int, mode: str, scale=(0.35, 1.0), *, ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
                  jitter=0.0, method: str = "auto", **colour) -> "Augment":
     """Build the augmentation for a stage; see the module docstring for the modes. `colour`: jitter_p,
-    gray_p, blur_p, blur_sigma, blur_kernel, solarize_p."""
+    gray_p, blur_p, blur_sigma, blur_kernel, solarize_p; `shared_zoom=True` gives every crop of a batch one
+    (area, aspect), positions per sample."""
     return Augment(size, mode, scale=scale, ratio=ratio, flip_p=flip_p, jitter=jitter, method=method, **colour)
 
 
@@ -68,7 +69,7 @@ def jitter_maxima(jitter) -> tuple[float, float, float, float]:
 class Augment:
     def __init__(self, size: int, mode: str, *, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
                  jitter=0.0, method: str = "auto", jitter_p: float = 0.8, gray_p: float = 0.0, blur_p: float = 0.0,
-                 blur_sigma=(0.1, 2.0), blur_kernel: float = 0.1, solarize_p: float = 0.0):
+                 blur_sigma=(0.1, 2.0), blur_kernel: float = 0.1, solarize_p: float = 0.0, shared_zoom: bool = False):
         if mode not in MODES:
             raise ConfigError(f"unknown augmentation mode {mode!r}; use one of {', '.join(MODES)}")
         if method not in METHODS:
@@ -91,7 +92,7 @@ class Augment:
             raise ConfigError(f"blur kernel (fraction of the side) must be in (0, 1), got {blur_kernel}")
         self.size, self.mode, self.method = int(size), mode, method
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
-        self.flip_p = float(flip_p)
+        self.flip_p, self.shared_zoom = float(flip_p), bool(shared_zoom)
         self.jitter_p, self.gray_p, self.blur_p, self.solarize_p = float(jitter_p), float(gray_p), float(blur_p), float(solarize_p)
         self.blur_sigma, self.blur_kernel = (float(blur_sigma[0]), float(blur_sigma[1])), float(blur_kernel)
         self.blur_radius = int(self.size * self.blur_kernel) // 2  # SimCLR: kernel_size = side // 10, radius = k // 2
@@ -130,7 +131,7 @@ class Augment:
         if self.mode == "eval":
             return resize(images, self.size)
         b, _, h, w = images.shape
-        boxes = sample_crop_boxes(b, h, w, self.scale, self.ratio, generator).to(images.device)
+        boxes = sample_crop_boxes(b, h, w, self.scale, self.ratio, generator, shared_size=self.shared_zoom).to(images.device)
         flips = (_rand(b, generator) < self.flip_p).to(images.device)
         method = self.method if self.method != "auto" else ("loop" if images.device.type == "cpu" else "roi")
         crop = crop_resize_loop if method == "loop" else crop_resize_roi
@@ -142,16 +143,19 @@ def _rand(shape, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device)
 
 
-def sample_crop_boxes(n: int, h: int, w: int, scale, ratio, generator, tries: int = 10) -> torch.Tensor:
+def sample_crop_boxes(n: int, h: int, w: int, scale, ratio, generator, tries: int = 10,
+                      shared_size: bool = False) -> torch.Tensor:
     """(n, 4) long boxes (x0, y0, width, height), torchvision's RandomResizedCrop rule drawn for all at once.
 
     Up to `tries` (area, aspect) draws per sample; the first that fits wins; samples where none fit get
-    the centre crop with the aspect ratio clamped into range, as torchvision does.
+    the centre crop with the aspect ratio clamped into range, as torchvision does. `shared_size`: one
+    (area, aspect) draw for the whole batch, positions per sample: every crop has the same zoom.
     """
     area = h * w
-    target = area * (scale[0] + (scale[1] - scale[0]) * _rand((n, tries), generator))
+    rows = 1 if shared_size else n
+    target = area * (scale[0] + (scale[1] - scale[0]) * _rand((rows, tries), generator)).expand(n, tries)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * _rand((n, tries), generator))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * _rand((rows, tries), generator)).expand(n, tries)
     cw = torch.sqrt(target * aspect).round().long()
     ch = torch.sqrt(target / aspect).round().long()
     fits = (cw > 0) & (ch > 0) & (cw <= w) & (ch <= h)

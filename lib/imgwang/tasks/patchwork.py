@@ -6,6 +6,19 @@ For each image a destination box is chosen and overwritten by a square patch:
 A model can only tell them apart by judging whether the patch's content belongs to the picture, which
 needs features of objects and textures rather than of patch position.
 
+Two shortcuts are closed:
+  - a positive's source box never overlaps its destination: the boxes are at least `min_gap` (a fraction of
+    the image side, default 0: they may touch) apart along a separating axis. Otherwise a large patch is
+    mostly a shifted copy of the pixels it covers, and the seam alone gives it away. The pair is drawn
+    as: a separating axis (weighted by its number of valid pairs), along it a (destination, source) pair
+    uniform over the pairs that far apart, along the other axis both uniform. Negatives take their
+    destination from the same draw, so where the patch sits says nothing about the label;
+  - every image of a batch has the same zoom: in the pretraining stage (`view_size` set) patchwork gets
+    the whole stored images and crops them itself, one crop area and aspect for the batch (area
+    `min_scale`-1, as the loader's crop), positions and flips per image. With the loader's per-image
+    zoom a negative's patch came from an image at another zoom, so its sharpness gave it away.
+Without `view_size` (the tests, a plain call) the images are used as given.
+
 meta: `sources` (B, 2) = [self, partner] batch positions (partner -1 for positives), `boxes` (B, 5) =
 [dest y, dest x, src y, src x, size], `labels` (B,) long. Everything is built with index grids on the
 images' device, with randomness from the given generator only.
@@ -17,9 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.augment import make_augment
 from ..errors import ConfigError
 from ..models.heads import MLPHead, inverse_sigmoid
 from .base import Task, register
+from .views import MakesViews
 
 POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
 
@@ -46,14 +61,39 @@ class PatchworkModel(nn.Module):
         return self.head(self.encoder(x))[..., 0]  # index, not squeeze: a batch of one stays (1,)
 
 
+def separated_pair(n: int, m: int, count: int, generator, device):
+    """`count` ordered pairs (d, q) of positions in [0, n) with |d - q| >= m, uniform over all such pairs."""
+    pos = torch.arange(n, device=device)
+    left, right = (pos - m + 1).clamp(min=0), (n - pos - m).clamp(min=0)  # valid q below / above each d
+    cdf = (left + right).cumsum(0)
+    u = _rand((count,), generator, device) * cdf[-1]
+    d = torch.searchsorted(cdf, u, right=True).clamp(max=n - 1)
+    v = (_rand((count,), generator, device) * (left + right)[d]).long()
+    v = torch.minimum(v, (left + right)[d] - 1)
+    q = torch.where(v < left[d], v, d + m + (v - left[d]))
+    return d, q
+
+
+def valid_pairs(n: int, m: int) -> int:
+    """Number of ordered pairs of positions in [0, n) at least m apart."""
+    return max(0, n - m) * max(0, n - m + 1)
+
+
 @register
-class Patchwork(Task):
+class Patchwork(MakesViews, Task):
     name = "patchwork"
     metric_name = "accuracy"
 
-    def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, fixed_position: bool = False,
-                 flip_patches: bool = False, patch_noise: float = 0.0, noise_p: float = 0.0):
+    def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, min_gap: float = 0.0,
+                 min_scale: float = 0.35, fixed_position: bool = False, flip_patches: bool = False,
+                 patch_noise: float = 0.0, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
+        if not 0.0 <= min_gap < 1.0:
+            raise ConfigError(f"min_gap is the least distance between a positive's source and destination boxes "
+                              f"as a fraction of the image side: in [0, 1), got {min_gap}")
+        if not 0.0 < min_scale <= 1.0:
+            raise ConfigError(f"patchwork min_scale (smallest crop area fraction) must be in (0, 1], got {min_scale}")
+        self.min_gap, self.min_scale = float(min_gap), float(min_scale)
         if not 0.0 < patch_frac < 1.0:
             raise ConfigError(f"patch_frac is the patch side as a fraction of the image side: in (0, 1), got {patch_frac}")
         if not 0.0 <= pct_pos <= 1.0:
@@ -69,13 +109,21 @@ class Patchwork(Task):
     def patch_size(self, height: int, width: int) -> int:
         return max(1, round(self.patch_frac * min(height, width)))
 
+    def view_kinds(self, side: int):
+        return [(1, make_augment(side, "pretrain", scale=(self.min_scale, 1.0), shared_zoom=True))]
+
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):
+        if self.view_size is not None:  # whole stored images: one zoom for the batch (see the module docstring)
+            images = self.make_views(images, generator)[0]
         b, _, h, w = images.shape
         dev = images.device
         s = self.patch_size(h, w)
         ny, nx = h - s + 1, w - s + 1  # possible top-left corners per axis
-        if ny * nx < 2:
-            raise ConfigError(f"patch_frac={self.patch_frac} leaves no second place for a {s}px patch in {h}x{w} images")
+        gap = round(self.min_gap * min(h, w))
+        weight_y, weight_x = valid_pairs(ny, s + gap), valid_pairs(nx, s + gap)
+        if weight_y + weight_x == 0:
+            raise ConfigError(f"patch_frac={self.patch_frac} and min_gap={self.min_gap} leave no place for a {s}px "
+                              f"patch {gap}px away from another in {h}x{w} images: need 2 x patch + gap <= side")
         if b < 2 and self.pct_pos < 1.0:
             raise ConfigError("patchwork negatives take their patch from another image: use a batch of at least 2")
 
@@ -85,18 +133,25 @@ class Patchwork(Task):
         positive = order.argsort() < n_pos  # the rows order[:n_pos]
         labels = torch.where(positive, POSITIVE, NEGATIVE)
 
-        # Destination corner; positives take a different corner (uniform over the other ny*nx - 1),
-        # negatives take the destination corner itself.
+        # Destination and a separated source corner for every row; negatives use the destination only.
         if self.fixed_position:
-            dest = torch.zeros(b, dtype=torch.long, device=dev)
-            other = torch.full((b,), ny * nx - 1, dtype=torch.long, device=dev)  # bottom-right corner
+            zero = torch.zeros(b, dtype=torch.long, device=dev)
+            dy, dx, oy, ox = zero, zero, zero + ny - 1, zero + nx - 1  # top-left <- bottom-right
         else:
-            dest = _randint(ny * nx, (b,), generator, dev)
-            k = _randint(ny * nx - 1, (b,), generator, dev)
-            other = k + (k >= dest).long()  # skip the destination corner
-        src = torch.where(positive, other, dest)
-        dy, dx = dest // nx, dest % nx
-        sy, sx = src // nx, src % nx
+            along_y = _rand((b,), generator, dev) < weight_y / (weight_y + weight_x)
+            py = separated_pair(ny, s + gap, b, generator, dev) if weight_y else None
+            px = separated_pair(nx, s + gap, b, generator, dev) if weight_x else None
+            free_y, free_x = _randint(ny, (b,), generator, dev), _randint(nx, (b,), generator, dev)
+            if py is None:
+                along_y = torch.zeros_like(along_y)
+            if px is None:
+                along_y = torch.ones_like(along_y)
+            py, px = py or (free_y, free_y), px or (free_x, free_x)
+            dy = torch.where(along_y, py[0], free_y)
+            oy = torch.where(along_y, py[1], free_y)
+            dx = torch.where(along_y, free_x, px[0])
+            ox = torch.where(along_y, free_x, px[1])
+        sy, sx = torch.where(positive, oy, dy), torch.where(positive, ox, dx)
 
         # Source image: self for positives, a random partner != self for negatives.
         self_pos = torch.arange(b, device=dev)
