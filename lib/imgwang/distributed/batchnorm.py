@@ -1,18 +1,33 @@
 """BatchNorm over the global batch: every rank normalises with the statistics of all ranks' rows.
 
 On CUDA this is torch's SyncBatchNorm. torch's runs on GPUs only, so on CPU (gloo) `GlobalBatchNorm`
-computes the same thing with autograd-aware all-reduces (torch.distributed.nn.functional.all_reduce, whose
-backward sums the gradients of every rank): mean first, then the centred sum of squares, as one process
-would over the whole batch. Its state dict is a BatchNorm's, so saved encoders load into plain models.
+computes the same thing with autograd-aware all-reduces (`SumOverRanks`, whose backward sums the gradients
+of every rank, as torch.distributed.nn's deprecated all_reduce did): mean first, then the centred sum of
+squares, as one process would over the whole batch. Its state dict is a BatchNorm's, so saved encoders load into plain models.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class SumOverRanks(torch.autograd.Function):
+    """y = the sum of x over ranks; every rank's x gets the sum of every rank's gradient of y."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 class GlobalBatchNorm(_BatchNorm):
@@ -29,11 +44,11 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        totals = dist_fn.all_reduce(torch.cat([x.sum(dims), count]))
+        totals = SumOverRanks.apply(torch.cat([x.sum(dims), count]))
         n = totals[-1]
         mean = totals[:-1] / n
         centred = x - mean.view(shape)
-        var = dist_fn.all_reduce(centred.pow(2).sum(dims)) / n  # biased, as BatchNorm normalises
+        var = SumOverRanks.apply(centred.pow(2).sum(dims)) / n  # biased, as BatchNorm normalises
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

@@ -18,12 +18,13 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """DDP around `model` (its trainable parameters now: rebuild after freezing or unfreezing), else `model`.
 
-    broadcast_buffers=False: the buffers that must agree (BatchNorm statistics) agree already, being global;
-    a per-rank buffer (a feature queue) must not be overwritten by rank 0's at every step."""
+    Parameters and buffers start as rank 0's (so only rank 0 needs to load a checkpoint); after that buffers
+    are not re-sent every step: BatchNorm statistics agree already, being global, and a per-rank buffer (a
+    feature queue) must not be overwritten by rank 0's."""
     if not is_distributed():
         return model
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
 def rank_seed_parts() -> tuple:

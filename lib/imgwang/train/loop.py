@@ -156,7 +156,8 @@ class EpochRunner:
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
         refresh = max(1, len(loader) // 10)
         net = self.net if train else model  # evaluation runs on one rank: no DDP, no gathering
-        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True) as bar, \
+        bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
+        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not bars, dynamic_ncols=True) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad(), \
                 gather.global_batch() if train else contextlib.nullcontext():
             for i, batch in enumerate(bar):
@@ -185,7 +186,7 @@ class EpochRunner:
                 n = len(batch)
                 sums += torch.stack([loss.detach().float(), metric.detach().float()]) * n
                 n_steps, images = n_steps + 1, images + n
-                if progress and (i + 1) % refresh == 0:
+                if bars and (i + 1) % refresh == 0:
                     s = sums.tolist()
                     bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"})
         if n_steps == 0:
