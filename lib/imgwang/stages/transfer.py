@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
 from ..models.checkpoint import atomic_torch_save, load_encoder
@@ -22,6 +23,7 @@ from ..train.loop import fit
 from ..train.options import TRANSFER_DEFAULTS, check_options, fit_options
 from ..train.tracking import make_tracker
 from .data import load_stage_data
+from .pretrain import record_world
 
 
 def build_classifier(arch: str, n_classes: int, encoder_file: Path | None, head_dropout: float = 0.25) -> Classifier:
@@ -40,11 +42,14 @@ def pretrained_on_val(runs_dir: Path, from_version: str) -> bool | None:
 
 
 def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
-    start = time.time()
     cfg.update(check_options(cfg, TRANSFER_DEFAULTS))  # in place: the glued config shows every option
-    device = resolve_device(cfg["device"])
-    source = None if cfg["from_version"] == "none" else encoder_path(runs_dir, cfg["from_version"])
-    sd = load_stage_data(cfg["data"], cfg["size"])
+    if launch.wanted(cfg):
+        return transfer_on_ranks(cfg, run_dir, runs_dir)
+    start = time.time()
+    device = world.local_device(resolve_device(cfg["device"]))
+    lead = world.is_rank_zero()  # under torchrun: rank 0 loads the encoder (DDP copies its weights), tracks, writes
+    source = None if cfg["from_version"] == "none" or not lead else encoder_path(runs_dir, cfg["from_version"])
+    sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     n_classes = len(sd.classes)
     objective = Classification(n_classes, label_smoothing=cfg["label_smoothing"])
     objective.check_labels(sd.train_labels)
@@ -52,13 +57,15 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     accs, histories, model = [], [], None
     for r in range(cfg["runs"]):
         seed = cfg["seed"] + r
-        tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
+        tracker = make_tracker(cfg["comet"] if lead else "off", run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
         tracker.log_params({**cfg, "repeat": r})
         torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
         model = build_classifier(cfg["arch"], n_classes, source, cfg["head_dropout"])
-        train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="train", seed=seed)
+        train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="train", seed=seed,
+                          shard=world.shard())
         val = sd.loader(sd.val_rows, sd.val_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
-        print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
+        if lead:
+            print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
             history = fit(
                 model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
@@ -70,11 +77,29 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
             tracker.end()
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
-    atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")
+    if lead:
+        atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")
+        if not world.in_torchrun():
+            record_world(run_dir, "transfer", world.current().record(cfg["bs"]))
     mean, std = mean_std(accs)
     return {"val_accs": accs, "val_acc": mean, "val_acc_std": std, "histories": histories,
             "pretrained_on_val": pretrained_on_val(runs_dir, cfg["from_version"]),
             "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
+
+
+def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
+    """Kernel side of a torchrun launch: the ranks fine-tune; the result is rebuilt from rank 0's files."""
+    if cfg["from_version"] != "none":
+        encoder_path(runs_dir, cfg["from_version"])  # a missing encoder fails here, not in every rank
+    sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
+    got = launch.launch("transfer", cfg, run_dir, runs_dir)
+    record_world(run_dir, "transfer", got["world"])
+    device = resolve_device(cfg["device"])
+    model = build_classifier(cfg["arch"], len(sd.classes), None)
+    model.load_state_dict(torch.load(run_dir / "classifier.pt", map_location="cpu", weights_only=True))
+    return {"model": model.to(device), "data": sd, "device": device,
+            "pretrained_on_val": pretrained_on_val(runs_dir, cfg["from_version"]),
+            **{k: got[k] for k in ("val_accs", "val_acc", "val_acc_std", "histories", "wall_s")}}
 
 
 def leaderboard_line(cfg: dict, result: dict) -> str:
