@@ -16,7 +16,7 @@ from .runs import STAGES, atomic_write_text, read_run_json, versions
 COLUMNS = [
     "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
     "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "runs", "knn_acc",
-    "linear_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
+    "linear_acc", "linear_wd", "linear_cv_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 
 
@@ -77,6 +77,8 @@ def compare_row(run_dir: Path) -> dict:
         "runs": len(tra.get("val_accs", [])) or None,
         "knn_acc": ev.get("knn_acc"),
         "linear_acc": ev.get("linear_acc"),
+        "linear_wd": ev.get("linear_wd"),  # the probe's L2 strength, chosen by CV on train
+        "linear_cv_acc": ev.get("linear_cv_acc"),
         "eval_acc": ev.get("eval_acc"),
         **{f"{s}_wall_s": scraps[s].get(f"{s}_wall_s") for s in STAGES},
     }
@@ -192,8 +194,9 @@ def _noise_verdict(row, base) -> str:
 def format_table(table: pd.DataFrame) -> str:
     """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
     show = table.copy()
-    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
+    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "linear_cv_acc", "eval_acc"):
         show[col] = [fmt_pct(v) for v in show[col]]
+    show["linear_wd"] = ["" if is_missing(v) else f"{float(v):.1e}" for v in show["linear_wd"]]
     show["vs_baseline"] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show["vs_baseline"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):
         show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]

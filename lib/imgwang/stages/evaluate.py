@@ -13,8 +13,8 @@ from ..data.imagewang import class_label
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..evaluate.features import extract_features, predict
-from ..evaluate.knn import knn_accuracy
-from ..evaluate.linear_probe import linear_probe
+from ..evaluate.knn import describe_knn, knn_accuracy
+from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..models.checkpoint import atomic_torch_save, load_encoder
 from ..models.encoders import create_encoder
@@ -60,17 +60,27 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         encoder.to(device)
         tf, tl, _ = extract_features(encoder, train, device)
         vf, vl, _ = extract_features(encoder, val, device)
-        frozen[name] = {
-            "knn_acc": knn_accuracy(tf, tl, vf, vl, k=cfg["knn_k"], temperature=cfg["knn_t"], n_classes=len(names)),
-            "linear_acc": linear_probe(tf, tl, vf, vl, n_classes=len(names), epochs=cfg["probe_epochs"], seed=cfg["seed"])["acc"],
-        }
+        frozen[name] = frozen_scores(name, tf, tl, vf, vl, cfg, len(names))
     under_test = frozen.get("pretrained", frozen["random"])
     return {
         "eval_acc": accuracy(pred, labels), "per_class_acc": per_class_accuracy(pred, labels, names),
         "confusion": confusion_matrix(pred, labels, len(names)), "class_names": names,
-        "knn_acc": under_test["knn_acc"], "linear_acc": under_test["linear_acc"], "frozen": frozen,
+        **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
         "probs": probs, "labels": labels, "rows": rows, "wall_s": time.time() - start,
     }
+
+
+def frozen_scores(name: str, train_feats, train_labels, val_feats, val_labels, cfg: dict, n_classes: int) -> dict:
+    """kNN and the linear probe (its L2 strength chosen by cross-validation on train) on one set of frozen
+    features: every reference (pretrained, random-init, raw pixels) is scored by this same rule."""
+    k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
+    knn = knn_accuracy(train_feats, train_labels, val_feats, val_labels, k=k, temperature=t, n_classes=n_classes)
+    probe = linear_probe(train_feats, train_labels, val_feats, val_labels, n_classes=n_classes,
+                         max_folds=cfg.get("probe_folds", MAX_FOLDS), seed=cfg.get("seed", 0))
+    print(describe_knn(knn, k, t, name))
+    print(describe(probe, f"{name}: linear probe"))
+    return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:
