@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 import torch
-
 from imgwang.errors import ConfigError, DataError
-from imgwang.evaluate.linear_probe import WD_GRID, _path, choose_wd, describe, linear_probe, n_folds
+from imgwang.evaluate.linear_probe import (
+    WD_GRID,
+    _path,
+    choose_wd,
+    describe,
+    linear_probe,
+    n_folds,
+)
 
 
 def gaussian_classes(rng, per_class, n_classes=5, dim=80, spread=0.3, seed=1):
