@@ -1,11 +1,14 @@
 """Stage 2: fine-tune an encoder (pretrained or random) on the labelled train set; score val top-1.
 
 The Imagewang protocol: accuracy of the last epoch, no test-time augmentation, mean and std over RUNS
-repeats that differ only in their seed.
+repeats that differ only in their seed. With split "dev" the scoring set is a held-out fifth of train/
+(imgwang.data.split) and fine-tuning sees the rest. The batch adapts to small labelled sets
+(imgwang.train.batching). Each repeat's classifier is kept for evaluate.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from ..evaluate.objective import Classification
 from ..models.checkpoint import atomic_torch_save, load_encoder
 from ..models.classifier import Classifier
 from ..models.encoders import create_encoder
-from ..runs import encoder_path
+from ..runs import encoder_path, update_stage
+from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.tracking import make_tracker
 from .data import load_stage_data
@@ -37,8 +41,14 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     sd = load_stage_data(cfg["data"], cfg["size"])
     n_classes = len(sd.classes)
     objective = Classification(n_classes)
-    objective.check_labels(sd.train_labels)
-    objective.check_labels(sd.val_labels)
+    fit_rows, fit_labels, score_rows, score_labels = sd.labelled(cfg.get("split", "val"))
+    objective.check_labels(fit_labels)
+    objective.check_labels(score_labels)
+    batch, drop_last = fit_batch(len(fit_rows), cfg["bs"])
+    steps = steps_per_epoch(len(fit_rows), batch, drop_last)
+    print(f"fine-tuning on {len(fit_rows)} labelled images, scoring on {len(score_rows)} ({cfg.get('split', 'val')}): "
+          f"batch {batch} (BS={cfg['bs']}), {steps} steps per epoch" + (f", last {len(fit_rows) % batch} images of each shuffled epoch dropped" if drop_last else ""))
+    update_stage(run_dir, "transfer", train_bs=batch, steps_per_epoch=steps)
     accs, histories, model = [], [], None
     for r in range(cfg["runs"]):
         seed = cfg["seed"] + r
@@ -46,8 +56,8 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         tracker.log_params({**cfg, "repeat": r})
         torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
         model = build_classifier(cfg["arch"], n_classes, source)
-        train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="train", seed=seed)
-        val = sd.loader(sd.val_rows, sd.val_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
+        train = sd.loader(fit_rows, fit_labels, batch_size=batch, device=device, mode="train", seed=seed, drop_last=drop_last)
+        val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
         print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
             history = fit(
@@ -60,10 +70,18 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
             tracker.end()
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
-    atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")
+        atomic_torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
+    atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
     mean, std = mean_std(accs)
-    return {"val_accs": accs, "val_acc": mean, "val_acc_std": std, "histories": histories,
-            "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
+    if len(accs) == 1:
+        std = math.nan  # one run measures no spread (make compare reads NaN as missing)
+    return {"val_accs": accs, "val_acc": mean, "val_acc_std": std, "histories": histories, "train_bs": batch,
+            "steps_per_epoch": steps, "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
+
+
+def repeat_classifier_path(run_dir: Path, repeat: int) -> Path:
+    """Where transfer keeps the fine-tuned classifier of one repeat (beside that repeat's checkpoints)."""
+    return run_dir / "checkpoints" / f"transfer-{repeat}" / "classifier.pt"
 
 
 def leaderboard_line(cfg: dict, result: dict) -> str:
@@ -71,8 +89,13 @@ def leaderboard_line(cfg: dict, result: dict) -> str:
     from ..data.imagewang import LEADERBOARD_RUNS, leaderboard_entry
 
     accs = ", ".join(f"{100 * a:.2f}" for a in result["val_accs"])
-    line = (f"{cfg['size']} px, {cfg['epochs']} epochs, {cfg['arch']}, from {cfg['from_version']}: "
-            f"val top-1 {100 * result['val_acc']:.2f}% ± {100 * result['val_acc_std']:.2f} over {len(result['val_accs'])} run(s) [{accs}]")
+    std = result["val_acc_std"]
+    spread = f" ± {100 * std:.2f} over {len(result['val_accs'])} runs [{accs}]" if not math.isnan(std) else " (1 run)"
+    split = cfg.get("split", "val")
+    line = (f"{cfg['size']} px, {cfg['epochs']} fine-tuning epochs, {cfg['arch']}, from {cfg['from_version']}: "
+            f"{split} top-1 {100 * result['val_acc']:.2f}%{spread}")
+    if split != "val":
+        return line + f"\n(scored on the {split} split, part of train/: not comparable with the leaderboard, which scores val/)"
     best = leaderboard_entry(cfg["size"], cfg["epochs"])
     if best is None:
         return line + "\n(no leaderboard entry for this size and epoch count)"
