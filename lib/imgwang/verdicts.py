@@ -21,7 +21,8 @@ import numpy as np
 from .evaluate.stats import ALPHA, holm, pooled_std, runs_needed, sample_std, welch
 
 # Transfer parameters that do not change what is measured: where and how a run ran, not how it fine-tuned.
-IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "resume", "from_version", "threads"})
+IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "resume", "from_version", "threads",
+                     "nproc", "nnodes", "node_rank", "master"})
 
 
 def finetune_settings(cfg: dict) -> dict:

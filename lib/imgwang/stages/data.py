@@ -38,12 +38,14 @@ class StageData:
     def classes(self) -> list[str]:
         return self.layout.classes
 
-    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None):
-        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes."""
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1)):
+        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
+        `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader)."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
-            drop_last=train if drop_last is None else drop_last, device=device, augment=make_augment(self.size, mode), seed=seed,
+            drop_last=train if drop_last is None else drop_last, device=device, augment=make_augment(self.size, mode),
+            seed=seed, shard=shard,
         )
 
     def labelled(self, split: str = "val"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
 from ..models.checkpoint import atomic_torch_save, load_encoder
@@ -25,6 +26,7 @@ from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.tracking import make_tracker
 from .data import load_stage_data
+from .pretrain import record_world
 
 
 def build_classifier(arch: str, n_classes: int, encoder_file: Path | None) -> Classifier:
@@ -35,30 +37,31 @@ def build_classifier(arch: str, n_classes: int, encoder_file: Path | None) -> Cl
 
 
 def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
+    if launch.wanted(cfg):
+        return transfer_on_ranks(cfg, run_dir, runs_dir)
     start = time.time()
-    device = resolve_device(cfg["device"])
-    source = None if cfg["from_version"] == "none" else encoder_path(runs_dir, cfg["from_version"])
-    sd = load_stage_data(cfg["data"], cfg["size"])
+    device = world.local_device(resolve_device(cfg["device"]))
+    lead = world.is_rank_zero()  # under torchrun: rank 0 loads the encoder (DDP copies its weights), tracks, writes
+    source = None if cfg["from_version"] == "none" or not lead else encoder_path(runs_dir, cfg["from_version"])
+    sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     n_classes = len(sd.classes)
     objective = Classification(n_classes)
     fit_rows, fit_labels, score_rows, score_labels = sd.labelled(cfg.get("split", "val"))
     objective.check_labels(fit_labels)
     objective.check_labels(score_labels)
-    batch, drop_last = fit_batch(len(fit_rows), cfg["bs"])
-    steps = steps_per_epoch(len(fit_rows), batch, drop_last)
-    print(f"fine-tuning on {len(fit_rows)} labelled images, scoring on {len(score_rows)} ({cfg.get('split', 'val')}): "
-          f"batch {batch} (BS={cfg['bs']}), {steps} steps per epoch" + (f", last {len(fit_rows) % batch} images of each shuffled epoch dropped" if drop_last else ""))
-    update_stage(run_dir, "transfer", train_bs=batch, steps_per_epoch=steps)
+    batch, drop_last, steps = fitted_batch(cfg, len(fit_rows), len(score_rows), run_dir if lead else None)
     accs, histories, model = [], [], None
     for r in range(cfg["runs"]):
         seed = cfg["seed"] + r
-        tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
+        tracker = make_tracker(cfg["comet"] if lead else "off", run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
         tracker.log_params({**cfg, "repeat": r})
         torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
         model = build_classifier(cfg["arch"], n_classes, source)
-        train = sd.loader(fit_rows, fit_labels, batch_size=batch, device=device, mode="train", seed=seed, drop_last=drop_last)
+        train = sd.loader(fit_rows, fit_labels, batch_size=batch, device=device, mode="train", seed=seed,
+                          drop_last=drop_last, shard=world.shard())
         val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
-        print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
+        if lead:
+            print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
             history = fit(
                 model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
@@ -70,8 +73,12 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
             tracker.end()
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
-        atomic_torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
-    atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
+        if lead:
+            atomic_torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
+    if lead:
+        atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
+        if not world.in_torchrun():
+            record_world(run_dir, "transfer", world.current().record(batch // world.world_size()))
     mean, std = mean_std(accs)
     if len(accs) == 1:
         std = math.nan  # one run measures no spread (make compare reads NaN as missing)
@@ -79,9 +86,39 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
             "steps_per_epoch": steps, "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
 
 
+def fitted_batch(cfg: dict, n_fit: int, n_score: int, run_dir: Path | None) -> tuple[int, bool, int]:
+    """The global fine-tuning batch for this labelled set (imgwang.train.batching; a multiple of the
+    process count under torchrun), printed and recorded in run.json when run_dir is given."""
+    s = launch.settings(cfg)
+    batch, drop_last = fit_batch(n_fit, cfg["bs"], multiple=s["nproc"] * s["nnodes"])
+    steps = steps_per_epoch(n_fit, batch, drop_last)
+    if run_dir is not None:
+        dropped = f", the last {n_fit % batch} images of each reshuffled epoch left out" if drop_last else ""
+        print(f"fine-tuning on {n_fit} labelled images, scoring on {n_score} ({cfg.get('split', 'val')}): "
+              f"batch {batch} (BS={cfg['bs']}), {steps} steps per epoch{dropped}")
+        update_stage(run_dir, "transfer", train_bs=batch, steps_per_epoch=steps)
+    return batch, drop_last, steps
+
+
 def repeat_classifier_path(run_dir: Path, repeat: int) -> Path:
     """Where transfer keeps the fine-tuned classifier of one repeat (beside that repeat's checkpoints)."""
     return run_dir / "checkpoints" / f"transfer-{repeat}" / "classifier.pt"
+
+
+def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
+    """Kernel side of a torchrun launch: the ranks fine-tune; the result is rebuilt from rank 0's files."""
+    if cfg["from_version"] != "none":
+        encoder_path(runs_dir, cfg["from_version"])  # a missing encoder fails here, not in every rank
+    sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
+    fit_rows, _, score_rows, _ = sd.labelled(cfg.get("split", "val"))
+    batch, _, steps = fitted_batch(cfg, len(fit_rows), len(score_rows), None)  # the ranks print and record it
+    got = launch.launch("transfer", cfg, run_dir, runs_dir)
+    record_world(run_dir, "transfer", got["world"])
+    device = resolve_device(cfg["device"])
+    model = build_classifier(cfg["arch"], len(sd.classes), None)
+    model.load_state_dict(torch.load(run_dir / "classifier.pt", map_location="cpu", weights_only=True))
+    return {"model": model.to(device), "data": sd, "device": device, "train_bs": batch, "steps_per_epoch": steps,
+            **{k: got[k] for k in ("val_accs", "val_acc", "val_acc_std", "histories", "wall_s")}}
 
 
 def leaderboard_line(cfg: dict, result: dict) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 MIN_BATCH = 8
 
 
-def fit_batch(n_images: int, requested: int) -> tuple[int, bool]:
-    """-> (batch size, drop_last) for fine-tuning on n_images with the requested batch size."""
+def fit_batch(n_images: int, requested: int, multiple: int = 1) -> tuple[int, bool]:
+    """-> (batch size, drop_last) for fine-tuning on n_images with the requested batch size; the batch is
+    a multiple of `multiple` (the processes that split it under torchrun) when the set allows."""
     if n_images < 1 or requested < 1:
         raise ValueError(f"fit_batch needs images and a positive batch, got n={n_images}, bs={requested}")
     batch = min(requested, max(MIN_BATCH, n_images // 4), n_images)
+    batch = max(batch - batch % multiple, min(multiple, n_images))
     remainder = n_images % batch
     return batch, 0 < remainder < MIN_BATCH and n_images > batch
 
