@@ -107,10 +107,12 @@ def test_a_baseline_must_match_every_fine_tuning_setting(tmp_path):
 
 
 def test_the_mismatch_names_every_setting_that_differs(tmp_path):
-    transfer_run(tmp_path, "v1", "none", [0.30, 0.31], lr=0.001, label_smoothing=0.1)
-    transfer_run(tmp_path, "v2", "v2", [0.40, 0.41])
+    transfer_run(tmp_path, "v1", "none", [0.30, 0.31], lr=0.001, label_smoothing=0.1, newer_option=1)
+    transfer_run(tmp_path, "v2", "v2", [0.40, 0.41])  # recorded before label_smoothing and newer_option existed
     (line,) = compare.baseline_verdicts(compare.compare_table(tmp_path))
-    assert line.endswith("differs in: label_smoothing (not recorded) vs 0.1; lr 0.002 vs 0.001")
+    assert line.endswith("differs in: label_smoothing 0.0 vs 0.1; lr 0.002 vs 0.001; newer_option (not recorded) vs 1")
+    transfer_run(tmp_path, "v3", "none", [0.30, 0.31], label_smoothing=0.0)  # the default, written out
+    assert compare.compare_table(tmp_path).set_index("version").loc["v2", "baseline"] == "v3"
 
 
 def test_one_run_on_a_side_says_how_many_runs_are_needed(tmp_path):
