@@ -78,10 +78,12 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
 
 def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     """Kernel side of a torchrun launch: the ranks fine-tune; the result is rebuilt from rank 0's files."""
-    if cfg["from_version"] != "none":
+    if cfg["from_version"] != "none" and launch.settings(cfg)["node_rank"] == 0:
         encoder_path(runs_dir, cfg["from_version"])  # a missing encoder fails here, not in every rank
     sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
     got = launch.launch("transfer", cfg, run_dir, runs_dir)
+    if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
+        return {}
     record_world(run_dir, "transfer", got["world"])
     device = resolve_device(cfg["device"])
     model = build_classifier(cfg["arch"], len(sd.classes), None)
