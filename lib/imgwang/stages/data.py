@@ -11,7 +11,7 @@ import numpy as np
 from ..config import storage_size
 from ..data.augment import make_augment
 from ..data.cache import ImageCache, build_cache
-from ..data.layout import Layout, load_layout
+from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.resolve import resolve_data
 from ..errors import DataError
@@ -69,3 +69,20 @@ def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_d
         if len(rows) == 0:
             raise DataError(f"{root}: no readable {name} images (see the cache report)")
     return StageData(root, layout, cache, size, unlabelled, train_rows, train_labels, val_rows, val_labels)
+
+
+def pretext_split(sd: StageData, on_val: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """(rows to pretrain on, rows that measure the pretext task, what the latter are).
+
+    By default pretraining uses unsup + train and the pretext metric is measured on val/. With `on_val`
+    (the 72.94% Imagewang entry pretrained on val images too, without labels) val/ joins the pool, and every
+    10th image of the pool in path order is held out of pretraining to measure the pretext task instead
+    (the entry held out a random 10% of all images). Either way the metric comes from images pretraining
+    never saw.
+    """
+    if not on_val:
+        return sd.unlabelled_rows, sd.val_rows, "val/ (never pretrained on)"
+    pool = np.unique(np.concatenate([sd.unlabelled_rows, sd.val_rows]))  # cache rows follow sorted paths
+    held = pool[::HELD_OUT_EVERY]
+    return (np.setdiff1d(pool, held), held,
+            f"every {HELD_OUT_EVERY}th image of unsup + train + val (held out of pretraining)")

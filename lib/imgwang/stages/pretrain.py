@@ -18,8 +18,9 @@ from ..models.checkpoint import atomic_torch_save, save_encoder
 from ..models.encoders import create_encoder
 from ..tasks import get_task
 from ..train.loop import fit
+from ..train.options import PRETRAIN_DEFAULTS, check_options, fit_options
 from ..train.tracking import make_tracker
-from .data import load_stage_data
+from .data import load_stage_data, pretext_split
 
 
 def build_pretext(cfg: dict):
@@ -29,7 +30,11 @@ def build_pretext(cfg: dict):
 
 
 def run_pretrain(cfg: dict, run_dir: Path) -> dict:
-    """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric."""
+    """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric.
+
+    With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
+    measures the pretext metric (see pretext_split)."""
+    cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
@@ -40,9 +45,11 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     torch.manual_seed(cfg["seed"])  # initial weights fixed by the seed, whatever ran before in the kernel
     task, model = build_pretext(cfg)
     bs = cfg["bs"]
-    train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"],
-                      shard=world.shard())
-    val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
+    if lead:
+        print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
+    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"], shard=world.shard())
+    val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
     # pretext task helps only if it beats them. Eval mode, no randomness drawn: training is unchanged.
@@ -53,12 +60,12 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
             model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
             grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-            epoch_metrics=monitor,
+            epoch_metrics=monitor, **fit_options(cfg),
         )
     finally:
         tracker.end()
     if lead:
-        save_encoder(model.encoder, run_dir / "encoder.pt")
+        save_encoder(model.encoder, run_dir / "encoder.pt", safetensors_copy=True)  # both load into timm as they are
         atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
         if not world.in_torchrun():
             record_world(run_dir, "pretrain", world.current().record(bs))
@@ -68,6 +75,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
         "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
+        "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
         "wall_s": time.time() - start,
     }
 
@@ -85,9 +93,11 @@ def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
     model.load_state_dict(torch.load(run_dir / "pretext_model.pt", map_location="cpu", weights_only=True))
     if not isinstance(getattr(type(task), "chance", None), property):
         task.chance = got["chance"]  # set by the batches the ranks saw (simclr, swav: the global batch's)
-    return {"task": task, "model": model.to(device), "data": sd,
-            "device": device, **{k: got[k] for k in ("history", "val_metric", "val_loss", "images_per_s",
-                                                       "knn_acc", "knn_acc_init", "wall_s")}}
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
+    return {"task": task, "model": model.to(device), "data": sd, "device": device,
+            "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
+            **{k: got[k] for k in ("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init",
+                                   "wall_s")}}
 
 
 def record_world(run_dir: Path, stage: str, record: dict) -> None:

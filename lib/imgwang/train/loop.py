@@ -32,13 +32,14 @@ from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_stat
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import InterruptGuard
-from .schedule import make_optimizer, make_scheduler
+from .optim import make_optimizer
+from .schedule import make_scheduler
 from .tracking import Tracker
 
 
 def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, device, weight_decay: float = 0.05,
-        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, head_lr_mult: float = 1.0,
-        freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
+        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, flat_frac: float = 0.75,
+        head_lr_mult: float = 1.0, freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
         early_stop: EarlyStop | None = None, checkpoint_dir: Path | None = None, monitor: tuple[str, str] | None = None,
         resume: bool = False, seed: int = 0, grad_stats: bool = False, tracker: Tracker | None = None,
         progress: bool = True, on_epoch_end=None, epoch_metrics=None) -> list[dict]:
@@ -57,6 +58,8 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     plan = dict(epochs=epochs, steps_per_epoch=steps, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                 schedule=schedule, warmup_frac=warmup_frac, head_lr_mult=head_lr_mult, freeze_epochs=freeze_epochs,
                 grad_clip=grad_clip, seed=seed)
+    if schedule == "flat_cos":  # only then does it shape the run (and older last.pt files lack the key)
+        plan["flat_frac"] = flat_frac
     check_plan(model, plan, checkpoint_dir, resume)
     model = ddp.prepare_model(model, device)
     lead = world.is_rank_zero()  # validates, monitors, writes checkpoints and prints
@@ -69,7 +72,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         model.to(memory_format=memory_format)
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
     opt = make_optimizer(model, optimizer, lr, weight_decay, head_lr_mult)
-    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac)
+    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac, flat_frac)
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
     best = Monitor(*(monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
     check_monitored(objective.metric_name, val_loader is not None, grad_clip, best, early_stop)
