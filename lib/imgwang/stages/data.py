@@ -14,6 +14,7 @@ from ..data.cache import ImageCache, build_cache
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.resolve import resolve_data
+from ..data.split import SPLITS, dev_mask
 from ..errors import DataError
 
 
@@ -37,14 +38,25 @@ class StageData:
     def classes(self) -> list[str]:
         return self.layout.classes
 
-    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, shard=(0, 1)):
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1)):
         """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
         `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader)."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
-            drop_last=train, device=device, augment=make_augment(self.size, mode), seed=seed, shard=shard,
+            drop_last=train if drop_last is None else drop_last, device=device, augment=make_augment(self.size, mode),
+            seed=seed, shard=shard,
         )
+
+    def labelled(self, split: str = "val"):
+        """(fit rows, fit labels, scoring rows, scoring labels): train/ and val/, or with split 'dev' the
+        four fifths of train/ that fine-tuning may see and the held-out fifth (imgwang.data.split)."""
+        if split == "val":
+            return self.train_rows, self.train_labels, self.val_rows, self.val_labels
+        if split != "dev":
+            raise DataError(f"unknown split {split!r}: use {' or '.join(SPLITS)}")
+        held = dev_mask([self.cache.paths[r] for r in self.train_rows], self.train_labels)
+        return self.train_rows[~held], self.train_labels[~held], self.train_rows[held], self.train_labels[held]
 
 
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
