@@ -128,19 +128,24 @@ class Prototypes(nn.Module):
     learnable unit vectors C, with no bias (lightly's SwaVPrototypes carries one; SwAV and solo-learn do not).
 
     `normalize()` puts every prototype back on the unit sphere (SwAV does so before each iteration);
-    `frozen = True` detaches the prototypes, so they get no gradient and the optimizer leaves them as they
-    are (SwAV sets their gradient to None for its first `freeze_prototypes_niters` iterations)."""
+    `frozen = True` zeroes their gradient (SwAV sets it to None for its first `freeze_prototypes_niters`
+    iterations). A zero gradient, not none, keeps DDP's bookkeeping whole; at the start of a run the
+    optimizer's moments are zero, so they do not move, and weight decay only scales them, which the next
+    normalize() undoes."""
 
     def __init__(self, dim: int, n_prototypes: int):
         super().__init__()
         layer = nn.Linear(dim, n_prototypes, bias=False)  # nn.Linear's initialisation, as SwAV's
         self.weight = layer.weight
         self.frozen = False
+        self.weight.register_hook(self._gate)
+
+    def _gate(self, grad: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(grad) if self.frozen else grad
 
     @torch.no_grad()
     def normalize(self) -> None:
         self.weight.copy_(F.normalize(self.weight, dim=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.detach() if self.frozen else self.weight
-        return z @ weight.to(z.dtype).t()
+        return z @ self.weight.to(z.dtype).t()

@@ -26,13 +26,32 @@ def nt_xent_loss(z0: torch.Tensor, z1: torch.Tensor, temperature: float = 0.5) -
 
     Written out rather than lightly's NTXentLoss (the tests check it against lightly's): lightly drops the
     self-similarities with a boolean mask, whose result size a GPU must report to the host every step.
+    Under torchrun the negatives are the views of every rank (imgwang.distributed.gather); each rank's loss
+    is the mean over its own views, which DDP's gradient average turns into the whole batch's gradient.
     """
-    b = z0.shape[0]
-    z = F.normalize(torch.cat([z0, z1]), dim=1)
-    logits = (z @ z.T) / temperature
-    logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.arange(2 * b, device=z.device).roll(b)  # view i's partner is view i + b (mod 2b)
+    anchors, candidates, own, partner = global_views(z0, z1)
+    logits = (anchors @ candidates.T) / temperature
+    logits = logits.masked_fill(own, float("-inf"))
     return F.cross_entropy(logits, partner)
+
+
+def global_views(z0: torch.Tensor, z1: torch.Tensor):
+    """Normalised views for a two-view loss or metric over the global batch.
+
+    -> anchors (2b, d): this rank's views; candidates (2B, d): every rank's z0 rows, then every rank's z1
+    rows (B = b in one process); own (2b, 2B) bool: where each anchor meets itself; partner (2b,): the
+    candidate column of each anchor's other view.
+    """
+    from ..distributed.gather import gather_rows, row_offset
+
+    b = z0.shape[0]
+    n0, n1 = F.normalize(z0, dim=1), F.normalize(z1, dim=1)
+    g0, g1 = gather_rows(n0), gather_rows(n1)
+    big_b = g0.shape[0]
+    first = torch.arange(b, device=z0.device) + row_offset(b)  # this rank's rows among all ranks'
+    columns = torch.cat([first, first + big_b])
+    own = torch.arange(2 * big_b, device=z0.device).unsqueeze(0) == columns.unsqueeze(1)
+    return torch.cat([n0, n1]), torch.cat([g0, g1]), own, torch.cat([first + big_b, first])
 
 
 def dino_loss(teacher_out, student_out, center: torch.Tensor, teacher_temp: float, student_temp: float = 0.1) -> torch.Tensor:
@@ -53,6 +72,9 @@ def dino_loss(teacher_out, student_out, center: torch.Tensor, teacher_temp: floa
 
 @torch.no_grad()
 def update_center(center: torch.Tensor, teacher_out, momentum: float = 0.9) -> None:
-    """DINO's centre, in place: center <- m * center + (1 - m) * mean of the teacher logits over views and batch."""
-    batch_center = torch.cat(list(teacher_out)).float().mean(dim=0, keepdim=True)
+    """DINO's centre, in place: center <- m * center + (1 - m) * mean of the teacher logits over views and the
+    batch (under torchrun the global batch, as DINO's all_reduce)."""
+    from ..distributed.gather import gather_rows
+
+    batch_center = gather_rows(torch.cat(list(teacher_out)).float()).mean(dim=0, keepdim=True)  # every rank's
     center.mul_(momentum).add_(batch_center, alpha=1 - momentum)

@@ -64,6 +64,14 @@ class DINOModel(nn.Module):
         deactivate_requires_grad(self.teacher_head)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.center_momentum = center_momentum
+        # DINO cancels the last layer's gradient in its first epoch(s); a zero gradient (not none) keeps DDP's
+        # bookkeeping whole, and with the optimizer's moments still zero and the layer weight-normalised
+        # (norm_last_layer: only the direction of weight_v counts, weight decay only scales it) it stays put.
+        self.last_layer_frozen = False
+        self.head.last_layer.weight_v.register_hook(self._gate)
+
+    def _gate(self, grad: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(grad) if self.last_layer_frozen else grad
 
     def forward(self, views, *more_views):
         views = (views, *more_views) if more_views else tuple(views)
@@ -158,7 +166,7 @@ class DINO(MakesViews, Task):
 
     def on_epoch_start(self, model, epoch: int, epochs: int) -> None:
         self.current_teacher_temp = self.teacher_temp_at(epoch, epochs)
-        model.head.last_layer.weight_v.requires_grad_(epoch >= self.freeze_last_layer)
+        model.last_layer_frozen = epoch < self.freeze_last_layer
 
     def momentum_at(self, step: int, total_steps: int) -> float:
         return cosine_schedule(step, max(1, total_steps), self.momentum, 1.0)

@@ -36,6 +36,7 @@ from lightly.models.modules import SwaVProjectionHead
 from torch import nn
 
 from ..data.augment import make_augment
+from ..distributed.gather import gathering, global_rows
 from ..errors import ConfigError
 from ..models.heads import Prototypes
 from .base import Task, register
@@ -144,7 +145,7 @@ class SwAV(MakesViews, Task):
         if b < 2:
             raise ConfigError("swav needs a batch of at least 2 images (codes are balanced across the batch)")
         views = self.make_views(images, generator)
-        self.chance = 1.0 / (2 * b - 1)
+        self.chance = 1.0 / (2 * global_rows(b) - 1)  # the views of every rank count
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 
@@ -162,6 +163,7 @@ class SwAV(MakesViews, Task):
     def loss(self, outputs, targets):
         scores = [s.float() for s in outputs[1]]  # Sinkhorn's exp(score / 0.05) needs float32 under amp
         queued = [s.float() for s in outputs[2]] if len(outputs) > 2 else []
+        self._criterion.sinkhorn_gather_distributed = gathering()  # under torchrun: Sinkhorn's sums over all ranks
         return self._criterion(scores[:2], scores[2:], queued or None).reshape(())  # lightly returns shape (1,)
 
     def metric(self, outputs, targets):
