@@ -8,6 +8,9 @@ On the same generated JPEGs (shaped like Imagewang-160, 213x160) and the same tr
   4. a full pretraining step (loader + task + model + optimiser) vs a bare timm step on ready tensors,
      each timed over back-to-back steps as training runs them (on a GPU also with a sync around each step)
   5. every pretext task's batches (augment + make_batch) from one uint8 batch on the device
+  6. each method's pretraining step as fit() runs it (its own loader path, views, model, loss, optimiser,
+     hooks such as an EMA teacher), in source images per second (each image counted once, however many
+     views it gives), beside a bare supervised step of the same encoder (timm, cross-entropy, ready tensors)
 plus a synthetic cache the size of full Imagewang-160 (26k x 3 x 160 x 160, ~2 GB) read as a memory map.
 Each throughput is the best of three passes, for every path alike.
 The last three lines are the ratios, exactly: host_feed_speedup, device_path_speedup, step_overhead.
@@ -62,6 +65,8 @@ def main(argv=None) -> None:
     p.add_argument("--big-cache", action=argparse.BooleanOptionalAction, default=True,
                    help="also write and read a 26k x 3 x 160 x 160 memmap (~2 GB)")
     p.add_argument("--steps", type=int, default=0, help="timed model steps per measurement (default: 4 on CPU, 20 on GPU)")
+    p.add_argument("--methods", default="simclr,swav,dino,byol,patchwork",
+                   help="tasks timed through fit() in line 6 (comma-separated; empty: none)")
     p.add_argument("--work-dir", default=str(ROOT / ".cache" / "bench"))
     args = p.parse_args(argv)
     _import_heavy()
@@ -113,6 +118,14 @@ def main(argv=None) -> None:
         rates = bench_task_batches(cache, args.size, args.batch_size, device)
         print("5. task batches (augment + task batch on the device, img/s): "
               + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items()), flush=True)
+
+        methods = [m for m in args.methods.split(",") if m]
+        if methods:
+            bare_rate, rates = bench_methods(cache, methods, args.arch, args.size, args.batch_size, device, amp,
+                                             channels_last, steps)
+            print(f"6. {args.arch} method steps through fit() (source img/s; x = bare step time ratio): "
+                  + ", ".join(f"{name} {rate:,.1f} ({bare_rate / rate:.2f}x)" for name, rate in rates.items())
+                  + f"; bare supervised step {bare_rate:,.1f}", flush=True)
 
         anon, mapped = rss_parts_mib()
         print(f"peak resident memory: {peak_rss_mib():,.0f} MiB (includes mapped cache pages; now "
@@ -175,16 +188,68 @@ def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dic
     own work (views, patches, mixes) costs most beside the shared crop."""
     from imgwang.tasks import get_task, task_names
 
+    from imgwang.data.augment import to_float
+
     loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device)
     uint8 = next(iter(loader.host_batches(0)))[0].to(device)
-    augment = make_augment(size, "pretrain", SCALE)
+    crop = make_augment(size, "pretrain", SCALE)
     gen = torch.Generator(device=device).manual_seed(0)
     rates = {}
     for name in task_names():
         task = get_task(name)
+        if getattr(task, "makes_views", False):  # as in the stage: the whole image, views at SIZE
+            task.view_size, augment = size, lambda x, g: to_float(x)
+        else:
+            augment = crop
         rates[name] = _best_rate(lambda: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
                                  lambda _: batch_size, sync=device)
     return rates
+
+
+# --- 6. each method's step through fit() --------------------------------------------------------------------
+def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_last, steps):
+    """(bare supervised img/s, {method: img/s}). Each method trains 2 epochs of `steps` batches with fit() on
+    the loader path the pretraining stage gives it; the second epoch's rate is fit's own measurement (the
+    first carries the warm-up). The bare step: timm `arch`, cross-entropy on ready tensors at `size`."""
+    import timm
+
+    from imgwang.models.encoders import create_encoder
+    from imgwang.tasks import get_task
+    from imgwang.train.loop import fit
+
+    rows = np.arange(min(len(cache), steps * batch_size))
+    rates = {}
+    for name in methods:
+        task = get_task(name)
+        whole = getattr(task, "makes_views", False)
+        if whole:
+            task.view_size = size
+        torch.manual_seed(0)
+        model = task.build_model(create_encoder(arch))
+        loader = CachedLoader(cache, rows, batch_size=batch_size, device=device,
+                              augment=None if whole else make_augment(size, "pretrain", SCALE))
+        history = fit(model, task, loader, None, epochs=2, lr=1e-3, device=device, amp="auto" if amp else "off",
+                      channels_last=channels_last, progress=False)
+        rates[name] = history[-1]["images_per_s"]
+        del model
+    bare = timm.create_model(arch, pretrained=False, num_classes=10).to(device)
+    if channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(bare.parameters(), lr=1e-3)
+    x = torch.rand(batch_size, 3, size, size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    autocast = _autocast(device, amp)
+
+    def bare_step():
+        with autocast:
+            loss = F.cross_entropy(bare(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return batch_size / _step_time(bare_step, steps, device), rates
 
 
 # --- the big memory map -------------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from conftest import REPO
 
 def test_bench_prints_its_measurements_and_ends_with_the_three_ratios(tmp_path):
     args = ["--n-images", "160", "--size", "32", "--batch-size", "16", "--steps", "1", "--no-big-cache",
-            "--device", "cpu", "--work-dir", str(tmp_path / "bench")]
+            "--device", "cpu", "--methods", "swav,byol", "--work-dir", str(tmp_path / "bench")]
     out = subprocess.run([sys.executable, str(REPO / "bin" / "bench.py"), *args], capture_output=True, text=True,
                          timeout=600, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
-    for start in ("1. baseline", "2. host feed", "3. device path", "4. resnet18", "5. task batches", "peak resident memory"):
+    for start in ("1. baseline", "2. host feed", "3. device path", "4. resnet18", "5. task batches", "6. resnet18 method steps",
+                  "peak resident memory"):
         assert any(line.startswith(start) for line in lines), f"no line starting {start!r}"
     names = [re.fullmatch(r"(\w+): (\d+\.\d+)", line) for line in lines[-3:]]
     assert [m.group(1) for m in names if m] == ["host_feed_speedup", "device_path_speedup", "step_overhead"]

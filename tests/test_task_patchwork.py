@@ -209,8 +209,10 @@ def test_where_the_patch_goes_does_not_depend_on_the_label():
 
 
 def test_too_large_a_patch_for_the_gap_is_a_clear_error():
-    with pytest.raises(ConfigError, match="2 x patch"):
-        Patchwork(patch_frac=0.5, min_gap=0.1).make_batch(coded_images(4), gen())
+    with pytest.raises(ConfigError, match="2 x patch_frac"):
+        Patchwork(patch_frac=0.5, min_gap=0.1)
+    _, _, meta = Patchwork(patch_frac=0.5).make_batch(coded_images(4, 35, 35), gen())
+    assert torch.all(meta["boxes"][:, 4] == 17)  # rounding down where 0.5 x 35 would not fit twice
     with pytest.raises(ConfigError, match="min_gap"):
         Patchwork(min_gap=1.0)
 

@@ -93,6 +93,9 @@ class Patchwork(MakesViews, Task):
                               f"as a fraction of the image side: in [0, 1), got {min_gap}")
         if not 0.0 < min_scale <= 1.0:
             raise ConfigError(f"patchwork min_scale (smallest crop area fraction) must be in (0, 1], got {min_scale}")
+        if 2 * patch_frac + min_gap > 1 + 1e-9:
+            raise ConfigError(f"patch_frac={patch_frac} and min_gap={min_gap}: a positive's source box cannot lie "
+                              f"apart from its destination; need 2 x patch_frac + min_gap <= 1")
         self.min_gap, self.min_scale = float(min_gap), float(min_scale)
         if not 0.0 < patch_frac < 1.0:
             raise ConfigError(f"patch_frac is the patch side as a fraction of the image side: in (0, 1), got {patch_frac}")
@@ -107,7 +110,8 @@ class Patchwork(MakesViews, Task):
     # patch_frac 0.5 by default: on the sample (tinyconv, 64 px, 30 epochs) the pretext val accuracy was
     # 0.51 at 0.25, 0.63-0.64 at 0.35-0.4 and 0.73 at 0.5: small patches carry too little content to judge.
     def patch_size(self, height: int, width: int) -> int:
-        return max(1, round(self.patch_frac * min(height, width)))
+        side = min(height, width)  # rounding must not push two patches and the gap past the side
+        return max(1, min(round(self.patch_frac * side), (side - round(self.min_gap * side)) // 2))
 
     def view_kinds(self, side: int):
         return [(1, make_augment(side, "pretrain", scale=(self.min_scale, 1.0), shared_zoom=True))]

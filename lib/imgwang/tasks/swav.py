@@ -20,8 +20,11 @@ As published:
     model's buffers, so checkpoints and resumes keep it), filled from epoch `queue_start_epoch` on (SwAV: 15)
     and used once full: each batch's codes are computed together with the queue's, and only the batch's
     are kept. SwAV uses it when batches hold fewer than about 1,000 images; off by default here.
-Where we differ: the loss is averaged over the batch and views exactly as SwAV, but no LARS and no
-distributed gather (one device); the prototypes are normalised inside each training forward.
+Where we differ: no LARS and no learning-rate schedule of SwAV's own (the stage's optimizer and schedule);
+the prototypes are normalised at the start of each training forward (the same point of the step as
+SwAV's loop); frozen prototypes get a zero gradient rather than none (see models/heads.py Prototypes);
+the views' colour jitter runs in a fixed order and crops are resampled bilinearly (views.py, augment.py).
+Under torchrun Sinkhorn's sums run over every rank's batch, as SwAV's distributed_sinkhorn.
 
 Metric "pair_accuracy" (as simclr): for each of the 2B large views, is its most cosine-similar other
 view's projection its partner? Chance is 1 / (2B - 1) for the batch size B last seen.
