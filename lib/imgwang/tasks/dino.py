@@ -8,7 +8,8 @@ a cosine schedule from `momentum` 0.996 to 1 over the run (lightly's cosine_sche
 Collapse is held off by centring (a running mean of the teacher logits, momentum `center_momentum` 0.9,
 updated after each training forward, used by the next) and sharpening (teacher temperature below the
 student's 0.1): `teacher_temp` 0.07 after a linear warm-up from `warmup_teacher_temp` 0.04 over
-`warmup_teacher_temp_epochs` 30 epochs (the settings the DINO README gives for longer runs and ResNet-50).
+`warmup_teacher_temp_epochs` 30 epochs (main_dino.py's defaults are 0.04 -> 0.04 over 30; its help text
+suggests raising the final temperature to 0.07 when training is stable, as for longer runs).
 Loss: models/losses.py `dino_loss`, checked against lightly's DINOLoss.
 
 Views, each cropped once from the whole image (views.py), DINO's DataAugmentationDINO: 2 global views at
@@ -17,10 +18,9 @@ as DINO's 96 px at 224), area 0.05-0.4 (`local_max_scale`); all with flip, colou
 at p 0.8 and grayscale p 0.2; Gaussian blur (sigma 0.1-2) with p 1.0 on global view 1, 0.1 on global view
 2 (plus solarization p 0.2), 0.5 on local views. One encoder pass per resolution.
 
-Where we differ: the head's output has `out_dim` 4,096 (DINO: 65,536 for ViTs, 60,000 for ResNet-50: sized
-for ImageNet, slow and memory-hungry at the batch sizes run here); the head has BatchNorm (DINO's ResNet-50
-setting, `use_bn_in_head`); 6 local crops (DINO: 8 in its multi-crop runs, 10 for ResNet-50), to keep the
-step affordable; the warm-up is cut to the run's length when it is shorter; no weight-decay or lr schedule
+Where we differ: the head's output has `out_dim` 4,096 (DINO: 65,536, sized for ImageNet, slow and
+memory-hungry at the batch sizes run here); the head has BatchNorm (DINO's `use_bn_in_head`, off by default
+there for ViTs; our encoders are CNNs); 6 local crops (DINO's default: 8), to keep the step affordable; the warm-up is cut to the run's length when it is shorter; no weight-decay or lr schedule
 of its own (the stage's); the saved encoder is the student's (DINO evaluates the teacher, which a short run
 leaves close to the student, up to the EMA). The head's last layer is frozen for `freeze_last_layer`
 epochs (1, as DINO).
