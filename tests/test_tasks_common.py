@@ -161,7 +161,9 @@ def test_overfits_one_batch(name, overfitted):
     if task.metric_name in PAIR_METRICS:
         # chance is 1/63 here (byol: 1/32); after 100 steps simclr 1.0, dino 0.94, byol 0.98
         assert result["train_metric"] >= 0.5, (result["train_metric"], task.chance)
-        assert result["last_loss"] < 0.7 * result["first_loss"]
+        # DINO's loss cannot fall below the entropy of its teacher's targets, and an EMA teacher barely moves
+        # in 100 steps (8.31 -> 6.79 measured): a smaller drop, the metric says it learned
+        assert result["last_loss"] < (0.9 if name == "dino" else 0.7) * result["first_loss"]
     else:
         assert result["train_metric"] >= 0.95 or result["last_loss"] <= 0.1 * result["first_loss"], result
         assert result["last_loss"] < 0.5 * result["first_loss"]
