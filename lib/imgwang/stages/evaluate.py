@@ -73,6 +73,15 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     }
 
 
+def evaluate_scraps(cfg: dict, result: dict) -> dict:
+    """What 03-evaluate glues for `make compare` (figures apart)."""
+    return {
+        "config": cfg, "eval_acc": result["eval_acc"], "knn_acc": result["knn_acc"], "linear_acc": result["linear_acc"],
+        "per_class_acc": result["per_class_acc"], "knn_acc_random": result["frozen"]["random"]["knn_acc"],
+        "linear_acc_random": result["frozen"]["random"]["linear_acc"], "evaluate_wall_s": result["wall_s"],
+    }
+
+
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:
     """predictions.pt (probabilities, labels, cache rows) and a readable predictions.csv for review."""
     atomic_torch_save({"probs": probs, "labels": labels, "rows": rows, "class_names": names}, run_dir / "predictions.pt")

@@ -66,6 +66,15 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
             "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
 
 
+def transfer_scraps(cfg: dict, result: dict) -> dict:
+    """What 02-transfer glues for evaluate and `make compare` (figures apart)."""
+    return {
+        "config": cfg, "from_version": cfg["from_version"], "val_acc": result["val_acc"],
+        "val_acc_std": result["val_acc_std"], "val_accs": result["val_accs"], "transfer_history": result["histories"][0],
+        "transfer_histories": result["histories"], "transfer_wall_s": result["wall_s"],
+    }
+
+
 def leaderboard_line(cfg: dict, result: dict) -> str:
     """The result as the Imagewang leaderboard states it, beside the current best entry."""
     from ..data.imagewang import LEADERBOARD_RUNS, leaderboard_entry
