@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,7 +152,7 @@ STAGES = {
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
-                "transfer_histories", "transfer_wall_s", "transfer_curves"),
+                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves"),
         # the encoder's architecture is fixed by the pretrain run that made it
         inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
                   Inherit("pretrain", ("data",), of="from")),
@@ -169,8 +169,10 @@ STAGES = {
             SEED, DEVICE,
         ),
         writes=("predictions.pt", "predictions.csv"),
-        scraps=("config", "eval_acc", "knn_acc", "linear_acc", "per_class_acc", "knn_acc_random", "linear_acc_random",
-                "evaluate_wall_s", "confusion"),
+        scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
+                "per_class_acc", "evaluate_wall_s", "confusion",
+                *(f"{key}_{reference}" for reference in ("random", "pixels")
+                  for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
         inherits=(Inherit("transfer", ("data", "arch", "size", "from_version")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"),),
     ),
