@@ -13,12 +13,18 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from . import world
+
+
+# torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
+# that rank 0, stopped by the same error at the same step, writes the result first.
+EXIT_DELAY_S = 3
 
 
 def plain(value):
@@ -75,11 +81,16 @@ def main(argv=None) -> int:
     except TrainingInterrupted as e:
         if lead:
             write_result(result_path, {"status": "interrupted", "epoch_completed": e.epoch_completed, "message": str(e)})
+        else:
+            time.sleep(EXIT_DELAY_S)
         return 130
     except ImgwangError as e:
         if lead:
             write_result(result_path, {"status": "failed", "error": str(e)})
             print(f"error: {e}", file=sys.stderr, flush=True)
+        else:
+            print(f"error (rank {world.rank()}): {e}", file=sys.stderr, flush=True)
+            time.sleep(EXIT_DELAY_S)
         return 1
     finally:
         world.shutdown()
