@@ -63,7 +63,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         plan["flat_frac"] = flat_frac
     check_plan(model, plan, checkpoint_dir, resume)
     model = ddp.prepare_model(model, device)
-    lead = world.is_rank_zero()  # validates, monitors, writes checkpoints and prints
+    lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
     model.to(device)
     use_fastest_kernels(device)
     cast_dtype = autocast_dtype(amp, device)
@@ -158,7 +158,7 @@ class EpochRunner:
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
         refresh = max(1, len(loader) // 10)
-        net = self.net if train else model  # evaluation runs on one rank: no DDP, no gathering
+        net = self.net if train else model  # evaluation: the plain model (no DDP, no gathering)
         bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
         with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not bars, dynamic_ncols=True) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad(), \
