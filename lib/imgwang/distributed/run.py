@@ -1,7 +1,8 @@
 """The worker side of a launch: `torchrun ... -m imgwang.distributed.run <job.json>` on every rank.
 
 The job file holds the stage, its resolved config and folders (written by launch.py). Every rank joins the
-process group and runs the stage's own training code (stages/pretrain.py, stages/transfer.py), which is
+process group, takes rank 0's job (so a machine joining with NODE_RANK > 0 needs nothing but the rendezvous
+settings and the data at the same path), and runs the stage's own training code (stages/pretrain.py, stages/transfer.py), which is
 rank-aware: sharded loaders, DDP, rank-0 checkpoints and files. Rank 0 then writes the job's result file,
 which the kernel reads back: status done / interrupted / failed, and the numbers the notebook glues.
 
@@ -59,13 +60,14 @@ def summary(stage: str, result: dict) -> dict:
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(args[0]).read_text())
-    stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
     result_path = Path(job["result"])
     lead = False
     try:
-        device = world.local_device(resolve_device(cfg["device"]))
+        device = world.local_device(resolve_device(job["cfg"].get("device", "auto")))
         info = world.init_from_env(device)
         lead = info.rank == 0
+        job = {**world.broadcast_object(job), "result": str(result_path)}  # node 0's config and run folder
+        stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
         if stage == "pretrain":
             from ..stages.pretrain import run_pretrain
 
