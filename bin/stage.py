@@ -42,6 +42,8 @@ def parse_args(argv):
     p.add_argument("--comet", default="", help="auto | off | offline | online")
     p.add_argument("--force", default="", help="1: run again in an existing version, moving old files aside")
     p.add_argument("--resume", default="", help="1: continue an interrupted stage from its last complete epoch")
+    for name in ("epochs", "lr", "bs"):
+        p.add_argument(f"--ft-{name}", default="", help=f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)")
     p.add_argument("--seeds", default="", help="pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...")
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="further parameter")
@@ -79,12 +81,33 @@ def main(argv=None) -> int:
 
 def plan_all(args, stages: list[str]) -> list[StagePlan]:
     """Every stage checked before any runs; the later stages of a pipeline go into the same version."""
-    plans = [plan_stage(stages[0], args, REPO, in_pipeline=args.stage == "pipeline")]
+    plans = [plan_stage(stages[0], stage_args(args, stages[0], stages), REPO, in_pipeline=args.stage == "pipeline")]
     for later in stages[1:]:
         args.version = plans[0].version
-        plans.append(plan_stage(later, args, REPO, in_pipeline=True))
+        plans.append(plan_stage(later, stage_args(args, later, stages), REPO, in_pipeline=True))
     check_used(args, plans)
     return plans
+
+
+def stage_args(args, stage: str, stages: list[str]):
+    """EPOCHS, LR, BS set the stage being run; in a pipeline they set pretraining, and FT_EPOCHS, FT_LR,
+    FT_BS set fine-tuning (also on their own: `make transfer FT_EPOCHS=20`)."""
+    one = copy.copy(args)
+    pipeline = args.stage == "pipeline"
+    for name in ("epochs", "lr", "bs"):
+        general, ft = getattr(args, name), getattr(args, f"ft_{name}")
+        if ft and stage != "transfer" and "transfer" not in stages:
+            raise ConfigError(f"FT_{name.upper()} sets fine-tuning: only `make transfer` and `make pipeline` take it")
+        if pipeline and general and "pretrain" not in stages:
+            raise ConfigError(f"{name.upper()}={general}: in a pipeline it sets pretraining, which a FROM=none pipeline "
+                              f"skips; set fine-tuning with FT_{name.upper()}")
+        if stage == "transfer":
+            if not pipeline and general and ft and str(general) != str(ft):
+                raise ConfigError(f"{name.upper()}={general} and FT_{name.upper()}={ft} contradict each other: give one")
+            setattr(one, name, ft or ("" if pipeline else general))
+        elif pipeline and stage != "pretrain":
+            setattr(one, name, "")  # evaluate and review use their own defaults, not pretraining's
+    return one
 
 
 def check_used(args, plans: list[StagePlan]) -> None:
@@ -104,7 +127,7 @@ def plan_replicates(args, stages: list[str], n: int) -> list[tuple[str, list[Sta
         own = replicates.seeds(seed, k, n_runs)
         plans = []
         for stage in stages:
-            one = copy.copy(args)
+            one = stage_args(args, stage, stages)
             one.version, one.seed = name, str(own["pretrain" if stage == "pretrain" else "transfer"])
             plans.append(plan_stage(stage, one, REPO, in_pipeline=True))
         check_used(args, plans)
