@@ -62,6 +62,9 @@ class StageData:
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
                     progress: bool = True) -> StageData:
     root = resolve_data(data, data_root)
+    warning = upsampling_warning(data, size)
+    if warning and progress:
+        print(warning)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)
