@@ -11,6 +11,7 @@ import numpy as np
 from ..config import storage_size
 from ..data.augment import make_augment
 from ..data.cache import ImageCache, build_cache
+from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.resolve import resolve_data
