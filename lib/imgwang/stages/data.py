@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import storage_size
 from ..data.cache import ImageCache, build_cache
+from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.loader_augment import make_loader_augment
@@ -65,6 +66,9 @@ class StageData:
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
                     progress: bool = True) -> StageData:
     root = resolve_data(data, data_root)
+    warning = upsampling_warning(data, size)
+    if warning and progress:
+        print(warning)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)
