@@ -197,6 +197,9 @@ RUN_VARS = (
     MakeVar("FORCE", "1: run a stage again in an existing version (old files are moved aside, never deleted)",
             "force"),
     MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch", "resume"),
+    *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
+              f"ft_{name}") for name in ("epochs", "lr", "bs")),
+    MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
 )
 
 
