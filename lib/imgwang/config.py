@@ -8,6 +8,7 @@ compute; the notebook receives the values resolved.
 
 from __future__ import annotations
 
+from .checks import COMET_MODES, non_negative_int, positive_float, positive_int  # noqa: F401  (also imported from here)
 from .stages.spec import stage_spec
 
 
