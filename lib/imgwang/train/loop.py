@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device, use_fastest_kernels
 from ..errors import ConfigError, ImgwangError
+from ..threads import refresh_share
 from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
@@ -81,6 +82,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     first = len(history)
     with InterruptGuard() as guard, restore_requires_grad(trainable_encoder):
         for epoch in range(first, first if stopped else epochs):
+            refresh_share(epoch + 1)  # this stage's share of the CPU cores, if other stages started or ended
             frozen = epoch < freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
@@ -143,6 +145,7 @@ class EpochRunner:
                 contextlib.nullcontext() if train else torch.no_grad():
             for i, batch in enumerate(bar):
                 guard.check(epoch)
+                refresh_share(epoch + 1, only_if_changed=True)  # one stat: a stage started or ended mid-epoch
                 inputs, targets, _ = objective.prepare(batch, gen)
                 inputs = to_memory_format(inputs, self.memory_format)
                 with autocast(device, self.cast_dtype):
