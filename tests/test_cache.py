@@ -202,3 +202,52 @@ def test_a_script_without_a_main_guard_builds_with_the_pool(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(lib)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["rows", "300"]  # printed once: the script ran once
+
+
+def test_a_decode_worker_that_dies_fails_the_build_within_seconds(tmp_path, monkeypatch):
+    """A worker killed outright (as the OOM killer does) must not leave the build waiting forever."""
+    import signal
+    import time
+
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(24):
+        Image.fromarray(np.full((12, 16, 3), i, np.uint8)).save(d / f"{i:03d}.png")
+    (d / "kill-me.png").write_bytes(b"x")
+    real = cache_mod.load_rgb
+
+    def dies_on_the_special_file(path, size):  # forked workers inherit this patch
+        if Path(path).name == "kill-me.png":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, size)
+
+    monkeypatch.setattr(cache_mod, "load_rgb", dies_on_the_special_file)
+    monkeypatch.setattr(cache_mod, "POOL_MIN_IMAGES", 1)
+    monkeypatch.setattr(cache_mod, "CHUNK", 4)
+    start = time.time()
+    with pytest.raises(DataError, match="decoding worker died") as info:
+        build_cache(list(d.iterdir()), 8, tmp_path / "c", progress=False, workers=2)
+    assert time.time() - start < 30 and "\n" not in str(info.value)
+    assert list((tmp_path / "c").iterdir()) == []  # no cache, no temporary file
+
+
+def test_temp_files_of_dead_builds_are_removed_and_live_ones_kept(odd_folder, tmp_path):
+    import subprocess
+    import sys
+
+    cache_dir = tmp_path / "c"
+    cache_dir.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = cache_dir / f"0123abcd.{int(gone.stdout)}.u8.tmp"
+    live = cache_dir / f"0123abcd.{os.getpid()}.u8.tmp"
+    for p in (dead, live):
+        p.write_bytes(b"\0" * 100)
+    build_cache(sorted(odd_folder.iterdir()), S, cache_dir, progress=False)
+    assert not dead.exists() and live.exists()
+
+
+def test_a_cache_too_big_for_the_disk_is_one_line_before_decoding(odd_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
+    monkeypatch.setattr(cache_mod, "load_rgb", lambda p, s: pytest.fail("decoded despite no room"))
+    with pytest.raises(DataError, match=r"needs 0.00 GB, only 0.00 GB free .*use a smaller SIZE"):
+        build_cache(sorted(odd_folder.iterdir()), 64, tmp_path / "c", progress=False)

@@ -1,6 +1,8 @@
 """fetch_dataset against a local HTTP server on 127.0.0.1 (never any other address)."""
 
+import errno
 import io
+import json
 import socket
 import tarfile
 import threading
@@ -24,9 +26,10 @@ FILES = {  # a tiny Imagewang: 2 classes, val holds one of them, flat unsup
 COUNTS = {"train": 3, "unsup": 3, "val": 1}
 
 
-def make_tarball(files: dict[str, bytes], top: str = "imagewang-160", extra: list[tarfile.TarInfo] = ()) -> bytes:
+def make_tarball(files: dict[str, bytes], top: str = "imagewang-160", extra: list[tarfile.TarInfo] = (),
+                 level: int = 9) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=level) as tar:
         for rel, data in files.items():
             info = tarfile.TarInfo(f"{top}/{rel}" if top else rel)
             info.size = len(data)
@@ -99,7 +102,7 @@ def test_download_extract_mark_then_skip_when_present(tmp_path, serve, capsys):
     assert load_layout(root).counts() == COUNTS
     assert "download imagewang" in capsys.readouterr().err  # the tqdm byte bar was shown
     # nothing left beside the dataset: no .part file, no staging folder
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["imagewang-160"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["archives.json", "imagewang-160"]
     assert server.requests == ["/imagewang-160.tgz"]
 
     again = fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS)
@@ -205,3 +208,100 @@ def test_folder_placed_by_hand_is_accepted_without_network(tmp_path):
     (root / "val/n02086240/n02086240_9.JPEG").unlink()
     with pytest.raises(DataError, match=r"exists but is incomplete \(val 0 images \(expected 1\)\)"):
         fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS)
+
+
+def flipped(body: bytes, inside: bytes) -> bytes:
+    """The archive with one byte flipped inside `inside` (file data kept as is by compresslevel 0)."""
+    at = body.index(inside)
+    return body[:at] + bytes([body[at] ^ 0x01]) + body[at + 1:]
+
+
+def test_a_same_size_corrupted_archive_is_refused_and_nothing_is_complete(tmp_path, serve):
+    """Level 0 stores the file data as it is: the flipped byte leaves a valid tar listing with the right
+    counts and the right size, and only the gzip CRC-32 at the end of the stream tells."""
+    body = make_tarball({**FILES, "unsup/ILSVRC_1.JPEG": b"jpeg-bytes-0123456789"}, level=0)
+    bad = flipped(body, b"jpeg-bytes-0123456789")
+    assert len(bad) == len(body)
+    server = serve({"/imagewang-160.tgz": bad})
+    data_root = tmp_path / "data"
+    with pytest.raises(DataError, match="is corrupted .gzip stream: CRC check failed") as info:
+        fetch_dataset("imagewang", data_root, url=server.url("/imagewang-160.tgz"), expected_counts=COUNTS,
+                      progress=False, expected_bytes=len(body))
+    assert "\n" not in str(info.value)
+    assert not is_complete(data_root / "imagewang-160") and list(data_root.iterdir()) == []
+
+
+def test_the_first_download_pins_its_sha256_and_a_different_archive_is_refused_later(tmp_path, serve, capsys):
+    good = make_tarball(FILES)
+    server = serve({"/imagewang-160.tgz": good})
+    data_root = tmp_path / "data"
+    root = fetch_dataset("imagewang", data_root, url=server.url("/imagewang-160.tgz"), expected_counts=COUNTS,
+                         progress=False)
+    assert "note: no published SHA-256" in capsys.readouterr().err
+    pin = json.loads((data_root / "archives.json").read_text())[server.url("/imagewang-160.tgz")]
+    assert pin["bytes"] == len(good) and len(pin["sha256"]) == 64
+    assert json.loads((root / MARKER).read_text())["sha256"] == pin["sha256"]
+
+    import shutil
+
+    shutil.rmtree(root)  # fetched again later: a valid archive of another content
+    server.routes["/imagewang-160.tgz"] = make_tarball({**FILES, "unsup/ILSVRC_1.JPEG": b"j8"})
+    with pytest.raises(DataError, match="differs from the pinned"):
+        fetch_dataset("imagewang", data_root, url=server.url("/imagewang-160.tgz"), expected_counts=COUNTS,
+                      progress=False)
+    assert not (data_root / "imagewang-160").exists()
+
+
+def test_fastai_archives_are_pinned_by_published_size_and_head_md5(tmp_path, serve, monkeypatch):
+    from imgwang.data import download
+
+    body = make_tarball(FILES)
+    server = serve({"/imagewang-160.tgz": body})
+    url = server.url("/imagewang-160.tgz")
+    monkeypatch.setitem(download.PUBLISHED, url, (len(body), "0" * 32))
+    with pytest.raises(DataError, match="MD5 of its first MiB"):
+        fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS, progress=False)
+    import hashlib
+
+    monkeypatch.setitem(download.PUBLISHED, url, (len(body), hashlib.md5(body[:1 << 20]).hexdigest()))
+    assert is_complete(fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS, progress=False))
+    assert set(download.PUBLISHED) >= set(download.DATASETS.values())  # every fastai archive is pinned
+
+
+def test_two_fetches_of_one_archive_at_once_download_it_once(tmp_path, serve):
+    server = serve({"/imagewang-160.tgz": make_tarball(FILES)})
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(fetch_dataset("imagewang", tmp_path / "data", url=server.url("/imagewang-160.tgz"),
+                                         expected_counts=COUNTS, progress=False))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(results) == 2 and is_complete(results[0])
+    assert server.requests == ["/imagewang-160.tgz"]  # the second waited for the first, then found it complete
+
+
+def test_no_room_on_disk_is_one_line(tmp_path, serve, monkeypatch):
+    from imgwang.data import download
+
+    server = serve({"/imagewang-160.tgz": make_tarball(FILES)})
+    url = server.url("/imagewang-160.tgz")
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
+    with pytest.raises(DataError, match="not enough disk space"):
+        fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS, progress=False)
+    monkeypatch.undo()
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download, "_extract", full)
+    with pytest.raises(DataError, match="disk full while fetching") as info:
+        fetch_dataset("imagewang", tmp_path / "data", url=url, expected_counts=COUNTS, progress=False)
+    assert "\n" not in str(info.value) and list((tmp_path / "data").iterdir()) == []

@@ -60,7 +60,7 @@ def test_run_json_updates_merge_and_never_hold_the_key(tmp_path, monkeypatch):
     runs.update_stage(run, "pretrain", status="done")
     runs.update_stage(run, "transfer", status="failed", error="boom")
     info = runs.read_run_json(run)
-    assert info["stages"]["pretrain"] == {"status": "done", "config": {"lr": 0.1, "note": "<redacted>"}}
+    assert info["stages"]["pretrain"] == {"status": "done", "config": {"lr": 0.1, "note": "key <redacted>"}}
     assert info["stages"]["transfer"]["status"] == "failed"
     assert "fake-key-123456" not in (run / "run.json").read_text()
     assert not list(run.glob("*.tmp"))  # atomic write leaves no temporary file
@@ -161,3 +161,18 @@ def test_knn_curves_start_at_the_untrained_encoder_when_a_run_glued_it(tmp_path)
     assert [e["epoch"] for e in curves["v2"]] == [1, 2] and "v3" not in curves  # v3 has no kNN monitor
     row = compare.compare_row(tmp_path / "v1")
     assert row["pretrain_knn_init"] == 0.25 and row["pretrain_knn_acc"] == 0.4
+
+
+def test_secrets_are_scrubbed_by_env_name_before_a_cut(monkeypatch):
+    from imgwang.secrets import scrub_text, secret_values
+
+    monkeypatch.setenv("HF_TOKEN", "hf_tokenvalue123")
+    monkeypatch.setenv("MY_DB_PASSWORD_FILE_CONTENT", "s3cretpass")
+    monkeypatch.setenv("AWS_SECRET", "awsvalue999")
+    monkeypatch.setenv("SHORT_KEY", "1")  # too short to be told from a number: left alone
+    assert {"hf_tokenvalue123", "s3cretpass", "awsvalue999"} <= set(secret_values())
+    assert "1" not in secret_values()
+    text = "x" * 495 + "hf_tokenvalue123 and s3cretpass, epoch 1"
+    cut = runs.error_text(text)
+    assert len(cut) == 500 and "hf_tok" not in cut  # a cut through the key would have kept its head
+    assert scrub_text("a awsvalue999 b") == "a <redacted> b"

@@ -97,3 +97,62 @@ def test_a_failing_tracker_warns_once_and_training_goes_on():
     assert len(history) == 2
     assert sum("experiment tracking stopped" in str(w.message) for w in caught) == 1
     assert BrokenExperiment.calls == 1  # disabled after the first failure
+
+
+class RefusingComet:
+    """A Comet server on 127.0.0.1 that is alive but answers 401 to everything else, echoing the key it got
+    (as a careless server might): comet_ml logs such an answer at ERROR level with a traceback."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        requests = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self):
+                requests.append(self.path)
+                if "isAlive" in self.path:
+                    code, body = 200, b'{"version": "3.40.0"}'
+                else:
+                    code, body = 401, f'{{"msg": "Invalid apiKey {FAKE_KEY}", "code": 401}}'.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/clientlib/"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_refused_key_falls_back_to_offline_in_one_line_without_the_key(tmp_path, monkeypatch, capfd):
+    server = RefusingComet()
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("COMET_URL_OVERRIDE", server.url)
+    monkeypatch.setenv("COMET_API_KEY", FAKE_KEY)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker = make_tracker("online", log_dir=tmp_path)
+            tracker.log_metrics({"loss": 1.0}, epoch=1)
+            tracker.end()
+    finally:
+        server.httpd.shutdown()
+    assert any("/logger/add/run" in r for r in server.requests)  # the 401 really came from our server
+    said = [str(w.message) for w in caught if "Comet online" in str(w.message)]
+    assert len(said) == 1 and "refused COMET_API_KEY (HTTP 401)" in said[0] and "falling back to offline" in said[0]
+    assert tracker.mode == "offline" and list(tmp_path.glob("*.zip"))
+    out = capfd.readouterr()
+    everything = out.out + out.err + "".join(str(w.message) for w in caught)
+    assert FAKE_KEY not in everything and "Invalid apiKey" not in everything and "Traceback" not in everything
+    assert [name for name, data in all_bytes(tmp_path) if FAKE_KEY.encode() in data] == []

@@ -3,6 +3,9 @@
 `runs/<version>/` holds the executed notebooks of one experiment, `run.json` (resolved parameters,
 environment, status per stage) and its artefacts. Nothing in a run folder is ever deleted: FORCE=1
 moves the files a stage would write into `replaced-<timestamp>/` first.
+
+Concurrency: a new version is claimed with os.mkdir (locks.claim_version), a stage runs under the version's
+stage lock, and every run.json update is a read-modify-write under the run.json lock (imgwang.locks).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
+from . import locks
 from .errors import ConfigError, ImgwangError
-from .secrets import scrub_secrets
+from .secrets import scrub_secrets, scrub_text
 
 STAGES = {  # stage -> its template notebook (the executed copy keeps the same name)
     "pretrain": "01-pretrain.ipynb",
@@ -46,17 +51,40 @@ def next_version(runs_dir: Path) -> str:
 
 
 def newest_version(runs_dir: Path) -> str:
-    """The most recently started run (by run.json start time, then folder time)."""
-    candidates = [runs_dir / v for v in versions(runs_dir)]
-    if not candidates:
+    """The most recently created run: by run.json's `created` time, then by version number. Not by
+    modification time: a later stage, RESUME or FORCE in an old version does not make it the newest."""
+    names = versions(runs_dir)
+    if not names:
         raise ConfigError(f"no runs in {runs_dir}/ yet: run `make pretrain` first or give VERSION=")
-    return max(candidates, key=lambda p: (p / "run.json").stat().st_mtime if (p / "run.json").exists() else p.stat().st_mtime).name
+    return max(names, key=lambda v: (created_at(runs_dir / v), names.index(v)))
+
+
+def created_at(run_dir: Path) -> float:
+    """run.json's `created` as seconds since the epoch (0 when unknown)."""
+    try:
+        created = read_run_json(run_dir).get("created")
+        return datetime.strptime(created, "%Y-%m-%dT%H:%M:%S%z").timestamp() if created else 0.0
+    except (ImgwangError, ValueError, TypeError):
+        return 0.0
+
+
+def claim_new_version(runs_dir: Path) -> str:
+    """Create and return the next free v<n>; two processes never get the same one."""
+    nums = [int(m.group(1)) for n in versions(runs_dir) if (m := VERSION_RE.match(n))]
+    return locks.claim_version(runs_dir, max(nums, default=0) + 1)
 
 
 def check_version_name(version: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", version or ""):
         raise ConfigError(f"VERSION={version!r} is not a valid folder name (letters, digits, . _ -)")
     return version
+
+
+def check_version_path(runs_dir: Path, version: str) -> None:
+    """The version's folder is a folder (or not there yet), not a file or a link to elsewhere."""
+    path = Path(runs_dir) / version
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ConfigError(f"VERSION={version}: {path} exists and is not a run folder; choose another VERSION")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -88,13 +116,51 @@ def write_run_json(run_dir: Path, info: dict) -> None:
     atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info, redact=True), indent=2, sort_keys=True, default=str) + "\n")
 
 
+def update_run_json(run_dir: Path, change) -> dict:
+    """Read run.json, let `change(info)` edit it in place, write it back, all under the run.json lock so
+    that two processes updating it at once both keep their change."""
+    with locks.run_json_lock(run_dir):
+        info = read_run_json(run_dir)
+        info.setdefault("version", run_dir.name)
+        change(info)
+        write_run_json(run_dir, info)
+    return info
+
+
 def update_stage(run_dir: Path, stage: str, **fields) -> dict:
     """Merge fields into run.json's record of one stage (status, times, parameters)."""
-    info = read_run_json(run_dir)
-    info.setdefault("version", run_dir.name)
-    info.setdefault("stages", {}).setdefault(stage, {}).update(fields)
-    write_run_json(run_dir, info)
-    return info
+    return update_run_json(run_dir, lambda info: info.setdefault("stages", {}).setdefault(stage, {}).update(fields))
+
+
+def error_text(text: str, limit: int = 500) -> str:
+    """An error message for run.json: secrets scrubbed from the whole text first, then cut to `limit`."""
+    return scrub_text(text)[:limit]
+
+
+PROCESS_GONE = "interrupted (process gone)"
+
+
+def reconcile(run_dir: Path) -> list[str]:
+    """Stages that run.json says are `running` while nobody holds the version's lock died without a word
+    (SIGKILL, OOM killer, a closed terminal): mark them `interrupted (process gone)`. Returns their names."""
+    stages = read_run_json(run_dir).get("stages", {}) if (run_dir / "run.json").exists() else {}
+    if not any(s.get("status") == "running" for s in stages.values()) or locks.holder(run_dir) is not None:
+        return []
+    gone = []
+
+    def mark(info):
+        for name, record in info.get("stages", {}).items():
+            if record.get("status") == "running":
+                record.update(status=PROCESS_GONE, ended=None)
+                gone.append(name)
+
+    update_run_json(run_dir, mark)
+    return gone
+
+
+def is_unfinished(status: str | None) -> bool:
+    """A stage RESUME can continue: stopped by a signal, a dead kernel or a dead process, or failed."""
+    return bool(status) and (status.startswith("interrupted") or status == "failed")
 
 
 def environment_info(repo: Path) -> dict:
@@ -129,20 +195,40 @@ def environment_info(repo: Path) -> dict:
     }
 
 
-def move_aside(run_dir: Path, names: list[str]) -> Path | None:
+def move_aside(run_dir: Path, names: list[str], dest: Path | None = None) -> Path | None:
     """FORCE=1: move the given files of a run into replaced-<time>/ (never delete). Returns that folder."""
     present = [run_dir / n for n in names if (run_dir / n).exists()]
     if not present:
         return None
-    dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
-    dest.mkdir()
+    if dest is None:
+        dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    dest.mkdir(exist_ok=True)
     for p in present:
         shutil.move(str(p), dest / p.name)
     return dest
+
+
+STALE = "stale"
+
+
+def mark_stale(run_dir: Path, stages: list[str], because: str) -> list[str]:
+    """Later stages built on what FORCE replaces: their run.json record becomes `stale` (the old record kept
+    under `replaced`), so compare never counts them as done. Returns the stages marked."""
+    marked = []
+
+    def mark(info):
+        for name in stages:
+            record = info.get("stages", {}).get(name)
+            if record and record.get("status") not in (None, STALE):
+                info["stages"][name] = {"status": STALE, "because": because, "replaced": record}
+                marked.append(name)
+
+    update_run_json(run_dir, mark)
+    return marked
 
 
 def encoder_path(runs_dir: Path, version: str) -> Path:

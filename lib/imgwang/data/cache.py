@@ -12,8 +12,10 @@ each file's byte size and mtime):
     <key>.skipped.txt  the human-readable report
 
 A build decodes into `<key>.<pid>.*.tmp` files and renames them into place only when complete (data first,
-json last), so a build killed at any point leaves nothing that later loads as a cache. Any change to the
-file list, a file's size/mtime or the storage size gives a new key, hence a rebuild.
+json last), so a build killed at any point leaves nothing that later loads as a cache; the next build
+removes temporary files whose process is gone. Before decoding, the bytes the cache needs are checked
+against the free disk space. A decode worker that dies (OOM killer, SIGBUS on a full disk) breaks the
+process pool, which ends the build at once with one error line instead of waiting for it forever.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
+import shutil
 import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +97,8 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     if cache is not None:
         return cache
 
+    remove_stale_temp_files(cache_dir)
+    check_disk_space(cache_dir, len(files), size)
     tmp_data = cache_dir / f"{key}.{os.getpid()}.u8.tmp"
     tmp_meta = cache_dir / f"{key}.{os.getpid()}.json.tmp"
     try:
@@ -109,6 +117,42 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     cache = ImageCache(data_path, meta)
     (cache_dir / f"{key}.skipped.txt").write_text(cache.report() + "\n")
     return cache
+
+
+def cache_bytes(n_images: int, size: int) -> int:
+    return n_images * 3 * size * size
+
+
+def check_disk_space(cache_dir: Path, n_images: int, size: int) -> None:
+    """One line before decoding when the cache cannot fit on the disk holding `cache_dir`."""
+    needed, free = cache_bytes(n_images, size), shutil.disk_usage(cache_dir).free
+    if needed > free:
+        raise DataError(f"the image cache for {n_images} images at {size}x{size} px needs {needed / 1e9:.2f} GB, "
+                        f"only {free / 1e9:.2f} GB free in {cache_dir}: use a smaller SIZE or free some space")
+
+
+TEMP_RE = re.compile(r"^[0-9a-f]+\.(\d+)\.(u8|json)\.tmp$")
+
+
+def remove_stale_temp_files(cache_dir: Path) -> list[Path]:
+    """Temporary files of builds whose process is gone (killed mid-build): full-size, and never used again."""
+    removed = []
+    for path in Path(cache_dir).glob("*.tmp"):
+        m = TEMP_RE.match(path.name)
+        if m and not _alive(int(m.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's live process
+        return True
+    return True
 
 
 def planar(pixels: np.ndarray) -> np.ndarray:
@@ -162,10 +206,9 @@ def _decode_all(files, size, tmp_data: Path, progress, workers):
             arr.flush()
             ctx = pool_context()
             args = [(str(tmp_data), n, size, [(i, files[i]) for i in chunk]) for chunk in chunks]
-            with ctx.Pool(workers) as pool:
-                for chunk_reasons, done in pool.imap_unordered(_decode_chunk_in_worker, args):
-                    reasons.update(chunk_reasons)
-                    bar.update(done)
+            for chunk_reasons, done in _run_pool(workers, ctx, args):
+                reasons.update(chunk_reasons)
+                bar.update(done)
     kept_rows = [i for i in range(n) if i not in reasons]
     for dst, src in enumerate(kept_rows):  # dst <= src, so copying in order never overwrites a pending row
         if dst != src:
@@ -175,6 +218,23 @@ def _decode_all(files, size, tmp_data: Path, progress, workers):
     os.truncate(tmp_data, len(kept_rows) * 3 * size * size)
     skipped = [(files[i], reasons[i]) for i in sorted(reasons)]
     return [files[i] for i in kept_rows], skipped
+
+
+def _run_pool(workers, ctx, args):
+    """Yield the workers' results as they finish. A worker that dies breaks the pool: every pending
+    future then raises BrokenProcessPool at once, which ends the build with one line."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        pending = {pool.submit(_decode_chunk_in_worker, a) for a in args}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    except BrokenProcessPool:
+        raise DataError("an image decoding worker died (killed for memory, or a disk error); the cache was not "
+                        "built: run it again, with a smaller SIZE or more free memory if it recurs") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _decode_into(arr, files, rows, size) -> dict[int, str]:

@@ -3,17 +3,22 @@
 Tracking must never end a training run: if comet_ml is missing or fails, we warn once and carry on
 with a no-op tracker. The API key never leaves the environment: parameters whose name or value looks
 like a secret are dropped before logging, and Comet's code/git/env/stdout capture is switched off
-(those are where a key would leak from).
+(those are where a key would leak from). Comet's own console messages pass a filter that holds back any
+that name a secret or a refused key (a server answering 401 can echo the key, and comet logs its answer at
+ERROR level with a traceback): make_tracker reports such a failure in one scrubbed line of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import traceback
 import warnings
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..secrets import scrub_secrets
+from ..secrets import scrub_secrets, scrub_text, secret_values
 
 MODES = ("off", "offline", "online", "auto")
 
@@ -84,6 +89,42 @@ def _where(experiment, mode: str) -> str:
         return ""
 
 
+class QuietComet(logging.Filter):
+    """On comet's console handlers: records that mention a secret, a refused key or a failed start are kept
+    back (their first line, scrubbed, stays in `held` for our own message); the rest pass unchanged."""
+
+    REFUSED = re.compile(r"status code 401|\b401\b|invalid api ?key|api ?key is invalid|failed to create experiment",
+                         re.IGNORECASE)
+
+    def __init__(self):
+        super().__init__("imgwang-quiet-comet")
+        self.held: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record: judge its raw text
+            text = str(record.msg)
+        full = text + ("".join(traceback.format_exception(*record.exc_info)) if record.exc_info else "")
+        if self.REFUSED.search(full) or any(s in full for s in secret_values()):
+            self.held.append(scrub_text(text.strip().splitlines()[0] if text.strip() else record.levelname))
+            return False
+        return True
+
+
+def quiet_comet_logging() -> QuietComet:
+    """Install (once) the filter on every handler of comet's logger; returns it."""
+    logger = logging.getLogger("comet_ml")
+    for handler in logger.handlers:
+        for f in handler.filters:
+            if isinstance(f, QuietComet):
+                return f
+    quiet = QuietComet()
+    for handler in logger.handlers:
+        handler.addFilter(quiet)
+    return quiet
+
+
 def resolve_mode(mode: str) -> str:
     mode = (mode or "off").lower()
     if mode not in MODES:
@@ -111,18 +152,34 @@ def make_tracker(mode: str = "off", project: str = "imgwang", run_name: str | No
     except Exception as e:
         warnings.warn(f"comet_ml is not usable ({type(e).__name__}: {e}); experiment tracking is off")
         return Tracker()
+    quiet = quiet_comet_logging()
     if mode == "online":
+        quiet.held.clear()
         try:
-            return CometTracker(_start(comet_ml, project, run_name, online=True, log_dir=log_dir), "online")
+            experiment = _start(comet_ml, project, run_name, online=True, log_dir=log_dir)
+            if getattr(experiment, "alive", True):
+                return CometTracker(experiment, "online")
+            _end_quietly(experiment)
+            reason = quiet.held[0] if quiet.held else "the server did not accept the experiment"
         except Exception as e:
-            warnings.warn(f"Comet online failed to start ({type(e).__name__}); falling back to offline")
-            if log_dir is None:
-                return Tracker()
+            reason = scrub_text(f"{type(e).__name__}: {e}".splitlines()[0])
+        if quiet.held and any(QuietComet.REFUSED.search(h) for h in quiet.held):
+            reason = "the server refused COMET_API_KEY (HTTP 401): check the key"
+        warnings.warn(f"Comet online failed to start ({reason[:200]}); falling back to offline")
+        if log_dir is None:
+            return Tracker()
     try:
         return CometTracker(_start(comet_ml, project, run_name, online=False, log_dir=log_dir), "offline")
     except Exception as e:
         warnings.warn(f"Comet offline failed to start ({type(e).__name__}: {e}); experiment tracking is off")
         return Tracker()
+
+
+def _end_quietly(experiment) -> None:
+    try:
+        experiment.end()
+    except Exception:  # noqa: BLE001 - a dead experiment has nothing to save
+        pass
 
 
 def _start(comet_ml, project: str, run_name: str | None, *, online: bool, log_dir: Path | None):
