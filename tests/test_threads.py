@@ -84,7 +84,8 @@ def test_a_stage_takes_its_share_and_follows_the_registry(registry, monkeypatch)
     monkeypatch.setattr(threads, "cores", lambda: 2)
     said = []
     stage = threads.start_stage(device="cpu", say=said.append)
-    assert torch.get_num_threads() == threads.budget() == 2 and said == ["threads: 2 CPU threads (2 cores / 1 stage running)"]
+    assert torch.get_num_threads() == threads.budget() == 2
+    assert said == ["threads: 2 CPU threads (2 cores / 1 stage running)"]
     assert not stage.changed()
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
@@ -117,3 +118,21 @@ def test_without_a_stage_the_pools_keep_every_core_and_the_hook_does_nothing(reg
     threads.refresh_share(epoch=1)
     assert torch.get_num_threads() == 1 and threads.budget() == threads.cores()
     assert not registry.exists()
+
+
+def test_bench_share_runs_two_stages_that_split_the_cores(tmp_path):
+    """bin/bench_share.py (make bench): each of the two timed processes finds the other in the registry."""
+    from conftest import REPO
+
+    args = ["--arch", "tinyconv", "--size", "32", "--batch-size", "8", "--seconds", "1", "--repeats", "1",
+            "--registry", str(tmp_path / "registry")]
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "bench_share.py"), *args], capture_output=True,
+                         text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    half = max(1, threads.cores() // 2)
+    assert any(f"({threads.cores()} threads); together" in line and f"({half}, {half} threads)" in line
+               for line in lines), out.stdout  # alone: every core; together: half each, all through the window
+    name, value = lines[-1].split(": ")
+    assert name == "concurrent_share" and float(value) > 0
+    assert not list((tmp_path / "registry").glob("*.json"))  # both left the registry at exit
