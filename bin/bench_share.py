@@ -212,7 +212,9 @@ def worker(args) -> int:
         used.add(torch.get_num_threads())
     rate = images / (t_last - t0)
     print(json.dumps({"img_s": rate, "threads": "/".join(map(str, sorted(used))), "pid": os.getpid()}), flush=True)
-    return 0
+    feed.close()  # stops the loader's prefetch thread
+    threads.unregister()
+    os._exit(0)  # a daemon thread still inside torch at interpreter teardown can abort the process (seen once)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,13 @@ def test_a_stage_takes_its_share_and_follows_the_registry(registry, monkeypatch)
                                          {"epoch": 4, "threads": 2, "stages_running": 1}]
 
 
+def test_a_kernel_waiting_for_its_ranks_steps_out_of_the_registry(registry):
+    threads.start_stage(device="cpu", say=lambda _: None)
+    with threads.step_aside():
+        assert threads.running() == []  # the ranks it launches count, not the kernel that waits for them
+    assert [r["pid"] for r in threads.running()] == [os.getpid()]
+
+
 def test_run_json_records_the_threads_used(registry, tmp_path):
     run_dir = tmp_path / "v1"
     runs.update_stage(run_dir, "pretrain", status="running")

@@ -22,6 +22,7 @@ ignored and removed by whoever reads it next, so a killed stage never holds a sh
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import tempfile
@@ -258,6 +259,20 @@ def start_stage(override=None, device: str = "cpu", run_dir: Path | None = None,
     _stage = StageThreads(override, device, run_dir, stage, folder, say)
     _stage.start()
     return _stage
+
+
+@contextlib.contextmanager
+def step_aside():
+    """Leave the registry while this process only waits for processes that do the work (a kernel waiting
+    for its torchrun ranks, which register themselves), then enter it again."""
+    if _stage is None or _stage.path is None:
+        yield
+        return
+    unregister(_stage.path)
+    try:
+        yield
+    finally:
+        _stage.path = register(_stage.device, _stage.stage, _stage.folder)
 
 
 def refresh_share(epoch: int | None = None, only_if_changed: bool = False) -> None:

@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+from .. import threads
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
         device = world.local_device(resolve_device(cfg["device"]))
         info = world.init_from_env(device)
         lead = info.rank == 0
+        # each rank is a stage process: its share of the cores (rank 0 prints it and records it in run.json)
+        threads.start_stage(cfg.get("threads"), device.type, run_dir if lead else None, stage,
+                            say=print if lead else (lambda _: None))
         if stage == "pretrain":
             from ..stages.pretrain import run_pretrain
 
