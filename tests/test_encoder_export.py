@@ -44,9 +44,11 @@ def test_the_lab_reads_the_portable_files_and_the_older_format(tmp_path, trained
     save_encoder(trained_resnet18, tmp_path / "encoder.pt", safetensors_copy=True)
     torch.save(trained_resnet18.state_dict(), tmp_path / "old.pt")  # the wrapper's names: body.conv1.weight ...
     assert all(k.startswith("body.") for k in torch.load(tmp_path / "old.pt"))
+    torch.manual_seed(1)
+    fresh = create_encoder("resnet18").eval()
+    untrained = {k: v.clone() for k, v in fresh.state_dict().items()}
     for name in ("encoder.pt", "encoder.safetensors", "old.pt"):
-        torch.manual_seed(1)
-        fresh = create_encoder("resnet18").eval()
+        fresh.load_state_dict(untrained)
         assert not torch.allclose(fresh(x), trained_resnet18(x))
         load_encoder(fresh, tmp_path / name)
         assert torch.equal(fresh(x), trained_resnet18(x)), name

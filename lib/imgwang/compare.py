@@ -20,11 +20,12 @@ COLUMNS = [
     "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "group", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
     "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
+    "linear_wd", "linear_cv_acc",
     "knn_acc_pixels", "linear_acc_pixels", "eval_acc", "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
     "verdict", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 ACCURACIES = ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std",
-              "finetune_std", "knn_acc", "linear_acc", "knn_acc_pixels", "linear_acc_pixels", "eval_acc")
+              "finetune_std", "knn_acc", "linear_acc", "linear_cv_acc", "knn_acc_pixels", "linear_acc_pixels", "eval_acc")
 DIFFERENCES = ("vs_baseline", "ci_low", "ci_high")
 # A group row shows the mean over its members of these (the test itself uses the fine-tuning runs).
 GROUP_MEANS = ("pretext_val_metric", "pretrain_knn_acc", "pretrain_knn_init", "knn_acc", "linear_acc", "knn_acc_pixels",
@@ -96,6 +97,8 @@ def compare_row(run_dir: Path) -> dict:
         "steps_per_epoch": tra.get("steps_per_epoch"),
         "knn_acc": ev.get("knn_acc"),
         "linear_acc": ev.get("linear_acc"),
+        "linear_wd": ev.get("linear_wd"),  # the probe's L2 strength, chosen by CV on train
+        "linear_cv_acc": ev.get("linear_cv_acc"),
         "knn_acc_pixels": ev.get("knn_acc_pixels"),
         "linear_acc_pixels": ev.get("linear_acc_pixels"),
         "eval_acc": ev.get("eval_acc"),
@@ -205,6 +208,7 @@ def format_table(table: pd.DataFrame) -> str:
     show = table.drop(columns=["verdict"])  # printed as lines below the table
     for col in ACCURACIES:
         show[col] = [fmt_pct(v) for v in show[col]]
+    show["linear_wd"] = ["" if is_missing(v) else f"{float(v):.1e}" for v in show["linear_wd"]]
     for col in DIFFERENCES:
         show[col] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show[col]]
     for col in ("p_value", "p_holm"):

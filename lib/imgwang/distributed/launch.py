@@ -54,6 +54,14 @@ def settings(cfg: dict) -> dict:
     elif out["nnodes"] > 1:
         raise ConfigError(f"NNODES={out['nnodes']} needs MASTER=host:port, the address of node 0 (NODE_RANK=0)")
     out["master"] = master
+    if out["nproc"] > 1 and str(cfg.get("device", "")).startswith(("cuda", "auto")):
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus and out["nproc"] > gpus:
+            raise ConfigError(f"NPROC={out['nproc']} but this machine has {gpus} GPU(s): one process per GPU")
+        if str(cfg.get("device")).startswith("cuda") and not gpus:
+            raise ConfigError(f"DEVICE={cfg['device']} with NPROC={out['nproc']}, but no CUDA device is available")
     world = out["nproc"] * out["nnodes"]
     bs = cfg.get("bs")
     if world > 1 and isinstance(bs, int) and bs % world:

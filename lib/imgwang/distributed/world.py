@@ -52,7 +52,7 @@ def current() -> World:
     if not (dist.is_available() and dist.is_initialized()):
         return World(0, 0, 1, 1, None)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
-    return World(dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size(),
+    return World(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size(),
                  max(1, dist.get_world_size() // max(1, local)), dist.get_backend())
 
 
@@ -66,7 +66,7 @@ def init_from_env(device: torch.device) -> World:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
     _control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
     return current()
@@ -75,7 +75,7 @@ def init_from_env(device: torch.device) -> World:
 def local_device(device: torch.device) -> torch.device:
     """This rank's device: cuda:<local rank> for CUDA, the given device otherwise."""
     if device.type == "cuda" and dist.is_initialized():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 
 

@@ -20,8 +20,8 @@ from ..data.imagewang import class_label
 from ..device import resolve_device
 from ..errors import ConfigError, ImgwangError
 from ..evaluate.features import extract_features, predict
-from ..evaluate.knn import knn_accuracy
-from ..evaluate.linear_probe import linear_probe
+from ..evaluate.knn import describe_knn, knn_accuracy
+from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import atomic_torch_save, load_encoder
@@ -96,26 +96,32 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         encoder.to(device)
         tf, tl, _ = extract_features(encoder, train, device)
         vf, vl, _ = extract_features(encoder, val, device)
-        frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names))
+        frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name)
     (tf, tl, _), (vf, vl, _) = pixel_features(train), pixel_features(val)
     tf, vf = standardise(tf, vf)
-    frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names))
+    frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels")
     under_test = frozen.get("pretrained", frozen["random"])
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
         "confusion": confusion, "class_names": names,
-        "knn_acc": under_test["knn_acc"], "linear_acc": under_test["linear_acc"], "frozen": frozen,
+        **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
         "probs": probs, "labels": labels, "rows": rows, "wall_s": time.time() - start,
     }
 
 
-def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int) -> dict:
-    """kNN and linear-probe accuracy of frozen features (fitting set -> scoring set)."""
-    return {
-        "knn_acc": knn_accuracy(tf, tl, vf, vl, k=cfg["knn_k"], temperature=cfg["knn_t"], n_classes=n_classes),
-        "linear_acc": linear_probe(tf, tl, vf, vl, n_classes=n_classes, epochs=cfg["probe_epochs"], seed=cfg["seed"])["acc"],
-    }
+def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "") -> dict:
+    """kNN and the linear probe of frozen features (fitting set -> scoring set). The probe's L2 strength is
+    chosen by cross-validation on the fitting set alone: every reference (pretrained, random-init, raw
+    pixels) is scored by this same rule."""
+    k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
+    knn = knn_accuracy(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
+    probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
+                         seed=cfg.get("seed", 0))
+    print(describe_knn(knn, k, t, name))
+    print(describe(probe, f"{name}: linear probe" if name else "linear probe"))
+    return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:

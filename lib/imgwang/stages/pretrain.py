@@ -81,9 +81,12 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
 
 
 def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
-    """Kernel side of a torchrun launch: the ranks train; the result is rebuilt from rank 0's files."""
+    """Kernel side of a torchrun launch: the ranks train; the result is rebuilt from rank 0's files.
+    On a node other than node 0 (NODE_RANK > 0) the result is {}: rank 0 and its files are on node 0."""
     sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
     got = launch.launch("pretrain", cfg, run_dir, Path(cfg.get("runs_dir", run_dir.parent)))
+    if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
+        return {}
     record_world(run_dir, "pretrain", got["world"])
     device = resolve_device(cfg["device"])
     task, model = build_pretext(cfg)

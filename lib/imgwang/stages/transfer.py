@@ -118,12 +118,14 @@ def repeat_classifier_path(run_dir: Path, repeat: int) -> Path:
 
 def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     """Kernel side of a torchrun launch: the ranks fine-tune; the result is rebuilt from rank 0's files."""
-    if cfg["from_version"] != "none":
+    if cfg["from_version"] != "none" and launch.settings(cfg)["node_rank"] == 0:
         encoder_path(runs_dir, cfg["from_version"])  # a missing encoder fails here, not in every rank
     sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
     fit_rows, _, score_rows, _ = sd.labelled(cfg.get("split", "val"))
     batch, _, steps = fitted_batch(cfg, len(fit_rows), len(score_rows), None)  # the ranks print and record it
     got = launch.launch("transfer", cfg, run_dir, runs_dir)
+    if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
+        return {}
     record_world(run_dir, "transfer", got["world"])
     device = resolve_device(cfg["device"])
     model = build_classifier(cfg["arch"], len(sd.classes), None)

@@ -1,7 +1,7 @@
 """The training options a stage passes to `fit` (and the classifier), their defaults and their checks.
 
 Defaults keep every earlier run's behaviour (AdamW, one-cycle, weight decay 0.05, no label smoothing, fastai
-head dropout 0.25); the Imagewang leaderboard recipe sets its own (see LEADERBOARD_FINETUNE). Every value
+head dropout 0.25); the Imagewang leaderboard recipe sets its own (imgwang.recipe). Every value
 lands in the stage's recorded config, so `make compare` can match runs fine-tuned alike.
 """
 
@@ -14,16 +14,6 @@ from .schedule import check_schedule
 FIT_DEFAULTS = {"optimizer": "adamw", "schedule": "onecycle", "flat_frac": 0.75, "weight_decay": 0.05}
 TRANSFER_DEFAULTS = {**FIT_DEFAULTS, "label_smoothing": 0.0, "head_dropout": 0.25}
 PRETRAIN_DEFAULTS = {**FIT_DEFAULTS, "pretrain_on_val": False}
-
-# The 72.94% entry's fine-tuning (KeremTurgutlu/self_supervised, examples/swav_iwang_128-new.ipynb):
-# ranger lr 1e-2 wd 1e-2 with fit_flat_cos (flat 75%), LabelSmoothingCrossEntropy (eps 0.1), fastai head
-# with dropout 0.25 / 0.5, batch 64, RandomResizedCrop(128, 0.35-1) + flip, nothing frozen.
-LEADERBOARD_FINETUNE = {"optimizer": "ranger", "schedule": "flat_cos", "flat_frac": 0.75, "lr": 1e-2,
-                        "weight_decay": 1e-2, "label_smoothing": 0.1, "head_dropout": 0.5, "bs": 64}
-# Its SwAV pretraining: fastai Adam (decoupled weight decay: our adamw) lr 1e-2 wd 1e-2, fit_flat_cos with
-# pct_start 0.5, batch 128, 100 epochs, on train + unsup + val images less a random 10% held out.
-LEADERBOARD_PRETRAIN = {"optimizer": "adamw", "schedule": "flat_cos", "flat_frac": 0.5, "lr": 1e-2,
-                        "weight_decay": 1e-2, "bs": 128, "epochs": 100, "pretrain_on_val": True}
 
 
 def fit_options(cfg: dict, defaults: dict = FIT_DEFAULTS) -> dict:
