@@ -35,9 +35,7 @@ def check(params: dict, task: str | None = None) -> dict:
     """Validated values of the augmentation parameters in `params` (defaults for the missing ones), or one
     ConfigError naming the parameter, before any compute."""
     out = {key: params.get(key, default) for key, default in DEFAULTS.items()}
-    out["crop_scale"] = _crop_scale(out["crop_scale"])
-    out["flip_p"] = _probability("flip_p", out["flip_p"])
-    out["rotations"] = _rotations(out["rotations"])
+    out = {key: CHECKS[key](key, value) for key, value in out.items()}
     if task in CLASHES and out[CLASHES[task][0]] != DEFAULTS[CLASHES[task][0]]:
         name, why = CLASHES[task]
         raise ConfigError(f"{name.upper()}={out[name]} cannot be used with TASK={task}: {why}")
@@ -58,35 +56,40 @@ def _number(name: str, value) -> float:
         raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
 
 
-def _crop_scale(value) -> list[float]:
+def crop_scale(name: str, value) -> list[float]:
+    """Check of a [min, max] crop area range (each check takes the parameter's name, for its message)."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"CROP_SCALE={value!r} must be two numbers [min, max], e.g. -p crop_scale '[0.35, 1]'")
-    lo, hi = (_number("crop_scale", v) for v in value)
+        raise ConfigError(f"{name.upper()}={value!r} must be two numbers [min, max], e.g. -p {name} '[0.35, 1]'")
+    lo, hi = (_number(name, v) for v in value)
     if not (0 < lo <= 1 and 0 < hi <= 1):
-        raise ConfigError(f"CROP_SCALE={list(value)}: area fractions must be in (0, 1]")
+        raise ConfigError(f"{name.upper()}={list(value)}: area fractions must be in (0, 1]")
     if lo > hi:
-        raise ConfigError(f"CROP_SCALE={list(value)}: min must not exceed max")
+        raise ConfigError(f"{name.upper()}={list(value)}: min must not exceed max")
     return [lo, hi]
 
 
-def _probability(name: str, value) -> float:
+def probability(name: str, value) -> float:
     p = _number(name, value)
     if not 0 <= p <= 1:
         raise ConfigError(f"{name.upper()}={value!r} is a probability: it must be in [0, 1]")
     return p
 
 
-def _rotations(value) -> list[int]:
+def rotations(name: str, value) -> list[int]:
+    """Angles as sorted distinct multiples of 90 in [0, 360): -90 and 270 are the same rotation."""
     values = value if isinstance(value, (list, tuple)) else [value]
     if not values:
-        raise ConfigError("ROTATIONS=[] needs at least one angle; [0] means no rotation")
+        raise ConfigError(f"{name.upper()}=[] needs at least one angle; [0] means no rotation")
     angles = []
     for v in values:
-        a = _number("rotations", v)
+        a = _number(name, v)
         if a != int(a) or int(a) % 90:
-            raise ConfigError(f"ROTATIONS={list(values)}: angles must be multiples of 90 degrees, got {v}")
+            raise ConfigError(f"{name.upper()}={list(values)}: angles must be multiples of 90 degrees, got {v}")
         angles.append(int(a) % 360)
     return sorted(set(angles))
+
+
+CHECKS = {"crop_scale": crop_scale, "flip_p": probability, "rotations": rotations}
 
 
 def make_loader_augment(size: int, mode: str, crop_scale=DEFAULTS["crop_scale"], flip_p: float = DEFAULTS["flip_p"],
@@ -94,9 +97,10 @@ def make_loader_augment(size: int, mode: str, crop_scale=DEFAULTS["crop_scale"],
     """The loader's `augment(images, generator)`: crop + flip (imgwang.data.augment), then a rotation when
     asked. 'eval' resizes only, whatever the parameters."""
     crop = make_augment(size, mode, scale=tuple(crop_scale), flip_p=flip_p)
-    if mode == "eval" or list(rotations) == [0]:
+    angles = sorted({int(a) % 360 for a in rotations})
+    if mode == "eval" or angles == [0]:
         return crop  # nothing drawn for rotations: the default path's random stream is unchanged
-    return Rotated(crop, rotations)
+    return Rotated(crop, angles)
 
 
 class Rotated:
