@@ -80,7 +80,21 @@ CASES = [
     (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
-    (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
+    (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_folds", "1"], "PROBE_FOLDS=1 must be a whole number of at least 2"),
+    (["pipeline", "--data", "sample", "-p", "probe_epochs", "100"], "unknown parameter 'probe_epochs'"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0, 1]"],
+     "CROP_SCALE=[0, 1]: area fractions must be in (0, 1]"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0.5, 1.5]"],
+     "must be in (0, 1]"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0.9, 0.5]"],
+     "CROP_SCALE=[0.9, 0.5]: min must not exceed max"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "0.5"],
+     "must be two numbers [min, max]"),
+    (["pipeline", "--data", "sample", "-p", "flip_p", "-0.5"], "FLIP_P=-0.5 is a probability: it must be in [0, 1]"),
+    (["pretrain", "--data", "sample", "-p", "rotations", "[0, 45]"], "multiples of 90 degrees"),
+    (["pretrain", "--data", "sample", "--task", "rotation", "-p", "rotations", "[0, 90]"],
+     "cannot be used with TASK=rotation"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "flip", "0"], "unknown parameter 'flip'"),
 ]
 
 

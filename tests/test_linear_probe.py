@@ -127,9 +127,9 @@ def test_random_labels_score_chance_in_cv_and_on_val():
 
 
 def test_the_fold_count_parameter_is_checked():
-    from imgwang.evaluate.linear_probe import check_folds
+    from imgwang.checks import folds
 
-    assert check_folds("probe_folds", "5") == 5
+    assert folds("probe_folds", "5") == 5
     for bad in (1, 2.5, "x"):
         with pytest.raises(ConfigError, match="PROBE_FOLDS="):
-            check_folds("probe_folds", bad)
+            folds("probe_folds", bad)

@@ -19,14 +19,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..stages.spec import AUGMENT
 from .augment import make_augment
 
-DEFAULTS = {"crop_scale": [0.35, 1.0], "flip_p": 0.5, "rotations": [0]}
-DOCS = {
-    "crop_scale": "[min, max] area fraction of the random crop, in (0, 1]; [1, 1]: whole image",
-    "flip_p": "probability of a horizontal flip, in [0, 1]; 0: never",
-    "rotations": "rotation angles in degrees (multiples of 90) drawn per image, counter-clockwise; [0]: none",
-}
+DEFAULTS = {p.name: p.default for p in AUGMENT}  # declared in the stage spec, with their docs
+CHECKS = {p.name: p.check for p in AUGMENT}
 # Pretext tasks whose labels a loader augmentation would change: the rotation task predicts the rotation.
 CLASHES = {"rotation": ("rotations", "the rotation task's labels are the rotation itself")}
 
@@ -45,51 +42,6 @@ def check(params: dict, task: str | None = None) -> dict:
 def chosen(cfg: dict) -> dict:
     """The augmentation parameters of a (checked) stage config, as StageData.loader takes them."""
     return {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
-
-
-def _number(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
-
-
-def crop_scale(name: str, value) -> list[float]:
-    """Check of a [min, max] crop area range (each check takes the parameter's name, for its message)."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{name.upper()}={value!r} must be two numbers [min, max], e.g. -p {name} '[0.35, 1]'")
-    lo, hi = (_number(name, v) for v in value)
-    if not (0 < lo <= 1 and 0 < hi <= 1):
-        raise ConfigError(f"{name.upper()}={list(value)}: area fractions must be in (0, 1]")
-    if lo > hi:
-        raise ConfigError(f"{name.upper()}={list(value)}: min must not exceed max")
-    return [lo, hi]
-
-
-def probability(name: str, value) -> float:
-    p = _number(name, value)
-    if not 0 <= p <= 1:
-        raise ConfigError(f"{name.upper()}={value!r} is a probability: it must be in [0, 1]")
-    return p
-
-
-def rotations(name: str, value) -> list[int]:
-    """Angles as sorted distinct multiples of 90 in [0, 360): -90 and 270 are the same rotation."""
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if not values:
-        raise ConfigError(f"{name.upper()}=[] needs at least one angle; [0] means no rotation")
-    angles = []
-    for v in values:
-        a = _number(name, v)
-        if a != int(a) or int(a) % 90:
-            raise ConfigError(f"{name.upper()}={list(values)}: angles must be multiples of 90 degrees, got {v}")
-        angles.append(int(a) % 360)
-    return sorted(set(angles))
-
-
-CHECKS = {"crop_scale": crop_scale, "flip_p": probability, "rotations": rotations}
 
 
 def make_loader_augment(size: int, mode: str, crop_scale=DEFAULTS["crop_scale"], flip_p: float = DEFAULTS["flip_p"],

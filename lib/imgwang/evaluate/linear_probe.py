@@ -36,17 +36,6 @@ MAX_FOLDS = 5
 MAX_ITER = 1000  # lbfgs iterations per fit; the weakest strengths may stop short on separable data (harmless here)
 
 
-def check_folds(name: str, value) -> int:
-    """Check of the largest fold count (a parameter check: name for the message)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
-    if number != int(number) or number < 2:
-        raise ConfigError(f"{name.upper()}={value!r} must be a whole number of at least 2 (cross-validation folds)")
-    return int(number)
-
-
 def _check(feats, labels, n_classes: int, split: str):
     feats = torch.as_tensor(feats).float().cpu().numpy().astype(np.float64)
     labels = torch.as_tensor(labels).long().cpu().numpy()
