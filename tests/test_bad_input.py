@@ -124,7 +124,7 @@ CASES = [
     (["pretrain", "--data", "sample", "--size", "100000"], "SIZE=100000: the image cache of"),
     (["pretrain", "--data", "sample", "--size", "64", "--bs", "100000000"], "BS=100000000 at SIZE=64: one batch"),
     (["pretrain", "--data", "sample", "--version", "{file_v7}"], "runs/v7 exists and is not a run folder"),
-    (["pretrain", "--data", "sample", "--device", "{lacking_device}"], "no CUDA device"),
+    (["pretrain", "--data", "sample", "--device", "{lacking_device}"], "CUDA device"),
     (["pretrain", "--data", "sample", "--task", "simclr", "--bs", "1"], "simclr needs a batch of at least 2"),
     (["pretrain", "--data", "sample", "--task", "unmix", "-p", "n_sources", "4", "--bs", "3"], "use a batch of at least 4"),
     (["pretrain", "--data", "sample", "-p", "pct_pos", "many"], "pct_pos='many' must be a number"),

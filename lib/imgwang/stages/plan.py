@@ -14,9 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from .. import config, runs
+from .. import config, input_checks, runs
 from ..device import resolve_device
 from ..errors import ConfigError
+from . import claim
+from . import resume as resuming
 
 PIPELINE = ["pretrain", "transfer", "evaluate", "review"]
 # Files each stage writes: FORCE=1 moves them aside before the stage runs again.
@@ -53,24 +55,37 @@ class StagePlan:
         return self.run_dir / runs.STAGES[self.stage]
 
     def prepare_run_dir(self) -> None:
-        """Create the folder, move old files aside when forced, record the stage as running."""
+        """Create the folder, move old files aside when forced (with what later stages built from them),
+        record the stage as running."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.force:
-            files = [f for f in STAGE_FILES[self.stage] if not (self.stage == "transfer" and f == "checkpoints")]
-            if self.stage == "transfer":
-                files += [f"checkpoints/{p.name}" for p in (self.run_dir / "checkpoints").glob("transfer-*")]
-            moved = runs.move_aside(self.run_dir, files)
+            later = resuming.dependents(self.run_dir, self.stage)
+            moved = runs.move_aside(self.run_dir, [f for s in (self.stage, *later) for f in stage_files(self.run_dir, s)])
             if moved:
                 print(f"FORCE=1: earlier {self.stage} files moved to {moved}")
+            stale = runs.mark_stale(self.run_dir, later, f"{self.stage} ran again (FORCE=1) on {now()}")
+            if stale:
+                print(f"FORCE=1: {', '.join(stale)} of {self.version} were built on the old {self.stage}: "
+                      f"marked stale, their files moved aside too; run them again")
         elif self.resume and self.notebook_out.exists():
             moved = runs.move_aside(self.run_dir, [self.notebook_out.name])
             print(f"RESUME=1: the interrupted notebook was moved to {moved}")
-        info = runs.read_run_json(self.run_dir)
-        if "environment" not in info:
-            info.update(version=self.version, created=now(), environment=self.environment)
-            runs.write_run_json(self.run_dir, info)
+
+        def created(info):
+            if "environment" not in info:
+                info.update(version=self.version, created=now(), environment=self.environment)
+
+        runs.update_run_json(self.run_dir, created)
         runs.update_stage(self.run_dir, self.stage, status="running", started=now(), ended=None, error=None,
                           resumed=self.resume, config=self.parameters)
+
+
+def stage_files(run_dir: Path, stage: str) -> list[str]:
+    """The files a stage writes (its notebook first); transfer's checkpoints are its own transfer-* folders."""
+    files = [f for f in STAGE_FILES[stage] if not (stage == "transfer" and f == "checkpoints")]
+    if stage == "transfer":
+        files += [f"checkpoints/{p.name}" for p in (run_dir / "checkpoints").glob("transfer-*")]
+    return files
 
 
 def now() -> str:
@@ -102,8 +117,15 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     starts_version = stage == "pretrain" or in_pipeline
     version = runs.check_version_name(args.version) if args.version else (
         runs.next_version(runs_dir) if starts_version else runs.newest_version(runs_dir))
+    runs.check_version_path(runs_dir, version)
     run_dir = runs_dir / version
+    new_version = not args.version and starts_version  # claimed after the checks, maybe as a later number
+    if not new_version:
+        claim.check_not_busy(run_dir)
     force, resume = truthy(args.force), truthy(args.resume)
+    if force and resume:
+        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
+    recorded = resuming.recorded_settings(run_dir, stage) if resume else {}
     template = repo / "notebooks" / runs.STAGES[stage]
     accepted = notebook_parameters(template)
 
@@ -119,14 +141,25 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         given["runs"] = args.runs
 
     task_params = {}
-    own_task_params = pretrain_task_params(given.get("task") or eval_default(accepted.get("task", {}).get("default", "''")))
+    task = given.get("task") or recorded.get("task") or eval_default(accepted.get("task", {}).get("default", "''"))
+    own_task_params = pretrain_task_params(task)
+    by_p = {}
     for name, text in args.p:
         if name in accepted and name not in ("version", "runs_dir"):
-            given[name] = parse_value(text)
+            by_p[name] = parse_value(text)
         elif stage == "pretrain" and (not in_pipeline or name in own_task_params):
             task_params[name] = parse_value(text)
         elif not in_pipeline:
             raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(accepted))}")
+    input_checks.check_explicit_zeros(by_p)
+    given.update(input_checks.coerce_types(by_p, {k: eval_default(v["default"]) for k, v in accepted.items()}))
+    if own_task_params:
+        from ..tasks import task_params as task_defaults
+
+        task_params = input_checks.coerce_types(task_params, task_defaults(task), what="task parameter ")
+    if resume:  # the recorded settings, then what was given (which must agree: checked once resolved)
+        given = {**{k: v for k, v in recorded.items() if k != "task_params"}, **given}
+        task_params = {**(recorded.get("task_params") or {}), **task_params}
 
     params = {k: v["default"] for k, v in accepted.items()}
     params = {k: eval_default(v) for k, v in params.items()}
@@ -140,22 +173,29 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         params["task_params"] = {**(params.get("task_params") or {}), **task_params}
     params["seed"] = config.non_negative_int("seed", params.get("seed", 0))
     params = config.resolve(stage, params)
+    input_checks.check_finite(params)
+    if resume:
+        resuming.check_same_settings(stage, version, recorded, params)
 
     check_arch(params["arch"])
+    task = None
     if stage == "pretrain":
         from ..tasks import get_task
 
-        get_task(params["task"], **params["task_params"])
+        task = get_task(params["task"], **params["task_params"])
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
-    check_data(params["data"], stage)
+    root = check_data(params["data"], stage)
+    check_resources(params, root, task)
     for needed, maker in PREREQUISITES.get(stage, []) if not in_pipeline else []:  # a pipeline writes them on the way
         if not (run_dir / needed).exists():
             raise ConfigError(f"{run_dir}/{needed} does not exist: run `make {maker} VERSION={version}` first")
     if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
         if not (in_pipeline and params["from_version"] == version):
-            runs.encoder_path(runs_dir, params["from_version"])
-    check_overwrite(run_dir, stage, force, resume)
+            encoder = runs.encoder_path(runs_dir, params["from_version"])
+            input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
+    if not new_version:
+        check_overwrite(run_dir, stage, force, resume)
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
 
 
@@ -218,26 +258,36 @@ def check_comet(mode: str) -> None:
         raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
 
 
-def check_data(data: str, stage: str) -> None:
-    """The data exists (fetched or generated if need be) and, past pretraining, has classes."""
+def check_resources(params: dict, root: Path, task) -> None:
+    """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size."""
+    from ..data.layout import load_layout
+    from ..stages.data import default_cache_dir
+
+    n_images = sum(load_layout(root).counts().values())
+    input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
+                            default_cache_dir(), params.get("device", "auto"))
+    if task is not None:
+        input_checks.check_task_batch(task, params["bs"], params["size"])
+
+
+def check_data(data: str, stage: str) -> Path:
+    """The data exists (fetched or generated if need be) and, past pretraining, has classes. Returns its root."""
     from ..data.layout import is_plain_folder
-    from ..data.resolve import resolve_data
+    from ..data.resolve import KNOWN, resolve_data
 
     root = resolve_data(data)  # lists and checks the layout once
+    if data not in KNOWN:
+        input_checks.check_utf8_names(root)
     if stage != "pretrain" and is_plain_folder(root):
         raise ConfigError(
             f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {stage}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
             f"DATA=<folder in Imagewang layout>`")
+    return root
 
 
 def check_overwrite(run_dir: Path, stage: str, force: bool, resume: bool) -> None:
     notebook = run_dir / runs.STAGES[stage]
-    status = runs.read_run_json(run_dir).get("stages", {}).get(stage, {}).get("status")
-    if resume and status == "done":
-        raise ConfigError(f"RESUME=1: {stage} of {run_dir.name} already finished; use FORCE=1 to run it again")
-    if force and resume:
-        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
     if notebook.exists() and not (force or resume):
         raise ConfigError(
             f"{notebook} already exists: use a new VERSION, FORCE=1 to run {stage} again (old files are moved "
