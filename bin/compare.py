@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""`make compare`: print one row per run version, write runs/compare.csv, and execute 05-compare
-into runs/05-compare.ipynb (the same table with learning curves of the runs overlaid)."""
+"""`make compare`: print one row per run version (and per group of pretraining replicates), a verdict
+per pretrained entry, write runs/compare.csv, and execute 05-compare into runs/05-compare.ipynb (the
+same table with learning curves of the runs overlaid)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def main(argv=None) -> int:
     print(format_table(table))
     verdicts = baseline_verdicts(table)
     if verdicts:
-        print("\ndid pretraining help? (fine-tuned val_acc against the newest FROM=none run fine-tuned alike)")
+        print("\ndid pretraining help? (fine-tuned accuracy against the newest FROM=none run fine-tuned alike: "
+              "difference, 95% CI, Welch's p; Holm's p when several share one baseline)")
         print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):

@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one call, for a session that is lent a device machine (~6 minutes):
-#   device run: command "bash bin/gpu_session.sh", carry [".whl"], timeout_s 560
+# Every GPU check of the project in one call, for a session that is lent a device machine (~8 minutes):
+#   device run: command "bash bin/gpu_session.sh", carry [".whl"], timeout_s 600
+# or a part of it: "bash bin/gpu_session.sh recipe" (~2 minutes), "bench", "check" (several names: those parts).
 # The device machine has torch, torchvision and timm but no registry access: bring the other wheels
 # in the ignored .whl/ folder first (here, where pip can reach the registry):
 #   pip download --no-deps --only-binary :all: --python-version 3.12 -d .whl kornia==0.9.0 kornia_rs==0.2.0 lightly==1.6.0
-# What it prints: the data-path bench at batch 256 and 64 (resnet18 and resnet34d steps, AMP + channels_last),
-# then bin/gpu_check.py (host waits per training step, each task's pretext metric, transfer from v1 vs none).
+# What it prints:
+#   bench   the data-path bench at batch 256 and 64 (resnet18 and resnet34d steps, AMP + channels_last)
+#   check   bin/gpu_check.py (host waits per training step, each task's pretext metric, transfer from v1 vs none)
+#   recipe  bin/recipe_epoch.py: the leaderboard recipe on Imagewang-shaped generated data (26,348 JPEGs at
+#           160 px, resident cache, bf16), 2 pretraining + 2 fine-tuning epochs timed, and the projection of
+#           the whole recipe. Goal: 100 epochs of the 128-px recipe (+ 5 fine-tuning runs) in under 20 minutes
+#           on one H200 (the entry took about 2.4 hours on its GPU).
 set -euo pipefail
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(bench check recipe)
+wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 log="${OUT:-/tmp}/gpu_session.log"
-pip install -q --target /tmp/site .whl/*.whl || pip install -q --no-deps --target /tmp/site .whl/*.whl  # offline: deps may be missing
-export PYTHONPATH="/tmp/site:$PWD/lib" HF_HUB_OFFLINE=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  pip install -q --target /tmp/site .whl/*.whl || pip install -q --no-deps --target /tmp/site .whl/*.whl  # offline: deps may be missing
+fi
+export PYTHONPATH="/tmp/site:$PWD/lib" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-  python bin/bench.py --device cuda --batch-size 256 --no-big-cache
-  python bin/bench.py --device cuda --batch-size 64 --no-big-cache
-  python bin/gpu_check.py
-} 2>&1 | tee "$log"
+  if wants recipe; then python bin/recipe_epoch.py --device "${RECIPE_DEVICE:-cuda}" ${RECIPE_ARGS:-}; fi
+  if wants bench; then
+    python bin/bench.py --device cuda --batch-size 256 --no-big-cache
+    python bin/bench.py --device cuda --batch-size 64 --no-big-cache
+  fi
+  if wants check; then python bin/gpu_check.py; fi
+} 2>&1 | sed -u 's/\r/\n/g' | grep --line-buffered -v -E 'it/s|s/it|^ *$' | tee "$log"  # no progress bars

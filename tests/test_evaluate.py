@@ -17,7 +17,7 @@ from imgwang.data.batch import Batch  # noqa: E402
 from imgwang.errors import ConfigError, DataError, ImgwangError  # noqa: E402
 from imgwang.evaluate import (  # noqa: E402
     Classification, accuracy, confusion_matrix, extract_features, image_grid, knn_accuracy, knn_predict,
-    linear_probe, mean_std, per_class_accuracy, plot_confusion, plot_curves, plot_history, predict,
+    mean_std, per_class_accuracy, plot_confusion, plot_curves, plot_history, predict,
 )
 
 
@@ -150,52 +150,16 @@ def test_knn_chunking_does_not_change_predictions():
     assert torch.equal(knn_predict(train_x, train_y, val_x, k=7, chunk_size=6), whole)
 
 
+def test_knn_states_its_settings_and_keeps_the_convention():
+    from imgwang.evaluate.knn import K, TEMPERATURE, describe_knn
+
+    assert (K, TEMPERATURE) == (20, 0.07)
+    assert describe_knn(0.4512, 20, 0.07, "pretrained") == "pretrained: kNN (k=20, T=0.07, cosine) val 45.12%"
+
+
 def test_knn_rejects_unlabelled_training_rows():
     with pytest.raises(DataError, match="unlabelled"):
         knn_accuracy(torch.randn(3, 2), torch.tensor([0, -1, 1]), torch.randn(2, 2), torch.tensor([0, 1]))
-
-
-# --- linear probe ------------------------------------------------------------------------------------
-
-def test_linear_probe_solves_linearly_separable_features():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2000, 20, generator=g)
-    scores = x @ torch.randn(20, 3, generator=g)  # classes defined by a linear map: separable by construction
-    top2 = scores.topk(2, dim=1).values
-    keep = (top2[:, 0] - top2[:, 1]) > 1.0  # ... with a margin, so a finite sample pins the boundary down
-    x, y = x[keep][:450], scores[keep][:450].argmax(1)
-    result = linear_probe(x[:300], y[:300], x[300:], y[300:], n_classes=3, epochs=40, batch_size=100)
-    assert result["acc"] >= 0.97
-    assert len(result["history"]) == 40 and result["history"][-1]["val_accuracy"] == result["acc"]
-    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
-
-
-def test_linear_probe_on_random_labels_fits_train_but_not_val():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(800, 256, generator=g)  # more dimensions than training rows: any labelling can be fit
-    y = torch.randint(0, 4, (800,), generator=g)
-    result = linear_probe(x[:200], y[:200], x[200:], y[200:], n_classes=4, epochs=40, batch_size=100)
-    assert abs(result["acc"] - 0.25) < 0.08
-    assert result["history"][-1]["train_accuracy"] > 0.9  # it memorised train: the val number is honest
-
-
-def test_linear_probe_is_deterministic_and_scale_invariant():
-    x, y = clustered(30, n_classes=3, dim=6, spread=2.0, seed=2)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[order], y[order]
-    args = dict(n_classes=3, epochs=15, batch_size=32, seed=5)
-    a = linear_probe(x[:60], y[:60], x[60:], y[60:], **args)
-    b = linear_probe(x[:60], y[:60], x[60:], y[60:], **args)
-    assert a["history"] == b["history"]
-    # features are standardised with train statistics: a per-dimension affine change gives the same model
-    scale, shift = torch.linspace(0.01, 1000, 6), torch.linspace(-50, 50, 6)
-    c = linear_probe(x[:60] * scale + shift, y[:60], x[60:] * scale + shift, y[60:], **args)
-    assert torch.equal(c["val_pred"], a["val_pred"])
-
-
-def test_linear_probe_rejects_labels_outside_the_classes():
-    with pytest.raises(DataError, match="0..2"):
-        linear_probe(torch.randn(4, 2), torch.tensor([0, 1, 2, 3]), torch.randn(2, 2), torch.tensor([0, 1]), n_classes=3)
 
 
 # --- metrics -----------------------------------------------------------------------------------------

@@ -117,11 +117,17 @@ def test_transfer_evaluate_review_scraps(pipeline):
     run = pipeline / "v1"
     t = scraps(run / "02-transfer.ipynb")
     assert t["from_version"] == "v1" and len(t["val_accs"]) == 1 and t["val_acc"] == t["val_accs"][0]
-    assert t["val_acc_std"] == 0.0 and len(t["transfer_history"]) == 1
+    assert str(t["val_acc_std"]) == "nan" and len(t["transfer_history"]) == 1  # one run measures no spread
+    assert t["train_bs"] == 32 and t["steps_per_epoch"] == 15  # the sample's 480 labelled images
     e = scraps(run / "03-evaluate.ipynb")
     assert 0 <= e["eval_acc"] <= 1 and 0 <= e["knn_acc"] <= 1 and 0 <= e["linear_acc"] <= 1
+    from imgwang.evaluate.linear_probe import WD_GRID
+
+    assert e["linear_wd"] in WD_GRID and e["linear_wd_random"] in WD_GRID  # chosen by CV on train, glued
+    assert 0 <= e["linear_cv_acc"] <= 1 and 0 <= e["linear_cv_acc_random"] <= 1
     assert e["eval_acc"] == pytest.approx(t["val_acc"])  # the same classifier scored on the same val set
     assert len(e["per_class_acc"]) == 10  # only the classes val holds
+    assert 0 <= e["knn_acc_pixels"] <= 1 and 0 <= e["linear_acc_pixels"] <= 1 and e["eval_accs"] == [e["eval_acc"]]
     r = scraps(run / "04-review.ipynb")
     n_val = len((run / "predictions.csv").read_text().splitlines()) - 1
     assert n_val == 300  # the sample's 10 val classes x 30 images, every one predicted

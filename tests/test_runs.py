@@ -129,8 +129,9 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     text = compare.format_table(compare.compare_table(tmp_path))
     assert "+7.00" in text and "+3.00" in text
     verdicts = compare.baseline_verdicts(compare.compare_table(tmp_path))
-    assert len(verdicts) == 3 and verdicts[0].startswith("v1 (unmix)")
-    assert "val_acc 35.00% (1 run), +7.00 points vs baseline v3 (1 run); one run on a side" in verdicts[0]
+    assert len(verdicts) == 4 and verdicts[0].startswith("v1 (unmix)")
+    assert "35.00% (1 run) vs v3 28.00% (1 run): +7.00 points; no p-value with one run on a side" in verdicts[0]
+    assert "v4 (unmix): no FROM=none baseline fine-tuned alike; the newest, v3, differs in: size 96 vs 64" in verdicts[1]
 
 
 def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_path):
@@ -143,11 +144,17 @@ def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_pa
         runs.update_stage(tmp_path / v, "transfer", status="done")
 
     run("v1", "none", [0.30, 0.32, 0.31])  # baseline: 0.31 ± 0.01
-    run("v2", "v2", [0.35, 0.36, 0.34])  # +4 points, standard error of the difference ~0.8 points
+    run("v2", "v2", [0.35, 0.36, 0.34])  # +4 points; Welch: t = 4.90 on 4 df, p = 0.008
     run("v3", "v3", [0.29, 0.36, 0.33])  # +1.67 points with a wide spread
-    lines = compare.baseline_verdicts(compare.compare_table(tmp_path))
-    assert "+4.00 points vs baseline v1 (± 1.00, 3 runs); beyond two standard errors (1.63 points)" in lines[0]
-    assert "+1.67 points" in lines[1] and "within two standard errors" in lines[1] and "not yet told apart" in lines[1]
+    table = compare.compare_table(tmp_path)
+    lines = compare.baseline_verdicts(table)
+    assert lines[0].startswith("v2: 35.00% ± 1.00 over 3 runs vs v1 31.00% ± 1.00 over 3 runs: +4.00 points, 95% CI +1.73 to +6.27")
+    assert "p = 0.008, Holm over 2 comparisons with v1: p = 0.016: a gain beyond noise" in lines[0]
+    assert "speaks for the encoder of v2 only" in lines[0]
+    assert "+1.67 points" in lines[1] and "not told apart from noise" in lines[1]
+    rows = {r["version"]: r for r in table.to_dict("records")}
+    assert rows["v2"]["p_holm"] == pytest.approx(2 * rows["v2"]["p_value"])  # the smaller of two p-values, doubled
+    assert rows["v3"]["p_holm"] == pytest.approx(max(rows["v3"]["p_value"], rows["v2"]["p_holm"]))
 
 
 def test_knn_curves_start_at_the_untrained_encoder_when_a_run_glued_it(tmp_path):

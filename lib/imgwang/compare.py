@@ -1,4 +1,5 @@
-"""`make compare`: one row per run version from its glued scraps and run.json.
+"""`make compare`: one row per run version from its glued scraps and run.json, one more per group of
+pretraining replicates, and for each pretrained entry its verdict against a baseline (imgwang.verdicts).
 
 A failed or partial run shows what it has and its status; a broken notebook never breaks the table.
 """
@@ -11,13 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from .evaluate.stats import pooled_std, sample_std
 from .runs import STAGES, atomic_write_text, read_run_json, versions
+from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
-    "version", "status", "task", "arch", "data", "size", "pretrain_epochs", "transfer_epochs", "from",
-    "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "runs", "knn_acc",
-    "linear_acc", "eval_acc", "baseline", "vs_baseline", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
+    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "group", "seed",
+    "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
+    "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
+    "linear_wd", "linear_cv_acc",
+    "knn_acc_pixels", "linear_acc_pixels", "eval_acc", "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
+    "verdict", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
+ACCURACIES = ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std",
+              "finetune_std", "knn_acc", "linear_acc", "linear_cv_acc", "knn_acc_pixels", "linear_acc_pixels", "eval_acc")
+DIFFERENCES = ("vs_baseline", "ci_low", "ci_high")
+# A group row shows the mean over its members of these (the test itself uses the fine-tuning runs).
+GROUP_MEANS = ("pretext_val_metric", "pretrain_knn_acc", "pretrain_knn_init", "knn_acc", "linear_acc", "knn_acc_pixels",
+               "linear_acc_pixels", "eval_acc", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s")
 
 
 def read_scraps(notebook: Path) -> dict:
@@ -53,19 +65,24 @@ def run_status(run_dir: Path, scraps: dict[str, dict]) -> str:
 
 
 def compare_row(run_dir: Path) -> dict:
+    """The run's scraps as one row; keys starting with _ are for the verdicts, not the table."""
     scraps = run_scraps(run_dir)
     pre, tra, ev, rev = (scraps[s] for s in STAGES)
     pre_cfg, tra_cfg = pre.get("config", {}), tra.get("config", {})
     any_cfg = pre_cfg or tra_cfg or ev.get("config", {}) or {}
+    accs = [float(a) for a in tra.get("val_accs", []) if not is_missing(a)]
     return {
         "version": run_dir.name,
         "status": run_status(run_dir, scraps),
+        "group": read_run_json(run_dir).get("group"),
         "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
         "arch": any_cfg.get("arch"),
         "data": any_cfg.get("data"),
+        "split": tra_cfg.get("split", "val") if tra_cfg else None,
         "size": tra_cfg.get("size", pre_cfg.get("size")),
         "pretrain_epochs": pre_cfg.get("epochs"),
         "transfer_epochs": tra_cfg.get("epochs"),
+        "seed": pre_cfg.get("seed", tra_cfg.get("seed")),  # the pretraining seed, when there was pretraining
         "from": tra.get("from_version"),
         "pretext_metric": pre.get("pretext_metric_name"),
         "pretext_val_metric": pre.get("pretext_val_metric"),
@@ -73,20 +90,61 @@ def compare_row(run_dir: Path) -> dict:
         "pretrain_knn_acc": pre.get("pretrain_knn_acc"),
         "pretrain_knn_init": pre.get("pretrain_knn_init"),  # the untrained encoder's: the bar to clear
         "val_acc": tra.get("val_acc"),
-        "val_acc_std": tra.get("val_acc_std"),
-        "runs": len(tra.get("val_accs", [])) or None,
+        "val_acc_std": tra.get("val_acc_std") if len(accs) > 1 else None,  # one run measures no spread
+        "finetune_std": tra.get("val_acc_std") if len(accs) > 1 else None,
+        "runs": len(accs) or None,
+        "train_bs": tra.get("train_bs"),
+        "steps_per_epoch": tra.get("steps_per_epoch"),
         "knn_acc": ev.get("knn_acc"),
         "linear_acc": ev.get("linear_acc"),
+        "linear_wd": ev.get("linear_wd"),  # the probe's L2 strength, chosen by CV on train
+        "linear_cv_acc": ev.get("linear_cv_acc"),
+        "knn_acc_pixels": ev.get("knn_acc_pixels"),
+        "linear_acc_pixels": ev.get("linear_acc_pixels"),
         "eval_acc": ev.get("eval_acc"),
         **{f"{s}_wall_s": scraps[s].get(f"{s}_wall_s") for s in STAGES},
+        "_accs": accs,
+        "_finetune": finetune_settings(tra_cfg),
     }
 
 
 def compare_table(runs_dir: Path) -> pd.DataFrame:
     rows = [compare_row(runs_dir / v) for v in versions(runs_dir)]
     add_source_tasks(rows)
-    add_baseline_deltas(rows)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    entries = build_entries(rows)
+    judge(entries)
+    out = list(rows)
+    for entry in entries:
+        if entry.grouped:
+            row = group_row(entry)
+            last = next(i for i, r in enumerate(out) if r is entry.members[-1])
+            out.insert(last + 1, row)
+        else:
+            row = entry.first
+        row.update(entry.stats, vs_baseline=entry.stats.get("diff"))
+    for row in rows:
+        if row.get("group") and not row.get("verdict"):
+            row["verdict"] = f"(in group {row['group']})"
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def group_row(entry) -> dict:
+    """One row for a group of pretraining replicates: the mean over its encoders, both spreads."""
+    members = entry.members
+    first = members[0]
+    row = {k: first.get(k) for k in ("task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "train_bs",
+                                      "steps_per_epoch", "pretext_metric", "pretext_chance")}
+    values = entry.values
+    row.update(
+        version=entry.name, group=entry.name, status=f"group of {len(members)}: {' '.join(r['version'] for r in members)}",
+        seed=" ".join(str(r["seed"]) for r in members), **{"from": "none" if entry.baseline else "(own)"},
+        val_acc=float(sum(values) / len(values)), val_acc_std=sample_std(values), runs=entry.n_runs,
+        encoders=None if entry.baseline else len(members), finetune_std=pooled_std(entry.runs_per_encoder),
+    )
+    for col in GROUP_MEANS:
+        present = [float(r[col]) for r in members if not is_missing(r.get(col))]
+        row[col] = sum(present) / len(present) if present else None
+    return row
 
 
 def add_source_tasks(rows: list[dict]) -> None:
@@ -95,25 +153,6 @@ def add_source_tasks(rows: list[dict]) -> None:
     for row in rows:
         if is_missing(row["task"]) and row["from"] not in (None, "none", row["version"]):
             row["task"] = task_of.get(row["from"])
-
-
-# A baseline (FROM=none) answers "did pretraining help?" only for runs fine-tuned the same way.
-MATCH = ("data", "arch", "size", "transfer_epochs")
-
-
-def add_baseline_deltas(rows: list[dict]) -> None:
-    """Give each pretrained run `baseline` (the newest FROM=none run fine-tuned alike: same data, arch,
-    size, transfer epochs) and `vs_baseline` (its val_acc minus the baseline's, as a fraction)."""
-    baselines = {}
-    for row in rows:  # in version order: a later baseline replaces an earlier one
-        if row["from"] == "none" and not is_missing(row["val_acc"]):
-            baselines[tuple(row[k] for k in MATCH)] = row
-    for row in rows:
-        base = baselines.get(tuple(row[k] for k in MATCH))
-        if row["from"] in (None, "none") or base is None or is_missing(row["val_acc"]):
-            row["baseline"], row["vs_baseline"] = None, None
-        else:
-            row["baseline"], row["vs_baseline"] = base["version"], row["val_acc"] - base["val_acc"]
 
 
 def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") -> dict[str, list[dict]]:
@@ -152,50 +191,29 @@ def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
 
 
 def baseline_verdicts(table: pd.DataFrame) -> list[str]:
-    """One line per pretrained run that has a matching baseline: how far its fine-tuned accuracy moved, and
-    whether that is more than the run-to-run noise says it could be by chance."""
-    rows = table.to_dict("records")
-    by_version = {row["version"]: row for row in rows}
+    """One line per pretrained entry (a version, or a group of pretraining replicates): its difference from
+    the newest baseline fine-tuned alike, with a 95% CI and Welch's p, or why there is none."""
     lines = []
-    for row in rows:
-        if is_missing(row.get("vs_baseline")):
+    for row in table.to_dict("records"):
+        text = row.get("verdict")
+        if is_missing(text) or text == "(a baseline)" or str(text).startswith("(in group"):
             continue
-        base = by_version[row["baseline"]]
-        lines.append(f"{row['version']} ({row['task']}): val_acc {fmt_pct(row['val_acc'])}%{_spread(row)}, "
-                     f"{100 * float(row['vs_baseline']):+.2f} points vs baseline {row['baseline']}{_spread(base, short=True)}"
-                     f"; {_noise_verdict(row, base)}")
+        task = "" if is_missing(row.get("task")) else f" ({row['task']})"
+        lines.append(f"{row['version']}{task}: {text}")
     return lines
-
-
-def _runs(row) -> int:
-    return 0 if is_missing(row.get("runs")) else int(row["runs"])
-
-
-def _spread(row, short: bool = False) -> str:
-    if _runs(row) < 2:
-        return " (1 run)"
-    std = 100 * float(row["val_acc_std"])
-    return f" (± {std:.2f}, {_runs(row)} runs)" if short else f" ± {std:.2f} over {_runs(row)} runs"
-
-
-def _noise_verdict(row, base) -> str:
-    """Compare the difference of means with two standard errors of that difference (each side's sample std
-    over its runs); with a single run on either side there is no spread to judge by."""
-    if _runs(row) < 2 or _runs(base) < 2:
-        return "one run on a side: repeat with RUNS=3 or more to tell a gain from noise"
-    se = math.sqrt(float(row["val_acc_std"]) ** 2 / _runs(row) + float(base["val_acc_std"]) ** 2 / _runs(base))
-    if abs(float(row["vs_baseline"])) > 2 * se:
-        return f"beyond two standard errors ({100 * 2 * se:.2f} points)"
-    return f"within two standard errors ({100 * 2 * se:.2f} points): not yet told apart from noise"
 
 
 def format_table(table: pd.DataFrame) -> str:
     """Compact text for the terminal: percentages for accuracies, blanks for missing values."""
-    show = table.copy()
-    for col in ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std", "knn_acc", "linear_acc", "eval_acc"):
+    show = table.drop(columns=["verdict"])  # printed as lines below the table
+    for col in ACCURACIES:
         show[col] = [fmt_pct(v) for v in show[col]]
-    show["vs_baseline"] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show["vs_baseline"]]
-    for col in ("size", "pretrain_epochs", "transfer_epochs", "runs"):
+    show["linear_wd"] = ["" if is_missing(v) else f"{float(v):.1e}" for v in show["linear_wd"]]
+    for col in DIFFERENCES:
+        show[col] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show[col]]
+    for col in ("p_value", "p_holm"):
+        show[col] = ["" if is_missing(v) else f"{float(v):.3f}" for v in show[col]]
+    for col in ("size", "pretrain_epochs", "transfer_epochs", "runs", "encoders", "train_bs", "steps_per_epoch"):
         show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:
         show[col] = ["" if is_missing(v) else f"{float(v):.0f}" for v in show[col]]

@@ -27,10 +27,16 @@ class CachedLoader:
 
     The order is a pure function of (seed, epoch): `set_epoch(e)` picks the epoch the next pass uses, and
     each pass then moves on to the next epoch, so forgetting set_epoch still gives fresh orders.
+
+    `shard=(rank, world)`: under torchrun each rank takes its contiguous 1/world slice of every batch of
+    the epoch's order (batch_size is the global batch), so the ranks' rows are disjoint, change with the
+    epoch, and together are exactly the batch one process would have drawn. Each rank augments with its
+    own stream (rank 0 draws what one process draws).
     """
 
     def __init__(self, cache, rows, labels=None, batch_size: int = 64, shuffle: bool = True, drop_last: bool = True,
-                 device="cpu", augment=None, seed: int = 0, prefetch: int = 2, resident="auto"):
+                 device="cpu", augment=None, seed: int = 0, prefetch: int = 2, resident="auto",
+                 shard: tuple[int, int] = (0, 1)):
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self.rows.size == 0:
@@ -48,6 +54,11 @@ class CachedLoader:
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.shard = (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1]:
+            raise DataError(f"shard {shard} is not (rank, world size) with 0 <= rank < world size")
+        if self.shard[1] > 1 and self.batch_size % self.shard[1]:
+            raise DataError(f"batch size {self.batch_size} does not split evenly over {self.shard[1]} processes")
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.device = torch.device(device)
         self.augment = augment
@@ -70,14 +81,20 @@ class CachedLoader:
         """Positions into `rows` for each batch of an epoch (what one pass will yield, in order)."""
         n = len(self.rows)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        rank, world = self.shard
         bs = min(self.batch_size, n)
-        return [order[i * bs : (i + 1) * bs] for i in range(len(self))]
+        bs -= bs % world  # a short epoch's single batch still splits evenly
+        batches = [order[i * bs : (i + 1) * bs] for i in range(len(self))]
+        if world == 1:
+            return batches
+        return [b[len(b) * rank // world : len(b) * (rank + 1) // world] for b in batches]
 
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xA06]).generate_state(1)[0]))
+        stream = [self.seed, epoch, 0xA06] + ([self.shard[0]] if self.shard[0] else [])
+        gen.manual_seed(int(np.random.SeedSequence(stream).generate_state(1)[0]))
         if self.resident:
             yield from self._resident_batches(epoch, gen)
             return

@@ -3,6 +3,10 @@
 Features are L2-normalised, so the dot product is the cosine similarity. Each of the k nearest training
 examples votes for its class with weight exp(similarity / temperature): a small temperature lets the
 closest neighbours dominate, a large one tends to a plain majority vote.
+
+k = 20 and T = 0.07 are the convention, not tuned here: the temperature is InstDisc's (Wu et al. 2018),
+and DINO's eval_knn.py (Caron et al. 2021) reports k = 10, 20, 100, 200 with "20 is usually working the
+best". Keeping them fixed keeps kNN numbers comparable across runs and papers; a k tuned on val would not be.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 
+K, TEMPERATURE = 20, 0.07  # the convention (see above)
 
-def knn_predict(train_feats, train_labels, val_feats, k: int = 20, temperature: float = 0.07,
+
+def knn_predict(train_feats, train_labels, val_feats, k: int = K, temperature: float = TEMPERATURE,
                 n_classes: int | None = None, chunk_size: int = 1024) -> torch.Tensor:
     """-> predicted class (N_val,) long, computed on the features' device in chunks of val rows."""
     train_feats, val_feats = torch.as_tensor(train_feats), torch.as_tensor(val_feats)
@@ -44,7 +50,12 @@ def knn_predict(train_feats, train_labels, val_feats, k: int = 20, temperature: 
     return torch.cat(preds)
 
 
-def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int = 20, temperature: float = 0.07,
+def describe_knn(acc: float, k: int = K, temperature: float = TEMPERATURE, name: str = "") -> str:
+    """One line with the settings that produced the number."""
+    return f"{name + ': ' if name else ''}kNN (k={k}, T={temperature:g}, cosine) val {100 * acc:.2f}%"
+
+
+def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int = K, temperature: float = TEMPERATURE,
                  n_classes: int | None = None) -> float:
     """Top-1 accuracy in [0, 1] of the weighted kNN vote on the val features."""
     val_labels = torch.as_tensor(val_labels).long()

@@ -3,6 +3,15 @@
 Writes are atomic (temporary file in the same folder, fsync, os.replace), so a crash never leaves a
 half-written checkpoint under the real name. Encoder loads are strict: a state dict that does not match
 the encoder key for key is an error, never a silent partial load (which would "transfer" random weights).
+
+An encoder is saved as its bare timm model's state dict (`encoder.body`, the names timm uses), in
+`encoder.pt` and, beside it, `encoder.safetensors`: either loads outside this lab with
+
+    timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file="encoder.pt"), num_classes=n)
+
+(timm drops its own classifier from a checkpoint with another class count; feed it images normalised with
+the ImageNet mean and std, which our Encoder applies inside). Files written before this format hold the
+wrapper's names (`body.` + the timm name); load_encoder reads both.
 """
 
 from __future__ import annotations
@@ -19,12 +28,17 @@ from ..errors import ImgwangError
 
 def atomic_torch_save(obj, path) -> Path:
     """torch.save to `path` atomically; the folder is created if needed. Returns the path."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path, write) -> Path:
+    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -35,9 +49,39 @@ def atomic_torch_save(obj, path) -> Path:
     return path
 
 
-def save_encoder(encoder: nn.Module, path) -> Path:
-    """Write the encoder's state dict (learned weights and BN statistics only) atomically."""
-    return atomic_torch_save(encoder.state_dict(), path)
+def portable_state(encoder: nn.Module) -> dict:
+    """The weights under the names the bare model uses (timm's names for a timm encoder)."""
+    return getattr(encoder, "body", encoder).state_dict()
+
+
+def save_encoder(encoder: nn.Module, path, safetensors_copy: bool = False) -> Path:
+    """Write the encoder's weights and BN statistics atomically to `path` (a torch file) and, with
+    `safetensors_copy`, the same tensors beside it under the suffix .safetensors. Returns `path`."""
+    state = portable_state(encoder)
+    atomic_torch_save(state, path)
+    if safetensors_copy:
+        atomic_safetensors_save(state, Path(path).with_suffix(".safetensors"),
+                                {"arch": str(getattr(encoder, "arch", type(encoder).__name__))})
+    return Path(path)
+
+
+def atomic_safetensors_save(state: dict, path, metadata: dict | None = None) -> Path:
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=metadata)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def read_state(path: Path) -> dict:
+    """A state dict from a torch or safetensors file; one clear error for anything else."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a weights file, or pickled code we refuse to run
+        raise ImgwangError(f"cannot read encoder checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
 
 
 def _few(keys, n: int = 5) -> str:
@@ -47,17 +91,19 @@ def _few(keys, n: int = 5) -> str:
 
 
 def load_encoder(encoder: nn.Module, path) -> nn.Module:
-    """Load a state dict saved by `save_encoder` into `encoder`, strictly. Returns the encoder."""
+    """Load a state dict saved by `save_encoder` (or the older wrapper-named format) into `encoder`,
+    strictly. Returns the encoder."""
     path = Path(path)
     if not path.is_file():
         raise ImgwangError(f"no encoder checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, not a torch file, or pickled code we refuse to run
-        raise ImgwangError(f"cannot read encoder checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from e
+    state = read_state(path)
     if not isinstance(state, dict):
         raise ImgwangError(f"{path} does not hold a state dict (found {type(state).__name__})")
-    own = encoder.state_dict()
+    # The portable format names the bare model's weights; files written before it, the wrapper's (body.*).
+    # Compare against whichever naming the file shares more keys with, so a mismatch names the right keys.
+    candidates = [getattr(encoder, "body", encoder), encoder]
+    target = max(candidates, key=lambda m: len(set(m.state_dict()) & set(state)))
+    own = target.state_dict()
     missing, unexpected = set(own) - set(state), set(state) - set(own)
     arch = getattr(encoder, "arch", type(encoder).__name__)
     if missing or unexpected:
@@ -72,5 +118,5 @@ def load_encoder(encoder: nn.Module, path) -> nn.Module:
         k = wrong[0]
         raise ImgwangError(f"{path} does not match encoder {arch!r}: {len(wrong)} tensors differ in shape, "
                            f"e.g. {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
-    encoder.load_state_dict(state, strict=True)
+    target.load_state_dict(state, strict=True)
     return encoder

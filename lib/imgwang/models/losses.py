@@ -26,10 +26,29 @@ def nt_xent_loss(z0: torch.Tensor, z1: torch.Tensor, temperature: float = 0.5) -
 
     Written out rather than lightly's NTXentLoss (the tests check it against lightly's): lightly drops the
     self-similarities with a boolean mask, whose result size a GPU must report to the host every step.
+    Under torchrun the negatives are the views of every rank (imgwang.distributed.gather); each rank's loss
+    is the mean over its own views, which DDP's gradient average turns into the whole batch's gradient.
     """
-    b = z0.shape[0]
-    z = F.normalize(torch.cat([z0, z1]), dim=1)
-    logits = (z @ z.T) / temperature
-    logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.arange(2 * b, device=z.device).roll(b)  # view i's partner is view i + b (mod 2b)
+    anchors, candidates, own, partner = global_views(z0, z1)
+    logits = (anchors @ candidates.T) / temperature
+    logits = logits.masked_fill(own, float("-inf"))
     return F.cross_entropy(logits, partner)
+
+
+def global_views(z0: torch.Tensor, z1: torch.Tensor):
+    """Normalised views for a two-view loss or metric over the global batch.
+
+    -> anchors (2b, d): this rank's views; candidates (2B, d): every rank's z0 rows, then every rank's z1
+    rows (B = b in one process); own (2b, 2B) bool: where each anchor meets itself; partner (2b,): the
+    candidate column of each anchor's other view.
+    """
+    from ..distributed.gather import gather_rows, row_offset
+
+    b = z0.shape[0]
+    n0, n1 = F.normalize(z0, dim=1), F.normalize(z1, dim=1)
+    g0, g1 = gather_rows(n0), gather_rows(n1)
+    big_b = g0.shape[0]
+    first = torch.arange(b, device=z0.device) + row_offset(b)  # this rank's rows among all ranks'
+    columns = torch.cat([first, first + big_b])
+    own = torch.arange(2 * big_b, device=z0.device).unsqueeze(0) == columns.unsqueeze(1)
+    return torch.cat([n0, n1]), torch.cat([g0, g1]), own, torch.cat([first + big_b, first])

@@ -11,9 +11,10 @@ import numpy as np
 from ..config import storage_size
 from ..data.augment import make_augment
 from ..data.cache import ImageCache, build_cache
-from ..data.layout import Layout, load_layout
+from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.resolve import resolve_data
+from ..data.split import SPLITS, dev_mask
 from ..errors import DataError
 
 
@@ -37,13 +38,25 @@ class StageData:
     def classes(self) -> list[str]:
         return self.layout.classes
 
-    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None):
-        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes."""
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1)):
+        """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
+        `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader)."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
-            drop_last=train, device=device, augment=make_augment(self.size, mode), seed=seed,
+            drop_last=train if drop_last is None else drop_last, device=device, augment=make_augment(self.size, mode),
+            seed=seed, shard=shard,
         )
+
+    def labelled(self, split: str = "val"):
+        """(fit rows, fit labels, scoring rows, scoring labels): train/ and val/, or with split 'dev' the
+        four fifths of train/ that fine-tuning may see and the held-out fifth (imgwang.data.split)."""
+        if split == "val":
+            return self.train_rows, self.train_labels, self.val_rows, self.val_labels
+        if split != "dev":
+            raise DataError(f"unknown split {split!r}: use {' or '.join(SPLITS)}")
+        held = dev_mask([self.cache.paths[r] for r in self.train_rows], self.train_labels)
+        return self.train_rows[~held], self.train_labels[~held], self.train_rows[held], self.train_labels[held]
 
 
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
@@ -68,3 +81,20 @@ def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_d
         if len(rows) == 0:
             raise DataError(f"{root}: no readable {name} images (see the cache report)")
     return StageData(root, layout, cache, size, unlabelled, train_rows, train_labels, val_rows, val_labels)
+
+
+def pretext_split(sd: StageData, on_val: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """(rows to pretrain on, rows that measure the pretext task, what the latter are).
+
+    By default pretraining uses unsup + train and the pretext metric is measured on val/. With `on_val`
+    (the 72.94% Imagewang entry pretrained on val images too, without labels) val/ joins the pool, and every
+    10th image of the pool in path order is held out of pretraining to measure the pretext task instead
+    (the entry held out a random 10% of all images). Either way the metric comes from images pretraining
+    never saw.
+    """
+    if not on_val:
+        return sd.unlabelled_rows, sd.val_rows, "val/ (never pretrained on)"
+    pool = np.unique(np.concatenate([sd.unlabelled_rows, sd.val_rows]))  # cache rows follow sorted paths
+    held = pool[::HELD_OUT_EVERY]
+    return (np.setdiff1d(pool, held), held,
+            f"every {HELD_OUT_EVERY}th image of unsup + train + val (held out of pretraining)")

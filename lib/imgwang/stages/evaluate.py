@@ -1,4 +1,11 @@
-"""Stage 3: score the fine-tuned classifier on val, and the frozen encoder by kNN and a linear probe."""
+"""Stage 3: score the fine-tuned classifiers on the scoring set, and the frozen encoder by kNN and a linear probe.
+
+Every repeat of transfer is scored: accuracy and per-class accuracy are the mean over the repeats'
+classifiers (so eval_acc equals transfer's val_acc), the confusion matrix is their sum. The frozen
+encoder is set beside a random-init encoder of the same architecture and beside raw pixels
+(imgwang.evaluate.pixels). The scoring set is val/, or with split "dev" the held-out fifth of train/,
+and then the kNN memory and the probe's training set leave it out too.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +18,46 @@ import torch
 
 from ..data.imagewang import class_label
 from ..device import resolve_device
-from ..errors import ImgwangError
+from ..errors import ConfigError, ImgwangError
 from ..evaluate.features import extract_features, predict
-from ..evaluate.knn import knn_accuracy
-from ..evaluate.linear_probe import linear_probe
+from ..evaluate.knn import describe_knn, knn_accuracy
+from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
+from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import atomic_torch_save, load_encoder
 from ..models.encoders import create_encoder
-from ..runs import atomic_write_text, encoder_path
+from ..runs import atomic_write_text, encoder_path, read_run_json
 from .data import load_stage_data
-from .transfer import build_classifier
+from .transfer import build_classifier, repeat_classifier_path
 
 
-def load_classifier(run_dir: Path, arch: str, n_classes: int):
-    path = run_dir / "classifier.pt"
+def load_classifier(run_dir: Path, arch: str, n_classes: int, path: Path | None = None):
+    path = path or run_dir / "classifier.pt"
     if not path.exists():
         raise ImgwangError(f"{path} does not exist: run `make transfer VERSION={run_dir.name}` first")
     model = build_classifier(arch, n_classes, None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return model
+
+
+def classifier_paths(run_dir: Path) -> list[Path]:
+    """One classifier per transfer repeat; a run made before repeats were kept has classifier.pt only."""
+    paths, r = [], 0
+    while repeat_classifier_path(run_dir, r).exists():
+        paths.append(repeat_classifier_path(run_dir, r))
+        r += 1
+    return paths or [run_dir / "classifier.pt"]
+
+
+def scoring_split(cfg: dict, run_dir: Path) -> str:
+    """The split transfer scored on, unless given; a classifier fine-tuned on all of train/ cannot be
+    scored on dev (those images were in its training set)."""
+    tuned_on = read_run_json(run_dir).get("stages", {}).get("transfer", {}).get("config", {}).get("split", "val")
+    split = cfg.get("split") or tuned_on
+    if split == "dev" and tuned_on != "dev":
+        raise ConfigError(f"SPLIT=dev: {run_dir.name} was fine-tuned on all of train/, the dev images included; "
+                          f"fine-tune with SPLIT=dev first")
+    return split
 
 
 def frozen_encoders(cfg: dict, runs_dir: Path) -> dict:
@@ -46,31 +74,54 @@ def frozen_encoders(cfg: dict, runs_dir: Path) -> dict:
 def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     start = time.time()
     device = resolve_device(cfg["device"])
+    split = scoring_split(cfg, run_dir)
     sd = load_stage_data(cfg["data"], cfg["size"])
     names = [class_label(c) for c in sd.classes]
-    model = load_classifier(run_dir, cfg["arch"], len(names)).to(device)
-    val = sd.loader(sd.val_rows, sd.val_labels, batch_size=cfg["bs"], device=device, mode="eval")
-    probs, labels, rows = predict(model, val, device)
-    pred = probs.argmax(1)
-    save_predictions(run_dir, sd, probs, labels, rows, names)
+    fit_rows, fit_labels, score_rows, score_labels = sd.labelled(split)
+    val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval")
+    accs, per_class, confusion = [], [], 0
+    for path in classifier_paths(run_dir):
+        model = load_classifier(run_dir, cfg["arch"], len(names), path).to(device)
+        probs, labels, rows = predict(model, val, device)
+        pred = probs.argmax(1)
+        accs.append(accuracy(pred, labels))
+        per_class.append(per_class_accuracy(pred, labels, names))
+        confusion = confusion + confusion_matrix(pred, labels, len(names))
+    print(f"{len(accs)} fine-tuned classifier(s) scored on {len(score_rows)} {split} images")
+    save_predictions(run_dir, sd, probs, labels, rows, names)  # the last repeat's, as classifier.pt (review)
 
-    train = sd.loader(sd.train_rows, sd.train_labels, batch_size=cfg["bs"], device=device, mode="eval")
+    train = sd.loader(fit_rows, fit_labels, batch_size=cfg["bs"], device=device, mode="eval")
     frozen = {}
     for name, encoder in frozen_encoders(cfg, runs_dir).items():
         encoder.to(device)
         tf, tl, _ = extract_features(encoder, train, device)
         vf, vl, _ = extract_features(encoder, val, device)
-        frozen[name] = {
-            "knn_acc": knn_accuracy(tf, tl, vf, vl, k=cfg["knn_k"], temperature=cfg["knn_t"], n_classes=len(names)),
-            "linear_acc": linear_probe(tf, tl, vf, vl, n_classes=len(names), epochs=cfg["probe_epochs"], seed=cfg["seed"])["acc"],
-        }
+        frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name)
+    (tf, tl, _), (vf, vl, _) = pixel_features(train), pixel_features(val)
+    tf, vf = standardise(tf, vf)
+    frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels")
     under_test = frozen.get("pretrained", frozen["random"])
     return {
-        "eval_acc": accuracy(pred, labels), "per_class_acc": per_class_accuracy(pred, labels, names),
-        "confusion": confusion_matrix(pred, labels, len(names)), "class_names": names,
-        "knn_acc": under_test["knn_acc"], "linear_acc": under_test["linear_acc"], "frozen": frozen,
+        "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
+        "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
+        "confusion": confusion, "class_names": names,
+        **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
         "probs": probs, "labels": labels, "rows": rows, "wall_s": time.time() - start,
     }
+
+
+def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "") -> dict:
+    """kNN and the linear probe of frozen features (fitting set -> scoring set). The probe's L2 strength is
+    chosen by cross-validation on the fitting set alone: every reference (pretrained, random-init, raw
+    pixels) is scored by this same rule."""
+    k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
+    knn = knn_accuracy(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
+    probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
+                         seed=cfg.get("seed", 0))
+    print(describe_knn(knn, k, t, name))
+    print(describe(probe, f"{name}: linear probe" if name else "linear probe"))
+    return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:

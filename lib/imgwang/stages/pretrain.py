@@ -1,4 +1,8 @@
-"""Stage 1: train a pretext task on unlabelled images; save the encoder for transfer."""
+"""Stage 1: train a pretext task on unlabelled images; save the encoder for transfer.
+
+With NPROC > 1 or NNODES > 1 the kernel launches torchrun (imgwang.distributed) and every rank runs
+this same function; rank 0 writes the files, and the kernel rebuilds the result from them.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
 from ..models.checkpoint import atomic_torch_save, save_encoder
 from ..models.encoders import create_encoder
 from ..tasks import get_task
 from ..train.loop import fit
+from ..train.options import PRETRAIN_DEFAULTS, check_options, fit_options
 from ..train.tracking import make_tracker
-from .data import load_stage_data
+from .data import load_stage_data, pretext_split
 
 
 def build_pretext(cfg: dict):
@@ -24,17 +30,27 @@ def build_pretext(cfg: dict):
 
 
 def run_pretrain(cfg: dict, run_dir: Path) -> dict:
-    """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric."""
+    """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric.
+
+    With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
+    measures the pretext metric (see pretext_split)."""
+    cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
+    if launch.wanted(cfg):
+        return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
-    device = resolve_device(cfg["device"])
-    tracker = make_tracker(cfg["comet"], run_name=f"{run_dir.name}-pretrain", log_dir=run_dir / "comet")
-    sd = load_stage_data(cfg["data"], cfg["size"])
+    device = world.local_device(resolve_device(cfg["device"]))
+    lead = world.is_rank_zero()  # under torchrun: rank 0 monitors, tracks and writes
+    tracker = make_tracker(cfg["comet"] if lead else "off", run_name=f"{run_dir.name}-pretrain", log_dir=run_dir / "comet")
+    sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     torch.manual_seed(cfg["seed"])  # initial weights fixed by the seed, whatever ran before in the kernel
     task, model = build_pretext(cfg)
     bs = cfg["bs"]
-    train = sd.loader(sd.unlabelled_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"])
-    val = sd.loader(sd.val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
-    monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device)
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
+    if lead:
+        print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
+    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"], shard=world.shard())
+    val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
+    monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
     # pretext task helps only if it beats them. Eval mode, no randomness drawn: training is unchanged.
     knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
@@ -44,17 +60,48 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
             model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
             grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-            epoch_metrics=monitor,
+            epoch_metrics=monitor, **fit_options(cfg),
         )
     finally:
         tracker.end()
-    save_encoder(model.encoder, run_dir / "encoder.pt")
-    atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
+    if lead:
+        save_encoder(model.encoder, run_dir / "encoder.pt", safetensors_copy=True)  # both load into timm as they are
+        atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
+        if not world.in_torchrun():
+            record_world(run_dir, "pretrain", world.current().record(bs))
     last = history[-1]
     return {
         "task": task, "model": model, "data": sd, "history": history, "device": device,
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
         "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
+        "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
         "wall_s": time.time() - start,
     }
+
+
+def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
+    """Kernel side of a torchrun launch: the ranks train; the result is rebuilt from rank 0's files.
+    On a node other than node 0 (NODE_RANK > 0) the result is {}: rank 0 and its files are on node 0."""
+    sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
+    got = launch.launch("pretrain", cfg, run_dir, Path(cfg.get("runs_dir", run_dir.parent)))
+    if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
+        return {}
+    record_world(run_dir, "pretrain", got["world"])
+    device = resolve_device(cfg["device"])
+    task, model = build_pretext(cfg)
+    model.load_state_dict(torch.load(run_dir / "pretext_model.pt", map_location="cpu", weights_only=True))
+    if not isinstance(getattr(type(task), "chance", None), property):
+        task.chance = got["chance"]  # set by the batches the ranks saw (simclr, swav: the global batch's)
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
+    return {"task": task, "model": model.to(device), "data": sd, "device": device,
+            "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
+            **{k: got[k] for k in ("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init",
+                                   "wall_s")}}
+
+
+def record_world(run_dir: Path, stage: str, record: dict) -> None:
+    """run.json: the world the stage trained in (world size, nodes, batches, backend, learning-rate rule)."""
+    from ..runs import update_stage
+
+    update_stage(run_dir, stage, world={**record, "lr_rule": "LR as given, for the global batch BS"})

@@ -12,7 +12,7 @@ from ..device import resolve_device
 from ..errors import ImgwangError
 from ..evaluate.metrics import per_class_accuracy
 from ..evaluate.review import least_confident_correct, pretext_mistakes, top_mistakes, worst_classes
-from .data import load_stage_data
+from .data import load_stage_data, pretext_split
 from .pretrain import build_pretext
 
 
@@ -47,7 +47,8 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None) -> dict:
         # the pretext model sees images at the size it was trained at, which need not be the transfer size
         same = (pretrain_cfg["data"], pretrain_cfg["size"]) == (cfg["data"], cfg["size"])
         psd = sd if same else load_stage_data(pretrain_cfg["data"], pretrain_cfg["size"])
-        val = psd.loader(psd.val_rows, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
+        _, held_out, _ = pretext_split(psd, pretrain_cfg.get("pretrain_on_val", False))  # images it never saw
+        val = psd.loader(held_out, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
         result["pretext"] = {"task": task, "data": psd,
                              "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
     result["wall_s"] = time.time() - start

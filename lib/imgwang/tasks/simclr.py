@@ -14,10 +14,10 @@ partner? A model that learned nothing picks one of the 2B - 1 others at random, 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import Augment, make_augment
+from ..distributed.gather import global_rows
 from ..errors import ConfigError
 from .base import Task, register
 
@@ -34,12 +34,12 @@ def make_views(augment: Augment, images: torch.Tensor, generator: torch.Generato
 
 
 def pair_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
-    """Fraction of the 2B views whose most cosine-similar other view is their partner (row i <-> row i)."""
-    b = z0.shape[0]
-    z = F.normalize(torch.cat([z0, z1]).float(), dim=1)
-    sim = z @ z.T
-    sim.fill_diagonal_(float("-inf"))  # a view is not its own partner
-    partner = torch.arange(2 * b, device=z.device).roll(b)  # view i's partner is i + b (mod 2b)
+    """Fraction of the 2B views whose most cosine-similar other view is their partner (row i <-> row i);
+    under torchrun the other views are every rank's (models.losses.global_views)."""
+    from ..models.losses import global_views
+
+    anchors, candidates, own, partner = global_views(z0.float(), z1.float())
+    sim = (anchors @ candidates.T).masked_fill(own, float("-inf"))  # a view is not its own partner
     return (sim.argmax(dim=1) == partner).float().mean()
 
 
@@ -82,7 +82,7 @@ class SimCLR(Task):
         if self._augment is None or self._augment.size != min(h, w):
             self._augment = view_augmentation(min(h, w), self.min_scale, self.jitter)
         views = make_views(self._augment, images, generator, 2)
-        self.chance = 1.0 / (2 * b - 1)
+        self.chance = 1.0 / (2 * global_rows(b) - 1)  # the negatives of every rank count
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 

@@ -25,6 +25,7 @@ from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 from torch import nn
 
+from ..distributed.gather import gathering, global_rows
 from ..errors import ConfigError
 from .base import Task, register
 from .simclr import make_views, pair_accuracy, view_augmentation
@@ -134,7 +135,7 @@ class SwAV(Task):
         views = make_views(full, images, generator, 2)
         if self.n_small_crops:
             views = views + make_views(small, images, generator, self.n_small_crops)
-        self.chance = 1.0 / (2 * b - 1)
+        self.chance = 1.0 / (2 * global_rows(b) - 1)  # the views of every rank count
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 
@@ -144,6 +145,7 @@ class SwAV(Task):
     def loss(self, outputs, targets):
         scores = [s.float() for s in outputs[1]]  # Sinkhorn's exp(score / 0.05) needs float32 under amp
         queued = [s.float() for s in outputs[2]] if len(outputs) > 2 else []
+        self._criterion.sinkhorn_gather_distributed = gathering()  # under torchrun: Sinkhorn's sums over all ranks
         return self._criterion(scores[:2], scores[2:], queued or None).reshape(())  # lightly returns shape (1,)
 
     def metric(self, outputs, targets):

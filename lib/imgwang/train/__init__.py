@@ -5,8 +5,9 @@ from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import TrainingInterrupted
 from .loop import fit
-from .schedule import make_optimizer, make_scheduler, param_groups
+from .optim import OPTIMIZERS, make_optimizer, param_groups
+from .schedule import SCHEDULES, make_scheduler
 from .tracking import Tracker, make_tracker
 
 __all__ = ["fit", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
-           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "atomic_save", "load_checkpoint"]
+           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES", "atomic_save", "load_checkpoint"]

@@ -33,12 +33,13 @@ class InterruptGuard:
         self.received: str | None = None  # name of the first signal caught
         self.epoch_completed = 0  # kept current by the loop, for the immediate second-signal raise
         self._previous: dict[int, object] = {}
+        self.escalate = True  # a second signal raises at once (off under torchrun: see distributed/stop.py)
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
-        if self.received is not None:  # second signal: stop now
+        if self.received is not None and self.escalate:  # second signal: stop now
             raise TrainingInterrupted(self.epoch_completed, f"interrupted by {name}")
-        self.received = name
+        self.received = self.received or name
 
     def check(self, epoch_completed: int) -> None:
         """Raise TrainingInterrupted if a signal arrived since fit started."""

@@ -4,6 +4,11 @@ Read `fit` top to bottom: set-up, optional resume, then per epoch: train, valida
 stop or go on. Everything a resumed run needs to continue exactly (weights, optimizer, schedule,
 grad scaler, history, RNG states) is in last.pt; batches are reproducible because the loader's order
 and the task's generator are functions of (seed, epoch).
+
+Under torchrun (imgwang.distributed) the same loop runs on every rank: BatchNorm over the global batch,
+DDP averaging the gradients, losses seeing the global batch inside each training step, the epoch's sums
+added over ranks; validation, the epoch metrics (kNN) and checkpoints on rank 0, whose row every rank then
+takes, so all ranks keep one history and take the same decisions.
 """
 
 from __future__ import annotations
@@ -21,18 +26,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ..device import resolve_device, use_fastest_kernels
+from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
 from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import InterruptGuard
-from .schedule import make_optimizer, make_scheduler
+from .optim import make_optimizer
+from .schedule import make_scheduler
 from .tracking import Tracker
 
 
 def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, device, weight_decay: float = 0.05,
-        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, head_lr_mult: float = 1.0,
-        freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
+        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, flat_frac: float = 0.75,
+        head_lr_mult: float = 1.0, freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
         early_stop: EarlyStop | None = None, checkpoint_dir: Path | None = None, monitor: tuple[str, str] | None = None,
         resume: bool = False, seed: int = 0, grad_stats: bool = False, tracker: Tracker | None = None,
         progress: bool = True, on_epoch_end=None, epoch_metrics=None) -> list[dict]:
@@ -51,7 +58,11 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     plan = dict(epochs=epochs, steps_per_epoch=steps, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                 schedule=schedule, warmup_frac=warmup_frac, head_lr_mult=head_lr_mult, freeze_epochs=freeze_epochs,
                 grad_clip=grad_clip, seed=seed)
+    if schedule == "flat_cos":  # only then does it shape the run (and older last.pt files lack the key)
+        plan["flat_frac"] = flat_frac
     check_plan(model, plan, checkpoint_dir, resume)
+    model = ddp.prepare_model(model, device)
+    lead = world.is_rank_zero()  # validates, monitors, writes checkpoints and prints
     model.to(device)
     use_fastest_kernels(device)
     cast_dtype = autocast_dtype(amp, device)
@@ -61,56 +72,63 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         model.to(memory_format=memory_format)
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
     opt = make_optimizer(model, optimizer, lr, weight_decay, head_lr_mult)
-    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac)
+    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac, flat_frac)
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
     best = Monitor(*(monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
     check_monitored(objective.metric_name, val_loader is not None, grad_clip, best, early_stop)
     tracker = tracker or Tracker()
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history, stopped = [], False
-    if resume and (ckpt / "last.pt").is_file():
+    progress = progress and lead
+    if resume and world.broadcast_object(ckpt is not None and (ckpt / "last.pt").is_file()):
         history, stopped = restore(ckpt / "last.pt", plan, model, opt, sched, scaler, early_stop, best)
         say(progress, f"resumed from {ckpt / 'last.pt'} after epoch {len(history)} of {epochs}")
     else:
-        if resume:
+        if resume and lead:
             warnings.warn(f"RESUME asked but {ckpt / 'last.pt'} does not exist yet: starting from epoch 1")
-        seed_everything(derive_seed(seed, "fit"))
-    tracker.log_params(plan)
+        seed_everything(derive_seed(seed, "fit", *ddp.rank_seed_parts()))
+    if lead:
+        tracker.log_params(plan)
     runner = EpochRunner(model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, epochs * steps)
 
     first = len(history)
-    with InterruptGuard() as guard, restore_requires_grad(trainable_encoder):
+    with InterruptGuard() as local_guard, restore_requires_grad(trainable_encoder):
+        guard = stop.shared(local_guard)  # under torchrun every rank stops at the same step
+        lead_only = stop.LocalOnly() if world.is_distributed() else guard
         for epoch in range(first, first if stopped else epochs):
             frozen = epoch < freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
+            if runner.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
+                runner.net, runner.net_frozen = ddp.wrap(model, device), frozen
             grads = GradStats(model) if grad_stats else None
             t0 = time.perf_counter()
             set_epoch(train_loader, epoch)
-            gen = seeded_generator(device, derive_seed(seed, "train", epoch))
+            gen = seeded_generator(device, derive_seed(seed, "train", epoch, *ddp.rank_seed_parts()))
             train = runner.run(train_loader, gen, guard, epoch, train=True, frozen=frozen, grads=grads,
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
-            if val_loader is not None:
+            if val_loader is not None and lead:
                 set_epoch(val_loader, 0)
                 gen = seeded_generator(device, derive_seed(seed, "val"))
-                val = runner.run(val_loader, gen, guard, epoch, train=False, desc="  val", progress=progress)
+                val = runner.run(val_loader, gen, lead_only, epoch, train=False, desc="  val", progress=progress)
                 row.update(prefixed("val", val, objective.metric_name))
             row.update(train["lrs"], seconds=time.perf_counter() - t0, images_per_s=train["images"] / train_s)
             if "grad_norm" in train:
                 row["grad_norm"] = train["grad_norm"]
             if grads is not None:
                 row["grad_stats"] = grads.result()
-            if epoch_metrics is not None:
+            if epoch_metrics is not None and lead:
                 row.update(epoch_metrics(model, epoch + 1))
+            row = world.broadcast_object(row)  # rank 0's row (with val and kNN) on every rank
             if not math.isfinite(row["train_loss"]):
                 raise ImgwangError(f"training loss became {row['train_loss']} in epoch {epoch + 1}: lower LR (now {lr}) "
                                    f"or set grad_clip; the last complete epoch is {epoch}")
             history.append(row)
             stopped = bool(early_stop and early_stop.step(row))
             is_best = best.improved(row)
-            if ckpt is not None:
+            if ckpt is not None and lead:
                 save(ckpt, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best)
             log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop)
             if on_epoch_end is not None:
@@ -129,6 +147,7 @@ class EpochRunner:
         self.model, self.objective, self.opt, self.sched, self.scaler = model, objective, opt, sched, scaler
         self.cast_dtype, self.memory_format, self.grad_clip = cast_dtype, memory_format, grad_clip
         self.total_steps = total_steps
+        self.net, self.net_frozen = model, False  # what a training step calls: the model, or DDP around it
 
     def run(self, loader, gen, guard, epoch, *, train, frozen=False, grads=None, desc="", progress=True) -> dict:
         model, objective = self.model, self.objective
@@ -139,14 +158,17 @@ class EpochRunner:
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
         refresh = max(1, len(loader) // 10)
-        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not progress, dynamic_ncols=True) as bar, \
-                contextlib.nullcontext() if train else torch.no_grad():
+        net = self.net if train else model  # evaluation runs on one rank: no DDP, no gathering
+        bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
+        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not bars, dynamic_ncols=True) as bar, \
+                contextlib.nullcontext() if train else torch.no_grad(), \
+                gather.global_batch() if train else contextlib.nullcontext():
             for i, batch in enumerate(bar):
                 guard.check(epoch)
                 inputs, targets, _ = objective.prepare(batch, gen)
                 inputs = to_memory_format(inputs, self.memory_format)
                 with autocast(device, self.cast_dtype):
-                    outputs = model(inputs)
+                    outputs = net(inputs)
                     loss = objective.loss(outputs, targets)
                 if train:
                     self.opt.zero_grad(set_to_none=True)
@@ -167,12 +189,15 @@ class EpochRunner:
                 n = len(batch)
                 sums += torch.stack([loss.detach().float(), metric.detach().float()]) * n
                 n_steps, images = n_steps + 1, images + n
-                if progress and (i + 1) % refresh == 0:
+                if bars and (i + 1) % refresh == 0:
                     s = sums.tolist()
                     bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"})
         if n_steps == 0:
             raise ImgwangError(f"the {'training' if train else 'validation'} loader yielded no batches "
                                "(fewer images than one batch with drop_last?)")
+        if train and world.is_distributed():  # the epoch's numbers over the global batch
+            totals = world.all_reduce_sum(torch.cat([sums, torch.tensor([float(images)], device=device)]))
+            sums, images = totals[:2], int(totals[2].item())
         loss_sum, metric_sum = sums.tolist()
         out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images, "lrs": lrs}
         if train and self.grad_clip is not None:
@@ -306,7 +331,7 @@ def save(ckpt: Path, plan, model, opt, sched, scaler, early_stop, best, history,
 
 
 def restore(path: Path, plan, model, opt, sched, scaler, early_stop, best) -> tuple[list[dict], bool]:
-    state = load_checkpoint(path)
+    state = world.broadcast_object(load_checkpoint(path) if world.is_rank_zero() else None)  # rank 0's file
     if "optimizer" not in state:
         raise ImgwangError(f"{path} holds weights only; resume needs a last.pt written by fit")
     differ = [f"{k}={state['plan'].get(k)!r} (now {v!r})" for k, v in plan.items() if state["plan"].get(k) != v]

@@ -1,0 +1,126 @@
+"""torchrun launches from a kernel-like process: Ctrl-C stops every rank and RESUME continues; two nodes.
+
+The driver below is what a stage notebook's kernel does (run_pretrain with NPROC / NNODES set), run as
+its own process so the test can interrupt it as Jupyter would (SIGINT to the kernel only).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import torch
+
+from conftest import REPO
+
+DRIVER = """
+import json, sys
+from pathlib import Path
+from imgwang import config
+from imgwang.stages.pretrain import run_pretrain
+from imgwang.train.interrupt import TrainingInterrupted
+
+params, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+cfg = config.resolve("pretrain", params)
+run_dir = Path(cfg["runs_dir"]) / cfg["version"]
+run_dir.mkdir(parents=True, exist_ok=True)
+try:
+    r = run_pretrain(cfg, run_dir)
+except TrainingInterrupted as e:
+    out.write_text(json.dumps({"interrupted": e.epoch_completed}))
+    sys.exit(130)
+out.write_text(json.dumps({"history": r.get("history"), "val_metric": r.get("val_metric")}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def params(tmp_path, **more):
+    base = dict(version="v1", runs_dir=str(tmp_path / "runs"), data="sample", arch="tinyconv", size=32, task="rotation",
+                task_params={}, epochs=2, bs=32, lr=2e-3, seed=0, device="cpu", comet="off", resume=False,
+                grad_stats=False, knn_every=0, nproc=2)
+    return {**base, **more}
+
+
+def start(tmp_path, name, p):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lib"), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(script), json.dumps(p), str(tmp_path / f"{name}.json")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def ranks_alive(tmp_path) -> list:
+    """Rank processes of launches from this test (their job file lies under the test's TMPDIR)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "imgwang.distributed.run" in cmd and str(tmp_path) in cmd:
+            found.append(p)
+    return found
+
+
+def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_env, tmp_path):
+    p = params(tmp_path, epochs=2)
+    driver = start(tmp_path, "first", p)
+    lines = []
+    for line in driver.stdout:  # wait for the first complete epoch, then press Ctrl-C in the "kernel"
+        lines.append(line)
+        if line.startswith("epoch 1/2"):
+            driver.send_signal(signal.SIGINT)
+            break
+    rest = driver.communicate(timeout=240)[0]
+    out = "".join(lines) + rest
+    assert driver.returncode == 130, out
+    assert "interrupt: stopping every rank" in out
+    stopped = json.loads((tmp_path / "first.json").read_text())["interrupted"]
+    assert stopped >= 1
+    deadline = time.time() + 30
+    while ranks_alive(tmp_path) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not ranks_alive(tmp_path), "a rank outlived the interrupt"
+    last = torch.load(tmp_path / "runs" / "v1" / "checkpoints" / "pretrain" / "last.pt", weights_only=True)
+    assert last["epoch"] == stopped < 2
+
+    again = start(tmp_path, "second", {**p, "resume": True})
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out
+    assert "resumed from" in out and f"after epoch {stopped} of 2" in out
+    history = json.loads((tmp_path / "second.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    run = json.loads((tmp_path / "runs" / "v1" / "run.json").read_text())
+    assert run["stages"]["pretrain"]["world"]["world_size"] == 2
+
+
+def test_two_nodes_on_loopback_complete_an_epoch(lab_env, tmp_path):
+    master = f"127.0.0.1:{free_port()}"
+    p = params(tmp_path, epochs=1, nproc=1, nnodes=2, master=master)
+    nodes = [start(tmp_path, f"node{k}", {**p, "node_rank": k}) for k in (0, 1)]
+    outs = [n.communicate(timeout=300)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outs
+    node0 = json.loads((tmp_path / "node0.json").read_text())
+    assert [h["epoch"] for h in node0["history"]] == [1]
+    assert json.loads((tmp_path / "node1.json").read_text())["history"] is None  # results live on node 0
+    world = json.loads((tmp_path / "runs" / "v1" / "run.json").read_text())["stages"]["pretrain"]["world"]
+    assert (world["world_size"], world["nodes"], world["backend"], world["global_batch"]) == (2, 2, "gloo", 32)
+    assert "rendezvous at " + master in outs[0]
+
+
+def test_bad_launch_settings_fail_before_compute():
+    from imgwang.distributed.launch import settings
+    from imgwang.errors import ConfigError
+
+    for bad, words in (({"nproc": 0}, "NPROC"), ({"nnodes": 2}, "MASTER"), ({"nproc": 3, "bs": 32}, "split evenly"),
+                       ({"nnodes": 2, "node_rank": 2, "master": "h:1"}, "NODE_RANK"),
+                       ({"nnodes": 2, "master": "nohost"}, "host:port"), ({"nproc": "two"}, "whole number")):
+        with pytest.raises(ConfigError, match=words):
+            settings(bad)

@@ -1,0 +1,65 @@
+"""Pretraining on val images (no labels) is an explicit opt-in: the pretext metric then comes from a held-out
+tenth of all images, and the fine-tuning that loads such an encoder says so in its leaderboard line."""
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+
+from conftest import one_torch_thread
+from imgwang import runs
+from imgwang.config import resolve
+from imgwang.stages import data, pretrain, transfer
+from imgwang.stages.data import pretext_split
+from imgwang.stages.pretrain import run_pretrain
+from imgwang.stages.transfer import leaderboard_line, run_transfer
+
+COMMON = dict(data="sample", arch="tinyconv", size=24, epochs=1, bs=32, device="cpu", comet="off", seed=0)
+
+
+def test_the_split_never_measures_on_images_it_pretrains_on():
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(200)
+    sd = SimpleNamespace(unlabelled_rows=np.sort(rows[:150]), val_rows=np.sort(rows[150:]))
+    train, held, what = pretext_split(sd, on_val=False)
+    assert np.array_equal(train, sd.unlabelled_rows) and np.array_equal(held, sd.val_rows) and "val/" in what
+    train, held, what = pretext_split(sd, on_val=True)
+    assert np.intersect1d(train, held).size == 0 and np.array_equal(np.union1d(train, held), np.arange(200))
+    assert np.array_equal(held, np.arange(0, 200, 10)) and "held out" in what  # every 10th, in path order
+    assert np.isin(sd.val_rows, train).mean() > 0.8  # most val images are now pretrained on
+    assert np.isin(held, sd.val_rows).any() and np.isin(held, sd.unlabelled_rows).any()  # held out from both
+
+
+def small_stage_data(*args, **kw):
+    """The sample's first rows of each kind: the stages' own code over a fifth of the images (a busy CPU)."""
+    sd = data.load_stage_data(*args, **kw)
+    return dataclasses.replace(sd, unlabelled_rows=sd.unlabelled_rows[:240], train_rows=sd.train_rows[:96],
+                               train_labels=sd.train_labels[:96], val_rows=sd.val_rows[:64], val_labels=sd.val_labels[:64])
+
+
+def test_the_stage_records_it_and_transfer_flags_it(lab_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain, "load_stage_data", small_stage_data)
+    monkeypatch.setattr(transfer, "load_stage_data", small_stage_data)
+    lines = {}
+    for on_val in (False, True):
+        name = f"pre-{on_val}"
+        cfg = resolve("pretrain", dict(COMMON, task="rotation", knn_every=0, pretrain_on_val=on_val))
+        (tmp_path / name).mkdir()
+        with one_torch_thread():
+            result = run_pretrain(cfg, tmp_path / name)
+        assert cfg["pretrain_on_val"] is on_val and cfg["optimizer"] == "adamw"  # the glued config says it
+        n_pool = len(np.union1d(result["data"].unlabelled_rows, result["data"].val_rows))
+        if on_val:
+            assert result["pretrain_images"] + result["pretext_val_images"] == n_pool
+            assert result["pretext_val_images"] == -(-n_pool // 10)
+        else:
+            assert result["pretext_val_images"] == len(result["data"].val_rows)
+        assert (tmp_path / name / "encoder.safetensors").exists()
+        runs.update_stage(tmp_path / name, "pretrain", status="done", config=cfg)
+        tcfg = resolve("transfer", dict(COMMON, from_version=name, runs=1))
+        (tmp_path / f"ft-{on_val}").mkdir()
+        with one_torch_thread():
+            out = run_transfer(tcfg, tmp_path / f"ft-{on_val}", tmp_path)
+        assert out["pretrained_on_val"] is on_val
+        lines[on_val] = leaderboard_line(tcfg, out)
+    assert "pretrained on val/" in lines[True].splitlines()[0] and "val/" not in lines[False]
