@@ -285,3 +285,8 @@ def test_stages_built_on_a_replaced_one_become_stale(tmp_path):
     assert stages["pretrain"]["status"] == "done" and stages["transfer"]["status"] == "stale"
     assert stages["transfer"]["replaced"]["config"] == {"arch": "tinyconv"}  # the old record is kept
     assert compare.run_status(run, {}) == "pretrain:done transfer:stale evaluate:stale review:stale"
+
+
+def test_compare_shows_a_stage_whose_process_is_gone_as_interrupted(tmp_path):
+    runs.update_stage(tmp_path / "v1", "pretrain", status="running")  # no lock held: its process is gone
+    assert compare.run_status(tmp_path / "v1", {}) == "pretrain:interrupted (process gone)"

@@ -153,3 +153,23 @@ def test_resume_of_a_stage_with_nothing_to_resume_is_one_line(status, lab_env, t
     assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("already finished" in err[0] if status else "never started in v1" in err[0])
+
+
+def test_a_kernel_killed_for_memory_is_interrupted_with_a_resume_hint(lab_env, tmp_path, monkeypatch, capsys):
+    """The OOM killer takes the notebook's kernel: papermill raises DeadKernelError (simulated here)."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    def killed(*args, **kwargs):
+        raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", killed)
+    runs_dir = tmp_path / "runs"
+    assert stage.main(["pretrain", *TINY, "--runs-dir", str(runs_dir)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pretrain interrupted (kernel died)" in err[0] and "RESUME=1 VERSION=v1" in err[0]
+    assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted (kernel died)"
+    planned = []
+    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or 0)
+    assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0
+    assert planned[0].resume and planned[0].parameters["size"] == 32

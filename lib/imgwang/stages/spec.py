@@ -194,9 +194,10 @@ PIPELINE = list(STAGES)
 
 # Make variables bin/stage.py reads itself (no notebook parameter of that name).
 RUN_VARS = (
-    MakeVar("FORCE", "1: run a stage again in an existing version (old files are moved aside, never deleted)",
-            "force"),
-    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch", "resume"),
+    MakeVar("FORCE", "1: run a stage again in an existing version (old files, and what later stages built from "
+            "them, are moved aside, never deleted)", "force"),
+    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch, with its recorded settings "
+            "(pipeline: from the first stage not done)", "resume"),
     *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
               f"ft_{name}") for name in ("epochs", "lr", "bs")),
     MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
