@@ -17,7 +17,8 @@ THREADS=n (the `threads` parameter) overrides the rule; the value used is printe
 The registry of running stages is machine-wide and independent of any runs/ folder: one small file per
 stage process, named by its pid, in a per-user temporary folder (IMGWANG_STAGE_REGISTRY overrides it).
 A file whose process has ended, or whose pid now belongs to another process (start times differ), is
-ignored and removed by whoever reads it next, so a killed stage never holds a share.
+ignored and removed by whoever reads it next, so a killed stage never holds a share. A stage notebook run by
+hand keeps its kernel's entry until the kernel ends (papermill ends it with the stage).
 """
 
 from __future__ import annotations
