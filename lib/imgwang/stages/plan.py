@@ -142,9 +142,11 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     check_arch(params["arch"])
     task = None
     if "task" in params:
+        from ..data import loader_augment
         from ..tasks import get_task
 
         task = get_task(params["task"], **params["task_params"])
+        loader_augment.check(params, task=params["task"])  # a loader augmentation that would change the labels
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
     root = check_data(params["data"], spec)

@@ -120,6 +120,16 @@ COMET = Param("comet", "auto", str, "off | offline | online | auto: online when 
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
+# The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
+# make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
+AUGMENT = (
+    Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
+          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale),
+    Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
+          check=checks.probability),
+    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
+          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns),
+)
 
 STAGES = {
     "pretrain": Stage(
@@ -135,6 +145,7 @@ STAGES = {
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
+            *AUGMENT,
         ),
         writes=("encoder.pt", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
@@ -151,11 +162,13 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            *AUGMENT,
             SEED, DEVICE, THREADS, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
-                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves"),
+                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves",
+                "train_examples"),
         # the encoder's architecture is fixed by the pretrain run that made it
         inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
                   Inherit("pretrain", ("data",), of="from")),
@@ -168,7 +181,8 @@ STAGES = {
             replace(BS, by_data=(64, 128)),
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
-            Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
+            Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
+                  "train (fewer when a class has fewer train images)", check=checks.folds),
             SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
