@@ -82,6 +82,8 @@ def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
         ["pretrain", "transfer", "evaluate", "review"], "done")
     assert info["environment"]["packages"]["torch"] and "git_commit" in info["environment"]
     assert info["stages"]["pretrain"]["config"]["task_params"] == {"pct_pos": 0.6}
+    for record in info["stages"].values():  # each kernel took its share of the cores (imgwang.threads)
+        assert record["threads"]["source"] == "share" and 1 <= record["threads"]["threads"] <= os.cpu_count()
     assert (run / "encoder.pt").exists() and (run / "classifier.pt").exists() and (run / "predictions.csv").exists()
 
 
@@ -136,6 +138,7 @@ def test_transfer_evaluate_review_scraps(pipeline):
 
 def test_notebooks_show_their_plots(pipeline):
     for name, scrap in (("01-pretrain", "pretrain_curves"), ("01-pretrain", "pretrain_knn"), ("03-evaluate", "confusion"),
+                        ("01-pretrain", "task_examples"), ("02-transfer", "train_examples"),
                         ("04-review", "pretext_mistakes")):
         book = sb.read_notebook(str(pipeline / "v1" / f"{name}.ipynb"))
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
@@ -172,7 +175,8 @@ def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_pa
 
 def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
     run = pipeline / "v1"
-    (run / "classifier.pt").write_bytes(b"truncated by a full disk")
+    for classifier in (run / "classifier.pt", *run.glob("checkpoints/transfer-*/classifier.pt")):  # every repeat's
+        classifier.write_bytes(b"truncated by a full disk")
     out = run_stage(pipeline, "evaluate", "--version", "v1", "--force", "1")
     assert out.returncode == 1
     assert "error: evaluate failed" in out.stderr

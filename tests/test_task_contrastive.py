@@ -195,7 +195,7 @@ def test_swav_overfits_one_batch(params, steps, floor):
     """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found,
     far above chance (1/63)."""
     from conftest import one_torch_thread
-    from imgwang.tasks.sanity import overfit_one_batch
+    from imgwang.train.sanity import overfit_one_batch
 
     with one_torch_thread():
         result = overfit_one_batch(get_task("swav", **params), smooth_images(32, seed=7), steps=steps)

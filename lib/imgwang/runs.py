@@ -25,13 +25,10 @@ from pathlib import Path
 from . import locks
 from .errors import ConfigError, ImgwangError
 from .secrets import scrub_secrets, scrub_text
+from .stages.spec import STAGES as SPEC
 
-STAGES = {  # stage -> its template notebook (the executed copy keeps the same name)
-    "pretrain": "01-pretrain.ipynb",
-    "transfer": "02-transfer.ipynb",
-    "evaluate": "03-evaluate.ipynb",
-    "review": "04-review.ipynb",
-}
+# stage -> its template notebook (the executed copy keeps the same name)
+STAGES = {name: stage.notebook for name, stage in SPEC.items()}
 COMPARE_NOTEBOOK = "05-compare.ipynb"
 VERSION_RE = re.compile(r"^v(\d+)$")
 
@@ -112,6 +109,16 @@ def read_run_json(run_dir: Path) -> dict:
         raise ImgwangError(f"{path} is not valid JSON ({e}); it was not written by imgwang") from e
 
 
+def stage_record(run_dir: Path, stage: str) -> dict:
+    """run.json's record of one stage (status, times, `config`: its resolved parameters); {} when none."""
+    return read_run_json(run_dir).get("stages", {}).get(stage, {}) or {}
+
+
+def recorded_config(run_dir: Path, stage: str) -> dict:
+    """The resolved parameters a stage of this version ran with ({} when it has not run)."""
+    return stage_record(run_dir, stage).get("config") or {}
+
+
 def write_run_json(run_dir: Path, info: dict) -> None:
     atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info, redact=True), indent=2, sort_keys=True, default=str) + "\n")
 
@@ -140,11 +147,14 @@ def error_text(text: str, limit: int = 500) -> str:
 PROCESS_GONE = "interrupted (process gone)"
 
 
-def reconcile(run_dir: Path) -> list[str]:
+def reconcile(run_dir: Path, lock_held: bool = False) -> list[str]:
     """Stages that run.json says are `running` while nobody holds the version's lock died without a word
-    (SIGKILL, OOM killer, a closed terminal): mark them `interrupted (process gone)`. Returns their names."""
+    (SIGKILL, OOM killer, a closed terminal): mark them `interrupted (process gone)`. Returns their names.
+    `lock_held`: the caller holds the lock itself (so whatever says `running` is not running)."""
     stages = read_run_json(run_dir).get("stages", {}) if (run_dir / "run.json").exists() else {}
-    if not any(s.get("status") == "running" for s in stages.values()) or locks.holder(run_dir) is not None:
+    if not any(s.get("status") == "running" for s in stages.values()):
+        return []
+    if not lock_held and locks.holder(run_dir) is not None:
         return []
     gone = []
 

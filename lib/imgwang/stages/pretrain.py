@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
@@ -31,11 +32,12 @@ def build_pretext(cfg: dict):
     return task, task.build_model(create_encoder(cfg["arch"]))
 
 
-def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, shard=(0, 1)):
-    """(train, val) loaders. A task that makes its own views gets the whole stored images (no loader crop),
-    so each view is cropped once, from the whole image."""
+def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, shard=(0, 1), augment=None):
+    """(train, val) loaders. A task that makes its own views gets the whole stored images (no loader crop:
+    the loader's augmentation options do not apply to it), so each view is cropped once, from the whole image."""
     whole = getattr(task, "makes_views", False)
-    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=seed, shard=shard, whole=whole)
+    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=seed, shard=shard,
+                      augment=augment, whole=whole)
     val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=seed, whole=whole)
     return train, val
 
@@ -46,6 +48,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
     measures the pretext metric (see pretext_split)."""
     cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
+    cfg.update(loader_augment.check(cfg, task=cfg.get("task")))  # the loader's crop, flip, rotations
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
@@ -59,7 +62,8 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     if lead:
         print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
-    train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard())
+    train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard(),
+                                 loader_augment.chosen(cfg))
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
     # pretext task helps only if it beats them. Eval mode, no randomness drawn: training is unchanged.
@@ -88,6 +92,20 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
         "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
         "wall_s": time.time() - start,
     }
+
+
+def pretrain_scraps(cfg: dict, result: dict) -> dict:
+    """What 01-pretrain glues for later stages, `make compare` and the tasks table (figures apart)."""
+    task = result["task"]
+    scraps = {
+        "config": cfg, "task": task.name, "pretext_metric_name": task.metric_name,
+        "pretext_val_metric": result["val_metric"], "pretext_chance": task.chance, "pretext_val_loss": result["val_loss"],
+        "pretrain_history": [{k: v for k, v in h.items() if k != "grad_stats"} for h in result["history"]],
+        "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
+    }
+    if result["knn_acc"] is not None:  # no classes, or knn_every 0: nothing to glue
+        scraps.update(pretrain_knn_acc=result["knn_acc"], pretrain_knn_init=result["knn_acc_init"])
+    return scraps
 
 
 def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
