@@ -8,7 +8,7 @@ projector) is an exponential moving average of the online one and gets no gradie
 step target <- tau target + (1 - tau) online, tau on BYOL's cosine schedule from `momentum` 0.996 to 1 over
 the run (lightly's cosine_schedule and update_momentum).
 
-Views, each cropped once from the whole image (views.py), BYOL's Table 6: random resized crop, area
+Views, each cropped once from the whole image (data/views.py), BYOL's Table 6: random resized crop, area
 0.08-1 (`min_scale`), flip, colour jitter 0.4/0.4/0.2/0.1 at p 0.8, grayscale p 0.2, Gaussian blur (sigma
 0.1-2, kernel 10 % of the side; BYOL: 23 px at 224) with p 1.0 on view 1 and 0.1 on view 2, solarization
 p 0.2 on view 2 only.
@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from .base import Task, register
 from .dino import DINO_COLOUR
 from .simclr import check_scale
-from .views import MakesViews
+from ..data.views import MakesViews
 
 
 class BYOLModel(nn.Module):

@@ -12,7 +12,7 @@ student's 0.1): `teacher_temp` 0.07 after a linear warm-up from `warmup_teacher_
 suggests raising the final temperature to 0.07 when training is stable, as for longer runs).
 Loss: models/losses.py `dino_loss`, checked against lightly's DINOLoss.
 
-Views, each cropped once from the whole image (views.py), DINO's DataAugmentationDINO: 2 global views at
+Views, each cropped once from the whole image (data/views.py), DINO's DataAugmentationDINO: 2 global views at
 SIZE, area 0.4-1 (`min_scale`), and `n_local_crops` local views at `local_fraction` x SIZE (96/224 of it,
 as DINO's 96 px at 224), area 0.05-0.4 (`local_max_scale`); all with flip, colour jitter 0.4/0.4/0.2/0.1
 at p 0.8 and grayscale p 0.2; Gaussian blur (sigma 0.1-2) with p 1.0 on global view 1, 0.1 on global view
@@ -45,7 +45,7 @@ from ..errors import ConfigError
 from ..models.losses import dino_loss, update_center
 from .base import Task, register
 from .simclr import check_scale, pair_accuracy
-from .views import MakesViews, same_size_runs, small_side
+from ..data.views import MakesViews, same_size_runs, small_side
 
 DINO_COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)
 

@@ -34,7 +34,7 @@ from ..data.augment import make_augment
 from ..errors import ConfigError
 from ..models.heads import MLPHead, inverse_sigmoid
 from .base import Task, register
-from .views import MakesViews
+from ..data.views import MakesViews
 
 POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
 

@@ -2,7 +2,7 @@
 "A Simple Framework for Contrastive Learning of Visual Representations").
 
 Views: SimCLR's ImageNet recipe (google-research/simclr, data_util.py), each view cropped once from the
-whole stored image (see views.py), per sample and batched on the device:
+whole stored image (see data/views.py), per sample and batched on the device:
   - random resized crop, area 0.08-1 of the image (`min_scale`), aspect 3/4-4/3, resized to SIZE;
   - horizontal flip, p 0.5;
   - colour jitter with p 0.8 (`jitter_p`), strength s = 1 (`jitter`): brightness, contrast, saturation 0.8 s,
@@ -30,7 +30,7 @@ from ..data.augment import make_augment
 from ..distributed.gather import global_rows
 from ..errors import ConfigError
 from .base import Task, register
-from .views import MakesViews
+from ..data.views import MakesViews
 
 
 def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_p: float) -> None:

@@ -2,7 +2,7 @@
 Learning of Visual Features by Contrasting Cluster Assignments"; facebookresearch/swav, main_swav.py).
 
 As published:
-  - multi-crop: 2 large views + `n_small_crops` small ones, each cropped once from the whole image (views.py).
+  - multi-crop: 2 large views + `n_small_crops` small ones, each cropped once from the whole image (data/views.py).
     Imagewang defaults are those of the best leaderboard entry (KeremTurgutlu/self_supervised, 72.94 %):
     2 x SIZE px at area 0.25-1 (`min_scale`, `max_scale`) + 6 x 0.75 SIZE px (`small_fraction`: 96 px at
     SIZE 128) at 0.2-0.35 (`small_min_scale`, `small_max_scale`). SwAV's ImageNet setting is 2 x 224 at
@@ -23,7 +23,7 @@ As published:
 Where we differ: no LARS and no learning-rate schedule of SwAV's own (the stage's optimizer and schedule);
 the prototypes are normalised at the start of each training forward (the same point of the step as
 SwAV's loop); frozen prototypes get a zero gradient rather than none (see models/heads.py Prototypes);
-the views' colour jitter runs in a fixed order and crops are resampled bilinearly (views.py, augment.py).
+the views' colour jitter runs in a fixed order and crops are resampled bilinearly (data/views.py, data/augment.py).
 Under torchrun Sinkhorn's sums run over every rank's batch, as SwAV's distributed_sinkhorn.
 
 Metric "pair_accuracy" (as simclr): for each of the 2B large views, is its most cosine-similar other
@@ -44,7 +44,7 @@ from ..errors import ConfigError
 from ..models.heads import Prototypes
 from .base import Task, register
 from .simclr import check_colour, check_scale, pair_accuracy
-from .views import MakesViews, same_size_runs, small_side
+from ..data.views import MakesViews, same_size_runs, small_side
 
 
 class SwaVModel(nn.Module):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.augment import Augment
+from .augment import Augment
 
 
 class MakesViews:
