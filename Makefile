@@ -63,4 +63,5 @@ bench: $(STAMP) ## data-path and training-step throughput; two runs at once agai
 	$(PY) bin/bench_share.py
 
 test: $(STAMP) ## the test suite (about 4 minutes on 2 CPU cores)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests -q

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from imgwang.config import resolve
 from imgwang.data.split import dev_mask
 from imgwang.evaluate.pixels import pixel_features, standardise
