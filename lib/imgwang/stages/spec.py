@@ -115,6 +115,9 @@ DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cu
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+SPLIT = Param("split", "", str, "scoring set of transfer and evaluate: val (the leaderboard protocol) | dev (a fixed, "
+              "class-stratified fifth of train/ held out from fine-tuning, to tune without touching val/)",
+              check=checks.split_name, make="SPLIT")
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 
@@ -148,6 +151,7 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            replace(SPLIT, default="val"),
             SEED, DEVICE, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
@@ -166,6 +170,8 @@ STAGES = {
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
+            replace(SPLIT, doc="scoring set; empty: the split transfer scored on | val | dev (only after transfer "
+                    "with dev: a classifier fine-tuned on all of train/ has seen the dev images)"),
             SEED, DEVICE,
         ),
         writes=("predictions.pt", "predictions.csv"),
@@ -173,7 +179,7 @@ STAGES = {
                 "per_class_acc", "evaluate_wall_s", "confusion",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
-        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version")), Inherit("pretrain", ("data",))),
+        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"),),
     ),
     "review": Stage(
