@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # The Make variables a stage takes, declared with their docs in lib/imgwang/stages/spec.py (`make help` lists
 # them). Each set one reaches bin/stage.py as NAME=value; a new one is one word here.
-STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS
+STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS SPLIT
 P ?=
 STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
