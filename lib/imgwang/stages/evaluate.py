@@ -52,7 +52,7 @@ def classifier_paths(run_dir: Path) -> list[Path]:
 
 def scoring_split(cfg: dict, run_dir: Path) -> str:
     """The split given, else the one transfer scored on (imgwang.data.split.scoring_split)."""
-    tuned_on = read_run_json(run_dir).get("stages", {}).get("transfer", {}).get("config", {}).get("split")
+    tuned_on = recorded_config(run_dir, "transfer").get("split")
     return split_for_scoring(cfg.get("split"), tuned_on, run_dir.name)
 
 
