@@ -81,6 +81,14 @@ CASES = [
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
     (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
+    (["pretrain", "DATA=sample", "NPROC=0"], "NPROC='0' must be a positive whole number"),
+    (["pretrain", "DATA=sample", "NPROC=3", "BS=32"], "BS=32 is the global batch and must split evenly over 3"),
+    (["pretrain", "DATA=sample", "NNODES=2"], "NNODES=2 needs MASTER=host:port"),
+    (["pretrain", "DATA=sample", "NNODES=2", "MASTER=node0"], "MASTER='node0' must be host:port"),
+    (["transfer", "VERSION=v3", "FROM=none", "DATA=sample", "NNODES=2", "NODE_RANK=2", "MASTER=h:29500"],
+     "NODE_RANK=2 must be below NNODES=2"),
+    (["evaluate", "NNODES=2", "NODE_RANK=1", "MASTER=h:29500"], "evaluate runs on node 0 alone"),
+    (["pretrain", "NNODES=2", "NODE_RANK=1"], "NNODES=2 needs MASTER=host:port"),
 ]
 
 

@@ -114,6 +114,10 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         get_task(params["task"], **params["task_params"])
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
+    if "nproc" in params:  # NPROC, NNODES, NODE_RANK, MASTER together, with BS (a global batch split evenly)
+        from ..distributed.launch import settings
+
+        settings(params)
     check_data(params["data"], spec)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (run_dir / needed).exists():

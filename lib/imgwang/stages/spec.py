@@ -115,6 +115,16 @@ DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cu
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+# Several processes and machines (imgwang.distributed): pretrain and transfer train under torchrun when more than
+# one process takes part; the cross-checks (BS split evenly, MASTER with NNODES > 1) are launch.settings.
+NPROC = Param("nproc", 1, int, "processes on this machine, one per GPU; above 1 the stage trains under torchrun "
+              "(BS stays the global batch)", check=checks.positive_int, make="NPROC")
+NNODES = Param("nnodes", 1, int, "machines taking part, each running the same make command", check=checks.positive_int,
+               make="NNODES")
+NODE_RANK = Param("node_rank", 0, int, "this machine's number, 0 to NNODES-1; node 0 records and writes the run",
+                  check=checks.non_negative_int, make="NODE_RANK")
+MASTER = Param("master", "", str, "host:port of node 0, where the ranks meet (needed with NNODES > 1)", make="MASTER")
+DISTRIBUTED = (NPROC, NNODES, NODE_RANK, MASTER)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 
@@ -128,7 +138,8 @@ STAGES = {
             Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
             Param("task_params", {}, dict,
                   "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
-            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, COMET, RESUME,
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, *DISTRIBUTED, COMET,
+            RESUME,
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
@@ -148,7 +159,7 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
-            SEED, DEVICE, COMET, RESUME,
+            SEED, DEVICE, *DISTRIBUTED, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
@@ -307,7 +318,7 @@ def help_text() -> str:
     for var in make_vars():
         stages = [s.name for s in STAGES.values() if s.param(var.dest) is not None and s.param(var.dest).make]
         where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
-        lines.append(f"  {var.name:<9}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
+        lines.append(f"  {var.name:<10}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
     lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
     try:  # the tasks need torch: listed when the venv exists
         from ..tasks import task_names
