@@ -135,3 +135,34 @@ def test_bad_launch_settings_fail_before_compute():
                        ({"nnodes": 2, "master": "nohost"}, "host:port"), ({"nproc": "two"}, "whole number")):
         with pytest.raises(ConfigError, match=words):
             settings(bad)
+
+
+def test_ctrl_c_on_make_pretrain_with_two_processes_then_resume(lab_env, tmp_path):
+    """Ctrl-C in the terminal of `make pretrain NPROC=2`: bin/stage.py passes it to the kernel and everything
+    below it; run.json says interrupted, both ranks are gone, RESUME=1 completes the epochs."""
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "VERSION=v1", "NPROC=2", "DATA=sample",
+           "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "TASK=rotation", "DEVICE=cpu",
+           "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    make = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
+    deadline = time.time() + 400
+    while not last.exists() and make.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    make.send_signal(signal.SIGINT)  # Ctrl-C in the terminal: the foreground process (the kernel has its own session)
+    out = make.communicate(timeout=300)[0]
+    assert make.returncode == 130, out[-3000:]
+    assert "continue with RESUME=1 VERSION=v1" in out
+    assert json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]["status"] == "interrupted"
+    deadline = time.time() + 30
+    while ranks_alive(tmp_path) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not ranks_alive(tmp_path), "a rank outlived the interrupt"
+    assert torch.load(runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt", weights_only=True)["epoch"] == 1
+
+    again = subprocess.run([*cmd, "RESUME=1"], cwd=REPO, env=env, text=True, capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "after epoch 1 of 2" in again.stdout + again.stderr
+    run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]
+    assert run["status"] == "done" and run["world"]["world_size"] == 2
