@@ -112,6 +112,9 @@ LR = Param("lr", 0.0, float, "peak learning rate of the one-cycle schedule; 0: d
 SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
              make="SEED")
 DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cuda | mps", make="DEVICE")
+THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores // stages running on this machine "
+                "(at most 2 with cuda), looked at again each epoch (imgwang.threads)", check=checks.non_negative_int,
+                make="THREADS")
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
@@ -138,8 +141,8 @@ STAGES = {
             Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
             Param("task_params", {}, dict,
                   "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
-            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, *DISTRIBUTED, COMET,
-            RESUME,
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, THREADS, *DISTRIBUTED,
+            COMET, RESUME,
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
@@ -159,7 +162,7 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
-            SEED, DEVICE, *DISTRIBUTED, COMET, RESUME,
+            SEED, DEVICE, THREADS, *DISTRIBUTED, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
@@ -177,7 +180,7 @@ STAGES = {
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
-            SEED, DEVICE,
+            SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
@@ -192,7 +195,7 @@ STAGES = {
         params=(
             VERSION, RUNS_DIR, DATA, ARCH, SIZE, replace(BS, by_data=(64, 128)),
             Param("n_show", 12, int, "images per grid", check=checks.positive_int),
-            SEED, DEVICE,
+            SEED, DEVICE, THREADS,
         ),
         writes=(),
         scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
@@ -205,9 +208,10 @@ PIPELINE = list(STAGES)
 
 # Make variables bin/stage.py reads itself (no notebook parameter of that name).
 RUN_VARS = (
-    MakeVar("FORCE", "1: run a stage again in an existing version (old files are moved aside, never deleted)",
-            "force"),
-    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch", "resume"),
+    MakeVar("FORCE", "1: run a stage again in an existing version (old files, and what later stages built from "
+            "them, are moved aside, never deleted)", "force"),
+    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch, with its recorded settings "
+            "(pipeline: from the first stage not done)", "resume"),
     *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
               f"ft_{name}") for name in ("epochs", "lr", "bs")),
     MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
