@@ -22,7 +22,6 @@ from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from . import world
 
-
 # torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
 # that rank 0, stopped by the same error at the same step, writes the result first.
 EXIT_DELAY_S = 3
