@@ -12,6 +12,7 @@ training stops after saving its last complete epoch; RESUME=1 continues from the
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import signal
 import sys
@@ -21,7 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
+from imgwang import config  # noqa: E402
 from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
+from imgwang.stages import replicates  # noqa: E402
 from imgwang.stages.plan import PIPELINE, StagePlan, plan_stage  # noqa: E402
 
 
@@ -39,6 +42,9 @@ def parse_args(argv):
     p.add_argument("--comet", default="", help="auto | off | offline | online")
     p.add_argument("--force", default="", help="1: run again in an existing version, moving old files aside")
     p.add_argument("--resume", default="", help="1: continue an interrupted stage from its last complete epoch")
+    for name in ("epochs", "lr", "bs"):
+        p.add_argument(f"--ft-{name}", default="", help=f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)")
+    p.add_argument("--seeds", default="", help="pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...")
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="further parameter")
     return p.parse_args(argv)
@@ -54,23 +60,79 @@ def main(argv=None) -> int:
     if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
         stages = PIPELINE[1:] if args.from_version == "none" else PIPELINE
     try:
-        plans = [plan_stage(stages[0], args, REPO, in_pipeline=args.stage == "pipeline")]
-        for later in stages[1:]:  # the later stages of a pipeline go into the same version
-            args.version = plans[0].version
-            plans.append(plan_stage(later, args, REPO, in_pipeline=True))
-        used = {name for p in plans for name in (*p.parameters, *p.parameters.get("task_params", {}))}
-        unknown = sorted({name for name, _ in args.p} - used)
-        if unknown:  # in a pipeline each stage takes what it knows: a name no stage knows is a typo
-            raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: no stage of {args.stage} takes it")
+        n_seeds = replicates.count(args.seeds, args.stage)
+        if n_seeds == 1:
+            replicate_plans = [("", plan_all(args, stages))]
+        else:
+            replicate_plans = plan_replicates(args, stages, n_seeds)
     except ImgwangError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for plan in plans:
-        rc = execute(plan)
-        if rc:
-            return rc
-    print(f"done: {', '.join(p.stage for p in plans)} in {plans[0].run_dir.relative_to(REPO) if plans[0].run_dir.is_relative_to(REPO) else plans[0].run_dir}")
+    for k, (group, plans) in enumerate(replicate_plans):
+        if group:
+            replicates.mark_group(plans[0].run_dir, group, k, len(replicate_plans))
+        for plan in plans:
+            rc = execute(plan)
+            if rc:
+                return rc
+        print(f"done: {', '.join(p.stage for p in plans)} in {plans[0].run_dir.relative_to(REPO) if plans[0].run_dir.is_relative_to(REPO) else plans[0].run_dir}")
     return 0
+
+
+def plan_all(args, stages: list[str]) -> list[StagePlan]:
+    """Every stage checked before any runs; the later stages of a pipeline go into the same version."""
+    plans = [plan_stage(stages[0], stage_args(args, stages[0], stages), REPO, in_pipeline=args.stage == "pipeline")]
+    for later in stages[1:]:
+        args.version = plans[0].version
+        plans.append(plan_stage(later, stage_args(args, later, stages), REPO, in_pipeline=True))
+    check_used(args, plans)
+    return plans
+
+
+def stage_args(args, stage: str, stages: list[str]):
+    """EPOCHS, LR, BS set the stage being run; in a pipeline they set pretraining, and FT_EPOCHS, FT_LR,
+    FT_BS set fine-tuning (also on their own: `make transfer FT_EPOCHS=20`)."""
+    one = copy.copy(args)
+    pipeline = args.stage == "pipeline"
+    for name in ("epochs", "lr", "bs"):
+        general, ft = getattr(args, name), getattr(args, f"ft_{name}")
+        if ft and stage != "transfer" and "transfer" not in stages:
+            raise ConfigError(f"FT_{name.upper()} sets fine-tuning: only `make transfer` and `make pipeline` take it")
+        if pipeline and general and "pretrain" not in stages:
+            raise ConfigError(f"{name.upper()}={general}: in a pipeline it sets pretraining, which a FROM=none pipeline "
+                              f"skips; set fine-tuning with FT_{name.upper()}")
+        if stage == "transfer":
+            if not pipeline and general and ft and str(general) != str(ft):
+                raise ConfigError(f"{name.upper()}={general} and FT_{name.upper()}={ft} contradict each other: give one")
+            setattr(one, name, ft or ("" if pipeline else general))
+        elif pipeline and stage != "pretrain":
+            setattr(one, name, "")  # evaluate and review use their own defaults, not pretraining's
+    return one
+
+
+def check_used(args, plans: list[StagePlan]) -> None:
+    used = {name for p in plans for name in (*p.parameters, *p.parameters.get("task_params", {}))}
+    unknown = sorted({name for name, _ in args.p} - used)
+    if unknown:  # in a pipeline each stage takes what it knows: a name no stage knows is a typo
+        raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: no stage of {args.stage} takes it")
+
+
+def plan_replicates(args, stages: list[str], n: int) -> list[tuple[str, list[StagePlan]]]:
+    """SEEDS=n: n versions of the pipeline, each pretrained with its own seed (imgwang.stages.replicates)."""
+    seed = config.non_negative_int("seed", args.seed or 0)
+    n_runs = config.positive_int("runs", args.runs or 1)
+    group, names = replicates.names(args.version, n, seed, Path(args.runs_dir))
+    out = []
+    for k, name in enumerate(names):
+        own = replicates.seeds(seed, k, n_runs)
+        plans = []
+        for stage in stages:
+            one = stage_args(args, stage, stages)
+            one.version, one.seed = name, str(own["pretrain" if stage == "pretrain" else "transfer"])
+            plans.append(plan_stage(stage, one, REPO, in_pipeline=True))
+        check_used(args, plans)
+        out.append((group, plans))
+    return out
 
 
 def forward_signals_to_kernel():

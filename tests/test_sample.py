@@ -111,7 +111,17 @@ def test_classes_are_separable_by_a_nearest_class_mean_on_tiny_pixels(sample):
 
 def test_leaderboard_lookup():
     assert leaderboard_entry(128, 5) == 72.94 and leaderboard_entry(192, 200) == 71.77
-    assert leaderboard_entry(256, 5) is None and leaderboard_entry(128, 7) is None
+    assert leaderboard_entry(256, 5) == 79.56 and leaderboard_entry(256, 200) == 79.27
+    assert leaderboard_entry(224, 5) is None and leaderboard_entry(128, 7) is None
+
+
+def test_a_size_above_the_stored_images_warns_and_names_the_data_to_use():
+    from imgwang.data.imagewang import upsampling_warning
+
+    assert upsampling_warning("imagewang", 128) is None and upsampling_warning("imagewang-320", 256) is None
+    assert "above the 160 px images of DATA=imagewang: they are upsampled; use DATA=imagewang-320" in upsampling_warning("imagewang", 192)
+    assert upsampling_warning("imagewang-320", 384).endswith("use DATA=imagewang-full")
+    assert upsampling_warning("/my/folder", 512) is None  # unknown stored side: nothing claimed
     assert class_label("my_folder") == "my_folder"
 
 

@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 from imgwang import compare, runs
+from imgwang.errors import ConfigError
 from imgwang.evaluate import stats
+from imgwang.stages import replicates
 from scipy import stats as scipy_stats
 from test_runs import fake_executed_notebook
 
@@ -125,3 +127,31 @@ def test_one_run_on_a_side_says_how_many_runs_are_needed(tmp_path):
     n = stats.runs_needed(0.02, 0.01)
     assert f"+2.00 points; no p-value with one run on a side; with the spread seen (1.00 points), about {n} runs (RUNS)" in line
     assert compare.format_table(table).splitlines()[2].split()[0] == "v2"
+
+
+def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_seeds(lab_env, tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bin"))
+    import stage
+
+    args = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seed", "5", "--runs", "3",
+                             "--seeds", "3", "--version", "rep", "--runs-dir", str(tmp_path)])
+    planned = stage.plan_replicates(args, ["pretrain", "transfer", "evaluate", "review"], 3)
+    assert [group for group, _ in planned] == ["rep"] * 3
+    assert [plans[0].version for _, plans in planned] == ["rep-seed5", "rep-seed6", "rep-seed7"]
+    assert [plans[0].parameters["seed"] for _, plans in planned] == [5, 6, 7]  # pretraining seeds
+    assert [plans[1].parameters["seed"] for _, plans in planned] == [5, 8, 11]  # fine-tuning: 5-7, 8-10, 11-13
+    assert all(plans[1].parameters["from_version"] == plans[0].version for _, plans in planned)
+    assert not list(tmp_path.iterdir())  # planning writes nothing
+    auto = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seeds", "2", "--runs-dir", str(tmp_path)])
+    (tmp_path / "v4").mkdir()
+    (group, plans), _ = stage.plan_replicates(auto, ["pretrain", "transfer"], 2)
+    assert group == "v5-v6" and plans[0].version == "v5"
+    with pytest.raises(ConfigError, match="make pipeline SEEDS=3"):
+        replicates.count("3", "transfer")
+    (tmp_path / "rep-seed6").mkdir()
+    with pytest.raises(ConfigError, match="rep-seed6 already exists"):
+        stage.plan_replicates(args, ["pretrain"], 3)

@@ -28,11 +28,12 @@ IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "
 def finetune_settings(cfg: dict) -> dict:
     """The transfer parameters a baseline must share. A run recorded before an option existed ran with
     that option's default (the split: val), so defaults fill what its config lacks."""
+    from .data.loader_augment import DEFAULTS as AUGMENT_DEFAULTS
     from .train.options import TRANSFER_DEFAULTS
 
     if not cfg:
         return {}
-    return {k: v for k, v in {"split": "val", **TRANSFER_DEFAULTS, **cfg}.items() if k not in IGNORED}
+    return {k: v for k, v in {"split": "val", **TRANSFER_DEFAULTS, **AUGMENT_DEFAULTS, **cfg}.items() if k not in IGNORED}
 
 
 def differences(a: dict, b: dict) -> list[str]:

@@ -10,8 +10,8 @@ during a training step (`global_batch()`, entered by the fit loop) a loss asks f
 - `row_offset(n)`: where this rank's rows start in the gathered tensor;
 - `gathering()`: True inside a distributed training step (Sinkhorn's sums go through all-reduce then).
 
-Outside `global_batch()` (validation and the kNN monitor run on rank 0 alone) and in a world of one these
-are identities, so the same loss code serves one process and many.
+Outside `global_batch()` (validation: every rank evaluates the whole val set, as one process would) and in
+a world of one these are identities, so the same loss code serves one process and many.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The worker side of a launch: `torchrun ... -m imgwang.distributed.run <job.json>` on every rank.
 
 The job file holds the stage, its resolved config and folders (written by launch.py). Every rank joins the
-process group and runs the stage's own training code (stages/pretrain.py, stages/transfer.py), which is
+process group, takes rank 0's job (so a machine joining with NODE_RANK > 0 needs nothing but the rendezvous
+settings and the data at the same path), and runs the stage's own training code (stages/pretrain.py, stages/transfer.py), which is
 rank-aware: sharded loaders, DDP, rank-0 checkpoints and files. Rank 0 then writes the job's result file,
 which the kernel reads back: status done / interrupted / failed, and the numbers the notebook glues.
 
@@ -13,12 +14,18 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from . import world
+
+
+# torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
+# that rank 0, stopped by the same error at the same step, writes the result first.
+EXIT_DELAY_S = 3
 
 
 def plain(value):
@@ -53,13 +60,14 @@ def summary(stage: str, result: dict) -> dict:
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(args[0]).read_text())
-    stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
     result_path = Path(job["result"])
     lead = False
     try:
-        device = world.local_device(resolve_device(cfg["device"]))
+        device = world.local_device(resolve_device(job["cfg"].get("device", "auto")))
         info = world.init_from_env(device)
         lead = info.rank == 0
+        job = {**world.broadcast_object(job), "result": str(result_path)}  # node 0's config and run folder
+        stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
         if stage == "pretrain":
             from ..stages.pretrain import run_pretrain
 
@@ -75,11 +83,16 @@ def main(argv=None) -> int:
     except TrainingInterrupted as e:
         if lead:
             write_result(result_path, {"status": "interrupted", "epoch_completed": e.epoch_completed, "message": str(e)})
+        else:
+            time.sleep(EXIT_DELAY_S)
         return 130
     except ImgwangError as e:
         if lead:
             write_result(result_path, {"status": "failed", "error": str(e)})
             print(f"error: {e}", file=sys.stderr, flush=True)
+        else:
+            print(f"error (rank {world.rank()}): {e}", file=sys.stderr, flush=True)
+            time.sleep(EXIT_DELAY_S)
         return 1
     finally:
         world.shutdown()

@@ -40,12 +40,5 @@ class SharedStop:
             raise TrainingInterrupted(epoch_completed, f"interrupted by {self.guard.received or 'another rank'}")
 
 
-class LocalOnly:
-    """For phases rank 0 runs alone (validation, kNN): never raise there; the next shared check decides."""
-
-    def check(self, epoch_completed: int) -> None:
-        pass
-
-
 def shared(guard: InterruptGuard):
     return SharedStop(guard) if is_distributed() else guard

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import storage_size
-from ..data.augment import make_augment
 from ..data.cache import ImageCache, build_cache
+from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
+from ..data.loader_augment import make_loader_augment
 from ..data.resolve import resolve_data
 from ..data.split import SPLITS, dev_mask
 from ..errors import DataError
@@ -38,13 +39,16 @@ class StageData:
     def classes(self) -> list[str]:
         return self.layout.classes
 
-    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1)):
+    def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1),
+               augment: dict | None = None):
         """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
-        `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader)."""
+        `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader).
+        `augment`: crop_scale, flip_p, rotations (imgwang.data.loader_augment; its defaults when left out)."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
-            drop_last=train if drop_last is None else drop_last, device=device, augment=make_augment(self.size, mode),
+            drop_last=train if drop_last is None else drop_last, device=device,
+            augment=make_loader_augment(self.size, mode, **(augment or {})),
             seed=seed, shard=shard,
         )
 
@@ -62,6 +66,9 @@ class StageData:
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
                     progress: bool = True) -> StageData:
     root = resolve_data(data, data_root)
+    warning = upsampling_warning(data, size)
+    if warning and progress:
+        print(warning)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
@@ -35,6 +36,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
     measures the pretext metric (see pretext_split)."""
     cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
+    cfg.update(loader_augment.check(cfg, task=cfg.get("task")))  # the loader's crop, flip, rotations
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
@@ -48,7 +50,8 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     if lead:
         print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
-    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"], shard=world.shard())
+    train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=cfg["seed"], shard=world.shard(),
+                      augment=loader_augment.chosen(cfg))
     val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=cfg["seed"])
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
@@ -47,6 +48,7 @@ def pretrained_on_val(runs_dir: Path, from_version: str) -> bool | None:
 
 def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     cfg.update(check_options(cfg, TRANSFER_DEFAULTS))  # in place: the glued config shows every option
+    cfg.update(loader_augment.check(cfg))  # fine-tuning's crop, flip, rotations
     if launch.wanted(cfg):
         return transfer_on_ranks(cfg, run_dir, runs_dir)
     start = time.time()
@@ -68,7 +70,7 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
         model = build_classifier(cfg["arch"], n_classes, source, cfg["head_dropout"])
         train = sd.loader(fit_rows, fit_labels, batch_size=batch, device=device, mode="train", seed=seed,
-                          drop_last=drop_last, shard=world.shard())
+                          drop_last=drop_last, shard=world.shard(), augment=loader_augment.chosen(cfg))
         val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
         if lead:
             print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")

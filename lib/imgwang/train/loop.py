@@ -7,8 +7,9 @@ and the task's generator are functions of (seed, epoch).
 
 Under torchrun (imgwang.distributed) the same loop runs on every rank: BatchNorm over the global batch,
 DDP averaging the gradients, losses seeing the global batch inside each training step, the epoch's sums
-added over ranks; validation, the epoch metrics (kNN) and checkpoints on rank 0, whose row every rank then
-takes, so all ranks keep one history and take the same decisions.
+added over ranks; validation on every rank over the whole val set (what one process measures, with no
+gathering); the epoch metrics (kNN) and checkpoints on rank 0, whose row every rank then takes, so all
+ranks keep one history and take the same decisions.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         plan["flat_frac"] = flat_frac
     check_plan(model, plan, checkpoint_dir, resume)
     model = ddp.prepare_model(model, device)
-    lead = world.is_rank_zero()  # validates, monitors, writes checkpoints and prints
+    lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
     model.to(device)
     use_fastest_kernels(device)
     cast_dtype = autocast_dtype(amp, device)
@@ -94,7 +95,6 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     first = len(history)
     with InterruptGuard() as local_guard, restore_requires_grad(trainable_encoder):
         guard = stop.shared(local_guard)  # under torchrun every rank stops at the same step
-        lead_only = stop.LocalOnly() if world.is_distributed() else guard
         for epoch in range(first, first if stopped else epochs):
             frozen = epoch < freeze_epochs
             for p in trainable_encoder:
@@ -109,10 +109,10 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
-            if val_loader is not None and lead:
-                set_epoch(val_loader, 0)
+            if val_loader is not None:  # every rank, the whole val set: what one process measures, and a loss's own
+                set_epoch(val_loader, 0)  # collectives (a DINO centre) meet on every rank
                 gen = seeded_generator(device, derive_seed(seed, "val"))
-                val = runner.run(val_loader, gen, lead_only, epoch, train=False, desc="  val", progress=progress)
+                val = runner.run(val_loader, gen, guard, epoch, train=False, desc="  val", progress=progress)
                 row.update(prefixed("val", val, objective.metric_name))
             row.update(train["lrs"], seconds=time.perf_counter() - t0, images_per_s=train["images"] / train_s)
             if "grad_norm" in train:
@@ -158,7 +158,7 @@ class EpochRunner:
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
         refresh = max(1, len(loader) // 10)
-        net = self.net if train else model  # evaluation runs on one rank: no DDP, no gathering
+        net = self.net if train else model  # evaluation: the plain model (no DDP, no gathering)
         bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
         with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not bars, dynamic_ncols=True) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad(), \

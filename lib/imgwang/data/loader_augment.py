@@ -1,0 +1,128 @@
+"""The augmentation of the fine-tuning loader and of the pretraining loader (for tasks that do not make their
+own views), as the researcher chooses it.
+
+    crop_scale  [min, max] area fraction of RandomResizedCrop (aspect 3/4-4/3, torchvision's rule)
+    flip_p      probability of a horizontal flip; 0: never
+    rotations   angles in degrees, multiples of 90, one drawn per image (counter-clockwise); [0]: none
+
+The defaults are the Imagewang leaderboard recipe, fastai's train_imagenette.py and its Imagewang
+fine-tuning loader: RandomResizedCrop(size, min_scale=0.35) + FlipItem(0.5), no rotation. They suit
+photographs. For digits, text, many medical or satellite images a flip or a tight crop changes what an
+image shows: see the README, "Choosing augmentations for non-photographic data".
+
+Rotations by multiples of 90 degrees are exact (no resampling, no corners to fill) and cheap: together
+with flips they are the symmetries of a square, the usual augmentation for overhead and microscopy images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .augment import make_augment
+
+DEFAULTS = {"crop_scale": [0.35, 1.0], "flip_p": 0.5, "rotations": [0]}
+DOCS = {
+    "crop_scale": "[min, max] area fraction of the random crop, in (0, 1]; [1, 1]: whole image",
+    "flip_p": "probability of a horizontal flip, in [0, 1]; 0: never",
+    "rotations": "rotation angles in degrees (multiples of 90) drawn per image, counter-clockwise; [0]: none",
+}
+# Pretext tasks whose labels a loader augmentation would change: the rotation task predicts the rotation.
+CLASHES = {"rotation": ("rotations", "the rotation task's labels are the rotation itself")}
+
+
+def check(params: dict, task: str | None = None) -> dict:
+    """Validated values of the augmentation parameters in `params` (defaults for the missing ones), or one
+    ConfigError naming the parameter, before any compute."""
+    out = {key: params.get(key, default) for key, default in DEFAULTS.items()}
+    out["crop_scale"] = _crop_scale(out["crop_scale"])
+    out["flip_p"] = _probability("flip_p", out["flip_p"])
+    out["rotations"] = _rotations(out["rotations"])
+    if task in CLASHES and out[CLASHES[task][0]] != DEFAULTS[CLASHES[task][0]]:
+        name, why = CLASHES[task]
+        raise ConfigError(f"{name.upper()}={out[name]} cannot be used with TASK={task}: {why}")
+    return out
+
+
+def chosen(cfg: dict) -> dict:
+    """The augmentation parameters of a (checked) stage config, as StageData.loader takes them."""
+    return {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name.upper()}={value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
+
+
+def _crop_scale(value) -> list[float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"CROP_SCALE={value!r} must be two numbers [min, max], e.g. -p crop_scale '[0.35, 1]'")
+    lo, hi = (_number("crop_scale", v) for v in value)
+    if not (0 < lo <= 1 and 0 < hi <= 1):
+        raise ConfigError(f"CROP_SCALE={list(value)}: area fractions must be in (0, 1]")
+    if lo > hi:
+        raise ConfigError(f"CROP_SCALE={list(value)}: min must not exceed max")
+    return [lo, hi]
+
+
+def _probability(name: str, value) -> float:
+    p = _number(name, value)
+    if not 0 <= p <= 1:
+        raise ConfigError(f"{name.upper()}={value!r} is a probability: it must be in [0, 1]")
+    return p
+
+
+def _rotations(value) -> list[int]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError("ROTATIONS=[] needs at least one angle; [0] means no rotation")
+    angles = []
+    for v in values:
+        a = _number("rotations", v)
+        if a != int(a) or int(a) % 90:
+            raise ConfigError(f"ROTATIONS={list(values)}: angles must be multiples of 90 degrees, got {v}")
+        angles.append(int(a) % 360)
+    return sorted(set(angles))
+
+
+def make_loader_augment(size: int, mode: str, crop_scale=DEFAULTS["crop_scale"], flip_p: float = DEFAULTS["flip_p"],
+                        rotations=DEFAULTS["rotations"]):
+    """The loader's `augment(images, generator)`: crop + flip (imgwang.data.augment), then a rotation when
+    asked. 'eval' resizes only, whatever the parameters."""
+    crop = make_augment(size, mode, scale=tuple(crop_scale), flip_p=flip_p)
+    if mode == "eval" or list(rotations) == [0]:
+        return crop  # nothing drawn for rotations: the default path's random stream is unchanged
+    return Rotated(crop, rotations)
+
+
+class Rotated:
+    """An augmentation followed by a random rotation from `angles` (multiples of 90) per image."""
+
+    def __init__(self, augment, angles):
+        self.augment, self.angles = augment, tuple(int(a) % 360 for a in angles)
+        self.size = getattr(augment, "size", None)
+
+    def __repr__(self) -> str:
+        return f"Rotated({self.augment!r}, angles={list(self.angles)})"
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return random_rot90(self.augment(images, generator), self.angles, generator)
+
+
+def random_rot90(images: torch.Tensor, angles, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each square image of (B, C, S, S) counter-clockwise by an angle drawn uniformly from `angles`
+    (multiples of 90), on the images' device, the draw from `generator` (no host round trip)."""
+    angles = tuple(int(a) % 360 for a in angles)
+    if images.shape[-1] != images.shape[-2]:
+        raise ConfigError(f"rotations by 90 degrees need square images, got {tuple(images.shape[-2:])}")
+    pick = torch.randint(len(angles), (images.shape[0],), generator=generator, device=generator.device).to(images.device)
+    quarter = torch.tensor([a // 90 for a in angles], device=images.device)[pick]
+    out = images
+    for k in sorted({a // 90 for a in angles} - {0}):
+        # torch.rot90 over (H, W) with k > 0 turns counter-clockwise as an image is displayed (row 0 on top)
+        out = torch.where((quarter == k).view(-1, 1, 1, 1), torch.rot90(images, k, dims=(-2, -1)), out)
+    return out
