@@ -7,27 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Stage variables (empty = the stage's default; see `make help`).
-VERSION ?=
-TASK ?=
-DATA ?=
-SIZE ?=
-EPOCHS ?=
-BS ?=
-LR ?=
-ARCH ?=
-SEED ?=
-DEVICE ?=
-FROM ?=
-RUNS ?=
+# The Make variables a stage takes, declared with their docs in lib/imgwang/stages/spec.py (`make help` lists
+# them). Each set one reaches bin/stage.py as NAME=value; a new one is one word here.
+STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS
 P ?=
-FORCE ?=
-COMET ?=
-RESUME ?=
-
-STAGE_ARGS = --version "$(VERSION)" --task "$(TASK)" --data "$(DATA)" --size "$(SIZE)" --epochs "$(EPOCHS)" \
-  --bs "$(BS)" --lr "$(LR)" --arch "$(ARCH)" --seed "$(SEED)" --device "$(DEVICE)" --from "$(FROM)" \
-  --runs "$(RUNS)" --force "$(FORCE)" --comet "$(COMET)" --resume "$(RESUME)" $(P)
+STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
 export HF_HUB_OFFLINE := 1
 
@@ -36,20 +20,7 @@ export HF_HUB_OFFLINE := 1
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "Variables (all optional):"
-	@echo "  VERSION  run folder runs/<VERSION> (pretrain/pipeline: next free v<n>; later stages: newest run)"
-	@echo "  TASK     pretext task (default patchwork): patchwork unmix scale quadrant transform rotation simclr swav"
-	@echo "  DATA     sample | imagewang (160 px, default) | imagewang-320 | imagewang-full | path to a folder"
-	@echo "           in Imagewang layout, or a plain folder of images (pretrain only; every 10th image held out);"
-	@echo "           later stages default to the data of the version's earlier stages"
-	@echo "  SIZE EPOCHS BS LR ARCH SEED DEVICE   image size, epochs, batch size, learning rate,"
-	@echo "           timm model name (random init) or tinyconv, seed, auto|cpu|cuda|mps"
-	@echo "  FROM     transfer: version whose encoder to load, or none (random-init baseline); default VERSION"
-	@echo "  RUNS     transfer: repeats with seeds SEED, SEED+1, ... reported as mean ± std (default 1)"
-	@echo "  P        further notebook or task parameters, e.g. P=\"-p pct_pos 0.7 -p patch_frac 0.3\""
-	@echo "  FORCE=1  run a stage again in an existing version (old files are moved aside, never deleted)"
-	@echo "  RESUME=1 continue an interrupted stage from its last complete epoch"
-	@echo "  COMET    off | offline | online (default: online with COMET_API_KEY set, else offline)"
+	@PYTHONPATH=lib $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m imgwang.stages.spec
 
 venv: $(STAMP) ## create .venv and install everything (automatic on first use)
 

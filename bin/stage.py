@@ -2,6 +2,7 @@
 """Run one stage (or the whole pipeline) of a version: check everything, then execute its notebook.
 
     python bin/stage.py pretrain --version v8 --task patchwork --data sample -p pct_pos 0.7
+    python bin/stage.py pretrain VERSION=v8 TASK=patchwork DATA=sample -p pct_pos 0.7   (what make passes)
 
 Every check runs before any compute and ends in one line on stderr with exit code 2; runs/ stays as it
 was. The executed notebook goes to runs/<version>/, run.json records the parameters and each stage's
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import re
 import signal
 import sys
 import time
@@ -22,43 +24,60 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from imgwang import config  # noqa: E402
+from imgwang import checks  # noqa: E402
+from imgwang.clock import now  # noqa: E402
 from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
 from imgwang.stages import replicates  # noqa: E402
-from imgwang.stages.plan import PIPELINE, StagePlan, plan_stage  # noqa: E402
+from imgwang.stages.plan import StagePlan, plan_stage  # noqa: E402
+from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name  # noqa: E402
 
 
 def parse_args(argv):
+    """Options from the stage spec's Make variables (--data, --from, ...); `NAME=value` words, as the Makefile
+    passes them, are the same options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", help="pretrain | transfer | evaluate | review | pipeline")
-    p.add_argument("--version", default="", help="run folder under runs/ (default: next free for pretrain/pipeline, else newest)")
-    p.add_argument("--data", default="", help="sample | imagewang | imagewang-320 | imagewang-full | path")
-    p.add_argument("--task", default="", help="pretext task (pretrain)")
-    p.add_argument("--arch", default="", help="timm model name or tinyconv")
-    for name in ("size", "epochs", "bs", "lr", "seed", "runs"):
-        p.add_argument(f"--{name}", default="")
-    p.add_argument("--device", default="", help="auto | cpu | cuda | mps")
-    p.add_argument("--from", dest="from_version", default="", help="transfer: version whose encoder to load, or none")
-    p.add_argument("--comet", default="", help="auto | off | offline | online")
-    p.add_argument("--force", default="", help="1: run again in an existing version, moving old files aside")
-    p.add_argument("--resume", default="", help="1: continue an interrupted stage from its last complete epoch")
-    for name in ("epochs", "lr", "bs"):
-        p.add_argument(f"--ft-{name}", default="", help=f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)")
-    p.add_argument("--seeds", default="", help="pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...")
+    p.add_argument("stage", help=" | ".join([*STAGES, "pipeline"]))
+    for var in make_vars():
+        p.add_argument(option_name(var), dest=var.dest, default="", help=var.doc)
     p.add_argument("--runs-dir", default=str(REPO / "runs"))
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="further parameter")
-    return p.parse_args(argv)
+    return p.parse_args(make_words_to_options(argv if argv is not None else sys.argv[1:]))
+
+
+def make_words_to_options(argv: list[str]) -> list[str]:
+    """`EPOCHS=5` -> `--epochs 5` for every Make variable of the spec; any other upper-case NAME= is a typo."""
+    known = {var.name: option_name(var) for var in make_vars()}
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-p":  # a -p value may hold '=' itself
+            out += argv[i:i + 3]
+            i += 3
+            continue
+        name, eq, value = word.partition("=")
+        if eq and re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            if name not in known:
+                raise ConfigError(f"unknown variable {name}; variables: {', '.join(known)}, P")
+            out += [known[name], value]
+        else:
+            out.append(word)
+        i += 1
+    return out
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # papermill logs the notebook's printed output (epoch lines, results) at INFO: show it live
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell")))
     stages = [args.stage]
     if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
-        stages = PIPELINE[1:] if args.from_version == "none" else PIPELINE
+        stages = [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
     try:
         n_seeds = replicates.count(args.seeds, args.stage)
         if n_seeds == 1:
@@ -119,8 +138,8 @@ def check_used(args, plans: list[StagePlan]) -> None:
 
 def plan_replicates(args, stages: list[str], n: int) -> list[tuple[str, list[StagePlan]]]:
     """SEEDS=n: n versions of the pipeline, each pretrained with its own seed (imgwang.stages.replicates)."""
-    seed = config.non_negative_int("seed", args.seed or 0)
-    n_runs = config.positive_int("runs", args.runs or 1)
+    seed = checks.non_negative_int("seed", args.seed or 0)
+    n_runs = checks.positive_int("runs", args.runs or 1)
     group, names = replicates.names(args.version, n, seed, Path(args.runs_dir))
     out = []
     for k, name in enumerate(names):
@@ -188,10 +207,6 @@ def execute(plan: StagePlan) -> int:
         print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
     runs.update_stage(plan.run_dir, plan.stage, status="done", ended=now(), wall_s=round(time.time() - start, 1))
     return 0
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from imgwang.compare import read_scraps  # noqa: E402
+from imgwang.compare import stage_scraps  # noqa: E402
 from imgwang.runs import STAGES  # noqa: E402
 from imgwang.tasks import task_names  # noqa: E402
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             print(f"$ {' '.join(cmd[1:])}", flush=True)
             if subprocess.run(cmd, cwd=REPO).returncode != 0:
                 failed += 1
-        s = read_scraps(notebook)
+        s = stage_scraps(Path(args.runs_dir) / version, "pretrain")
         if "pretext_val_metric" not in s:
             rows.append(f"| {task} | | failed: see {notebook} | | | | | | | | |")
             continue

@@ -74,6 +74,8 @@ CASES = [
     (["pretrain", "--version", "v1", "--resume", "1", "--data", "sample"], "already finished"),
     (["pretrain", "--version", "../v1", "--data", "sample"], "not a valid folder name"),
     (["nonsense"], "unknown stage"),
+    (["pretrain", "EPOCH=3", "DATA=sample"], "unknown variable EPOCH"),
+    (["transfer", "VERSION=v3", "FROM=v1", "ARCH=resnet18", "DATA=sample"], "ARCH=resnet18 but the pretrain stage of v1"),
     (["pipeline", "--data", "{plain_images}"], "without classes: it can be pretrained on, not used by transfer"),
     (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),

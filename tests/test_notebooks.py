@@ -172,7 +172,8 @@ def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_pa
 
 def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
     run = pipeline / "v1"
-    (run / "classifier.pt").write_bytes(b"truncated by a full disk")
+    for classifier in (run / "classifier.pt", *run.glob("checkpoints/transfer-*/classifier.pt")):  # every repeat's
+        classifier.write_bytes(b"truncated by a full disk")
     out = run_stage(pipeline, "evaluate", "--version", "v1", "--force", "1")
     assert out.returncode == 1
     assert "error: evaluate failed" in out.stderr

@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate.stats import pooled_std, sample_std
-from .runs import STAGES, atomic_write_text, read_run_json, versions
+from .runs import STAGES, atomic_write_text, read_run_json, stage_record, versions
+from .stages.spec import STAGES as SPEC
+from .stages.spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
@@ -44,24 +46,30 @@ def read_scraps(notebook: Path) -> dict:
         return {"_error": f"{type(e).__name__}: {e}"}
 
 
+def stage_scraps(run_dir: Path, stage: str) -> Scraps:
+    """The scraps of one stage of a run, readable only by the names the stage spec declares."""
+    return Scraps(stage, read_scraps(run_dir / STAGES[stage]))
+
+
 def clean(value):
     return float("nan") if value == "nan" else value  # scrapbook turns NaN into the string 'nan'
 
 
 def run_scraps(run_dir: Path) -> dict[str, dict]:
-    return {stage: read_scraps(run_dir / nb) for stage, nb in STAGES.items()}
+    return {stage: stage_scraps(run_dir, stage) for stage in STAGES}
 
 
 def run_status(run_dir: Path, scraps: dict[str, dict]) -> str:
     """'complete' when all four stages are done; else the stages' states, e.g. 'pretrain:done transfer:failed'."""
-    stages = read_run_json(run_dir).get("stages", {})
-    states = {s: stages.get(s, {}).get("status") for s in STAGES}
+    states = {s: stage_record(run_dir, s).get("status") for s in STAGES}
     if all(v == "done" for v in states.values()):
         return "complete"
-    baseline = scraps.get("transfer", {}).get("from_version") == "none" and states["pretrain"] is None
-    if baseline and all(v == "done" for s, v in states.items() if s != "pretrain"):
+    makes_encoder = {s for s in STAGES if SPEC[s].makes_encoder}
+    baseline = scraps.get("transfer", {}).get("from_version") == "none" and not any(states[s] for s in makes_encoder)
+    if baseline and all(v == "done" for s, v in states.items() if s not in makes_encoder):
         return "complete (baseline)"
-    return " ".join(f"{s}:{v}" for s, v in states.items() if v) or ("no run.json" if not stages else "empty")
+    return " ".join(f"{s}:{v}" for s, v in states.items() if v) or (
+        "no run.json" if not read_run_json(run_dir).get("stages") else "empty")
 
 
 def compare_row(run_dir: Path) -> dict:
@@ -162,10 +170,10 @@ def add_source_tasks(rows: list[dict]) -> None:
 
 def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") -> dict[str, list[dict]]:
     """Per-epoch histories of chosen runs, for overlaid learning curves."""
-    stage = "pretrain" if key.startswith("pretrain") else "transfer"
+    stage = scrap_stage(key)
     out = {}
     for v in vers:
-        h = read_scraps(runs_dir / v / STAGES[stage]).get(key)
+        h = stage_scraps(runs_dir / v, stage).get(key)
         if h and isinstance(h[0], list):  # transfer glues one history per repeat: show the first
             h = h[0]
         if h:
@@ -179,7 +187,7 @@ def knn_curves(runs_dir: Path, vers: list[str]) -> dict[str, list[dict]]:
 
     out = {}
     for v in vers:
-        s = read_scraps(runs_dir / v / STAGES["pretrain"])
+        s = stage_scraps(runs_dir / v, "pretrain")
         series = knn_series(s.get("pretrain_history") or [], s.get("pretrain_knn_init"))
         if series:
             out[v] = series

@@ -6,23 +6,36 @@ import math
 import os
 from pathlib import Path
 
-from . import config, runs
+from . import runs
+from .stages.spec import stage_spec
 
 
-def start(stage: str, params: dict) -> tuple[dict, Path]:
-    """Resolved config and the run folder (created). Works under papermill and when run by hand."""
+def start(stage: str, namespace: dict) -> tuple[dict, Path]:
+    """The stage's parameters, picked by their spec names from the notebook's namespace (`globals()`), and the
+    run folder (created). Under bin/stage.py the values arrive resolved and are used as they are; run by hand
+    in Jupyter, what is left empty is resolved by the same function bin/stage.py uses."""
+    from .stages.plan import resolve_parameters
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub: weights are never downloaded
-    cfg = config.resolve(stage, params)
-    runs_dir = Path(cfg["runs_dir"])
-    if not cfg.get("version"):
-        cfg["version"] = runs.next_version(runs_dir) if stage == "pretrain" else runs.newest_version(runs_dir)
-    run_dir = runs_dir / cfg["version"]
+    spec = stage_spec(stage)
+    cfg = {name: namespace[name] for name in spec.names}
+    if not is_resolved(spec, cfg):
+        runs_dir = Path(cfg["runs_dir"])
+        version = cfg["version"] or (runs.next_version(runs_dir) if spec.starts_version else runs.newest_version(runs_dir))
+        defaults = spec.defaults()
+        given = {k: v for k, v in cfg.items() if v != defaults[k]}
+        cfg = {**cfg, **resolve_parameters(stage, given, runs_dir, version)}
+    run_dir = Path(cfg["runs_dir"]) / cfg["version"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    if stage in ("transfer", "evaluate") and not cfg.get("from_version"):
-        recorded = runs.read_run_json(run_dir).get("stages", {}).get("transfer", {}).get("config", {})
-        cfg["from_version"] = recorded.get("from_version") or cfg["version"]
     print(f"{stage} in {run_dir}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("version", "runs_dir")))
     return cfg, run_dir
+
+
+def is_resolved(spec, cfg: dict) -> bool:
+    """bin/stage.py always passes a version, FROM and every data-dependent value; by hand they start empty."""
+    empty = (None, "", 0, 0.0)
+    return (cfg["version"] not in empty and cfg.get("from_version", "x") not in empty
+            and all(cfg[p.name] not in empty for p in spec.params if p.by_data))
 
 
 def to_plain(value):

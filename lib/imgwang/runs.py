@@ -25,13 +25,10 @@ from pathlib import Path
 from . import locks
 from .errors import ConfigError, ImgwangError
 from .secrets import scrub_secrets, scrub_text
+from .stages.spec import STAGES as SPEC
 
-STAGES = {  # stage -> its template notebook (the executed copy keeps the same name)
-    "pretrain": "01-pretrain.ipynb",
-    "transfer": "02-transfer.ipynb",
-    "evaluate": "03-evaluate.ipynb",
-    "review": "04-review.ipynb",
-}
+# stage -> its template notebook (the executed copy keeps the same name)
+STAGES = {name: stage.notebook for name, stage in SPEC.items()}
 COMPARE_NOTEBOOK = "05-compare.ipynb"
 VERSION_RE = re.compile(r"^v(\d+)$")
 
@@ -110,6 +107,16 @@ def read_run_json(run_dir: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ImgwangError(f"{path} is not valid JSON ({e}); it was not written by imgwang") from e
+
+
+def stage_record(run_dir: Path, stage: str) -> dict:
+    """run.json's record of one stage (status, times, `config`: its resolved parameters); {} when none."""
+    return read_run_json(run_dir).get("stages", {}).get(stage, {}) or {}
+
+
+def recorded_config(run_dir: Path, stage: str) -> dict:
+    """The resolved parameters a stage of this version ran with ({} when it has not run)."""
+    return stage_record(run_dir, stage).get("config") or {}
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:

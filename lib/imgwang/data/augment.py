@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from ..device import torch_threads
 from ..errors import ConfigError, DataError
+from ..threads import budget
 
 MODES = ("pretrain", "train", "eval")
 METHODS = ("auto", "loop", "roi")
@@ -132,11 +132,11 @@ def sample_crop_boxes(n: int, h: int, w: int, scale, ratio, generator, tries: in
 def crop_resize_loop(images, boxes, flips, size: int) -> torch.Tensor:
     """Per-sample antialiased resize of each crop (uint8 kernels on the CPU); fastest on a CPU.
 
-    On the CPU the batch is split over one Python thread per core, each running single-threaded kernels
+    On the CPU the batch is split over one Python thread per core of the stage's share, each running single-threaded kernels
     (torch releases the GIL in them) and writing its share of the float batch in place."""
     b = images.shape[0]
     out = torch.empty((b, 3, size, size), dtype=torch.float32, device=images.device)
-    workers = min(os.cpu_count() or 1, 8, b) if images.device.type == "cpu" else 1
+    workers = min(budget(), 8, b) if images.device.type == "cpu" else 1  # the stage's share of the cores
     parts = [slice(i * b // workers, (i + 1) * b // workers) for i in range(workers)]
 
     inference = torch.is_inference_mode_enabled()  # thread-local: the workers must share the caller's

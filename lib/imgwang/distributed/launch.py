@@ -24,6 +24,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .. import threads
 from ..errors import ConfigError, ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from .world import in_torchrun
@@ -108,7 +109,8 @@ def launch(stage: str, cfg: dict, run_dir: Path, runs_dir: Path, *, out=None) ->
         cmd = torchrun_command(cfg, job_file)
         print(f"{stage}: torchrun, {s['nproc']} process(es) on node {s['node_rank']} of {s['nnodes']}"
               + (f", rendezvous at {s['master']}" if s["master"] else ""), file=out, flush=True)
-        rc, interrupted = stream(cmd, worker_env(s["nproc"]), out)
+        with threads.step_aside():  # the ranks take the cores' shares (each registers), the kernel only waits
+            rc, interrupted = stream(cmd, worker_env(s["nproc"]), out)
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     status = result.get("status")
     if status == "interrupted" or (interrupted and status != "done"):

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import threads
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
         lead = info.rank == 0
         job = {**world.broadcast_object(job), "result": str(result_path)}  # node 0's config and run folder
         stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
+        # each rank is a stage process: its share of the cores (rank 0 prints it and records it in run.json)
+        threads.start_stage(cfg.get("threads"), device.type, run_dir if lead else None, stage,
+                            say=print if lead else (lambda _: None))
         if stage == "pretrain":
             from ..stages.pretrain import run_pretrain
 

@@ -26,7 +26,7 @@ from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import atomic_torch_save, load_encoder
 from ..models.encoders import create_encoder
-from ..runs import atomic_write_text, encoder_path, read_run_json
+from ..runs import atomic_write_text, encoder_path, recorded_config
 from .data import load_stage_data
 from .transfer import build_classifier, repeat_classifier_path
 
@@ -52,7 +52,7 @@ def classifier_paths(run_dir: Path) -> list[Path]:
 def scoring_split(cfg: dict, run_dir: Path) -> str:
     """The split transfer scored on, unless given; a classifier fine-tuned on all of train/ cannot be
     scored on dev (those images were in its training set)."""
-    tuned_on = read_run_json(run_dir).get("stages", {}).get("transfer", {}).get("config", {}).get("split", "val")
+    tuned_on = recorded_config(run_dir, "transfer").get("split", "val")
     split = cfg.get("split") or tuned_on
     if split == "dev" and tuned_on != "dev":
         raise ConfigError(f"SPLIT=dev: {run_dir.name} was fine-tuned on all of train/, the dev images included; "
@@ -108,6 +108,20 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
         "probs": probs, "labels": labels, "rows": rows, "wall_s": time.time() - start,
     }
+
+
+def evaluate_scraps(cfg: dict, result: dict) -> dict:
+    """What 03-evaluate glues for `make compare` (figures apart)."""
+    scraps = {
+        "config": cfg, "eval_acc": result["eval_acc"], "eval_accs": result["eval_accs"], "split": result["split"],
+        "knn_acc": result["knn_acc"], "linear_acc": result["linear_acc"], "linear_wd": result["linear_wd"],
+        "linear_cv_acc": result["linear_cv_acc"], "per_class_acc": result["per_class_acc"],
+        "evaluate_wall_s": result["wall_s"],
+    }
+    for reference in ("random", "pixels"):  # the frozen references, scored by the same rules
+        for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"):
+            scraps[f"{key}_{reference}"] = result["frozen"][reference][key]
+    return scraps
 
 
 def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "") -> dict:

@@ -1,36 +1,24 @@
 """Everything a stage checks before compute starts, and the resolved parameters its notebook gets.
 
-Later stages inherit what they must agree on from the version's earlier stages (run.json): transfer
-takes the architecture of the encoder it loads, evaluate and review take the transfer's data, size and
-architecture. A value given on the command line always wins; a contradiction is an error.
+What a stage takes, inherits, needs and writes is declared in stages/spec.py; this module applies it. Later
+stages inherit what they must agree on from the version's earlier stages (run.json): transfer takes the
+architecture of the encoder it loads, evaluate and review take the transfer's data, size and architecture.
+A value given on the command line always wins; a contradiction is an error.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .. import config, runs
+from ..clock import now
 from ..device import resolve_device
 from ..errors import ConfigError
-
-PIPELINE = ["pretrain", "transfer", "evaluate", "review"]
-# Files each stage writes: FORCE=1 moves them aside before the stage runs again.
-STAGE_FILES = {
-    "pretrain": ["01-pretrain.ipynb", "encoder.pt", "pretext_model.pt", "checkpoints/pretrain"],
-    "transfer": ["02-transfer.ipynb", "classifier.pt", "checkpoints"],
-    "evaluate": ["03-evaluate.ipynb", "predictions.pt", "predictions.csv"],
-    "review": ["04-review.ipynb"],
-}
-# Files a later stage reads from its version folder, and the stage that writes them.
-PREREQUISITES = {
-    "evaluate": [("classifier.pt", "transfer")],
-    "review": [("classifier.pt", "transfer"), ("predictions.pt", "evaluate")],
-}
+from .spec import PIPELINE, STAGES, Stage, stage_spec  # noqa: F401  (PIPELINE: bin/stage.py's import)
 
 
 @dataclass
@@ -45,21 +33,22 @@ class StagePlan:
     environment: dict = field(default_factory=dict)
 
     @property
+    def spec(self) -> Stage:
+        return STAGES[self.stage]
+
+    @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.version
 
     @property
     def notebook_out(self) -> Path:
-        return self.run_dir / runs.STAGES[self.stage]
+        return self.run_dir / self.spec.notebook
 
     def prepare_run_dir(self) -> None:
         """Create the folder, move old files aside when forced, record the stage as running."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.force:
-            files = [f for f in STAGE_FILES[self.stage] if not (self.stage == "transfer" and f == "checkpoints")]
-            if self.stage == "transfer":
-                files += [f"checkpoints/{p.name}" for p in (self.run_dir / "checkpoints").glob("transfer-*")]
-            moved = runs.move_aside(self.run_dir, files)
+            moved = runs.move_aside(self.run_dir, written_files(self.run_dir, self.spec))
             if moved:
                 print(f"FORCE=1: earlier {self.stage} files moved to {moved}")
         elif self.resume and self.notebook_out.exists():
@@ -73,14 +62,12 @@ class StagePlan:
                           resumed=self.resume, config=self.parameters)
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def notebook_parameters(template: Path) -> dict:
-    import papermill as pm
-
-    return pm.inspect_notebook(str(template))
+def written_files(run_dir: Path, spec: Stage) -> list[str]:
+    """The files of a stage present in its run folder (its `writes` patterns expanded), notebook first."""
+    names = [spec.notebook]
+    for pattern in spec.writes:
+        names += [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob(pattern))] if "*" in pattern else [pattern]
+    return names
 
 
 def parse_value(text: str):
@@ -91,112 +78,89 @@ def parse_value(text: str):
         return text
 
 
-def recorded_config(run_dir: Path, stage: str) -> dict:
-    return runs.read_run_json(run_dir).get("stages", {}).get(stage, {}).get("config", {}) or {}
-
-
 def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
-    if stage not in runs.STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(runs.STAGES)}, pipeline")
+    spec = stage_spec(stage)
     runs_dir = Path(args.runs_dir)
-    starts_version = stage == "pretrain" or in_pipeline
     version = runs.check_version_name(args.version) if args.version else (
-        runs.next_version(runs_dir) if starts_version else runs.newest_version(runs_dir))
+        runs.next_version(runs_dir) if spec.starts_version or in_pipeline else runs.newest_version(runs_dir))
     run_dir = runs_dir / version
     force, resume = truthy(args.force), truthy(args.resume)
-    template = repo / "notebooks" / runs.STAGES[stage]
-    accepted = notebook_parameters(template)
 
-    given = {k: v for k, v in {
-        "data": args.data, "arch": args.arch, "size": args.size, "epochs": args.epochs, "bs": args.bs,
-        "lr": args.lr, "seed": args.seed, "device": args.device, "comet": args.comet,
-    }.items() if v != ""}
-    if stage == "pretrain" and args.task:
-        given["task"] = args.task
-    if stage in ("transfer", "evaluate") and args.from_version:
-        given["from_version"] = args.from_version
-    if stage == "transfer" and args.runs:
-        given["runs"] = args.runs
-
+    # Make variables (and their --options) set the parameters that declare them; empty means "not given"
+    given = {p.name: getattr(args, p.name) for p in spec.params
+             if p.make and not p.internal and getattr(args, p.name, "") != ""}
     task_params = {}
-    own_task_params = pretrain_task_params(given.get("task") or eval_default(accepted.get("task", {}).get("default", "''")))
+    takes_task_params = spec.param("task_params") is not None
+    own_task_params = task_param_names(given.get("task", spec.defaults().get("task"))) if takes_task_params else set()
     for name, text in args.p:
-        if name in accepted and name not in ("version", "runs_dir"):
+        p = spec.param(name)
+        if p is not None and not p.internal:
             given[name] = parse_value(text)
-        elif stage == "pretrain" and (not in_pipeline or name in own_task_params):
+        elif takes_task_params and (not in_pipeline or name in own_task_params):
             task_params[name] = parse_value(text)
         elif not in_pipeline:
-            raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(accepted))}")
+            raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(spec.names))}")
 
-    params = {k: v["default"] for k, v in accepted.items()}
-    params = {k: eval_default(v) for k, v in params.items()}
-    params.update(inherited(stage, run_dir, given, in_pipeline, version))
-    params.update(given)
-    params.update(version=version, runs_dir=str(runs_dir), resume=resume)
-    params = {k: v for k, v in params.items() if k in accepted}
-    if "from_version" in params and not params["from_version"]:
-        params["from_version"] = version  # FROM defaults to the version itself
-    if stage == "pretrain":
+    params = resolve_parameters(stage, given, runs_dir, version, in_pipeline=in_pipeline)
+    if "resume" in params:
+        params["resume"] = resume
+    if takes_task_params:
         params["task_params"] = {**(params.get("task_params") or {}), **task_params}
-    params["seed"] = config.non_negative_int("seed", params.get("seed", 0))
-    params = config.resolve(stage, params)
 
     check_arch(params["arch"])
-    if stage == "pretrain":
+    if "task" in params:
         from ..tasks import get_task
 
         get_task(params["task"], **params["task_params"])
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
-    check_data(params["data"], stage)
-    for needed, maker in PREREQUISITES.get(stage, []) if not in_pipeline else []:  # a pipeline writes them on the way
+    check_data(params["data"], spec)
+    for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (run_dir / needed).exists():
             raise ConfigError(f"{run_dir}/{needed} does not exist: run `make {maker} VERSION={version}` first")
-    if stage in ("transfer", "evaluate") and params.get("from_version", "none") != "none":
-        if not (in_pipeline and params["from_version"] == version):
-            runs.encoder_path(runs_dir, params["from_version"])
-    check_overwrite(run_dir, stage, force, resume)
+    if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == version):
+        runs.encoder_path(runs_dir, params["from_version"])
+    check_overwrite(run_dir, spec, force, resume)
+    template = repo / "notebooks" / spec.notebook
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
 
 
-def pretrain_task_params(task: str) -> set[str]:
+def resolve_parameters(stage: str, given: dict, runs_dir: Path, version: str, in_pipeline: bool = False) -> dict:
+    """The stage's parameters: its spec's defaults, then what it inherits from earlier stages, then the values
+    given, then data-dependent defaults and checks (config.resolve). Used before compute, and by `start()` for a
+    notebook run by hand."""
+    spec = stage_spec(stage)
+    params = spec.defaults()
+    params.update(inherited(spec, runs_dir / version, given, version))
+    params.update({k: v for k, v in given.items() if k in params})
+    params.update(version=version, runs_dir=str(runs_dir))
+    if "from_version" in params and not params["from_version"]:
+        params["from_version"] = version  # FROM defaults to the version itself
+    return config.resolve(stage, params)
+
+
+def task_param_names(task: str) -> set[str]:
     """Parameter names of a task (empty for an unknown task: that error comes from get_task)."""
     from ..tasks import task_names, task_params
 
     return set(task_params(task)) if task in task_names() else set()
 
 
-def eval_default(text: str):
-    """papermill reports parameter defaults as source text; turn them into values."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def inherited(stage: str, run_dir: Path, given: dict, in_pipeline: bool, version: str) -> dict:
-    """What a later stage must share with the stages before it in this version (or in FROM)."""
+def inherited(spec: Stage, run_dir: Path, given: dict, version: str) -> dict:
+    """What a stage must share with the stages before it in this version (or in FROM), by its spec's rules."""
     out = {}
-    pre = recorded_config(run_dir, "pretrain")
-    if stage == "transfer":
-        source = given.get("from_version", version)
-        src_pre = recorded_config(run_dir.parent / source, "pretrain") if source != "none" else {}
-        if src_pre.get("arch"):
-            if given.get("arch") and given["arch"] != src_pre["arch"]:
-                raise ConfigError(f"ARCH={given['arch']} but the encoder of {source} is a {src_pre['arch']}")
-            out["arch"] = src_pre["arch"]
-        out["data"] = pre.get("data") or src_pre.get("data") or "imagewang"
-    elif stage in ("evaluate", "review"):
-        tra = recorded_config(run_dir, "transfer")
-        if tra:
-            out.update({k: tra[k] for k in ("data", "arch", "size", "from_version") if k in tra})
-        elif pre:
-            out["data"] = pre.get("data")
-        if stage == "review":
-            out.pop("from_version", None)
-    return {k: v for k, v in out.items() if v is not None}
+    source = given.get("from_version") or version
+    for rule in spec.inherits:
+        folder = run_dir if rule.of == "self" else (None if source == "none" else run_dir.parent / source)
+        recorded = runs.recorded_config(folder, rule.stage) if folder is not None else {}
+        for key in rule.keys:
+            if key in out or recorded.get(key) is None:
+                continue
+            if rule.must_match and given.get(key) not in (None, "", recorded[key]):
+                raise ConfigError(f"{key.upper()}={given[key]} but the {rule.stage} stage of {folder.name} used "
+                                  f"{recorded[key]}: a {spec.name} must match what it loads")
+            out[key] = recorded[key]
+    return out
 
 
 def truthy(value) -> bool:
@@ -218,27 +182,27 @@ def check_comet(mode: str) -> None:
         raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
 
 
-def check_data(data: str, stage: str) -> None:
-    """The data exists (fetched or generated if need be) and, past pretraining, has classes."""
+def check_data(data: str, spec: Stage) -> None:
+    """The data exists (fetched or generated if need be) and, for a stage that needs labels, has classes."""
     from ..data.layout import is_plain_folder
     from ..data.resolve import resolve_data
 
     root = resolve_data(data)  # lists and checks the layout once
-    if stage != "pretrain" and is_plain_folder(root):
+    if spec.labelled and is_plain_folder(root):
         raise ConfigError(
-            f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {stage}. "
+            f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {spec.name}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
             f"DATA=<folder in Imagewang layout>`")
 
 
-def check_overwrite(run_dir: Path, stage: str, force: bool, resume: bool) -> None:
-    notebook = run_dir / runs.STAGES[stage]
-    status = runs.read_run_json(run_dir).get("stages", {}).get(stage, {}).get("status")
+def check_overwrite(run_dir: Path, spec: Stage, force: bool, resume: bool) -> None:
+    notebook = run_dir / spec.notebook
+    status = runs.stage_record(run_dir, spec.name).get("status")
     if resume and status == "done":
-        raise ConfigError(f"RESUME=1: {stage} of {run_dir.name} already finished; use FORCE=1 to run it again")
+        raise ConfigError(f"RESUME=1: {spec.name} of {run_dir.name} already finished; use FORCE=1 to run it again")
     if force and resume:
         raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
     if notebook.exists() and not (force or resume):
         raise ConfigError(
-            f"{notebook} already exists: use a new VERSION, FORCE=1 to run {stage} again (old files are moved "
+            f"{notebook} already exists: use a new VERSION, FORCE=1 to run {spec.name} again (old files are moved "
             f"aside, never deleted) or RESUME=1 to continue an interrupted run")

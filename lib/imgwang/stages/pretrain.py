@@ -83,6 +83,20 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     }
 
 
+def pretrain_scraps(cfg: dict, result: dict) -> dict:
+    """What 01-pretrain glues for later stages, `make compare` and the tasks table (figures apart)."""
+    task = result["task"]
+    scraps = {
+        "config": cfg, "task": task.name, "pretext_metric_name": task.metric_name,
+        "pretext_val_metric": result["val_metric"], "pretext_chance": task.chance, "pretext_val_loss": result["val_loss"],
+        "pretrain_history": [{k: v for k, v in h.items() if k != "grad_stats"} for h in result["history"]],
+        "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
+    }
+    if result["knn_acc"] is not None:  # no classes, or knn_every 0: nothing to glue
+        scraps.update(pretrain_knn_acc=result["knn_acc"], pretrain_knn_init=result["knn_acc_init"])
+    return scraps
+
+
 def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
     """Kernel side of a torchrun launch: the ranks train; the result is rebuilt from rank 0's files.
     On a node other than node 0 (NODE_RANK > 0) the result is {}: rank 0 and its files are on node 0."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import runs
-from ..config import positive_int
+from ..checks import positive_int
 from ..errors import ConfigError
 
 

@@ -12,6 +12,7 @@ from ..device import resolve_device
 from ..errors import ImgwangError
 from ..evaluate.metrics import per_class_accuracy
 from ..evaluate.review import least_confident_correct, pretext_mistakes, top_mistakes, worst_classes
+from ..runs import recorded_config
 from .data import load_stage_data, pretext_split
 from .pretrain import build_pretext
 
@@ -23,8 +24,10 @@ def load_predictions(run_dir: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None) -> dict:
+def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None = None) -> dict:
+    """pretrain_cfg: how the pretext model was made; by default as run.json records the version's pretrain."""
     start = time.time()
+    pretrain_cfg = pretrain_cfg or recorded_config(run_dir, "pretrain") or None
     preds = load_predictions(run_dir)
     probs, labels, rows, names = preds["probs"], preds["labels"], preds["rows"], preds["class_names"]
     k = cfg["n_show"]
@@ -53,3 +56,9 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None) -> dict:
                              "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
     result["wall_s"] = time.time() - start
     return result
+
+
+def review_scraps(cfg: dict, result: dict) -> dict:
+    """What 04-review glues for `make compare` (figures apart)."""
+    return {"config": cfg, "n_val_mistakes": result["n_val_mistakes"], "worst_classes": result["worst_classes"],
+            "review_wall_s": result["wall_s"]}

@@ -22,7 +22,7 @@ from ..evaluate.objective import Classification
 from ..models.checkpoint import atomic_torch_save, load_encoder
 from ..models.classifier import Classifier
 from ..models.encoders import create_encoder
-from ..runs import encoder_path, read_run_json, update_stage
+from ..runs import encoder_path, recorded_config, update_stage
 from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.options import TRANSFER_DEFAULTS, check_options, fit_options
@@ -42,7 +42,7 @@ def pretrained_on_val(runs_dir: Path, from_version: str) -> bool | None:
     """Whether the encoder loaded from FROM saw val/ images (unlabelled) while pretraining; None from none."""
     if from_version == "none":
         return None
-    recorded = read_run_json(Path(runs_dir) / from_version).get("stages", {}).get("pretrain", {}).get("config") or {}
+    recorded = recorded_config(Path(runs_dir) / from_version, "pretrain")
     return bool(recorded.get("pretrain_on_val", False))
 
 
@@ -97,6 +97,16 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     return {"val_accs": accs, "val_acc": mean, "val_acc_std": std, "histories": histories, "train_bs": batch,
             "steps_per_epoch": steps, "pretrained_on_val": pretrained_on_val(runs_dir, cfg["from_version"]),
             "model": model, "data": sd, "device": device, "wall_s": time.time() - start}
+
+
+def transfer_scraps(cfg: dict, result: dict) -> dict:
+    """What 02-transfer glues for evaluate and `make compare` (figures apart)."""
+    return {
+        "config": cfg, "from_version": cfg["from_version"], "val_acc": result["val_acc"],
+        "val_acc_std": result["val_acc_std"], "val_accs": result["val_accs"], "transfer_history": result["histories"][0],
+        "transfer_histories": result["histories"], "train_bs": result["train_bs"],
+        "steps_per_epoch": result["steps_per_epoch"], "transfer_wall_s": result["wall_s"],
+    }
 
 
 def fitted_batch(cfg: dict, n_fit: int, n_score: int, run_dir: Path | None) -> tuple[int, bool, int]:

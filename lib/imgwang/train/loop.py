@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ..device import resolve_device, use_fastest_kernels
 from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
+from ..threads import refresh_share
 from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
@@ -96,6 +97,7 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
     with InterruptGuard() as local_guard, restore_requires_grad(trainable_encoder):
         guard = stop.shared(local_guard)  # under torchrun every rank stops at the same step
         for epoch in range(first, first if stopped else epochs):
+            refresh_share(epoch + 1)  # this stage's share of the CPU cores, if other stages started or ended
             frozen = epoch < freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
@@ -165,6 +167,7 @@ class EpochRunner:
                 gather.global_batch() if train else contextlib.nullcontext():
             for i, batch in enumerate(bar):
                 guard.check(epoch)
+                refresh_share(epoch + 1, only_if_changed=True)  # one stat: a stage started or ended mid-epoch
                 inputs, targets, _ = objective.prepare(batch, gen)
                 inputs = to_memory_format(inputs, self.memory_format)
                 with autocast(device, self.cast_dtype):

@@ -1,0 +1,326 @@
+"""What each stage is, declared once: its notebook, its parameters (defaults, one-line docs, checks, Make
+variables), what it inherits from the version's earlier stages, the files it needs and writes, the scraps it
+glues.
+
+Everything else reads this table: bin/stage.py (its options and `NAME=value` Make variables), planning and the
+checks before compute (stages/plan.py), resolution of defaults (config.resolve), the notebooks' `start()`,
+`make help`, the notebooks' parameters cells (tests/test_spec.py keeps each equal to `parameters_source`),
+and compare and the tasks table (`Scraps` refuses a scrap name a stage does not declare).
+Only the standard library is imported here, so `make help` runs before the venv exists.
+
+How to add a stage parameter
+  1. Add one `Param` to the stage's `params` in STAGES below (a parameter several stages take: one constant
+     above, listed in each). Give its name, default (what the parameters cell holds), type and a one-line doc;
+     optionally `by_data=(sample, real data)` to fill an empty value (0 or "") by the data, `check` (a function
+     of imgwang.checks, called before compute) and `make="NAME"` for a Make variable.
+  2. Rewrite the parameters cells from the spec: `python -m imgwang.stages.spec --write`.
+  3. Use it in the lib as `cfg["name"]`: the stage function receives every value resolved and checked.
+  bin/stage.py then takes it as `-p name value`; run.json and the `config` scrap record it.
+
+How to add a Make variable
+  Give the parameter `make="NAME"` (step 1 above) and add NAME to STAGE_VARS in the Makefile (one word).
+  bin/stage.py accepts `NAME=value` (what the Makefile passes) and `--name value`; `make help` lists it with
+  its doc. A variable read by bin/stage.py itself, not by a notebook (FORCE, RESUME), is a `MakeVar` in
+  RUN_VARS; bin/stage.py finds its value as `args.<name lower-cased>`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import checks
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    type: type
+    doc: str
+    by_data: tuple | None = None  # (sample, real data): fills an empty value (None, "", 0)
+    check: Callable | None = None  # imgwang.checks function (name, value) -> value; ConfigError when bad
+    make: str | None = None  # Make variable that sets it (also bin/stage.py's NAME=value and --name)
+    internal: bool = False  # set by bin/stage.py, not by `-p`
+
+
+@dataclass(frozen=True)
+class Inherit:
+    """Keys a stage takes from the recorded config (run.json) of an earlier stage; for each key the first rule
+    with a recorded value wins, a value given on the command line wins over all (or, with must_match, must
+    agree)."""
+
+    stage: str
+    keys: tuple[str, ...]
+    of: str = "self"  # "self": this version; "from": the version FROM names (from_version)
+    must_match: bool = False
+
+
+@dataclass(frozen=True)
+class MakeVar:
+    name: str
+    doc: str
+    dest: str  # parameter name, or bin/stage.py's own attribute
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    notebook: str
+    params: tuple[Param, ...]
+    writes: tuple[str, ...]  # besides the notebook; FORCE=1 moves them aside (glob patterns allowed)
+    scraps: tuple[str, ...]  # names glued by the notebook (figures included)
+    inherits: tuple[Inherit, ...] = ()
+    needs: tuple[tuple[str, str], ...] = ()  # (file in the version folder, stage that writes it)
+    starts_version: bool = False  # run alone, it takes the next free version (later stages take the newest)
+    makes_encoder: bool = False  # a FROM=none pipeline (the random-init baseline) skips it
+    labelled: bool = True  # needs classes: refuses a plain folder of images
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def defaults(self) -> dict:
+        return {p.name: _copy(p.default) for p in self.params}
+
+
+def _copy(value):
+    return type(value)(value) if isinstance(value, (dict, list)) else value
+
+
+# Parameters several stages take. `replace(X, ...)` gives a stage its own default or doc.
+VERSION = Param("version", "", str, "run folder under runs/; empty: next free v<n> (pretrain) or the newest run",
+                make="VERSION", internal=True)
+RUNS_DIR = Param("runs_dir", "runs", str, "where run folders live", internal=True)
+DATA = Param("data", "imagewang", str,
+             "sample | imagewang | imagewang-320 | imagewang-full | path to a folder in Imagewang layout", make="DATA")
+ARCH = Param("arch", "", str, "timm model name (random init) or tinyconv; empty: default for the data, resnet18 on "
+             "sample, resnet34d otherwise", by_data=("resnet18", "resnet34d"), make="ARCH")
+SIZE = Param("size", 0, int, "image side in pixels; 0: default for the data, 64 on sample, 128 otherwise",
+             by_data=(64, 128), check=checks.positive_int, make="SIZE")
+EPOCHS = Param("epochs", 0, int, "training epochs; 0: default for the stage and data", check=checks.positive_int,
+               make="EPOCHS")
+BS = Param("bs", 0, int, "batch size; 0: default", check=checks.positive_int, make="BS")
+LR = Param("lr", 0.0, float, "peak learning rate of the one-cycle schedule; 0: default", by_data=(2e-3, 2e-3),
+           check=checks.positive_float, make="LR")
+SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
+             make="SEED")
+DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cuda | mps", make="DEVICE")
+COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
+              check=checks.comet_mode, make="COMET")
+RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
+             make="FROM")
+
+STAGES = {
+    "pretrain": Stage(
+        "pretrain", "01-pretrain.ipynb",
+        params=(
+            VERSION, RUNS_DIR,
+            replace(DATA, doc=DATA.doc + ", or to a plain folder of images (no classes needed to pretrain)"),
+            ARCH, SIZE,
+            Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
+            Param("task_params", {}, dict,
+                  "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, COMET, RESUME,
+            Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
+                  "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
+            Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
+        ),
+        writes=("encoder.pt", "pretext_model.pt", "checkpoints/pretrain"),
+        scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
+                "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
+                "pretrain_knn_init", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+        starts_version=True, makes_encoder=True, labelled=False,
+    ),
+    "transfer": Stage(
+        "transfer", "02-transfer.ipynb",
+        params=(
+            VERSION, RUNS_DIR, DATA, ARCH, SIZE, FROM,
+            replace(EPOCHS, by_data=(5, 5)), replace(BS, by_data=(32, 64)), LR,
+            Param("runs", 1, int, "repeats with different seeds (leaderboard: 5 runs at 5 epochs)",
+                  check=checks.positive_int, make="RUNS"),
+            Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
+            Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            SEED, DEVICE, COMET, RESUME,
+        ),
+        writes=("classifier.pt", "checkpoints/transfer-*"),
+        scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
+                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves"),
+        # the encoder's architecture is fixed by the pretrain run that made it
+        inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
+                  Inherit("pretrain", ("data",), of="from")),
+    ),
+    "evaluate": Stage(
+        "evaluate", "03-evaluate.ipynb",
+        params=(
+            VERSION, RUNS_DIR, DATA, ARCH, SIZE,
+            replace(FROM, doc="whose pretrained encoder the kNN / probe rows test; empty: as in transfer"),
+            replace(BS, by_data=(64, 128)),
+            Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
+            Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
+            Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
+            SEED, DEVICE,
+        ),
+        writes=("predictions.pt", "predictions.csv"),
+        scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
+                "per_class_acc", "evaluate_wall_s", "confusion",
+                *(f"{key}_{reference}" for reference in ("random", "pixels")
+                  for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
+        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version")), Inherit("pretrain", ("data",))),
+        needs=(("classifier.pt", "transfer"),),
+    ),
+    "review": Stage(
+        "review", "04-review.ipynb",
+        params=(
+            VERSION, RUNS_DIR, DATA, ARCH, SIZE, replace(BS, by_data=(64, 128)),
+            Param("n_show", 12, int, "images per grid", check=checks.positive_int),
+            SEED, DEVICE,
+        ),
+        writes=(),
+        scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
+                "pretext_mistakes"),
+        inherits=(Inherit("transfer", ("data", "arch", "size")), Inherit("pretrain", ("data",))),
+        needs=(("classifier.pt", "transfer"), ("predictions.pt", "evaluate")),
+    ),
+}
+PIPELINE = list(STAGES)
+
+# Make variables bin/stage.py reads itself (no notebook parameter of that name).
+RUN_VARS = (
+    MakeVar("FORCE", "1: run a stage again in an existing version (old files are moved aside, never deleted)",
+            "force"),
+    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch", "resume"),
+    *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
+              f"ft_{name}") for name in ("epochs", "lr", "bs")),
+    MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
+)
+
+
+def stage_spec(stage: str) -> Stage:
+    from ..errors import ConfigError
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, pipeline")
+    return STAGES[stage]
+
+
+def make_vars() -> list[MakeVar]:
+    """Every Make variable, once, in declaration order; a parameter's doc is that of its first stage."""
+    out = {}
+    for stage in STAGES.values():
+        for p in stage.params:
+            if p.make and p.make not in out:
+                out[p.make] = MakeVar(p.make, p.doc, p.name)
+    for var in RUN_VARS:
+        out.setdefault(var.name, var)
+    return list(out.values())
+
+
+def option_name(var: MakeVar) -> str:
+    """bin/stage.py's option for a Make variable: FT_EPOCHS -> --ft-epochs."""
+    return "--" + var.name.lower().replace("_", "-")
+
+
+class Scraps(dict):
+    """The scraps of one stage's executed notebook. Reading a name the stage does not declare is a mistake in
+    the reader (a typo, or a scrap the notebook stopped gluing), so it raises instead of returning nothing."""
+
+    def __init__(self, stage: str, data: dict):
+        super().__init__(data)
+        self.stage = stage
+
+    def _declared(self, name: str) -> str:
+        if name not in STAGES[self.stage].scraps and not name.startswith("_"):
+            raise KeyError(f"{self.stage} glues no scrap {name!r}: see imgwang/stages/spec.py")
+        return name
+
+    def get(self, name, default=None):
+        return super().get(self._declared(name), default)
+
+    def __getitem__(self, name):
+        return super().__getitem__(self._declared(name))
+
+
+def scrap_stage(name: str) -> str:
+    """The stage that glues a scrap."""
+    return next(stage.name for stage in STAGES.values() if name in stage.scraps)
+
+
+# ---- the parameters cells and `make help`, rendered from the spec --------------------------------------------
+
+CELL_HEADER = "# Parameters (papermill injects new values below this cell)"
+
+
+def _literal(value) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def parameters_source(stage: str) -> str:
+    """The notebook's parameters cell: what papermill reads and `papermill --help-notebook` shows."""
+    lines = [CELL_HEADER]
+    lines += [f"{p.name}: {p.type.__name__} = {_literal(p.default)}  # {p.doc}" for p in STAGES[stage].params]
+    return "\n".join(lines)
+
+
+def write_parameters_cells(notebooks: Path) -> list[str]:
+    """Rewrite each stage notebook's parameters cell from the spec; returns the notebooks changed."""
+    import nbformat
+
+    changed = []
+    for stage in STAGES.values():
+        path = notebooks / stage.notebook
+        book = nbformat.read(path, as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        if cell.source != parameters_source(stage.name):
+            cell.source = parameters_source(stage.name)
+            nbformat.write(book, path)
+            changed.append(path.name)
+    return changed
+
+
+def _data_defaults(var: MakeVar) -> str:
+    """` (sample / real data: pretrain 3 / 20; transfer 5 / 5)` when the default differs between stages."""
+    groups: dict[tuple, list[str]] = {}
+    for stage in STAGES.values():
+        p = stage.param(var.dest)
+        if p is not None and p.make == var.name and p.by_data:
+            groups.setdefault(p.by_data, []).append(stage.name)
+    if len(groups) < 2:
+        return ""
+    return " (sample / real data: " + "; ".join(f"{', '.join(s)} {a} / {b}" for (a, b), s in groups.items()) + ")"
+
+
+def _inherited_by(var: MakeVar) -> str:
+    stages = [s.name for s in STAGES.values() if any(var.dest in rule.keys for rule in s.inherits)]
+    return f"; {', '.join(stages)}: by default as the version's earlier stages" if stages else ""
+
+
+def help_text() -> str:
+    lines = ["Variables (all optional; bin/stage.py takes them as NAME=value or --name value):"]
+    for var in make_vars():
+        stages = [s.name for s in STAGES.values() if s.param(var.dest) is not None and s.param(var.dest).make]
+        where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
+        lines.append(f"  {var.name:<9}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
+    lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
+    try:  # the tasks need torch: listed when the venv exists
+        from ..tasks import task_names
+
+        lines.append(f"Pretext tasks (TASK): {' '.join(task_names())}")
+    except ImportError:
+        pass
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--write"]:
+        folder = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[3] / "notebooks"
+        print("rewritten:", ", ".join(write_parameters_cells(folder)) or "none (all agree with the spec)")
+    else:
+        print(help_text())
