@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """make leaderboard: the 72.94% Imagewang entry's recipe in one command (see imgwang/recipe.py).
 
-    python bin/leaderboard.py --size 128                 # pretrain (SwAV, 100 epochs) + 5 fine-tuning runs
-    python bin/leaderboard.py --size 128 --dry-run       # check and print the plan; nothing runs, runs/ untouched
+    python bin/leaderboard.py SIZE=128                   # pretrain (SwAV, 100 epochs) + 5 fine-tuning runs
+    python bin/leaderboard.py SIZE=128 DRY=1             # check and print the plan; nothing runs, runs/ untouched
+
+(what `make leaderboard` passes; --size 128 --dry-run work too). Variables: SIZE, VERSION, DATA, DEVICE, SEED,
+COMET, and for a try-out PRETRAIN_EPOCHS, FT_EPOCHS, RUNS.
 
 Both stages are planned and checked before any compute (a bad value stops with one `error:` line, exit 2);
 then 01-pretrain and 02-transfer run into one version through bin/stage.py's own planning and execution, and
@@ -33,6 +36,25 @@ def load_stage_cli():
     return module
 
 
+VARIABLES = ("SIZE", "VERSION", "DATA", "DEVICE", "SEED", "COMET", "PRETRAIN_EPOCHS", "FT_EPOCHS", "RUNS", "DRY")
+
+
+def words_to_options(argv: list[str]) -> list[str]:
+    """`SIZE=128` -> `--size 128`, `DRY=1` -> `--dry-run`; another upper-case NAME= is a typo."""
+    out = []
+    for word in argv:
+        name, eq, value = word.partition("=")
+        if not (eq and name.isupper()):
+            out.append(word)
+        elif name not in VARIABLES:
+            raise ConfigError(f"unknown variable {name}; make leaderboard takes {', '.join(VARIABLES)}")
+        elif name == "DRY":
+            out += ["--dry-run"] if value.strip().lower() in ("1", "true", "yes", "on") else []
+        else:
+            out += ["--" + name.lower().replace("_", "-"), value]
+    return out
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="128", help="128 (Imagewang-160), 192 or 256 (Imagewang-320)")
@@ -53,11 +75,13 @@ def plan(args, cli):
     argvs = recipe.stage_argvs(args.version or "", size, args.data, args.device, args.seed,
                                cli_int("FT_EPOCHS", args.ft_epochs), cli_int("RUNS", args.runs),
                                cli_int("PRETRAIN_EPOCHS", args.pretrain_epochs), args.comet)
+    lacking = lacking_task_params()
+    argvs["pretrain"] = without_params(argvs["pretrain"], lacking)
     plans = []
     for stage, argv in argvs.items():
         stage_args = cli.parse_args([*argv, "--runs-dir", args.runs_dir])
         if plans:  # transfer loads the encoder the first stage will write: planned as a pipeline's later stage
-            stage_args.version = stage_args.from_version = plans[0].version
+            stage_args.version = stage_args.from_version = plans[0][0].version
         p = plan_stage(stage, stage_args, REPO, in_pipeline=bool(plans))
         unknown = sorted({n for n, _ in stage_args.p} - {*p.parameters, *p.parameters.get("task_params", {})})
         if unknown:
@@ -66,7 +90,27 @@ def plan(args, cli):
         if stage == "transfer":
             argv[argv.index("--from") + 1] = p.version
         plans.append((p, argv))
-    return plans
+    return plans, lacking
+
+
+def lacking_task_params() -> list[str]:
+    """The recipe's task parameters this version of the task does not have (said in the plan, never hidden)."""
+    from imgwang.tasks import task_names, task_params
+
+    task = recipe.PRETRAIN["task"]
+    known = task_params(task) if task in task_names() else {}  # task_names() registers every task
+    return sorted(set(recipe.PRETRAIN["task_params"]) - set(known)) if known else []
+
+
+def without_params(argv: list[str], names: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "-p" and argv[i + 1] in names:
+            i += 3
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def cli_int(name: str, value) -> int:
@@ -79,14 +123,17 @@ def cli_int(name: str, value) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    cli = load_stage_cli()
     try:
-        plans = plan(args, cli)
+        args = parse_args(words_to_options(sys.argv[1:] if argv is None else argv))
+        cli = load_stage_cli()
+        plans, lacking = plan(args, cli)
     except ImgwangError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"the Imagewang leaderboard recipe: {recipe.ENTRY}")
+    if lacking:
+        print(f"note: this {recipe.PRETRAIN['task']} has no {', '.join(lacking)}: the recipe runs without them, "
+              f"so it differs from the entry there too")
     for p, argv in plans:
         print(f"\n{p.stage} -> runs/{p.version}/{p.notebook_out.name}\n  python bin/stage.py {shlex.join(argv)}")
         shown = {k: v for k, v in p.parameters.items() if k not in ("runs_dir", "task_params")}

@@ -81,6 +81,13 @@ CASES = [
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
     (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "optimizer", "lamb"], "unknown optimizer='lamb'"),
+    (["pretrain", "--data", "sample", "-p", "schedule", "step"], "unknown schedule='step'"),
+    (["pretrain", "--data", "sample", "-p", "flat_frac", "1.5"], "flat_frac=1.5 must be a number in [0, 1)"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "weight_decay", "-1"], "weight_decay=-1 must be >= 0"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "label_smoothing", "1"], "label_smoothing=1 must be"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "head_dropout", "much"], "head_dropout='much' is not"),
+    (["pretrain", "--data", "sample", "-p", "pretrain_on_val", "maybe"], "pretrain_on_val='maybe' must be true or false"),
 ]
 
 
