@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # The Make variables a stage takes, declared with their docs in lib/imgwang/stages/spec.py (`make help` lists
 # them). Each set one reaches bin/stage.py as NAME=value; a new one is one word here.
-STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS
+STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE THREADS FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS
 P ?=
 STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
@@ -63,8 +63,9 @@ lab: $(STAMP) ## open JupyterLab at the project root
 tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, kNN vs untrained
 	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"
 
-bench: $(STAMP) ## data-path and training-step throughput (a script, not a test)
+bench: $(STAMP) ## data-path and training-step throughput; two runs at once against one (scripts, not tests)
 	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))
+	$(PY) bin/bench_share.py
 
 test: $(STAMP) ## the test suite (about 4 minutes on 2 CPU cores)
 	$(PY) -m pytest tests -q

@@ -66,6 +66,8 @@ CASES = [
     (["pretrain", "--data", "sample", "--comet", "online"], "COMET=online needs COMET_API_KEY"),
     (["pretrain", "--data", "sample", "--comet", "loud"], "unknown COMET='loud'"),
     (["pretrain", "--data", "sample", "--device", "tpu"], "unknown DEVICE='tpu'"),
+    (["pretrain", "THREADS=many", "DATA=sample"], "THREADS='many' must be a whole number"),
+    (["pretrain", "THREADS=-2", "DATA=sample"], "THREADS='-2' must not be negative"),
     (["transfer", "--version", "v3", "--from", "v9", "--data", "sample"], "FROM=v9: no such run"),
     (["transfer", "--version", "v3", "--from", "v2", "--data", "sample"], "FROM=v2: "),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "warmup", "3"], "unknown parameter 'warmup'"),

@@ -82,6 +82,8 @@ def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
         ["pretrain", "transfer", "evaluate", "review"], "done")
     assert info["environment"]["packages"]["torch"] and "git_commit" in info["environment"]
     assert info["stages"]["pretrain"]["config"]["task_params"] == {"pct_pos": 0.6}
+    for record in info["stages"].values():  # each kernel took its share of the cores (imgwang.threads)
+        assert record["threads"]["source"] == "share" and 1 <= record["threads"]["threads"] <= os.cpu_count()
     assert (run / "encoder.pt").exists() and (run / "classifier.pt").exists() and (run / "predictions.csv").exists()
 
 

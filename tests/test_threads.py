@@ -34,6 +34,8 @@ def test_the_share_is_cores_over_stages_running_never_below_one(cores, stages, e
 def test_a_cuda_stage_takes_few_cpu_threads():
     assert threads.share(16, 1, "cuda") == threads.CUDA_THREADS == 2
     assert threads.share(16, 16, "cuda:0") == 1
+    c = threads.choose(None, "cuda", n_cores=16, n_stages=2)
+    assert (c.threads, c.processes) == (2, 8)  # the cache it waits for decodes on its plain CPU share
 
 
 def test_choose_with_a_fake_count_of_running_stages():

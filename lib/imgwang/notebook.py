@@ -28,6 +28,7 @@ def start(stage: str, namespace: dict) -> tuple[dict, Path]:
     run_dir = Path(cfg["runs_dir"]) / cfg["version"]
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage} in {run_dir}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("version", "runs_dir")))
+    take_thread_share(stage, cfg, run_dir)
     return cfg, run_dir
 
 
@@ -36,6 +37,15 @@ def is_resolved(spec, cfg: dict) -> bool:
     empty = (None, "", 0, 0.0)
     return (cfg["version"] not in empty and cfg.get("from_version", "x") not in empty
             and all(cfg[p.name] not in empty for p in spec.params if p.by_data))
+
+
+def take_thread_share(stage: str, cfg: dict, run_dir: Path) -> None:
+    """This kernel's share of the CPU cores (imgwang.threads), or THREADS; printed and recorded in run.json."""
+    from . import threads
+    from .device import resolve_device
+
+    device = resolve_device(cfg.get("device") or "auto").type
+    threads.start_stage(cfg.get("threads"), device, run_dir, stage)
 
 
 def to_plain(value):

@@ -5,9 +5,10 @@ Why: every process sizes its OpenMP team to all cores, and a team's threads spin
 other. Two such teams on the same cores fight: on a 2-core machine two plain resnet18 training loops at 64 px
 ran at 21 + 19 img/s where one alone ran at 198; with one thread each they ran at 99 + 101.
 
-What a stage sizes to its share (`budget()`): torch's intra-op threads (and the inter-op pool, which can be
-sized only before its first use), the augment's crop worker threads, the cache's decode workers.
-The fit loop takes the share again at every epoch, and between epochs as soon as the registry folder
+What a stage sizes to its share (`budget()`, `process_budget()`): torch's intra-op threads (and the inter-op
+pool, which can be sized only before its first use), the augment's crop worker threads, the cache's decode
+workers (for these a cuda stage takes the plain CPU share: it waits for the cache, its threads idle meanwhile).
+The fit loop takes the share again at every epoch, and within an epoch as soon as the registry folder
 changes (one stat per step): a stage that started alone must not keep all cores for the rest of a long
 epoch while a second one starts beside it, since both would then run at a fraction of their speed.
 A stage on a GPU (`cuda`) does little on the CPU and takes at most CUDA_THREADS threads.
@@ -16,7 +17,8 @@ THREADS=n (the `threads` parameter) overrides the rule; the value used is printe
 The registry of running stages is machine-wide and independent of any runs/ folder: one small file per
 stage process, named by its pid, in a per-user temporary folder (IMGWANG_STAGE_REGISTRY overrides it).
 A file whose process has ended, or whose pid now belongs to another process (start times differ), is
-ignored and removed by whoever reads it next, so a killed stage never holds a share.
+ignored and removed by whoever reads it next, so a killed stage never holds a share. A stage notebook run by
+hand keeps its kernel's entry until the kernel ends (papermill ends it with the stage).
 """
 
 from __future__ import annotations
@@ -139,6 +141,12 @@ class Choice:
     stages_running: int
     device: str
 
+    @property
+    def processes(self) -> int:
+        """Worker processes for work done before training (decoding the cache): the CPU share, without the
+        cuda cap, since a GPU stage waits for that work and its own threads are idle meanwhile."""
+        return self.threads if self.source == "THREADS" else share(self.cores, self.stages_running, "cpu")
+
     def describe(self) -> str:
         if self.source == "THREADS":
             return f"{self.threads} CPU threads (THREADS={self.threads}; {self.cores} cores)"
@@ -159,6 +167,7 @@ def choose(override=None, device: str = "cpu", n_cores: int | None = None, n_sta
 
 
 _budget: int | None = None  # what apply() set; None: no stage in this process, every pool sized to the cores
+_processes: int | None = None
 
 
 def budget() -> int:
@@ -166,12 +175,19 @@ def budget() -> int:
     return _budget or cores()
 
 
-def apply(threads: int) -> None:
-    """Size torch's thread pools (and, via budget(), the augment and decode pools) to `threads`."""
-    global _budget
+def process_budget() -> int:
+    """Worker processes for the cache's decoding: the stage's CPU share (see Choice.processes), else all cores."""
+    return _processes or cores()
+
+
+def apply(threads: int, processes: int | None = None) -> None:
+    """Size torch's thread pools (and, via budget(), the augment's threads) to `threads`; `processes` sizes
+    the decode pool (default: `threads`)."""
+    global _budget, _processes
     import torch
 
     _budget = max(1, int(threads))
+    _processes = max(1, int(processes or threads))
     torch.set_num_threads(_budget)
     try:  # possible only before the inter-op pool's first use; eager training hardly uses it
         torch.set_num_interop_threads(_budget)
@@ -196,7 +212,7 @@ class StageThreads:
         parse_threads(self.override)  # a bad value fails before the registry is touched
         self.path = register(self.device, self.stage, self.folder)
         self.choice = self._choose()
-        apply(self.choice.threads)
+        apply(self.choice.threads, self.choice.processes)
         self.say(f"threads: {self.choice.describe()}")
         self._record()
         return self.choice
@@ -205,7 +221,7 @@ class StageThreads:
         """Look at the registry again; resize when the share changed (another stage started or ended)."""
         choice = self._choose()
         if self.choice is None or choice.threads != self.choice.threads:
-            apply(choice.threads)
+            apply(choice.threads, choice.processes)
             at = f" at epoch {epoch}" if epoch is not None else ""
             self.say(f"threads{at}: {choice.describe()}")
             self.changes.append({"epoch": epoch, "threads": choice.threads, "stages_running": choice.stages_running})

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..threads import budget
+from ..threads import process_budget
 from .images import BadImageError, load_rgb
 
 FORMAT_VERSION = 2  # 2: rows stored (S, S, 3)
@@ -79,8 +79,8 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     """Decode `paths` once into a memory-mapped cache in `cache_dir`, or reuse the one already built for them.
 
     Rows follow the sorted paths, minus unreadable files (listed in `.skipped` with a reason).
-    `workers` defaults to the stage's share of the cores (imgwang.threads.budget); small lists are decoded
-    in this process.
+    `workers` defaults to the stage's share of the cores (imgwang.threads.process_budget); small lists are
+    decoded in this process.
     """
     size = int(size)
     if size < 1:
@@ -195,7 +195,7 @@ def _decode_all(files, size, tmp_data: Path, progress, workers):
     n = len(files)
     arr = planar(np.memmap(tmp_data, dtype=np.uint8, mode="w+", shape=(n, size, size, 3)))
     reasons: dict[int, str] = {}
-    workers = workers or budget()  # the stage's share of the cores (all of them outside a stage)
+    workers = workers or process_budget()  # the stage's share of the cores (all of them outside a stage)
     chunks = [list(range(i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
     with tqdm(total=n, desc=f"decoding images at {size}px", unit="img", disable=not progress) as bar:
         if workers <= 1 or n < POOL_MIN_IMAGES:

@@ -112,6 +112,9 @@ LR = Param("lr", 0.0, float, "peak learning rate (of the one-cycle schedule by d
 SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
              make="SEED")
 DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cuda | mps", make="DEVICE")
+THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores // stages running on this machine "
+                "(at most 2 with cuda), looked at again each epoch (imgwang.threads)", check=checks.non_negative_int,
+                make="THREADS")
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
@@ -137,7 +140,7 @@ STAGES = {
             Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
             Param("task_params", {}, dict,
                   "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
-            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, COMET, RESUME,
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, THREADS, COMET, RESUME,
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
@@ -164,7 +167,7 @@ STAGES = {
             Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
             Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
                   "last", check=checks.fraction),
-            SEED, DEVICE, COMET, RESUME,
+            SEED, DEVICE, THREADS, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
@@ -182,7 +185,7 @@ STAGES = {
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
-            SEED, DEVICE,
+            SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
@@ -197,7 +200,7 @@ STAGES = {
         params=(
             VERSION, RUNS_DIR, DATA, ARCH, SIZE, replace(BS, by_data=(64, 128)),
             Param("n_show", 12, int, "images per grid", check=checks.positive_int),
-            SEED, DEVICE,
+            SEED, DEVICE, THREADS,
         ),
         writes=(),
         scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
