@@ -28,7 +28,7 @@ from imgwang import checks  # noqa: E402
 from imgwang.clock import now  # noqa: E402
 from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
 from imgwang.stages import replicates  # noqa: E402
-from imgwang.stages.plan import StagePlan, plan_stage  # noqa: E402
+from imgwang.stages.plan import StagePlan, plan_stage, truthy  # noqa: E402
 from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name  # noqa: E402
 
 
@@ -76,34 +76,71 @@ def main(argv=None) -> int:
     logging.getLogger("papermill").setLevel(logging.INFO)
     logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell")))
     stages = [args.stage]
-    if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
-        stages = [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
+    new_version = not args.version and args.stage in ("pretrain", "pipeline")  # claimed once checked
     try:
+        if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
+            stages = [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
+            if truthy(args.resume):  # continue the first stage not done, then run the rest
+                stages = resumed_pipeline(args, stages)
+                new_version = False
         n_seeds = replicates.count(args.seeds, args.stage)
         if n_seeds == 1:
             replicate_plans = [("", plan_all(args, stages))]
         else:
             replicate_plans = plan_replicates(args, stages, n_seeds)
+            new_version = False  # the replicates' versions are named (and checked free) by planning
     except ImgwangError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for k, (group, plans) in enumerate(replicate_plans):
-        if group:
-            replicates.mark_group(plans[0].run_dir, group, k, len(replicate_plans))
-        for plan in plans:
-            rc = execute(plan)
-            if rc:
-                return rc
+        try:  # the version is this process's from here: claimed when new, locked while its stages run
+            lock = claim_and_lock(plans, new_version)
+        except ImgwangError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            if group:
+                replicates.mark_group(plans[0].run_dir, group, k, len(replicate_plans))
+            for plan in plans:
+                lock.set_stage(plan.stage)
+                rc = execute(plan)
+                if rc:
+                    return rc
+        finally:
+            lock.release()
         print(f"done: {', '.join(p.stage for p in plans)} in {plans[0].run_dir.relative_to(REPO) if plans[0].run_dir.is_relative_to(REPO) else plans[0].run_dir}")
     return 0
 
 
+def resumed_pipeline(args, stages: list[str]) -> list[str]:
+    """`pipeline RESUME=1`: the stages from the first one not done (of VERSION, or the newest version); RESUME
+    applies to that stage when it has something to resume, the rest run afresh."""
+    from imgwang import runs
+    from imgwang.stages.resume import pipeline_start
+
+    runs_dir = Path(args.runs_dir)
+    args.version = runs.check_version_name(args.version) if args.version else runs.newest_version(runs_dir)
+    first, resumable = pipeline_start(runs_dir / args.version, stages)
+    args.resume = "1" if resumable else ""
+    print(f"RESUME=1: {args.version} continues at {stages[first]}" + ("" if resumable else " (afresh: it never started)"))
+    return stages[first:]
+
+
+def claim_and_lock(plans, new_version: bool):
+    from imgwang.stages.claim import claim_and_lock as claim
+
+    return claim(plans, new_version)
+
+
 def plan_all(args, stages: list[str]) -> list[StagePlan]:
-    """Every stage checked before any runs; the later stages of a pipeline go into the same version."""
+    """Every stage checked before any runs; the later stages of a pipeline go into the same version (RESUME
+    applies to the first stage only)."""
     plans = [plan_stage(stages[0], stage_args(args, stages[0], stages), REPO, in_pipeline=args.stage == "pipeline")]
     for later in stages[1:]:
         args.version = plans[0].version
-        plans.append(plan_stage(later, stage_args(args, later, stages), REPO, in_pipeline=True))
+        one = stage_args(args, later, stages)
+        one.resume = ""
+        plans.append(plan_stage(later, one, REPO, in_pipeline=True))
     check_used(args, plans)
     return plans
 
@@ -191,15 +228,19 @@ def execute(plan: StagePlan) -> int:
     except pm.PapermillExecutionError as e:
         interrupted = state["interrupted"] or e.ename in ("TrainingInterrupted", "KeyboardInterrupt")
         status = "interrupted" if interrupted else "failed"
-        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=f"{e.ename}: {e.evalue}"[:500])
+        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=runs.error_text(f"{e.ename}: {e.evalue}"))
         hint = f"; continue with RESUME=1 VERSION={plan.version}" if interrupted else ""
         print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}){hint}", file=sys.stderr)
         return 130 if interrupted else 1
     except Exception as e:  # kernel died, notebook unreadable...: still recorded, still one line
-        status = "interrupted" if state["interrupted"] else "failed"
-        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=f"{type(e).__name__}: {e}"[:500])
-        print(f"error: {plan.stage} {status}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 130 if state["interrupted"] else 1
+        died = type(e).__name__ == "DeadKernelError"  # killed by a signal, most often the OOM killer
+        status = "interrupted" if state["interrupted"] else "interrupted (kernel died)" if died else "failed"
+        text = runs.error_text(f"{type(e).__name__}: {e}")
+        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=text)
+        hint = (f"; the kernel was killed (out of memory?): free memory, then continue from the last complete epoch "
+                f"with RESUME=1 VERSION={plan.version}") if died else ""
+        print(f"error: {plan.stage} {status}: {text.splitlines()[0] if text else ''}{hint}", file=sys.stderr)
+        return 130 if state["interrupted"] or died else 1
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,6 +1,7 @@
 """Bad input through the real entry point: one clear line, exit code 2, before any compute, runs/ unchanged."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,7 +48,43 @@ def plain_images(tmp_path):
     return str(folder)
 
 
-FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images}
+# --- concurrency, resume and resource limits (rows below marked "limits") ---
+
+def non_utf8_names(tmp_path):
+    """A plain folder of images, one named in Latin-1 (b'caf\\xe9.jpg'), as old cameras and archives do."""
+    folder = plain_images(tmp_path)
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.jpg"), "wb") as f:
+        f.write(b"x")
+    return folder
+
+
+def tinyconv_encoder(tmp_path):
+    """runs/v5: a real tinyconv encoder, with no architecture recorded in run.json (copied by hand)."""
+    import torch
+
+    from imgwang.models.encoders import create_encoder
+
+    run = tmp_path / "runs" / "v5"
+    run.mkdir(parents=True)
+    torch.save(create_encoder("tinyconv").state_dict(), run / "encoder.pt")
+    (run / "run.json").write_text("{}")
+    return "v5"
+
+
+def file_named_v7(tmp_path):
+    (tmp_path / "runs" / "v7").write_text("notes, not a run")
+    return "v7"
+
+
+def lacking_device(tmp_path):
+    """A device this machine does not have: cuda without a GPU, else one GPU index past the last."""
+    import torch
+
+    return "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+
+
+FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images, "{non_utf8}": non_utf8_names,
+           "{tinyconv_encoder}": tinyconv_encoder, "{file_v7}": file_named_v7, "{lacking_device}": lacking_device}
 
 CASES = [
     # (stage and arguments, what the one line must say)
@@ -82,7 +119,40 @@ CASES = [
     (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
-    (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_epochs", "0"], "PROBE_EPOCHS=0 must be a positive"),
+    (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_folds", "1"], "PROBE_FOLDS=1 must be a whole number of at least 2"),
+    (["pipeline", "--data", "sample", "-p", "probe_epochs", "100"], "unknown parameter 'probe_epochs'"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0, 1]"],
+     "CROP_SCALE=[0, 1]: area fractions must be in (0, 1]"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0.5, 1.5]"],
+     "must be in (0, 1]"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "[0.9, 0.5]"],
+     "CROP_SCALE=[0.9, 0.5]: min must not exceed max"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "crop_scale", "0.5"],
+     "must be two numbers [min, max]"),
+    (["pipeline", "--data", "sample", "-p", "flip_p", "-0.5"], "FLIP_P=-0.5 is a probability: it must be in [0, 1]"),
+    (["pretrain", "--data", "sample", "-p", "rotations", "[0, 45]"], "multiples of 90 degrees"),
+    (["pretrain", "--data", "sample", "--task", "rotation", "-p", "rotations", "[0, 90]"],
+     "cannot be used with TASK=rotation"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "flip", "0"], "unknown parameter 'flip'"),
+    # limits: non-finite numbers, zeros through P, sizes, versions, devices, batches, task parameters, encoders, names
+    (["pretrain", "--data", "sample", "--lr", "inf"], "LR=inf is not a finite number"),
+    (["pretrain", "--data", "sample", "--task", "simclr", "-p", "temperature", ".inf"], "temperature=inf is not a finite"),
+    (["pretrain", "--data", "sample", "-p", "epochs", "0"], "EPOCHS=0 given explicitly: it must be positive"),
+    (["pretrain", "--data", "sample", "-p", "lr", "0.0"], "LR=0.0 given explicitly"),
+    (["pretrain", "--data", "sample", "--size", "100000"], "SIZE=100000: the image cache of"),
+    (["pretrain", "--data", "sample", "--size", "64", "--bs", "100000000"], "BS=100000000 at SIZE=64: one batch"),
+    (["pretrain", "--data", "sample", "--version", "{file_v7}"], "runs/v7 exists and is not a run folder"),
+    (["pretrain", "--data", "sample", "--device", "{lacking_device}"], "CUDA device"),
+    (["pretrain", "--data", "sample", "--task", "simclr", "--bs", "1"], "simclr needs a batch of at least 2"),
+    (["pretrain", "--data", "sample", "--task", "unmix", "-p", "n_sources", "4", "--bs", "3"], "use a batch of at least 4"),
+    (["pretrain", "--data", "sample", "-p", "pct_pos", "many"], "pct_pos='many' must be a number"),
+    (["pretrain", "--data", "sample", "-p", "pct_pos", "1.5"], "pct_pos is the fraction of positives: in [0, 1]"),
+    (["pretrain", "--data", "sample", "--task", "unmix", "-p", "n_sources", "2.5"], "n_sources=2.5 must be a whole number"),
+    (["pretrain", "--data", "sample", "-p", "grad_stats", "maybe"], "grad_stats='maybe' must be true or false"),
+    (["transfer", "--version", "v6", "--from", "{tinyconv_encoder}", "--arch", "resnet18", "--data", "sample"],
+     "FROM=v5: "),
+    (["pretrain", "--data", "{non_utf8}"], "is not valid UTF-8"),
+    (["transfer", "--version", "v1", "--resume", "1"], "RESUME=1: transfer never started in v1: nothing to resume"),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "optimizer", "lamb"], "unknown optimizer='lamb'"),
     (["pretrain", "--data", "sample", "-p", "schedule", "step"], "unknown schedule='step'"),
     (["pretrain", "--data", "sample", "-p", "flat_frac", "1.5"], "flat_frac=1.5 must be a number in [0, 1)"),

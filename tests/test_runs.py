@@ -183,3 +183,110 @@ def test_secrets_are_scrubbed_by_env_name_before_a_cut(monkeypatch):
     cut = runs.error_text(text)
     assert len(cut) == 500 and "hf_tok" not in cut  # a cut through the key would have kept its head
     assert scrub_text("a awsvalue999 b") == "a <redacted> b"
+
+
+def _claim_many(runs_dir, n, out):
+    from imgwang.runs import claim_new_version
+
+    out.put([claim_new_version(runs_dir) for _ in range(n)])
+
+
+def test_concurrent_claims_never_share_a_version(tmp_path):
+    """Eight processes claiming five versions each, all at once: forty distinct folders, v1..v40."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claim_many, args=(tmp_path, 5, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    claimed = [v for _ in procs for v in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+    assert len(claimed) == len(set(claimed)) == 40
+    assert sorted(claimed, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, 41)]
+
+
+def _hold_lock(run_dir, stage, ready):
+    from imgwang import locks, runs
+
+    lock = locks.StageLock(run_dir).acquire(stage)  # noqa: F841  (kept: dropping it would unlock)
+    runs.update_stage(run_dir, stage, status="running")
+    ready.set()
+    import time
+
+    time.sleep(120)
+
+
+def test_a_running_version_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    import multiprocessing as mp
+    import os
+    import signal
+
+    from imgwang import locks
+
+    run = tmp_path / "v1"
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(run, "pretrain", ready))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(locks.VersionBusy, match=f"v1 is busy: pretrain is running there \\(pid {holder.pid} on "):
+            locks.StageLock(run).acquire("transfer")
+        assert locks.holder(run)["pid"] == holder.pid
+        assert runs.reconcile(run) == []  # alive: its `running` stays
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # as the OOM killer would
+        holder.join(timeout=60)
+    assert locks.holder(run) is None and locks.left_behind(run)["stage"] == "pretrain"
+    assert runs.reconcile(run) == ["pretrain"]
+    assert runs.read_run_json(run)["stages"]["pretrain"]["status"] == "interrupted (process gone)"
+    lock = locks.StageLock(run).acquire("pretrain")  # taken over
+    assert lock.left_behind["pid"] == holder.pid
+    lock.release()
+    assert locks.left_behind(run) is None  # released cleanly: no record left
+
+
+def _update_many(run_dir, worker, n):
+    from imgwang import runs
+
+    for i in range(n):
+        runs.update_run_json(run_dir, lambda info: info.setdefault("counts", {}).__setitem__(f"{worker}-{i}", i))
+
+
+def test_run_json_updates_from_many_processes_are_all_kept(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_update_many, args=(tmp_path / "v1", w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert len(runs.read_run_json(tmp_path / "v1")["counts"]) == 100  # a lost read-modify-write would show
+
+
+def test_the_newest_version_is_the_last_created_not_the_last_modified(tmp_path):
+    for v, created in (("v1", "2026-01-01T10:00:00+0000"), ("v2", "2026-01-02T10:00:00+0000")):
+        runs.update_run_json(tmp_path / v, lambda info, c=created: info.update(created=c))
+    runs.update_stage(tmp_path / "v1", "evaluate", status="done")  # v1 touched last
+    assert runs.newest_version(tmp_path) == "v2"
+    (tmp_path / "v3").mkdir()  # claimed, nothing written yet: numbered after v2, yet created unknown
+    assert runs.newest_version(tmp_path) == "v2"
+
+
+def test_stages_built_on_a_replaced_one_become_stale(tmp_path):
+    run = tmp_path / "v1"
+    for stage in runs.STAGES:
+        runs.update_stage(run, stage, status="done", config={"arch": "tinyconv"})
+    assert runs.mark_stale(run, ["transfer", "evaluate", "review"], "pretrain ran again") == ["transfer", "evaluate", "review"]
+    stages = runs.read_run_json(run)["stages"]
+    assert stages["pretrain"]["status"] == "done" and stages["transfer"]["status"] == "stale"
+    assert stages["transfer"]["replaced"]["config"] == {"arch": "tinyconv"}  # the old record is kept
+    assert compare.run_status(run, {}) == "pretrain:done transfer:stale evaluate:stale review:stale"
+
+
+def test_compare_shows_a_stage_whose_process_is_gone_as_interrupted(tmp_path):
+    runs.update_stage(tmp_path / "v1", "pretrain", status="running")  # no lock held: its process is gone
+    assert compare.run_status(tmp_path / "v1", {}) == "pretrain:interrupted (process gone)"

@@ -92,3 +92,53 @@ def flag(name: str, value) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={value!r} must be true or false")
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name.upper()}={value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
+
+
+def probability(name: str, value) -> float:
+    p = _number(name, value)
+    if not 0 <= p <= 1:
+        raise ConfigError(f"{name.upper()}={value!r} is a probability: it must be in [0, 1]")
+    return p
+
+
+def crop_scale(name: str, value) -> list[float]:
+    """A [min, max] range of crop area fractions, each in (0, 1]."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{name.upper()}={value!r} must be two numbers [min, max], e.g. -p {name} '[0.35, 1]'")
+    lo, hi = (_number(name, v) for v in value)
+    if not (0 < lo <= 1 and 0 < hi <= 1):
+        raise ConfigError(f"{name.upper()}={list(value)}: area fractions must be in (0, 1]")
+    if lo > hi:
+        raise ConfigError(f"{name.upper()}={list(value)}: min must not exceed max")
+    return [lo, hi]
+
+
+def quarter_turns(name: str, value) -> list[int]:
+    """Rotation angles in degrees, multiples of 90, as sorted distinct values in [0, 360) (-90 is 270)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError(f"{name.upper()}=[] needs at least one angle; [0] means no rotation")
+    angles = []
+    for v in values:
+        a = _number(name, v)
+        if a != int(a) or int(a) % 90:
+            raise ConfigError(f"{name.upper()}={list(values)}: angles must be multiples of 90 degrees, got {v}")
+        angles.append(int(a) % 360)
+    return sorted(set(angles))
+
+
+def folds(name: str, value) -> int:
+    """A number of cross-validation folds: a whole number of at least 2."""
+    number = _number(name, value)
+    if number != int(number) or number < 2:
+        raise ConfigError(f"{name.upper()}={value!r} must be a whole number of at least 2 (cross-validation folds)")
+    return int(number)

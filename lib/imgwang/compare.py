@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate.stats import pooled_std, sample_std
-from .runs import STAGES, atomic_write_text, read_run_json, stage_record, versions
+from .runs import STAGES, atomic_write_text, read_run_json, reconcile, stage_record, versions
 from .stages.spec import STAGES as SPEC
 from .stages.spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
@@ -60,7 +60,9 @@ def run_scraps(run_dir: Path) -> dict[str, dict]:
 
 
 def run_status(run_dir: Path, scraps: dict[str, dict]) -> str:
-    """'complete' when all four stages are done; else the stages' states, e.g. 'pretrain:done transfer:failed'."""
+    """'complete' when all four stages are done; else the stages' states, e.g. 'pretrain:done transfer:failed'.
+    A stage left `running` by a process that is gone is marked `interrupted (process gone)` first."""
+    reconcile(run_dir)
     states = {s: stage_record(run_dir, s).get("status") for s in STAGES}
     if all(v == "done" for v in states.values()):
         return "complete"

@@ -17,6 +17,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"DEVICE={name} asked for, but no CUDA device is available (use DEVICE=cpu or auto)")
+    if name.startswith("cuda:") and name[5:].isdigit() and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"DEVICE={name} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), numbered from 0")
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
         raise ConfigError(f"unknown DEVICE={name!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device(name)

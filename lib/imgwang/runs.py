@@ -147,11 +147,14 @@ def error_text(text: str, limit: int = 500) -> str:
 PROCESS_GONE = "interrupted (process gone)"
 
 
-def reconcile(run_dir: Path) -> list[str]:
+def reconcile(run_dir: Path, lock_held: bool = False) -> list[str]:
     """Stages that run.json says are `running` while nobody holds the version's lock died without a word
-    (SIGKILL, OOM killer, a closed terminal): mark them `interrupted (process gone)`. Returns their names."""
+    (SIGKILL, OOM killer, a closed terminal): mark them `interrupted (process gone)`. Returns their names.
+    `lock_held`: the caller holds the lock itself (so whatever says `running` is not running)."""
     stages = read_run_json(run_dir).get("stages", {}) if (run_dir / "run.json").exists() else {}
-    if not any(s.get("status") == "running" for s in stages.values()) or locks.holder(run_dir) is not None:
+    if not any(s.get("status") == "running" for s in stages.values()):
+        return []
+    if not lock_held and locks.holder(run_dir) is not None:
         return []
     gone = []
 

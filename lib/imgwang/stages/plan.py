@@ -14,10 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from .. import config, runs
+from .. import config, input_checks, runs
 from ..clock import now
 from ..device import resolve_device
 from ..errors import ConfigError
+from . import claim
+from . import resume as resuming
 from .spec import PIPELINE, STAGES, Stage, stage_spec  # noqa: F401  (PIPELINE: bin/stage.py's import)
 
 
@@ -47,17 +49,25 @@ class StagePlan:
     def prepare_run_dir(self) -> None:
         """Create the folder, move old files aside when forced, record the stage as running."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.force:
-            moved = runs.move_aside(self.run_dir, written_files(self.run_dir, self.spec))
+        if self.force:  # with what the later stages of this version built from the old files
+            later = resuming.dependents(self.run_dir, self.stage)
+            files = [f for s in (self.stage, *later) for f in written_files(self.run_dir, STAGES[s])]
+            moved = runs.move_aside(self.run_dir, files)
             if moved:
                 print(f"FORCE=1: earlier {self.stage} files moved to {moved}")
+            stale = runs.mark_stale(self.run_dir, later, f"{self.stage} ran again (FORCE=1) on {now()}")
+            if stale:
+                print(f"FORCE=1: {', '.join(stale)} of {self.version} were built on the old {self.stage}: "
+                      f"marked stale, their files moved aside too; run them again")
         elif self.resume and self.notebook_out.exists():
             moved = runs.move_aside(self.run_dir, [self.notebook_out.name])
             print(f"RESUME=1: the interrupted notebook was moved to {moved}")
-        info = runs.read_run_json(self.run_dir)
-        if "environment" not in info:
-            info.update(version=self.version, created=now(), environment=self.environment)
-            runs.write_run_json(self.run_dir, info)
+
+        def created(info):
+            if "environment" not in info:
+                info.update(version=self.version, created=now(), environment=self.environment)
+
+        runs.update_run_json(self.run_dir, created)
         runs.update_stage(self.run_dir, self.stage, status="running", started=now(), ended=None, error=None,
                           resumed=self.resume, config=self.parameters)
 
@@ -83,44 +93,72 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     runs_dir = Path(args.runs_dir)
     version = runs.check_version_name(args.version) if args.version else (
         runs.next_version(runs_dir) if spec.starts_version or in_pipeline else runs.newest_version(runs_dir))
+    runs.check_version_path(runs_dir, version)
     run_dir = runs_dir / version
+    new_version = not args.version and (spec.starts_version or in_pipeline)  # claimed after the checks
+    if not new_version:
+        claim.check_not_busy(run_dir)
     force, resume = truthy(args.force), truthy(args.resume)
+    if force and resume:
+        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
+    recorded = resuming.recorded_settings(run_dir, stage) if resume else {}
 
     # Make variables (and their --options) set the parameters that declare them; empty means "not given"
     given = {p.name: getattr(args, p.name) for p in spec.params
              if p.make and not p.internal and getattr(args, p.name, "") != ""}
     task_params = {}
     takes_task_params = spec.param("task_params") is not None
-    own_task_params = task_param_names(given.get("task", spec.defaults().get("task"))) if takes_task_params else set()
+    task = given.get("task", recorded.get("task", spec.defaults().get("task")))
+    own_task_params = task_param_names(task) if takes_task_params else set()
+    by_p = {}
     for name, text in args.p:
         p = spec.param(name)
         if p is not None and not p.internal:
-            given[name] = parse_value(text)
+            by_p[name] = parse_value(text)
         elif takes_task_params and (not in_pipeline or name in own_task_params):
             task_params[name] = parse_value(text)
         elif not in_pipeline:
             raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(spec.names))}")
+
+    input_checks.check_explicit_zeros(by_p)
+    given.update(input_checks.coerce_types(by_p, spec.defaults()))
+    if own_task_params:
+        from ..tasks import task_params as task_defaults
+
+        task_params = input_checks.coerce_types(task_params, task_defaults(task), what="task parameter ")
+    if resume:  # the recorded settings, then what was given (which must agree: checked once resolved)
+        given = {**{k: v for k, v in recorded.items() if k != "task_params"}, **given}
+        task_params = {**(recorded.get("task_params") or {}), **task_params}
 
     params = resolve_parameters(stage, given, runs_dir, version, in_pipeline=in_pipeline)
     if "resume" in params:
         params["resume"] = resume
     if takes_task_params:
         params["task_params"] = {**(params.get("task_params") or {}), **task_params}
+    input_checks.check_finite(params)
+    if resume:
+        resuming.check_same_settings(stage, version, recorded, params)
 
     check_arch(params["arch"])
+    task = None
     if "task" in params:
+        from ..data import loader_augment
         from ..tasks import get_task
 
-        get_task(params["task"], **params["task_params"])
+        task = get_task(params["task"], **params["task_params"])
+        loader_augment.check(params, task=params["task"])  # a loader augmentation that would change the labels
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
-    check_data(params["data"], spec)
+    root = check_data(params["data"], spec)
+    check_resources(params, root, task)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (run_dir / needed).exists():
             raise ConfigError(f"{run_dir}/{needed} does not exist: run `make {maker} VERSION={version}` first")
     if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == version):
-        runs.encoder_path(runs_dir, params["from_version"])
-    check_overwrite(run_dir, spec, force, resume)
+        encoder = runs.encoder_path(runs_dir, params["from_version"])
+        input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
+    if not new_version:
+        check_overwrite(run_dir, spec, force, resume)
     template = repo / "notebooks" / spec.notebook
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
 
@@ -182,26 +220,37 @@ def check_comet(mode: str) -> None:
         raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
 
 
-def check_data(data: str, spec: Stage) -> None:
-    """The data exists (fetched or generated if need be) and, for a stage that needs labels, has classes."""
+def check_resources(params: dict, root: Path, task) -> None:
+    """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size."""
+    from ..data.layout import load_layout
+    from .data import default_cache_dir
+
+    n_images = sum(load_layout(root).counts().values())
+    input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
+                            default_cache_dir(), params.get("device", "auto"))
+    if task is not None:
+        input_checks.check_task_batch(task, params["bs"], params["size"])
+
+
+def check_data(data: str, spec: Stage) -> Path:
+    """The data exists (fetched or generated if need be) and, for a stage that needs labels, has classes.
+    Returns its root."""
     from ..data.layout import is_plain_folder
-    from ..data.resolve import resolve_data
+    from ..data.resolve import KNOWN, resolve_data
 
     root = resolve_data(data)  # lists and checks the layout once
+    if data not in KNOWN:
+        input_checks.check_utf8_names(root)
     if spec.labelled and is_plain_folder(root):
         raise ConfigError(
             f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {spec.name}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
             f"DATA=<folder in Imagewang layout>`")
+    return root
 
 
 def check_overwrite(run_dir: Path, spec: Stage, force: bool, resume: bool) -> None:
     notebook = run_dir / spec.notebook
-    status = runs.stage_record(run_dir, spec.name).get("status")
-    if resume and status == "done":
-        raise ConfigError(f"RESUME=1: {spec.name} of {run_dir.name} already finished; use FORCE=1 to run it again")
-    if force and resume:
-        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
     if notebook.exists() and not (force or resume):
         raise ConfigError(
             f"{notebook} already exists: use a new VERSION, FORCE=1 to run {spec.name} again (old files are moved "

@@ -129,6 +129,16 @@ WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none
                      check=checks.non_negative_float)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
+# The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
+# make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
+AUGMENT = (
+    Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
+          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale),
+    Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
+          check=checks.probability),
+    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
+          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns),
+)
 
 STAGES = {
     "pretrain": Stage(
@@ -147,6 +157,7 @@ STAGES = {
             OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
             Param("pretrain_on_val", False, bool, "also pretrain on val/ images, without labels (as the 72.94% entry "
                   "did); every 10th image of train + unsup + val then measures the pretext task", check=checks.flag),
+            *AUGMENT,
         ),
         writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
@@ -167,11 +178,13 @@ STAGES = {
             Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
             Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
                   "last", check=checks.fraction),
+            *AUGMENT,
             SEED, DEVICE, THREADS, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
-                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves"),
+                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves",
+                "train_examples"),
         # the encoder's architecture is fixed by the pretrain run that made it
         inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
                   Inherit("pretrain", ("data",), of="from")),
@@ -184,7 +197,8 @@ STAGES = {
             replace(BS, by_data=(64, 128)),
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
-            Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
+            Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
+                  "train (fewer when a class has fewer train images)", check=checks.folds),
             SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
@@ -213,9 +227,10 @@ PIPELINE = list(STAGES)
 
 # Make variables bin/stage.py reads itself (no notebook parameter of that name).
 RUN_VARS = (
-    MakeVar("FORCE", "1: run a stage again in an existing version (old files are moved aside, never deleted)",
-            "force"),
-    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch", "resume"),
+    MakeVar("FORCE", "1: run a stage again in an existing version (old files, and what later stages built from "
+            "them, are moved aside, never deleted)", "force"),
+    MakeVar("RESUME", "1: continue an interrupted stage from its last complete epoch, with its recorded settings "
+            "(pipeline: from the first stage not done)", "resume"),
     *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
               f"ft_{name}") for name in ("epochs", "lr", "bs")),
     MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),

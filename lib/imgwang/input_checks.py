@@ -1,0 +1,168 @@
+"""Checks of a stage's resolved parameters that need more than one value at a time, all before compute.
+
+Each raises ConfigError with one line: numbers that are not finite, values of the wrong type for a notebook
+or task parameter, a batch a task cannot make, a SIZE whose image cache cannot fit on the disk or whose
+batch cannot fit in memory, data with file names that are not UTF-8, and an encoder saved from another
+architecture than the one it would be loaded into.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ConfigError, ImgwangError
+
+# Parameters whose 0 / "" means "the data's default" in the notebooks: a 0 given explicitly is a mistake.
+DEFAULTED = ("size", "epochs", "bs", "lr", "arch")
+
+
+def check_finite(params: dict, nested: bool = False) -> None:
+    """NaN or infinity anywhere in the parameters (task parameters included) is refused."""
+    for key, value in params.items():
+        if isinstance(value, dict):
+            check_finite(value, nested=True)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                name = f"task parameter {key}" if nested else key.upper()
+                raise ConfigError(f"{name}={v} is not a finite number")
+
+
+def check_explicit_zeros(given: dict) -> None:
+    """`-p epochs 0` would silently become the default epochs: a value given as 0 is refused instead."""
+    for key in DEFAULTED:
+        if key in given and (given[key] in (0, 0.0) and not isinstance(given[key], bool) or given[key] == ""):
+            raise ConfigError(f"{key.upper()}={given[key]!r} given explicitly: it must be positive (leave it out "
+                              f"for the data's default)")
+
+
+def coerce_types(given: dict, defaults: dict, what: str = "") -> dict:
+    """A value given with -p must have the type of the parameter's default: a flag a bool, a count a whole
+    number, a rate a number, a name a string (a default of None or a tuple takes what the code checks).
+    Numbers YAML reads as text (1e-3) become numbers first. Returns the values, converted."""
+    out = dict(given)
+    for key, value in given.items():
+        if key not in defaults:
+            continue
+        default = defaults[key]
+        expected = _kind(default)
+        if isinstance(value, str) and expected in ("a number", "a whole number"):
+            value = _number(value)
+        if expected is None or _fits(value, expected):
+            out[key] = float(value) if expected == "a number" and not isinstance(value, bool) else value
+            continue
+        raise ConfigError(f"{what}{key}={given[key]!r} must be {expected} (like its default {default!r})")
+    return out
+
+
+def _number(text: str):
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def _kind(default) -> str | None:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a word"
+    if isinstance(default, dict):
+        return "a mapping"
+    return None
+
+
+def _fits(value, expected: str) -> bool:
+    if expected == "true or false":
+        return isinstance(value, bool)
+    if expected == "a whole number":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "a number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == "a word":
+        return isinstance(value, str)
+    return isinstance(value, dict)
+
+
+def check_task_batch(task, bs: int, size: int) -> None:
+    """Let the task make one batch of random images at the stage's batch size and image size (at most 64
+    images: the limits tasks have, such as simclr's 2 or unmix's n_sources, are far below)."""
+    import torch
+
+    n = min(int(bs), 64)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, int(size), int(size), generator=generator)
+    try:
+        with torch.no_grad():
+            task.make_batch(images, generator)
+    except ImgwangError as e:
+        raise ConfigError(f"TASK={task.name} with BS={bs} at SIZE={size}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"TASK={task.name} cannot make a batch with BS={bs} at SIZE={size} and its parameters "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path, device: str) -> None:
+    """The decode-once cache must fit on the disk, and one float batch in the device's memory."""
+    cache_dir = Path(cache_dir)
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    # caches already there count as room: one of them may be this very cache, built before
+    built = sum(p.stat().st_size for p in cache_dir.glob("*.u8")) if cache_dir.is_dir() else 0
+    need, free = n_images * 3 * storage * storage, shutil.disk_usage(probe).free + built
+    if need > free:
+        raise ConfigError(f"SIZE={size}: the image cache of {n_images} images needs {need / 1e9:.1f} GB on disk, "
+                          f"{free / 1e9:.1f} GB free in {probe}; use a smaller SIZE or free some space")
+    batch = 2 * bs * 3 * size * size * 4  # float32 inputs, at least two tensors of them alive at once
+    total, where = device_memory(device)
+    if total and batch > total:
+        raise ConfigError(f"BS={bs} at SIZE={size}: one batch of images needs {batch / 1e9:.1f} GB, more than the "
+                          f"{total / 1e9:.1f} GB of {where}; use a smaller BS or SIZE")
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """Total memory of the device a stage will use (0 when unknown)."""
+    import torch
+
+    if str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        index = int(str(device).split(":")[1]) if ":" in str(device) else 0
+        return torch.cuda.get_device_properties(index).total_memory, f"GPU {index}"
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total, "this machine's memory"
+    except ImportError:
+        return 0, ""
+
+
+def check_utf8_names(root: Path) -> None:
+    """Every file and folder name below `root` is valid UTF-8 (run.json, caches and notebooks store paths as
+    text; a name in another encoding would fail there, after compute has begun)."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(os.path.join(folder, name))
+                raise ConfigError(f"DATA={root}: the file name {shown!r} is not valid UTF-8; rename it "
+                                  f"(e.g. with convmv) or move it out of the folder") from None
+
+
+def check_encoder_arch(path: Path, arch: str, source: str) -> None:
+    """The encoder in `path` loads into a fresh `arch` encoder (same keys, same shapes)."""
+    from .models.checkpoint import load_encoder
+    from .models.encoders import create_encoder
+
+    try:
+        load_encoder(create_encoder(arch), path)
+    except ImgwangError as e:
+        raise ConfigError(f"FROM={source}: {str(e).splitlines()[0]}") from None

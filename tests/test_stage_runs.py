@@ -1,0 +1,175 @@
+"""Stages side by side and after a crash, through bin/stage.py: concurrent commands each get their own version,
+a busy version is refused, a killed stage resumes with its recorded settings, FORCE leaves nothing stale done."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import scrapbook as sb
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bin"))
+import stage  # noqa: E402  (bin/stage.py)
+
+TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off",
+        "-p", "knn_every", "0", "--task", "rotation"]
+
+
+def stage_cmd(runs_dir, *args):
+    return [sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)]
+
+
+def run_stage(runs_dir, *args, timeout=600):
+    return subprocess.run(stage_cmd(runs_dir, *args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def stages_of(run_dir):
+    return json.loads((run_dir / "run.json").read_text())["stages"]
+
+
+def test_two_pretrains_started_together_without_version_each_get_their_own(lab_env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    procs = [subprocess.Popen(stage_cmd(runs_dir, "pretrain", *TINY), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["v1", "v2"]
+    for v in ("v1", "v2"):
+        assert stages_of(runs_dir / v)["pretrain"]["status"] == "done"
+        assert (runs_dir / v / "encoder.pt").exists() and (runs_dir / v / "01-pretrain.ipynb").exists()
+    said = sorted(out.strip().splitlines()[-1] for out, _ in outs)
+    assert said == [f"done: pretrain in {runs_dir / v}" for v in ("v1", "v2")]
+
+
+def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(lab_env, tmp_path, capsys):
+    """SIGKILL (as the OOM killer sends) to a running stage; the README's `make pretrain VERSION=v1 RESUME=1`."""
+    runs_dir = tmp_path / "runs"
+    args = ["pretrain", "--version", "v1", *TINY, "--epochs", "3", "--bs", "16"]
+    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
+    deadline = time.time() + 400
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    try:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        for extra in (["--resume", "1"], ["--force", "1"], []):  # checked before anything else: planned in-process
+            assert stage.main(["pretrain", "--version", "v1", *extra, "--runs-dir", str(runs_dir)]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"v1 is busy: pretrain is running there (pid {proc.pid} on " in err[0], err
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "running"  # what a killed process leaves
+    time.sleep(2)  # its kernel sees its parent gone within a second and exits
+
+    changed = ["pretrain", "--version", "v1", "--resume", "1", "--size", "48", "-p", "knn_every", "1"]
+    assert stage.main([*changed, "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "started with KNN_EVERY=0 (given 1), SIZE=32 (given 48)" in err[0], err
+    assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted (process gone)"
+
+    resumed = run_stage(runs_dir, "pretrain", "--version", "v1", "--resume", "1")  # no other variable
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = stages_of(runs_dir / "v1")["pretrain"]
+    assert record["status"] == "done" and record["resumed"] is True
+    assert record["config"]["data"] == "sample" and record["config"]["size"] == 32 and record["config"]["epochs"] == 3
+    history = sb.read_notebook(str(runs_dir / "v1" / "01-pretrain.ipynb")).scraps["pretrain_history"].data
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def fake_finished_version(run_dir):
+    """A version whose four stages are recorded done, with their files (contents do not matter here)."""
+    from imgwang import runs
+
+    for name in ("01-pretrain.ipynb", "02-transfer.ipynb", "03-evaluate.ipynb", "04-review.ipynb", "encoder.pt",
+                 "classifier.pt", "predictions.pt", "predictions.csv"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(name)
+    config = {"data": "sample", "arch": "tinyconv", "size": 32, "from_version": run_dir.name}
+    for s in runs.STAGES:
+        runs.update_stage(run_dir, s, status="done", config={**config, **({"task": "rotation"} if s == "pretrain" else {})})
+
+
+def test_force_on_pretrain_moves_later_stages_aside_and_marks_them_stale(lab_env, tmp_path, monkeypatch):
+    from imgwang import compare
+
+    runs_dir = tmp_path / "runs"
+    fake_finished_version(runs_dir / "v1")
+    planned = []
+    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or plan.prepare_run_dir() or 0)
+    assert stage.main(["pretrain", "--version", "v1", "--force", "1", *TINY, "--runs-dir", str(runs_dir)]) == 0
+    run = runs_dir / "v1"
+    recorded = stages_of(run)
+    assert recorded["pretrain"]["status"] == "running"  # (executing was skipped here)
+    assert {s: recorded[s]["status"] for s in ("transfer", "evaluate", "review")} == dict.fromkeys(
+        ("transfer", "evaluate", "review"), "stale")
+    moved = list(run.glob("replaced-*"))
+    assert len(moved) == 1 and sorted(p.name for p in moved[0].iterdir()) == [
+        "01-pretrain.ipynb", "02-transfer.ipynb", "03-evaluate.ipynb", "04-review.ipynb", "classifier.pt",
+        "encoder.pt", "predictions.csv", "predictions.pt"]
+    assert "stale" in compare.run_status(run, {}) and compare.run_status(run, {}) != "complete"
+
+
+def test_pipeline_resume_continues_at_the_first_unfinished_stage(lab_env, tmp_path, monkeypatch):
+    from imgwang import runs
+
+    runs_dir = tmp_path / "runs"
+    run = runs_dir / "v1"
+    fake_finished_version(run)
+    (run / "03-evaluate.ipynb").unlink()
+    (run / "04-review.ipynb").unlink()
+    (run / "predictions.pt").unlink()
+    runs.update_stage(run, "transfer", status="interrupted")
+    transfer_config = stages_of(run)["transfer"]["config"]
+    runs.update_run_json(run, lambda info: [info["stages"].pop(s) for s in ("evaluate", "review")])
+    planned = []
+    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or 0)
+    assert stage.main(["pipeline", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0  # the newest version
+    assert [(p.stage, p.version, p.resume) for p in planned] == [
+        ("transfer", "v1", True), ("evaluate", "v1", False), ("review", "v1", False)]
+    assert {k: planned[0].parameters[k] for k in transfer_config} == transfer_config  # as recorded
+
+    planned.clear()
+    for s in ("transfer", "evaluate", "review"):
+        runs.update_stage(run, s, status="done")
+    assert stage.main(["pipeline", "--resume", "1", "--runs-dir", str(runs_dir)]) == 2
+    assert planned == []
+
+
+@pytest.mark.parametrize("status", ["done", None])
+def test_resume_of_a_stage_with_nothing_to_resume_is_one_line(status, lab_env, tmp_path, capsys):
+    from imgwang import runs
+
+    run = tmp_path / "runs" / "v1"
+    run.mkdir(parents=True)
+    if status:
+        runs.update_stage(run, "pretrain", status=status, config={"data": "sample"})
+    assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("already finished" in err[0] if status else "never started in v1" in err[0])
+
+
+def test_a_kernel_killed_for_memory_is_interrupted_with_a_resume_hint(lab_env, tmp_path, monkeypatch, capsys):
+    """The OOM killer takes the notebook's kernel: papermill raises DeadKernelError (simulated here)."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    def killed(*args, **kwargs):
+        raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", killed)
+    runs_dir = tmp_path / "runs"
+    assert stage.main(["pretrain", *TINY, "--runs-dir", str(runs_dir)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pretrain interrupted (kernel died)" in err[0] and "RESUME=1 VERSION=v1" in err[0]
+    assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted (kernel died)"
+    planned = []
+    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or 0)
+    assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0
+    assert planned[0].resume and planned[0].parameters["size"] == 32
