@@ -227,7 +227,7 @@ def check_resources(params: dict, root: Path, task) -> None:
 
     n_images = sum(load_layout(root).counts().values())
     input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
-                            default_cache_dir(), params.get("device", "auto"))
+                            default_cache_dir())
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
 
