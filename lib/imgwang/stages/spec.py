@@ -107,7 +107,7 @@ SIZE = Param("size", 0, int, "image side in pixels; 0: default for the data, 64 
 EPOCHS = Param("epochs", 0, int, "training epochs; 0: default for the stage and data", check=checks.positive_int,
                make="EPOCHS")
 BS = Param("bs", 0, int, "batch size; 0: default", check=checks.positive_int, make="BS")
-LR = Param("lr", 0.0, float, "peak learning rate of the one-cycle schedule; 0: default", by_data=(2e-3, 2e-3),
+LR = Param("lr", 0.0, float, "peak learning rate (of the one-cycle schedule by default); 0: default", by_data=(2e-3, 2e-3),
            check=checks.positive_float, make="LR")
 SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
              make="SEED")
@@ -118,6 +118,15 @@ THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores //
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+# Training options (imgwang.train.options); their defaults are the lab's behaviour before they existed.
+OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam, imgwang.train.optim)",
+                  check=checks.optimizer_name)
+SCHEDULE = Param("schedule", "onecycle", str, "learning-rate schedule: onecycle | flat_cos (flat, then cosine to lr/1e5) "
+                 "| cosine | constant", check=checks.schedule_name)
+FLAT_FRAC = Param("flat_frac", 0.75, float, "flat_cos: share of the steps at the peak lr before the cosine",
+                  check=checks.fraction)
+WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none on biases and norms)",
+                     check=checks.non_negative_float)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 # The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
@@ -145,12 +154,15 @@ STAGES = {
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("pretrain_on_val", False, bool, "also pretrain on val/ images, without labels (as the 72.94% entry "
+                  "did); every 10th image of train + unsup + val then measures the pretext task", check=checks.flag),
             *AUGMENT,
         ),
-        writes=("encoder.pt", "pretext_model.pt", "checkpoints/pretrain"),
+        writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
-                "pretrain_knn_init", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
         starts_version=True, makes_encoder=True, labelled=False,
     ),
     "transfer": Stage(
@@ -162,6 +174,10 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
+            Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
+                  "last", check=checks.fraction),
             *AUGMENT,
             SEED, DEVICE, THREADS, COMET, RESUME,
         ),
