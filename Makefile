@@ -15,7 +15,9 @@ STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help pretrain transfer evaluate review pipeline compare data lab tasks-table bench test venv
+LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCHS RUNS DRY
+
+.PHONY: help pretrain transfer evaluate review pipeline leaderboard compare data lab tasks-table bench test venv
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
@@ -45,6 +47,9 @@ review: $(STAMP) ## most confident mistakes, worst classes, pretext mistakes wit
 
 pipeline: $(STAMP) ## all four stages into one new version: make pipeline DATA=sample
 	$(PY) bin/stage.py pipeline $(STAGE_ARGS)
+
+leaderboard: $(STAMP) ## the 72.94% entry's recipe: SwAV 100 epochs + 5 fine-tuning runs, SIZE=128 (DRY=1: print the plan)
+	$(PY) bin/leaderboard.py $(foreach v,$(LEADERBOARD_VARS),$(if $($(v)),"$(v)=$($(v))"))
 
 compare: $(STAMP) ## one row per version; writes runs/compare.csv and runs/05-compare.ipynb
 	$(PY) bin/compare.py

@@ -124,3 +124,12 @@ def test_random_labels_score_chance_in_cv_and_on_val():
     result = linear_probe(x[:200], y[:200], x[200:], y[200:], n_classes=4)
     assert abs(result["acc"] - 0.25) < 0.08
     assert abs(result["cv_acc"] - 0.25) < 0.12  # held-out folds see through the memorisation too
+
+
+def test_the_fold_count_parameter_is_checked():
+    from imgwang.checks import folds
+
+    assert folds("probe_folds", "5") == 5
+    for bad in (1, 2.5, "x"):
+        with pytest.raises(ConfigError, match="PROBE_FOLDS="):
+            folds("probe_folds", bad)

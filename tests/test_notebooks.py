@@ -138,6 +138,7 @@ def test_transfer_evaluate_review_scraps(pipeline):
 
 def test_notebooks_show_their_plots(pipeline):
     for name, scrap in (("01-pretrain", "pretrain_curves"), ("01-pretrain", "pretrain_knn"), ("03-evaluate", "confusion"),
+                        ("01-pretrain", "task_examples"), ("02-transfer", "train_examples"),
                         ("04-review", "pretext_mistakes")):
         book = sb.read_notebook(str(pipeline / "v1" / f"{name}.ipynb"))
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"

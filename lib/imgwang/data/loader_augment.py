@@ -19,14 +19,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..stages.spec import AUGMENT
 from .augment import make_augment
 
-DEFAULTS = {"crop_scale": [0.35, 1.0], "flip_p": 0.5, "rotations": [0]}
-DOCS = {
-    "crop_scale": "[min, max] area fraction of the random crop, in (0, 1]; [1, 1]: whole image",
-    "flip_p": "probability of a horizontal flip, in [0, 1]; 0: never",
-    "rotations": "rotation angles in degrees (multiples of 90) drawn per image, counter-clockwise; [0]: none",
-}
+DEFAULTS = {p.name: p.default for p in AUGMENT}  # declared in the stage spec, with their docs
+CHECKS = {p.name: p.check for p in AUGMENT}
 # Pretext tasks whose labels a loader augmentation would change: the rotation task predicts the rotation.
 CLASHES = {"rotation": ("rotations", "the rotation task's labels are the rotation itself")}
 
@@ -35,9 +32,7 @@ def check(params: dict, task: str | None = None) -> dict:
     """Validated values of the augmentation parameters in `params` (defaults for the missing ones), or one
     ConfigError naming the parameter, before any compute."""
     out = {key: params.get(key, default) for key, default in DEFAULTS.items()}
-    out["crop_scale"] = _crop_scale(out["crop_scale"])
-    out["flip_p"] = _probability("flip_p", out["flip_p"])
-    out["rotations"] = _rotations(out["rotations"])
+    out = {key: CHECKS[key](key, value) for key, value in out.items()}
     if task in CLASHES and out[CLASHES[task][0]] != DEFAULTS[CLASHES[task][0]]:
         name, why = CLASHES[task]
         raise ConfigError(f"{name.upper()}={out[name]} cannot be used with TASK={task}: {why}")
@@ -49,54 +44,15 @@ def chosen(cfg: dict) -> dict:
     return {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
 
 
-def _number(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
-
-
-def _crop_scale(value) -> list[float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"CROP_SCALE={value!r} must be two numbers [min, max], e.g. -p crop_scale '[0.35, 1]'")
-    lo, hi = (_number("crop_scale", v) for v in value)
-    if not (0 < lo <= 1 and 0 < hi <= 1):
-        raise ConfigError(f"CROP_SCALE={list(value)}: area fractions must be in (0, 1]")
-    if lo > hi:
-        raise ConfigError(f"CROP_SCALE={list(value)}: min must not exceed max")
-    return [lo, hi]
-
-
-def _probability(name: str, value) -> float:
-    p = _number(name, value)
-    if not 0 <= p <= 1:
-        raise ConfigError(f"{name.upper()}={value!r} is a probability: it must be in [0, 1]")
-    return p
-
-
-def _rotations(value) -> list[int]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if not values:
-        raise ConfigError("ROTATIONS=[] needs at least one angle; [0] means no rotation")
-    angles = []
-    for v in values:
-        a = _number("rotations", v)
-        if a != int(a) or int(a) % 90:
-            raise ConfigError(f"ROTATIONS={list(values)}: angles must be multiples of 90 degrees, got {v}")
-        angles.append(int(a) % 360)
-    return sorted(set(angles))
-
-
 def make_loader_augment(size: int, mode: str, crop_scale=DEFAULTS["crop_scale"], flip_p: float = DEFAULTS["flip_p"],
                         rotations=DEFAULTS["rotations"]):
     """The loader's `augment(images, generator)`: crop + flip (imgwang.data.augment), then a rotation when
     asked. 'eval' resizes only, whatever the parameters."""
     crop = make_augment(size, mode, scale=tuple(crop_scale), flip_p=flip_p)
-    if mode == "eval" or list(rotations) == [0]:
+    angles = sorted({int(a) % 360 for a in rotations})
+    if mode == "eval" or angles == [0]:
         return crop  # nothing drawn for rotations: the default path's random stream is unchanged
-    return Rotated(crop, rotations)
+    return Rotated(crop, angles)
 
 
 class Rotated:

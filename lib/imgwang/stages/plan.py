@@ -142,9 +142,11 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     check_arch(params["arch"])
     task = None
     if "task" in params:
+        from ..data import loader_augment
         from ..tasks import get_task
 
         task = get_task(params["task"], **params["task_params"])
+        loader_augment.check(params, task=params["task"])  # a loader augmentation that would change the labels
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
     if "nproc" in params:  # NPROC, NNODES, NODE_RANK, MASTER together, with BS (a global batch split evenly)
@@ -229,7 +231,7 @@ def check_resources(params: dict, root: Path, task) -> None:
 
     n_images = sum(load_layout(root).counts().values())
     input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
-                            default_cache_dir(), params.get("device", "auto"))
+                            default_cache_dir())
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
 

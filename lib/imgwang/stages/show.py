@@ -1,10 +1,12 @@
-"""Pictures for the notebooks: what a task feeds the model, and classified images with their verdicts."""
+"""Pictures for the notebooks: what pretraining and fine-tuning feed the model (augmented as in training), and
+classified images with their verdicts."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..data import loader_augment
 from ..evaluate.plots import image_grid
 from ..evaluate.review import first_tensor
 
@@ -17,14 +19,53 @@ def describe_target(target) -> str:
     return "[" + " ".join(f"{v:.2f}" if not float(v).is_integer() else str(int(v)) for v in t.flatten().tolist()) + "]"
 
 
-def show_task_batch(task, data, device, n: int = 12, seed: int = 0):
-    """A grid of what the task feeds the model for some val images: see `task_examples`."""
-    loader = data.loader(data.val_rows, batch_size=min(64, len(data.val_rows)), device=device, mode="eval")
-    batch = next(iter(loader))
+def first_batch(loader):
+    """The first batch a loader yields (its prefetch thread stopped right after)."""
+    batches = iter(loader)
+    try:
+        return next(batches)
+    finally:
+        if hasattr(batches, "close"):  # a generator (CachedLoader): stop it now, not at garbage collection
+            batches.close()
+
+
+def pretrain_show_loader(data, cfg: dict, device, n: int = 64):
+    """A loader that augments as pretraining's does (mode 'pretrain', the run's crop_scale / flip_p /
+    rotations) over the images pretraining uses; batch size and sharding aside, which do not change a
+    picture."""
+    from .data import pretext_split
+
+    rows = pretext_split(data, cfg.get("pretrain_on_val", False))[0]
+    return data.loader(rows, batch_size=min(n, len(rows)), device=device, mode="pretrain", seed=cfg.get("seed", 0),
+                       augment=loader_augment.chosen(cfg))
+
+
+def transfer_show_loader(data, cfg: dict, device, n: int = 64):
+    """A loader that augments as fine-tuning's does (mode 'train', the run's crop_scale / flip_p / rotations)
+    over the labelled images fine-tuning sees."""
+    rows, labels, _, _ = data.labelled(cfg.get("split", "val"))
+    return data.loader(rows, labels, batch_size=min(n, len(rows)), device=device, mode="train", seed=cfg.get("seed", 0),
+                       augment=loader_augment.chosen(cfg))
+
+
+def show_task_batch(task, loader, n: int = 12, seed: int = 0):
+    """What the model receives in pretraining: the loader's first batch (its augmentation included) through
+    the task (a task that makes views shows its views of each image side by side): see `task_examples`."""
+    batch = first_batch(loader)
     generator = torch.Generator(device=batch.images.device).manual_seed(seed)
     inputs, targets, _ = task.prepare(batch, generator)
     images, titles, ncols = task_examples(inputs, targets, n)
     return image_grid(images, titles, ncols=ncols)
+
+
+def show_train_batch(loader, class_names: list[str], n: int = 12):
+    """What the classifier receives in fine-tuning: the first images of a training batch, augmented
+    (crop, flip, rotation), titled with their class."""
+    batch = first_batch(loader)
+    from ..data.imagewang import class_label
+
+    images, labels = batch.images[:n].float().cpu(), batch.labels[:n].tolist()
+    return image_grid(list(images), [short(class_label(class_names[y])) for y in labels])
 
 
 def task_examples(inputs, targets, n: int = 12) -> tuple[list[torch.Tensor], list[str], int]:

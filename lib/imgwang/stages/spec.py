@@ -107,7 +107,7 @@ SIZE = Param("size", 0, int, "image side in pixels; 0: default for the data, 64 
 EPOCHS = Param("epochs", 0, int, "training epochs; 0: default for the stage and data", check=checks.positive_int,
                make="EPOCHS")
 BS = Param("bs", 0, int, "batch size; 0: default", check=checks.positive_int, make="BS")
-LR = Param("lr", 0.0, float, "peak learning rate of the one-cycle schedule; 0: default", by_data=(2e-3, 2e-3),
+LR = Param("lr", 0.0, float, "peak learning rate (of the one-cycle schedule by default); 0: default", by_data=(2e-3, 2e-3),
            check=checks.positive_float, make="LR")
 SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
              make="SEED")
@@ -128,8 +128,27 @@ NODE_RANK = Param("node_rank", 0, int, "this machine's number, 0 to NNODES-1; no
                   check=checks.non_negative_int, make="NODE_RANK")
 MASTER = Param("master", "", str, "host:port of node 0, where the ranks meet (needed with NNODES > 1)", make="MASTER")
 DISTRIBUTED = (NPROC, NNODES, NODE_RANK, MASTER)
+# Training options (imgwang.train.options); their defaults are the lab's behaviour before they existed.
+OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam, imgwang.train.optim)",
+                  check=checks.optimizer_name)
+SCHEDULE = Param("schedule", "onecycle", str, "learning-rate schedule: onecycle | flat_cos (flat, then cosine to lr/1e5) "
+                 "| cosine | constant", check=checks.schedule_name)
+FLAT_FRAC = Param("flat_frac", 0.75, float, "flat_cos: share of the steps at the peak lr before the cosine",
+                  check=checks.fraction)
+WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none on biases and norms)",
+                     check=checks.non_negative_float)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
+# The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
+# make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
+AUGMENT = (
+    Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
+          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale),
+    Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
+          check=checks.probability),
+    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
+          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns),
+)
 
 STAGES = {
     "pretrain": Stage(
@@ -146,11 +165,15 @@ STAGES = {
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("pretrain_on_val", False, bool, "also pretrain on val/ images, without labels (as the 72.94% entry "
+                  "did); every 10th image of train + unsup + val then measures the pretext task", check=checks.flag),
+            *AUGMENT,
         ),
-        writes=("encoder.pt", "pretext_model.pt", "checkpoints/pretrain"),
+        writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
-                "pretrain_knn_init", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
         starts_version=True, makes_encoder=True, labelled=False,
     ),
     "transfer": Stage(
@@ -162,11 +185,17 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
+            Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
+                  "last", check=checks.fraction),
+            *AUGMENT,
             SEED, DEVICE, THREADS, *DISTRIBUTED, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
-                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves"),
+                "transfer_histories", "train_bs", "steps_per_epoch", "transfer_wall_s", "transfer_curves",
+                "train_examples"),
         # the encoder's architecture is fixed by the pretrain run that made it
         inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
                   Inherit("pretrain", ("data",), of="from")),
@@ -179,7 +208,8 @@ STAGES = {
             replace(BS, by_data=(64, 128)),
             Param("knn_k", 20, int, "neighbours for kNN", check=checks.positive_int),
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
-            Param("probe_epochs", 100, int, "linear-probe epochs", check=checks.positive_int),
+            Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
+                  "train (fewer when a class has fewer train images)", check=checks.folds),
             SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
