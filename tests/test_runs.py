@@ -1,7 +1,5 @@
 """Run folders: version numbering, no-overwrite, run.json, secrets, and the compare table."""
 
-import json
-
 import nbformat
 import pytest
 

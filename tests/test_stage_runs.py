@@ -33,10 +33,22 @@ def stages_of(run_dir):
 
 
 def test_two_pretrains_started_together_without_version_each_get_their_own(lab_env, tmp_path):
+    """As a sweep script starts them, here with a stale Comet key: a local server on 127.0.0.1 answers 401 through
+    comet's URL override. Each run gets its own version, and the key reaches neither the output nor any file."""
+    from test_notebooks import files_holding
+    from test_tracking import FAKE_KEY, RefusingComet
+
+    server = RefusingComet()
+    env = {**os.environ, "COMET_URL_OVERRIDE": server.url, "COMET_API_KEY": FAKE_KEY, "no_proxy": "*"}
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        env.pop(var, None)
     runs_dir = tmp_path / "runs"
-    procs = [subprocess.Popen(stage_cmd(runs_dir, "pretrain", *TINY), cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    try:
+        procs = [subprocess.Popen(stage_cmd(runs_dir, "pretrain", *TINY, "--comet", "online"), cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=900) for p in procs]
+    finally:
+        server.httpd.shutdown()
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     assert sorted(p.name for p in runs_dir.iterdir()) == ["v1", "v2"]
     for v in ("v1", "v2"):
@@ -44,6 +56,10 @@ def test_two_pretrains_started_together_without_version_each_get_their_own(lab_e
         assert (runs_dir / v / "encoder.pt").exists() and (runs_dir / v / "01-pretrain.ipynb").exists()
     said = sorted(out.strip().splitlines()[-1] for out, _ in outs)
     assert said == [f"done: pretrain in {runs_dir / v}" for v in ("v1", "v2")]
+    assert any("/logger/add/run" in r for r in server.requests)  # comet did ask, and was refused
+    assert all(FAKE_KEY not in out + err for out, err in outs) and files_holding(runs_dir, FAKE_KEY) == []
+    text = (runs_dir / "v1" / "01-pretrain.ipynb").read_text()
+    assert "refused COMET_API_KEY (HTTP 401)" in text and "Invalid apiKey" not in text
 
 
 def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(lab_env, tmp_path, capsys):

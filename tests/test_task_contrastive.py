@@ -184,7 +184,7 @@ def test_swav_queue_survives_a_checkpoint_round_trip():
 def test_swav_with_a_queue_overfits_one_batch():
     """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found."""
     from conftest import one_torch_thread
-    from imgwang.tasks.sanity import overfit_one_batch
+    from imgwang.train.sanity import overfit_one_batch
 
     with one_torch_thread():
         result = overfit_one_batch(get_task("swav", queue_size=64), smooth_images(32, seed=7), steps=100)

@@ -8,7 +8,7 @@ from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
-from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
+from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
 from conftest import assert_overfit, one_torch_thread
 
 

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
-from imgwang.tasks.sanity import evaluate_pretext, overfit_one_batch
+from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
 from conftest import assert_overfit, one_torch_thread
 

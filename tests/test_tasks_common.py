@@ -15,7 +15,7 @@ from imgwang.errors import ConfigError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import TASKS, get_task, task_names
 from imgwang.tasks.base import replace_with_noise
-from imgwang.tasks.sanity import overfit_one_batch
+from imgwang.train.sanity import overfit_one_batch
 
 NAMES = task_names()
 OVERFIT_ELSEWHERE = {"patchwork", "unmix"}  # their owners' tests overfit them at length

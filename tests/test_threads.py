@@ -21,7 +21,7 @@ def registry(tmp_path, monkeypatch):
     yield folder
     if threads._stage is not None:
         threads._stage.stop()
-    threads._stage, threads._budget = None, None
+    threads._stage, threads._budget, threads._processes = None, None, None
     torch.set_num_threads(before)
 
 

@@ -110,8 +110,8 @@ def check_task_batch(task, bs: int, size: int) -> None:
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path, device: str) -> None:
-    """The decode-once cache must fit on the disk, and one float batch in the device's memory."""
+def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path) -> None:
+    """The decode-once cache must fit on the disk, and one float batch in the machine's memory."""
     cache_dir = Path(cache_dir)
     probe = cache_dir
     while not probe.exists() and probe != probe.parent:
@@ -123,19 +123,15 @@ def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path,
         raise ConfigError(f"SIZE={size}: the image cache of {n_images} images needs {need / 1e9:.1f} GB on disk, "
                           f"{free / 1e9:.1f} GB free in {probe}; use a smaller SIZE or free some space")
     batch = 2 * bs * 3 * size * size * 4  # float32 inputs, at least two tensors of them alive at once
-    total, where = device_memory(device)
+    total, where = host_memory()
     if total and batch > total:
         raise ConfigError(f"BS={bs} at SIZE={size}: one batch of images needs {batch / 1e9:.1f} GB, more than the "
                           f"{total / 1e9:.1f} GB of {where}; use a smaller BS or SIZE")
 
 
-def device_memory(device: str) -> tuple[int, str]:
-    """Total memory of the device a stage will use (0 when unknown)."""
-    import torch
-
-    if str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        index = int(str(device).split(":")[1]) if ":" in str(device) else 0
-        return torch.cuda.get_device_properties(index).total_memory, f"GPU {index}"
+def host_memory() -> tuple[int, str]:
+    """Total memory a batch is first built in (0 when unknown): the host's. A GPU's is not asked for here:
+    asking would start a CUDA context in this process, which then holds GPU memory for the whole stage."""
     try:
         import psutil
 

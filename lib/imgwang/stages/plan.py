@@ -149,6 +149,10 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         loader_augment.check(params, task=params["task"])  # a loader augmentation that would change the labels
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
+    if "nproc" in params:  # NPROC, NNODES, NODE_RANK, MASTER together, with BS (a global batch split evenly)
+        from ..distributed.launch import settings
+
+        settings(params)
     root = check_data(params["data"], spec)
     check_resources(params, root, task)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
@@ -231,7 +235,7 @@ def check_resources(params: dict, root: Path, task) -> None:
 
     n_images = sum(load_layout(root).counts().values())
     input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
-                            default_cache_dir(), params.get("device", "auto"))
+                            default_cache_dir())
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
 

@@ -11,55 +11,23 @@ sources) are drawn from the same batch, so one fast loader serves every task. `m
 
 A task also declares how to build its model around an encoder (`build_model`), its loss, its metric
 (higher is better, in [0, 1] for classification-like tasks) and the metric's chance level.
+
+`metric_name` and `chance` are plain attributes, declared one way: a class attribute when fixed, assigned in
+`__init__` when they follow the task's parameters (or in `make_batch` when they follow the batch size).
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-
-TASKS: dict[str, type["Task"]] = {}
-
-
-def register(cls: type["Task"]) -> type["Task"]:
-    """Class decorator: make a task available by its `name`."""
-    TASKS[cls.name] = cls
-    return cls
-
-
-def task_names() -> list[str]:
-    from . import _all  # noqa: F401  (importing registers every task)
-
-    return sorted(TASKS)
-
-
-def get_task(name: str, **params) -> "Task":
-    """Build a registered task; unknown names or parameters raise one clear ConfigError."""
-    names = task_names()
-    if name not in TASKS:
-        raise ConfigError(f"unknown TASK={name!r}; known tasks: {', '.join(names)}")
-    cls = TASKS[name]
-    accepted = task_params(name)
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(f"task {name!r} has no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}")
-    return cls(**params)
-
-
-def task_params(name: str) -> dict[str, object]:
-    """Parameter names of a task with their defaults (noise_p included)."""
-    sig = inspect.signature(TASKS[name].__init__)
-    return {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY}
-
+from .registry import register  # noqa: F401  (task files import it beside Task)
 
 class Task:
     name: str = ""
     metric_name: str = "accuracy"
-    chance: float = 0.0  # the metric's value for a model that learned nothing
+    chance: float = 0.0  # the metric's value for a model that learned nothing (a class attribute when fixed)
 
     def __init__(self, *, noise_p: float = 0.0):
         if not 0.0 <= noise_p <= 1.0:

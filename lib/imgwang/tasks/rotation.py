@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DataError
 from .base import register
-from .classify import ClassificationTask
+from .ops import ClassificationTask
 
 
 @register

@@ -17,8 +17,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import register
-from .classify import ClassificationTask
-from .quadrant import crop_resize
+from .ops import ClassificationTask, crop_resize
 
 CROPS = ("center", "random")
 
@@ -28,7 +27,6 @@ class Scale(ClassificationTask):
     name = "scale"
 
     def __init__(self, *, scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0), crop: str = "center", noise_p: float = 0.0):
-        super().__init__(noise_p=noise_p)
         scales = tuple(float(s) for s in scales)
         if len(scales) < 2 or len(set(scales)) != len(scales) or min(scales) < 1.0:
             raise ConfigError(f"scale needs at least two distinct zoom factors >= 1, got {scales}")
@@ -37,6 +35,7 @@ class Scale(ClassificationTask):
         self.scales = scales
         self.crop = crop
         self.n_classes = len(scales)
+        super().__init__(noise_p=noise_p)  # after n_classes: chance is 1 / n_classes
 
     def box_sides(self, h: int, w: int) -> list[tuple[int, int]]:
         """(height, width) of the box cut for each scale; distinct sides so every class is visible."""

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Task, register
-from .classify import classifier_model
+from .ops import classifier_model
 
 # The 5 channel orders that differ from (0, 1, 2).
 CHANNEL_ORDERS = torch.tensor([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])

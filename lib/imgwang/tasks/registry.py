@@ -1,0 +1,63 @@
+"""The registry of pretext tasks by name. It imports no task: each task file registers itself with
+`@register`, and the first lookup imports every module of this package (and those named in IMGWANG_TASKS).
+
+A new task is one file in lib/imgwang/tasks/ (a `Task` subclass with `@register`) plus its tests; a task
+kept outside the repository is an importable module named in IMGWANG_TASKS (comma-separated), e.g.
+`IMGWANG_TASKS=my_tasks make pretrain TASK=jigsaw` with my_tasks.py on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+
+from ..errors import ConfigError
+
+TASKS: dict[str, type] = {}
+NOT_TASKS = {"base", "registry", "ops"}  # modules of the package that define no task
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a task available by its `name`."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def discover() -> None:
+    """Import every task module once (each registers itself)."""
+    package = __name__.rpartition(".")[0]
+    names = [f"{package}.{m.name}" for m in pkgutil.iter_modules(importlib.import_module(package).__path__)
+             if m.name not in NOT_TASKS and not m.name.startswith("_")]
+    names += [n.strip() for n in os.environ.get("IMGWANG_TASKS", "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            raise ConfigError(f"IMGWANG_TASKS names {name!r}, which cannot be imported (not on PYTHONPATH)") from None
+
+
+def task_names() -> list[str]:
+    discover()
+    return sorted(TASKS)
+
+
+def get_task(name: str, **params):
+    """Build a registered task; unknown names or parameters raise one clear ConfigError."""
+    names = task_names()
+    if name not in TASKS:
+        raise ConfigError(f"unknown TASK={name!r}; known tasks: {', '.join(names)}")
+    accepted = task_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"task {name!r} has no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+    return TASKS[name](**params)
+
+
+def task_params(name: str) -> dict[str, object]:
+    """Parameter names of a task with their defaults (noise_p included)."""
+    sig = inspect.signature(TASKS[name].__init__)
+    return {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY}
