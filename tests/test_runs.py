@@ -1,6 +1,5 @@
 """Run folders: version numbering, no-overwrite, run.json, secrets, and the compare table."""
 
-
 import nbformat
 import pytest
 
