@@ -201,7 +201,7 @@ def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dic
             task.view_size, augment = size, lambda x, g: to_float(x)
         else:
             augment = crop
-        rates[name] = _best_rate(lambda: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
+        rates[name] = _best_rate(lambda task=task, augment=augment: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
                                  lambda _: batch_size, sync=device)
     return rates
 

@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     logging.getLogger("papermill").setLevel(logging.INFO)
     logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell")))
     stages = [args.stage]
+    if args.node_rank not in ("", "0"):  # another machine of a multi-node run: it lends its ranks, nothing more
+        pipeline = [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
+        return join_node_zero(args, pipeline if args.stage == "pipeline" else stages)
     new_version = not args.version and args.stage in ("pretrain", "pipeline")  # claimed once checked
     try:
         if args.stage == "pipeline":  # a FROM=none pipeline is the random-init baseline: nothing to pretrain
@@ -108,7 +111,34 @@ def main(argv=None) -> int:
                     return rc
         finally:
             lock.release()
-        print(f"done: {', '.join(p.stage for p in plans)} in {plans[0].run_dir.relative_to(REPO) if plans[0].run_dir.is_relative_to(REPO) else plans[0].run_dir}")
+        where = plans[0].run_dir
+        print(f"done: {', '.join(p.stage for p in plans)} in {where.relative_to(REPO) if where.is_relative_to(REPO) else where}")
+    return 0
+
+
+def join_node_zero(args, stages: list[str]) -> int:
+    """NODE_RANK > 0: this machine's ranks join the run that node 0 plans, records and writes (they take node
+    0's resolved configuration); nothing here is planned and nothing in runs/ is written. Evaluate and review
+    run on node 0 alone, so a pipeline joins its pretrain and transfer."""
+    from imgwang.distributed import launch
+    from imgwang.train.interrupt import TrainingInterrupted
+
+    cfg = {"nproc": args.nproc or 1, "nnodes": args.nnodes or 1, "node_rank": args.node_rank, "master": args.master,
+           "device": args.device or "auto"}
+    joined = [s for s in stages if STAGES[s].param("nproc") is not None]
+    try:
+        if not joined:
+            raise ConfigError(f"{args.stage} runs on node 0 alone: run it there (NODE_RANK=0)")
+        launch.settings(cfg)
+        for stage in joined:
+            launch.launch(stage, cfg, Path(args.runs_dir), Path(args.runs_dir))
+    except TrainingInterrupted as e:
+        print(f"error: {e}; node 0 keeps the last complete epoch", file=sys.stderr)
+        return 130
+    except ImgwangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ConfigError) else 1
+    print(f"done: node {args.node_rank} took part in {', '.join(joined)}; the run is on node 0")
     return 0
 
 
@@ -212,6 +242,7 @@ def forward_signals_to_kernel():
 
 def execute(plan: StagePlan) -> int:
     import papermill as pm
+
     from imgwang import runs
     from imgwang.kernels import StageKernelManager
 
@@ -230,7 +261,8 @@ def execute(plan: StagePlan) -> int:
         status = "interrupted" if interrupted else "failed"
         runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=runs.error_text(f"{e.ename}: {e.evalue}"))
         hint = f"; continue with RESUME=1 VERSION={plan.version}" if interrupted else ""
-        print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}){hint}", file=sys.stderr)
+        first = str(e.evalue).splitlines()[0] if e.evalue else ""
+        print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {first}){hint}", file=sys.stderr)
         return 130 if interrupted else 1
     except Exception as e:  # kernel died, notebook unreadable...: still recorded, still one line
         died = type(e).__name__ == "DeadKernelError"  # killed by a signal, most often the OOM killer

@@ -45,9 +45,9 @@ def free_port() -> int:
 
 
 def params(tmp_path, **more):
-    base = dict(version="v1", runs_dir=str(tmp_path / "runs"), data="sample", arch="tinyconv", size=32, task="rotation",
-                task_params={}, epochs=2, bs=32, lr=2e-3, seed=0, device="cpu", comet="off", resume=False,
-                grad_stats=False, knn_every=0, nproc=2)
+    base = {"version": "v1", "runs_dir": str(tmp_path / "runs"), "data": "sample", "arch": "tinyconv", "size": 32,
+            "task": "rotation", "task_params": {}, "epochs": 2, "bs": 32, "lr": 2e-3, "seed": 0, "device": "cpu",
+            "comet": "off", "resume": False, "grad_stats": False, "knn_every": 0, "nproc": 2}
     return {**base, **more}
 
 
@@ -102,17 +102,28 @@ def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_e
 
 
 def test_two_nodes_on_loopback_complete_an_epoch(lab_env, tmp_path):
+    """`make pretrain NNODES=2 NODE_RANK=0|1 MASTER=...` on two "machines" (two launches on this one)."""
     master = f"127.0.0.1:{free_port()}"
-    p = params(tmp_path, epochs=1, nproc=1, nnodes=2, master=master)
-    nodes = [start(tmp_path, f"node{k}", {**p, "node_rank": k}) for k in (0, 1)]
-    outs = [n.communicate(timeout=300)[0] for n in nodes]
-    assert [n.returncode for n in nodes] == [0, 0], outs
-    node0 = json.loads((tmp_path / "node0.json").read_text())
-    assert [h["epoch"] for h in node0["history"]] == [1]
-    assert json.loads((tmp_path / "node1.json").read_text())["history"] is None  # results live on node 0
-    world = json.loads((tmp_path / "runs" / "v1" / "run.json").read_text())["stages"]["pretrain"]["world"]
-    assert (world["world_size"], world["nodes"], world["backend"], world["global_batch"]) == (2, 2, "gloo", 32)
-    assert "rendezvous at " + master in outs[0]
+    runs_dir = tmp_path / "runs"
+    common = ["NNODES=2", f"MASTER={master}", "NPROC=1", "DEVICE=cpu"]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    node0 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "VERSION=v1", "NODE_RANK=0",
+                              *common, "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "COMET=off",
+                              "TASK=rotation", "--runs-dir", str(runs_dir)], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    node1 = subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "NODE_RANK=1", *common,
+                            "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, env=env, text=True,
+                           capture_output=True, timeout=600, check=False)
+    out0 = node0.communicate(timeout=600)[0]
+    assert node0.returncode == 0, out0[-3000:]
+    assert node1.returncode == 0, node1.stdout[-2000:] + node1.stderr[-2000:]
+    assert "node 1 took part in pretrain" in node1.stdout
+    assert not (tmp_path / "node1-runs").exists()  # the other machine writes nothing
+    run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]
+    assert run["status"] == "done"
+    w = run["world"]
+    assert (w["world_size"], w["nodes"], w["backend"], w["global_batch"]) == (2, 2, "gloo", 32)
+    assert "rendezvous at " + master in out0
 
 
 def test_bad_launch_settings_fail_before_compute():
@@ -124,3 +135,34 @@ def test_bad_launch_settings_fail_before_compute():
                        ({"nnodes": 2, "master": "nohost"}, "host:port"), ({"nproc": "two"}, "whole number")):
         with pytest.raises(ConfigError, match=words):
             settings(bad)
+
+
+def test_ctrl_c_on_make_pretrain_with_two_processes_then_resume(lab_env, tmp_path):
+    """Ctrl-C in the terminal of `make pretrain NPROC=2`: bin/stage.py passes it to the kernel and everything
+    below it; run.json says interrupted, both ranks are gone, RESUME=1 completes the epochs."""
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "VERSION=v1", "NPROC=2", "DATA=sample",
+           "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "TASK=rotation", "DEVICE=cpu",
+           "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    make = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
+    deadline = time.time() + 400
+    while not last.exists() and make.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    make.send_signal(signal.SIGINT)  # Ctrl-C in the terminal: the foreground process (the kernel has its own session)
+    out = make.communicate(timeout=300)[0]
+    assert make.returncode == 130, out[-3000:]
+    assert "continue with RESUME=1 VERSION=v1" in out
+    assert json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]["status"] == "interrupted"
+    deadline = time.time() + 30
+    while ranks_alive(tmp_path) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not ranks_alive(tmp_path), "a rank outlived the interrupt"
+    assert torch.load(runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt", weights_only=True)["epoch"] == 1
+
+    again = subprocess.run([*cmd, "RESUME=1"], cwd=REPO, env=env, text=True, capture_output=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "after epoch 1 of 2" in again.stdout + again.stderr
+    run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]
+    assert run["status"] == "done" and run["world"]["world_size"] == 2

@@ -63,3 +63,21 @@ def test_the_stage_records_it_and_transfer_flags_it(lab_env, tmp_path, monkeypat
         assert out["pretrained_on_val"] is on_val
         lines[on_val] = leaderboard_line(tcfg, out)
     assert "pretrained on val/" in lines[True].splitlines()[0] and "val/" not in lines[False]
+
+
+def test_compare_shows_which_encoders_saw_val_images(tmp_path):
+    from test_runs import fake_executed_notebook
+
+    from imgwang import compare
+
+    for v, on_val in (("v1", True), ("v2", None)):  # v2 pretrained before the option existed: without val
+        pre = {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 3}
+        fake_executed_notebook(tmp_path / v / "01-pretrain.ipynb", {
+            "task": "swav", "config": pre if on_val is None else {**pre, "pretrain_on_val": on_val}})
+    for v, source in (("v1", "v1"), ("v3", "v1"), ("v4", "v2"), ("v5", "none")):
+        fake_executed_notebook(tmp_path / v / "02-transfer.ipynb", {
+            "config": {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 5}, "from_version": source,
+            "val_acc": 0.3, "val_accs": [0.3]})
+    rows = {r["version"]: r["pretrain_on_val"] for r in compare.compare_table(tmp_path).to_dict("records")}
+    assert rows["v1"] is True and rows["v3"] is True  # v3 fine-tuned v1's encoder in a version of its own
+    assert rows["v2"] is False and rows["v4"] is False and compare.is_missing(rows["v5"])

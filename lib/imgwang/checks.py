@@ -9,6 +9,9 @@ from __future__ import annotations
 from .errors import ConfigError
 
 COMET_MODES = ("auto", "off", "offline", "online")
+SPLITS = ("val", "dev")  # scoring sets of transfer and evaluate (imgwang.data.split)
+OPTIMIZERS = ("adamw", "adam", "sgd", "ranger")  # built by imgwang.train.optim
+SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")  # built by imgwang.train.schedule
 
 
 def positive_int(name: str, value) -> int:
@@ -45,6 +48,59 @@ def comet_mode(name: str, value) -> str:
     if value not in COMET_MODES:
         raise ConfigError(f"unknown {name.upper()}={value!r}: use {', '.join(COMET_MODES)}")
     return value
+
+
+def split_name(name: str, value) -> str:
+    """val, dev, or empty (transfer: val; evaluate: the split transfer scored on)."""
+    if value not in ("", *SPLITS):
+        raise ConfigError(f"unknown {name.upper()}={value!r}: use val (the leaderboard's scoring set) or dev "
+                          f"(a held-out fifth of train/, to tune without touching val/)")
+    return value
+
+
+def optimizer_name(name: str, value) -> str:
+    if value not in OPTIMIZERS:
+        raise ConfigError(f"unknown {name}={value!r}; use one of: {', '.join(OPTIMIZERS)}")
+    return value
+
+
+def schedule_name(name: str, value) -> str:
+    if value not in SCHEDULES:
+        raise ConfigError(f"unknown {name}={value!r}; use one of: {', '.join(SCHEDULES)}")
+    return value
+
+
+def fraction(name: str, value) -> float:
+    """A number in [0, 1)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if isinstance(value, bool) or not 0.0 <= number < 1.0:
+        raise ConfigError(f"{name}={value!r} must be a number in [0, 1)")
+    return number
+
+
+def non_negative_float(name: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if isinstance(value, bool) or not number >= 0:
+        raise ConfigError(f"{name}={value!r} must be >= 0")
+    return number
+
+
+def flag(name: str, value) -> bool:
+    """true/false, also as 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} must be true or false")
 
 
 def _number(name: str, value) -> float:

@@ -19,7 +19,7 @@ from .stages.spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
-    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "group", "seed",
+    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
     "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
@@ -88,9 +88,10 @@ def compare_row(run_dir: Path) -> dict:
         "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
         "arch": any_cfg.get("arch"),
         "data": any_cfg.get("data"),
-        "split": tra_cfg.get("split", "val") if tra_cfg else None,
+        "split": (tra_cfg.get("split") or "val") if tra_cfg else None,
         "size": tra_cfg.get("size", pre_cfg.get("size")),
         "pretrain_epochs": pre_cfg.get("epochs"),
+        "pretrain_on_val": pre_cfg.get("pretrain_on_val", False) if pre_cfg else None,  # val images seen, unlabelled
         "transfer_epochs": tra_cfg.get("epochs"),
         "seed": pre_cfg.get("seed", tra_cfg.get("seed")),  # the pretraining seed, when there was pretraining
         "from": tra.get("from_version"),
@@ -158,11 +159,15 @@ def group_row(entry) -> dict:
 
 
 def add_source_tasks(rows: list[dict]) -> None:
-    """A run fine-tuned from another version's encoder shows that version's pretext task."""
-    task_of = {row["version"]: row["task"] for row in rows}
+    """A run fine-tuned from another version's encoder shows that version's pretext task (and whether it
+    pretrained on val images)."""
+    by_version = {row["version"]: row for row in rows}
     for row in rows:
-        if is_missing(row["task"]) and row["from"] not in (None, "none", row["version"]):
-            row["task"] = task_of.get(row["from"])
+        source = by_version.get(row["from"]) if row["from"] not in (None, "none", row["version"]) else None
+        if source is not None and is_missing(row["task"]):
+            row["task"] = source["task"]
+        if source is not None and is_missing(row["pretrain_on_val"]):
+            row["pretrain_on_val"] = source["pretrain_on_val"]
 
 
 def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") -> dict[str, list[dict]]:

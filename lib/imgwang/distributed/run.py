@@ -12,7 +12,6 @@ Exit codes: 0 done, 130 interrupted (the last complete epoch is in last.pt), 1 f
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,22 +22,19 @@ from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from . import world
 
-
 # torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
 # that rank 0, stopped by the same error at the same step, writes the result first.
 EXIT_DELAY_S = 3
 
 
 def plain(value):
-    """JSON-safe copy (numbers, lists, dicts); NaN/inf become None."""
+    """JSON-safe copy (numbers, lists, dicts); NaN stays NaN (Python's json writes and reads it)."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
     return str(value)

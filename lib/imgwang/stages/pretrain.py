@@ -102,6 +102,7 @@ def pretrain_scraps(cfg: dict, result: dict) -> dict:
         "pretext_val_metric": result["val_metric"], "pretext_chance": task.chance, "pretext_val_loss": result["val_loss"],
         "pretrain_history": [{k: v for k, v in h.items() if k != "grad_stats"} for h in result["history"]],
         "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
+        "pretext_val_set": result.get("pretext_val_set"),  # which images measured the pretext task
     }
     if result["knn_acc"] is not None:  # no classes, or knn_every 0: nothing to glue
         scraps.update(pretrain_knn_acc=result["knn_acc"], pretrain_knn_init=result["knn_acc_init"])

@@ -107,7 +107,7 @@ SIZE = Param("size", 0, int, "image side in pixels; 0: default for the data, 64 
 EPOCHS = Param("epochs", 0, int, "training epochs; 0: default for the stage and data", check=checks.positive_int,
                make="EPOCHS")
 BS = Param("bs", 0, int, "batch size; 0: default", check=checks.positive_int, make="BS")
-LR = Param("lr", 0.0, float, "peak learning rate of the one-cycle schedule; 0: default", by_data=(2e-3, 2e-3),
+LR = Param("lr", 0.0, float, "peak learning rate (of the one-cycle schedule by default); 0: default", by_data=(2e-3, 2e-3),
            check=checks.positive_float, make="LR")
 SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
              make="SEED")
@@ -118,6 +118,28 @@ THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores //
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+SPLIT = Param("split", "", str, "scoring set of transfer and evaluate: val (the leaderboard protocol) | dev (a fixed, "
+              "class-stratified fifth of train/ held out from fine-tuning, to tune without touching val/)",
+              check=checks.split_name, make="SPLIT")
+# Several processes and machines (imgwang.distributed): pretrain and transfer train under torchrun when more than
+# one process takes part; the cross-checks (BS split evenly, MASTER with NNODES > 1) are launch.settings.
+NPROC = Param("nproc", 1, int, "processes on this machine, one per GPU; above 1 the stage trains under torchrun "
+              "(BS stays the global batch)", check=checks.positive_int, make="NPROC")
+NNODES = Param("nnodes", 1, int, "machines taking part, each running the same make command", check=checks.positive_int,
+               make="NNODES")
+NODE_RANK = Param("node_rank", 0, int, "this machine's number, 0 to NNODES-1; node 0 records and writes the run",
+                  check=checks.non_negative_int, make="NODE_RANK")
+MASTER = Param("master", "", str, "host:port of node 0, where the ranks meet (needed with NNODES > 1)", make="MASTER")
+DISTRIBUTED = (NPROC, NNODES, NODE_RANK, MASTER)
+# Training options (imgwang.train.options); their defaults are the lab's behaviour before they existed.
+OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam, imgwang.train.optim)",
+                  check=checks.optimizer_name)
+SCHEDULE = Param("schedule", "onecycle", str, "learning-rate schedule: onecycle | flat_cos (flat, then cosine to lr/1e5) "
+                 "| cosine | constant", check=checks.schedule_name)
+FLAT_FRAC = Param("flat_frac", 0.75, float, "flat_cos: share of the steps at the peak lr before the cosine",
+                  check=checks.fraction)
+WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none on biases and norms)",
+                     check=checks.non_negative_float)
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 # The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
@@ -141,16 +163,20 @@ STAGES = {
             Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
             Param("task_params", {}, dict,
                   "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
-            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, THREADS, COMET, RESUME,
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, THREADS, *DISTRIBUTED,
+            COMET, RESUME,
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
             Param("grad_stats", False, bool, "collect per-layer gradient statistics (bar chart below)"),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("pretrain_on_val", False, bool, "also pretrain on val/ images, without labels (as the 72.94% entry "
+                  "did); every 10th image of train + unsup + val then measures the pretext task", check=checks.flag),
             *AUGMENT,
         ),
-        writes=("encoder.pt", "pretext_model.pt", "checkpoints/pretrain"),
+        writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
-                "pretrain_knn_init", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
         starts_version=True, makes_encoder=True, labelled=False,
     ),
     "transfer": Stage(
@@ -162,8 +188,13 @@ STAGES = {
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
+            OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
+            Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
+            Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
+                  "last", check=checks.fraction),
             *AUGMENT,
-            SEED, DEVICE, THREADS, COMET, RESUME,
+            replace(SPLIT, default="val"),
+            SEED, DEVICE, THREADS, *DISTRIBUTED, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
         scraps=("config", "from_version", "val_acc", "val_acc_std", "val_accs", "transfer_history",
@@ -183,6 +214,8 @@ STAGES = {
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
                   "train (fewer when a class has fewer train images)", check=checks.folds),
+            replace(SPLIT, doc="scoring set; empty: the split transfer scored on | val | dev (only after transfer "
+                    "with dev: a classifier fine-tuned on all of train/ has seen the dev images)"),
             SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
@@ -190,7 +223,7 @@ STAGES = {
                 "per_class_acc", "evaluate_wall_s", "confusion",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
-        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version")), Inherit("pretrain", ("data",))),
+        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"),),
     ),
     "review": Stage(
@@ -325,7 +358,7 @@ def help_text() -> str:
     for var in make_vars():
         stages = [s.name for s in STAGES.values() if s.param(var.dest) is not None and s.param(var.dest).make]
         where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
-        lines.append(f"  {var.name:<9}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
+        lines.append(f"  {var.name:<10}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
     lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
     try:  # the tasks need torch: listed when the venv exists
         from ..tasks import task_names

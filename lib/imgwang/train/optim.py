@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import OPTIMIZERS, optimizer_name
 from ..errors import ConfigError
-
-OPTIMIZERS = ("adamw", "adam", "sgd", "ranger")
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0) -> list[dict]:
@@ -42,14 +41,11 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, head_lr
     return [groups[n] for n in order if n in groups]
 
 
-def check_optimizer(kind: str) -> str:
-    if kind not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer={kind!r}; use one of: {', '.join(OPTIMIZERS)}")
-    return kind
+__all__ = ["OPTIMIZERS", "make_optimizer", "param_groups"]
 
 
 def make_optimizer(model: torch.nn.Module, kind: str, lr: float, weight_decay: float, head_lr_mult: float = 1.0):
-    check_optimizer(kind)
+    optimizer_name("optimizer", kind)
     groups = param_groups(model, lr, weight_decay, head_lr_mult)
     if not groups:
         raise ConfigError("the model has no trainable parameters")

@@ -7,10 +7,10 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from ..checks import SCHEDULES, fraction, schedule_name  # noqa: F401  (SCHEDULES: re-exported)
 from ..errors import ConfigError
 from .optim import OPTIMIZERS, make_optimizer, param_groups  # noqa: F401  (their home before optim.py)
 
-SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")
 FLAT_COS_FINAL = 1e-5  # fastai's fit_flat_cos anneals to lr / div_final, div_final = 1e5
 
 
@@ -37,12 +37,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
 
 def check_schedule(kind: str, warmup_frac: float = 0.1, flat_frac: float = 0.75) -> str:
     """One line for a bad schedule name or fraction (also called before any compute)."""
-    if kind not in SCHEDULES:
-        raise ConfigError(f"unknown schedule={kind!r}; use one of: {', '.join(SCHEDULES)}")
-    if not 0.0 <= warmup_frac < 1.0:
-        raise ConfigError(f"warmup_frac must be in [0, 1), got {warmup_frac}")
-    if not (isinstance(flat_frac, (int, float)) and 0.0 <= flat_frac < 1.0):
-        raise ConfigError(f"flat_frac must be a number in [0, 1), got {flat_frac!r}")
+    schedule_name("schedule", kind)
+    fraction("warmup_frac", warmup_frac)
+    fraction("flat_frac", flat_frac)
     return kind
 
 
