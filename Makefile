@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # The Make variables a stage takes, declared with their docs in lib/imgwang/stages/spec.py (`make help` lists
 # them). Each set one reaches bin/stage.py as NAME=value; a new one is one word here.
-STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE THREADS FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS NPROC NNODES NODE_RANK MASTER
+STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE THREADS FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS NPROC NNODES NODE_RANK MASTER SPLIT
 P ?=
 STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
@@ -69,4 +69,5 @@ bench: $(STAMP) ## data-path and training-step throughput; two runs at once agai
 	$(PY) bin/bench_ddp.py $(if $(filter cuda,$(DEVICE)),--device cuda)
 
 test: $(STAMP) ## the test suite (about 4 minutes on 2 CPU cores)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests -q

@@ -182,7 +182,7 @@ def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dic
     rates = {}
     for name in task_names():
         task = get_task(name)
-        rates[name] = _best_rate(lambda: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
+        rates[name] = _best_rate(lambda task=task: (task.make_batch(augment(uint8, gen), gen) for _ in range(batches + 1)),
                                  lambda _: batch_size, sync=device)
     return rates
 

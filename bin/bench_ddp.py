@@ -31,6 +31,7 @@ def free_port() -> int:
 def rank_main(rank, world, port, args, queue):
     import torch
     import torch.distributed as dist
+
     from imgwang.distributed import ddp
     from imgwang.distributed.gather import global_batch
     from imgwang.models.encoders import create_encoder

@@ -111,7 +111,8 @@ def main(argv=None) -> int:
                     return rc
         finally:
             lock.release()
-        print(f"done: {', '.join(p.stage for p in plans)} in {plans[0].run_dir.relative_to(REPO) if plans[0].run_dir.is_relative_to(REPO) else plans[0].run_dir}")
+        where = plans[0].run_dir
+        print(f"done: {', '.join(p.stage for p in plans)} in {where.relative_to(REPO) if where.is_relative_to(REPO) else where}")
     return 0
 
 
@@ -241,6 +242,7 @@ def forward_signals_to_kernel():
 
 def execute(plan: StagePlan) -> int:
     import papermill as pm
+
     from imgwang import runs
     from imgwang.kernels import StageKernelManager
 
@@ -259,7 +261,8 @@ def execute(plan: StagePlan) -> int:
         status = "interrupted" if interrupted else "failed"
         runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=runs.error_text(f"{e.ename}: {e.evalue}"))
         hint = f"; continue with RESUME=1 VERSION={plan.version}" if interrupted else ""
-        print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}){hint}", file=sys.stderr)
+        first = str(e.evalue).splitlines()[0] if e.evalue else ""
+        print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {first}){hint}", file=sys.stderr)
         return 130 if interrupted else 1
     except Exception as e:  # kernel died, notebook unreadable...: still recorded, still one line
         died = type(e).__name__ == "DeadKernelError"  # killed by a signal, most often the OOM killer

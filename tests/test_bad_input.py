@@ -157,8 +157,10 @@ CASES = [
     (["pretrain", "--data", "sample", "-p", "schedule", "step"], "unknown schedule='step'"),
     (["pretrain", "--data", "sample", "-p", "flat_frac", "1.5"], "flat_frac=1.5 must be a number in [0, 1)"),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "weight_decay", "-1"], "weight_decay=-1.0 must be >= 0"),
-    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "label_smoothing", "1"], "label_smoothing=1.0 must be a number in [0, 1)"),
-    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "head_dropout", "much"], "head_dropout='much' must be a number"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "label_smoothing", "1"],
+     "label_smoothing=1.0 must be a number in [0, 1)"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "head_dropout", "much"],
+     "head_dropout='much' must be a number"),
     (["pretrain", "--data", "sample", "-p", "pretrain_on_val", "maybe"], "pretrain_on_val='maybe' must be true or false"),
     (["pretrain", "DATA=sample", "NPROC=0"], "NPROC='0' must be a positive whole number"),
     (["pretrain", "DATA=sample", "NPROC=3", "BS=32"], "BS=32 is the global batch and must split evenly over 3"),
@@ -193,3 +195,21 @@ def test_make_reports_bad_input_with_a_non_zero_exit(tmp_path, lab_env):
     assert out.returncode != 0
     assert "error: unknown TASK='jigsaw'" in out.stderr
     assert snapshot(repo_runs) == before
+
+
+def test_a_bad_split_and_dev_scoring_of_a_classifier_that_saw_dev_are_refused(lab_env, tmp_path):
+    """SPLIT must be val or dev; evaluate on dev needs a transfer fine-tuned on the rest of train/."""
+    from imgwang import runs
+    from imgwang.errors import ConfigError
+    from imgwang.stages.plan import plan_stage
+
+    with pytest.raises(ConfigError, match="unknown SPLIT='test'"):
+        plan_stage("transfer", stage.parse_args(["transfer", "VERSION=v9", "SPLIT=test", "FROM=none", "DATA=sample",
+                                                 "--runs-dir", str(tmp_path)]), REPO)
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "classifier.pt").write_bytes(b"")
+    runs.update_stage(tmp_path / "v1", "transfer", status="done", config={"data": "sample", "split": "val", "from_version": "none"})
+    with pytest.raises(ConfigError, match="fine-tuned on all of train/, the dev images included"):
+        plan_stage("evaluate", stage.parse_args(["evaluate", "VERSION=v1", "SPLIT=dev", "--runs-dir", str(tmp_path)]), REPO)
+    planned = plan_stage("evaluate", stage.parse_args(["evaluate", "VERSION=v1", "--runs-dir", str(tmp_path)]), REPO)
+    assert planned.parameters["split"] == "val"  # as transfer scored

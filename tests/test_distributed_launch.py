@@ -15,6 +15,7 @@ import time
 import psutil
 import pytest
 import torch
+
 from conftest import REPO
 
 DRIVER = """

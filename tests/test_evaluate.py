@@ -10,14 +10,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from imgwang.data.batch import Batch  # noqa: E402
 from imgwang.errors import ConfigError, DataError, ImgwangError  # noqa: E402
 from imgwang.evaluate import (  # noqa: E402
-    Classification, accuracy, confusion_matrix, extract_features, image_grid, knn_accuracy, knn_predict,
-    mean_std, per_class_accuracy, plot_confusion, plot_curves, plot_history, predict,
+    Classification,
+    accuracy,
+    confusion_matrix,
+    extract_features,
+    image_grid,
+    knn_accuracy,
+    knn_predict,
+    mean_std,
+    per_class_accuracy,
+    plot_confusion,
+    plot_curves,
+    plot_history,
+    predict,
 )
 
 
@@ -151,7 +161,7 @@ def test_knn_chunking_does_not_change_predictions():
 
 
 def test_knn_states_its_settings_and_keeps_the_convention():
-    from imgwang.evaluate.knn import K, TEMPERATURE, describe_knn
+    from imgwang.evaluate.knn import TEMPERATURE, K, describe_knn
 
     assert (K, TEMPERATURE) == (20, 0.07)
     assert describe_knn(0.4512, 20, 0.07, "pretrained") == "pretrained: kNN (k=20, T=0.07, cosine) val 45.12%"

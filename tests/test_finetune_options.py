@@ -3,6 +3,7 @@ smoothing and head dropout, their checks, and an exact resume with ranger's slow
 
 import pytest
 import torch
+from test_train_loop import TinyNet, make_world, single_thread  # noqa: F401  (autouse fixture)
 from torch import nn
 
 from imgwang.errors import ConfigError
@@ -12,7 +13,6 @@ from imgwang.stages.transfer import build_classifier
 from imgwang.train import TrainingInterrupted, fit, make_optimizer, make_scheduler
 from imgwang.train.options import PRETRAIN_DEFAULTS, TRANSFER_DEFAULTS, check_options
 from imgwang.train.schedule import FLAT_COS_FINAL
-from test_train_loop import TinyNet, make_world, single_thread  # noqa: F401  (autouse fixture)
 
 
 def lrs_over(kind, total, **kw):

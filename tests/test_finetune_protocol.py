@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from imgwang.config import resolve
 from imgwang.data.split import dev_mask
 from imgwang.evaluate.pixels import pixel_features, standardise
@@ -79,7 +80,7 @@ def test_evaluate_scores_every_repeat_and_dev_keeps_its_images_out(lab_env, tmp_
     assert result["train_bs"] == 32 and result["steps_per_epoch"] == 12  # 380 = 11 x 32 + 28: all kept
     assert runs.read_run_json(run_dir)["stages"]["transfer"]["steps_per_epoch"] == 12
 
-    ev = run_evaluate(resolve("evaluate", dict(common, knn_k=5, knn_t=0.07)), run_dir, tmp_path)
+    ev = run_evaluate(resolve("evaluate", dict(common, knn_k=5, knn_t=0.07, probe_folds=2)), run_dir, tmp_path)
     assert ev["split"] == "dev" and len(ev["eval_accs"]) == 2
     assert ev["eval_accs"] == pytest.approx(result["val_accs"])  # each repeat's own classifier, scored again
     assert ev["eval_acc"] == pytest.approx(result["val_acc"])

@@ -9,14 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import one_torch_thread
 from imgwang.data.augment import make_augment
 from imgwang.data.cache import build_cache
 from imgwang.data.loader import CachedLoader
 from imgwang.host_sync import HostSyncs
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task, task_names
-
-from conftest import one_torch_thread
 
 
 def test_the_detector_names_each_kind_of_host_wait():
@@ -89,11 +88,10 @@ def test_training_waits_once_per_epoch_not_once_per_step(tmp_path, name):
     """fit() over the resident loader: the same host waits for an epoch of 3 steps as for one of 9 (the
     epoch's set-up and its summary), so none is per step. The optimiser's step counters do not count:
     they are host tensors on a GPU too."""
+    from imgwang.data.loader import device_copy
     from imgwang.evaluate.objective import Classification
     from imgwang.models.classifier import Classifier
     from imgwang.train.loop import fit
-
-    from imgwang.data.loader import device_copy
 
     cache = _cache(tmp_path, 36)
     device_copy(cache, torch.device("cpu"))  # once per cache and device, before either run

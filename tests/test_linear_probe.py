@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from imgwang.errors import ConfigError, DataError
 from imgwang.evaluate.linear_probe import (
     WD_GRID,

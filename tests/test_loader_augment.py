@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
 from imgwang.data.loader_augment import (
     DEFAULTS,
     check,
@@ -11,7 +13,6 @@ from imgwang.data.loader_augment import (
     random_rot90,
 )
 from imgwang.errors import ConfigError
-from PIL import Image
 
 S, OUT = 64, 32
 
@@ -127,8 +128,9 @@ def test_check_fills_defaults_normalises_and_refuses_bad_values():
 
 
 def test_a_baseline_must_be_fine_tuned_with_the_same_augmentation(tmp_path):
-    from imgwang import compare
     from test_verdicts import transfer_run
+
+    from imgwang import compare
 
     transfer_run(tmp_path, "v1", "none", [0.30, 0.31, 0.32], flip_p=0.0)
     transfer_run(tmp_path, "v2", "v2", [0.40, 0.41, 0.42])  # recorded before the parameters existed: defaults

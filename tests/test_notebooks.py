@@ -53,7 +53,7 @@ def stages_of(run_dir):
 def pipeline(tmp_path_factory, lab_env):
     runs_dir = tmp_path_factory.mktemp("runs")
     tiny = [a if a != "off" else "offline" for a in TINY]  # offline tracking, with a key in the environment
-    out = run_stage(runs_dir, "pipeline", *tiny, "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
+    out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
     assert out.returncode == 0, out.stderr[-3000:]
     assert FAKE_KEY not in out.stdout + out.stderr
     assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.kernels)

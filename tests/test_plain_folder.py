@@ -3,7 +3,6 @@
 import numpy as np
 
 from conftest import plain_image_folder
-
 from imgwang.config import resolve
 from imgwang.stages.pretrain import run_pretrain
 

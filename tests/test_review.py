@@ -13,7 +13,11 @@ from torch import nn  # noqa: E402
 
 from imgwang.data.batch import Batch  # noqa: E402
 from imgwang.evaluate import (  # noqa: E402
-    least_confident_correct, plot_pretext_mistakes, pretext_mistakes, top_mistakes, worst_classes,
+    least_confident_correct,
+    plot_pretext_mistakes,
+    pretext_mistakes,
+    top_mistakes,
+    worst_classes,
 )
 from imgwang.models.encoders import create_encoder  # noqa: E402
 from imgwang.tasks import get_task, task_names  # noqa: E402

@@ -250,7 +250,7 @@ def _update_many(run_dir, worker, n):
     from imgwang import runs
 
     for i in range(n):
-        runs.update_run_json(run_dir, lambda info: info.setdefault("counts", {}).__setitem__(f"{worker}-{i}", i))
+        runs.update_run_json(run_dir, lambda info, i=i: info.setdefault("counts", {}).__setitem__(f"{worker}-{i}", i))
 
 
 def test_run_json_updates_from_many_processes_are_all_kept(tmp_path):

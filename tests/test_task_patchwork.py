@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import assert_overfit, one_torch_thread
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
 from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
-from conftest import assert_overfit, one_torch_thread
 
 
 def coded_images(b, h=32, w=32):

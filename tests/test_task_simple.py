@@ -140,7 +140,9 @@ def test_scale_zooms_a_ramp_by_the_stated_factor():
     ramp = torch.linspace(0, 1, 64).expand(8, 3, 64, 64).contiguous()
     task = get_task("scale", scales=(1.0, 2.0, 4.0))
     inputs, label, _ = task.make_batch(ramp, gen(8))
-    slope = lambda x: (x[..., 24:40, 25:39] - x[..., 24:40, 24:38]).mean()  # interior, away from borders
+    def slope(x):  # interior, away from borders
+        return (x[..., 24:40, 25:39] - x[..., 24:40, 24:38]).mean()
+
     for i in range(8):
         zoom = task.scales[int(label[i])]
         assert float(slope(ramp[i]) / slope(inputs[i])) == pytest.approx(zoom, rel=0.05)
@@ -155,8 +157,8 @@ def test_scale_random_crops_move_and_stay_inside():
     zoomed = label == 3  # side 11: 22 possible positions per axis
     assert len(set(top[zoomed].tolist())) > 3 and len(set(left[zoomed].tolist())) > 3
     for i in torch.nonzero(zoomed)[:, 0].tolist():
-        t, l, s = int(top[i]), int(left[i]), int(h[i])
-        expected = F.interpolate(images[i : i + 1, :, t : t + s, l : l + s], size=(32, 32), mode="bilinear", align_corners=False)[0]
+        t, lf, s = int(top[i]), int(left[i]), int(h[i])
+        expected = F.interpolate(images[i : i + 1, :, t : t + s, lf : lf + s], size=(32, 32), mode="bilinear", align_corners=False)[0]
         torch.testing.assert_close(inputs[i], expected)
 
 

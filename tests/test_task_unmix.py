@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import assert_overfit, one_torch_thread
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
-from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
-from conftest import assert_overfit, one_torch_thread
+from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
 
 
 def gen(seed=0):

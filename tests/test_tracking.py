@@ -6,12 +6,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_train_loop import make_world, single_thread  # noqa: F401  (autouse fixture)
 
 from imgwang.errors import ConfigError
-from imgwang.train import Tracker, fit, make_tracker
 from imgwang.secrets import scrub_secrets
+from imgwang.train import Tracker, fit, make_tracker
 from imgwang.train.tracking import CometTracker, resolve_mode
-from test_train_loop import make_world, single_thread  # noqa: F401  (autouse fixture)
 
 FAKE_KEY = "fakeCometKey0123456789abcdefXYZ"
 

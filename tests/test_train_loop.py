@@ -11,7 +11,6 @@ from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
 
-
 # --- a tiny in-memory world (also used by test_train_resume.py and test_tracking.py) ------------------
 
 @pytest.fixture(autouse=True, scope="module")

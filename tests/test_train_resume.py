@@ -5,11 +5,11 @@ import signal
 
 import pytest
 import torch
+from test_train_loop import NoisyClassification, make_world, single_thread  # noqa: F401  (autouse fixture)
 
 from imgwang.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, TrainingInterrupted, fit, load_checkpoint
 from imgwang.train.checkpointing import tmp_path as checkpoint_tmp_path
-from test_train_loop import NoisyClassification, make_world, single_thread  # noqa: F401  (autouse fixture)
 
 EPOCHS = 5
 TIMING = {"seconds", "images_per_s"}  # the only history values allowed to differ between runs

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .errors import ConfigError
 
 COMET_MODES = ("auto", "off", "offline", "online")
+SPLITS = ("val", "dev")  # scoring sets of transfer and evaluate (imgwang.data.split)
 OPTIMIZERS = ("adamw", "adam", "sgd", "ranger")  # built by imgwang.train.optim
 SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")  # built by imgwang.train.schedule
 
@@ -46,6 +47,14 @@ def positive_float(name: str, value) -> float:
 def comet_mode(name: str, value) -> str:
     if value not in COMET_MODES:
         raise ConfigError(f"unknown {name.upper()}={value!r}: use {', '.join(COMET_MODES)}")
+    return value
+
+
+def split_name(name: str, value) -> str:
+    """val, dev, or empty (transfer: val; evaluate: the split transfer scored on)."""
+    if value not in ("", *SPLITS):
+        raise ConfigError(f"unknown {name.upper()}={value!r}: use val (the leaderboard's scoring set) or dev "
+                          f"(a held-out fifth of train/, to tune without touching val/)")
     return value
 
 

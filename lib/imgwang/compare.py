@@ -88,7 +88,7 @@ def compare_row(run_dir: Path) -> dict:
         "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
         "arch": any_cfg.get("arch"),
         "data": any_cfg.get("data"),
-        "split": tra_cfg.get("split", "val") if tra_cfg else None,
+        "split": (tra_cfg.get("split") or "val") if tra_cfg else None,
         "size": tra_cfg.get("size", pre_cfg.get("size")),
         "pretrain_epochs": pre_cfg.get("epochs"),
         "pretrain_on_val": pre_cfg.get("pretrain_on_val", False) if pre_cfg else None,  # val images seen, unlabelled

@@ -33,7 +33,8 @@ def finetune_settings(cfg: dict) -> dict:
 
     if not cfg:
         return {}
-    return {k: v for k, v in {"split": "val", **TRANSFER_DEFAULTS, **AUGMENT_DEFAULTS, **cfg}.items() if k not in IGNORED}
+    settings = {k: v for k, v in {**TRANSFER_DEFAULTS, **AUGMENT_DEFAULTS, **cfg}.items() if k not in IGNORED}
+    return {**settings, "split": cfg.get("split") or "val"}
 
 
 def differences(a: dict, b: dict) -> list[str]:

@@ -32,9 +32,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..progress import text_bar
 from ..threads import process_budget
 from .images import BadImageError, load_rgb
 
@@ -197,7 +197,7 @@ def _decode_all(files, size, tmp_data: Path, progress, workers):
     reasons: dict[int, str] = {}
     workers = workers or process_budget()  # the stage's share of the cores (all of them outside a stage)
     chunks = [list(range(i, min(i + CHUNK, n))) for i in range(0, n, CHUNK)]
-    with tqdm(total=n, desc=f"decoding images at {size}px", unit="img", disable=not progress) as bar:
+    with text_bar(total=n, desc=f"decoding images at {size}px", unit="img", disable=not progress) as bar:
         if workers <= 1 or n < POOL_MIN_IMAGES:
             for chunk in chunks:
                 reasons.update(_decode_into(arr, files, chunk, size))

@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
 from imgwang.data.layout import IMAGE_SUFFIXES
 from imgwang.errors import ConfigError, DataError

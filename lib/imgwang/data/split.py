@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("val", "dev")
+from ..checks import SPLITS  # noqa: F401  (val, dev)
+from ..errors import ConfigError
+
 DEV_FRACTION = 0.2
 DEV_SEED = 0
 
@@ -42,3 +44,14 @@ def dev_mask(paths, labels, fraction: float = DEV_FRACTION, seed: int = DEV_SEED
         ranked = sorted(members, key=lambda i: _rank_key(paths[i], seed))
         mask[ranked[:k]] = True
     return mask
+
+
+def scoring_split(given: str, tuned_on: str, version: str) -> str:
+    """The split evaluate scores on: the one given, else the one transfer scored on. A classifier fine-tuned
+    on all of train/ (split val) cannot be scored on dev: those images were in its training set."""
+    tuned_on = tuned_on or "val"
+    split = given or tuned_on
+    if split == "dev" and tuned_on != "dev":
+        raise ConfigError(f"SPLIT=dev: {version} was fine-tuned on all of train/, the dev images included; "
+                          f"fine-tune with SPLIT=dev first")
+    return split

@@ -7,5 +7,9 @@ from .metrics import accuracy, confusion_matrix, mean_std, per_class_accuracy  #
 from .objective import Classification  # noqa: F401
 from .plots import image_grid, plot_confusion, plot_curves, plot_history  # noqa: F401
 from .review import (  # noqa: F401
-    least_confident_correct, plot_pretext_mistakes, pretext_mistakes, top_mistakes, worst_classes,
+    least_confident_correct,
+    plot_pretext_mistakes,
+    pretext_mistakes,
+    top_mistakes,
+    worst_classes,
 )

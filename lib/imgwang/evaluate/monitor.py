@@ -13,7 +13,6 @@ import numpy as np
 from .features import extract_features
 from .knn import knn_accuracy
 
-
 MAX_PER_CLASS = 100  # enough to see a trend; keeps each check to seconds even on full Imagewang (20 x 100)
 
 

@@ -1,5 +1,7 @@
 """Models: timm encoders (random init) and tinyconv, heads, losses, checkpoints, the transfer classifier."""
 
+from .checkpoint import atomic_torch_save, load_encoder, save_encoder  # noqa: F401
+from .classifier import Classifier  # noqa: F401
 from .encoders import Encoder, create_encoder, list_archs  # noqa: F401
 from .heads import (  # noqa: F401
     ClassifierHead,
@@ -9,6 +11,4 @@ from .heads import (  # noqa: F401
     ProjectionHead,
     inverse_sigmoid,
 )
-from .checkpoint import atomic_torch_save, load_encoder, save_encoder  # noqa: F401
-from .classifier import Classifier  # noqa: F401
 from .losses import contrastive_loss, nt_xent_loss  # noqa: F401

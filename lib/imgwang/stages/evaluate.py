@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from ..data.imagewang import class_label
+from ..data.split import scoring_split as split_for_scoring
 from ..device import resolve_device
-from ..errors import ConfigError, ImgwangError
+from ..errors import ImgwangError
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_accuracy
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
@@ -50,14 +51,9 @@ def classifier_paths(run_dir: Path) -> list[Path]:
 
 
 def scoring_split(cfg: dict, run_dir: Path) -> str:
-    """The split transfer scored on, unless given; a classifier fine-tuned on all of train/ cannot be
-    scored on dev (those images were in its training set)."""
-    tuned_on = recorded_config(run_dir, "transfer").get("split", "val")
-    split = cfg.get("split") or tuned_on
-    if split == "dev" and tuned_on != "dev":
-        raise ConfigError(f"SPLIT=dev: {run_dir.name} was fine-tuned on all of train/, the dev images included; "
-                          f"fine-tune with SPLIT=dev first")
-    return split
+    """The split given, else the one transfer scored on (imgwang.data.split.scoring_split)."""
+    tuned_on = recorded_config(run_dir, "transfer").get("split")
+    return split_for_scoring(cfg.get("split"), tuned_on, run_dir.name)
 
 
 def frozen_encoders(cfg: dict, runs_dir: Path) -> dict:

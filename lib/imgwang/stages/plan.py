@@ -161,6 +161,10 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == version):
         encoder = runs.encoder_path(runs_dir, params["from_version"])
         input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
+    if stage == "evaluate" and not in_pipeline:  # a pipeline's transfer and evaluate share one SPLIT
+        from ..data.split import scoring_split
+
+        scoring_split(params.get("split"), runs.stage_record(run_dir, "transfer").get("config", {}).get("split"), version)
     if not new_version:
         check_overwrite(run_dir, spec, force, resume)
     template = repo / "notebooks" / spec.notebook

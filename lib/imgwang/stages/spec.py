@@ -118,6 +118,9 @@ THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores //
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET")
 RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+SPLIT = Param("split", "", str, "scoring set of transfer and evaluate: val (the leaderboard protocol) | dev (a fixed, "
+              "class-stratified fifth of train/ held out from fine-tuning, to tune without touching val/)",
+              check=checks.split_name, make="SPLIT")
 # Several processes and machines (imgwang.distributed): pretrain and transfer train under torchrun when more than
 # one process takes part; the cross-checks (BS split evenly, MASTER with NNODES > 1) are launch.settings.
 NPROC = Param("nproc", 1, int, "processes on this machine, one per GPU; above 1 the stage trains under torchrun "
@@ -190,6 +193,7 @@ STAGES = {
             Param("head_dropout", 0.25, float, "fastai head: dropout p/2 before its first linear layer, p before the "
                   "last", check=checks.fraction),
             *AUGMENT,
+            replace(SPLIT, default="val"),
             SEED, DEVICE, THREADS, *DISTRIBUTED, COMET, RESUME,
         ),
         writes=("classifier.pt", "checkpoints/transfer-*"),
@@ -210,6 +214,8 @@ STAGES = {
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
                   "train (fewer when a class has fewer train images)", check=checks.folds),
+            replace(SPLIT, doc="scoring set; empty: the split transfer scored on | val | dev (only after transfer "
+                    "with dev: a classifier fine-tuned on all of train/ has seen the dev images)"),
             SEED, DEVICE, THREADS,
         ),
         writes=("predictions.pt", "predictions.csv"),
@@ -217,7 +223,7 @@ STAGES = {
                 "per_class_acc", "evaluate_wall_s", "confusion",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
-        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version")), Inherit("pretrain", ("data",))),
+        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"),),
     ),
     "review": Stage(

@@ -58,7 +58,7 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     n_classes = len(sd.classes)
     objective = Classification(n_classes, label_smoothing=cfg["label_smoothing"])
-    fit_rows, fit_labels, score_rows, score_labels = sd.labelled(cfg.get("split", "val"))
+    fit_rows, fit_labels, score_rows, score_labels = sd.labelled(cfg.get("split") or "val")
     objective.check_labels(fit_labels)
     objective.check_labels(score_labels)
     batch, drop_last, steps = fitted_batch(cfg, len(fit_rows), len(score_rows), run_dir if lead else None)
@@ -117,7 +117,7 @@ def fitted_batch(cfg: dict, n_fit: int, n_score: int, run_dir: Path | None) -> t
     steps = steps_per_epoch(n_fit, batch, drop_last)
     if run_dir is not None:
         dropped = f", the last {n_fit % batch} images of each reshuffled epoch left out" if drop_last else ""
-        print(f"fine-tuning on {n_fit} labelled images, scoring on {n_score} ({cfg.get('split', 'val')}): "
+        print(f"fine-tuning on {n_fit} labelled images, scoring on {n_score} ({cfg.get('split') or 'val'}): "
               f"batch {batch} (BS={cfg['bs']}), {steps} steps per epoch{dropped}")
         update_stage(run_dir, "transfer", train_bs=batch, steps_per_epoch=steps)
     return batch, drop_last, steps
@@ -133,7 +133,7 @@ def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     if cfg["from_version"] != "none" and launch.settings(cfg)["node_rank"] == 0:
         encoder_path(runs_dir, cfg["from_version"])  # a missing encoder fails here, not in every rank
     sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
-    fit_rows, _, score_rows, _ = sd.labelled(cfg.get("split", "val"))
+    fit_rows, _, score_rows, _ = sd.labelled(cfg.get("split") or "val")
     batch, _, steps = fitted_batch(cfg, len(fit_rows), len(score_rows), None)  # the ranks print and record it
     got = launch.launch("transfer", cfg, run_dir, runs_dir)
     if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
@@ -156,7 +156,7 @@ def leaderboard_line(cfg: dict, result: dict) -> str:
     on_val = " (encoder pretrained on val/ images too, without labels)" if result.get("pretrained_on_val") else ""
     std = result["val_acc_std"]
     spread = f" ± {100 * std:.2f} over {len(result['val_accs'])} runs [{accs}]" if not math.isnan(std) else " (1 run)"
-    split = cfg.get("split", "val")
+    split = cfg.get("split") or "val"
     line = (f"{cfg['size']} px, {cfg['epochs']} fine-tuning epochs, {cfg['arch']}, from {cfg['from_version']}{on_val}: "
             f"{split} top-1 {100 * result['val_acc']:.2f}%{spread}")
     if split != "val":

@@ -24,6 +24,7 @@ from torch import nn
 from ..errors import ConfigError
 from .registry import register  # noqa: F401  (task files import it beside Task)
 
+
 class Task:
     name: str = ""
     metric_name: str = "accuracy"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..device import resolve_device, use_fastest_kernels
 from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
+from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
@@ -162,7 +162,7 @@ class EpochRunner:
         refresh = max(1, len(loader) // 10)
         net = self.net if train else model  # evaluation: the plain model (no DDP, no gathering)
         bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
-        with tqdm(loader, total=len(loader), desc=desc, leave=False, disable=not bars, dynamic_ncols=True) as bar, \
+        with text_bar(loader, total=len(loader), desc=desc, disable=not bars) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad(), \
                 gather.global_batch() if train else contextlib.nullcontext():
             for i, batch in enumerate(bar):
@@ -194,7 +194,7 @@ class EpochRunner:
                 n_steps, images = n_steps + 1, images + n
                 if bars and (i + 1) % refresh == 0:
                     s = sums.tolist()
-                    bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"})
+                    bar.set_postfix(loss=f"{s[0] / images:.4f}", **{objective.metric_name: f"{s[1] / images:.4f}"}, refresh=False)
         if n_steps == 0:
             raise ImgwangError(f"the {'training' if train else 'validation'} loader yielded no batches "
                                "(fewer images than one batch with drop_last?)")
