@@ -63,7 +63,7 @@ lab: $(STAMP) ## open JupyterLab at the project root
 tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, kNN vs untrained
 	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"
 
-bench: $(STAMP) ## data-path and training-step throughput; two runs at once against one (scripts, not tests)
+bench: $(STAMP) ## data-path and training-step throughput; two runs at once against one; DDP at 1 and 2 processes (scripts, not tests)
 	$(PY) bin/bench.py $(if $(DEVICE),--device $(DEVICE))
 	$(PY) bin/bench_share.py
 	$(PY) bin/bench_ddp.py $(if $(filter cuda,$(DEVICE)),--device cuda)
