@@ -186,9 +186,8 @@ def bench_device_path(cache: ImageCache, size: int, batch_size: int, device, epo
 def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dict[str, float]:
     """img/s of augment + make_batch per pretext task on one uint8 batch already on the device: which task's
     own work (views, patches, mixes) costs most beside the shared crop."""
-    from imgwang.tasks import get_task, task_names
-
     from imgwang.data.augment import to_float
+    from imgwang.tasks import get_task, task_names
 
     loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device)
     uint8 = next(iter(loader.host_batches(0)))[0].to(device)

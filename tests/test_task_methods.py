@@ -8,13 +8,12 @@ import torch.nn.functional as F
 from lightly.loss import DINOLoss
 from lightly.loss.swav_loss import sinkhorn
 
+from conftest import one_torch_thread
 from imgwang.data.augment import gaussian_blur, make_augment
 from imgwang.data.sample import draw_image
 from imgwang.models.encoders import create_encoder
 from imgwang.models.losses import dino_loss, update_center
 from imgwang.tasks import get_task
-
-from conftest import one_torch_thread
 
 
 def gen(seed=0):
@@ -73,9 +72,9 @@ def test_each_view_is_one_crop_of_the_whole_image_within_the_configured_area(nam
 
 
 def test_the_stage_gives_view_making_tasks_the_stored_image_and_others_the_loader_crop(tmp_path):
+    from imgwang.data.sample import make_sample
     from imgwang.stages.data import load_stage_data
     from imgwang.stages.pretrain import pretext_loaders
-    from imgwang.data.sample import make_sample
 
     make_sample(tmp_path / "s", n_train=2, n_unsup=8, n_val=2)
     sd = load_stage_data(str(tmp_path / "s"), 32, cache_dir=tmp_path / "cache", progress=False)

@@ -34,11 +34,11 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..data.augment import make_augment
+from ..data.views import MakesViews
 from ..errors import ConfigError
 from .base import Task, register
 from .dino import DINO_COLOUR
 from .simclr import check_scale
-from ..data.views import MakesViews
 
 
 class BYOLModel(nn.Module):

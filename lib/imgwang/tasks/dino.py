@@ -18,12 +18,12 @@ as DINO's 96 px at 224), area 0.05-0.4 (`local_max_scale`); all with flip, colou
 at p 0.8 and grayscale p 0.2; Gaussian blur (sigma 0.1-2) with p 1.0 on global view 1, 0.1 on global view
 2 (plus solarization p 0.2), 0.5 on local views. One encoder pass per resolution.
 
-Where we differ: the head's output has `out_dim` 4,096 (DINO: 65,536, sized for ImageNet, slow and
-memory-hungry at the batch sizes run here); the head has BatchNorm (DINO's `use_bn_in_head`, off by default
-there for ViTs; our encoders are CNNs); 6 local crops (DINO's default: 8), to keep the step affordable; the warm-up is cut to the run's length when it is shorter; no weight-decay or lr schedule
-of its own (the stage's); the saved encoder is the student's (DINO evaluates the teacher, which a short run
-leaves close to the student, up to the EMA). The head's last layer is frozen for `freeze_last_layer`
-epochs (1, as DINO).
+Where we differ: the head's output has `out_dim` 4,096 (DINO: 65,536, sized for ImageNet, slow and memory-hungry
+at the batch sizes run here); the head has BatchNorm (DINO's `use_bn_in_head`, off by default there for ViTs;
+our encoders are CNNs); 6 local crops (DINO's default: 8), to keep the step affordable; the warm-up is cut to
+the run's length when it is shorter; no weight-decay or lr schedule of its own (the stage's); the saved encoder
+is the student's (DINO evaluates the teacher, which a short run leaves close to the student, up to the EMA). The
+head's last layer is frozen for `freeze_last_layer` epochs (1, as DINO).
 
 Metric "pair_accuracy": for each of the 2B global views, is the most cosine-similar other view's student
 output its partner? Chance 1 / (2B - 1).
@@ -41,11 +41,11 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..data.augment import make_augment
+from ..data.views import MakesViews, same_size_runs, small_side
 from ..errors import ConfigError
 from ..models.losses import dino_loss, update_center
 from .base import Task, register
 from .simclr import check_scale, pair_accuracy
-from ..data.views import MakesViews, same_size_runs, small_side
 
 DINO_COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)
 

@@ -31,10 +31,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.augment import make_augment
+from ..data.views import MakesViews
 from ..errors import ConfigError
 from ..models.heads import MLPHead, inverse_sigmoid
 from .base import Task, register
-from ..data.views import MakesViews
 
 POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
 

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from ..data.augment import make_augment
+from ..data.views import MakesViews
 from ..distributed.gather import global_rows
 from ..errors import ConfigError
 from .base import Task, register
-from ..data.views import MakesViews
 
 
 def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_p: float) -> None:

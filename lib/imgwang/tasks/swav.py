@@ -39,12 +39,12 @@ from lightly.models.modules import SwaVProjectionHead
 from torch import nn
 
 from ..data.augment import make_augment
+from ..data.views import MakesViews, same_size_runs, small_side
 from ..distributed.gather import gathering, global_rows
 from ..errors import ConfigError
 from ..models.heads import Prototypes
 from .base import Task, register
 from .simclr import check_colour, check_scale, pair_accuracy
-from ..data.views import MakesViews, same_size_runs, small_side
 
 
 class SwaVModel(nn.Module):
