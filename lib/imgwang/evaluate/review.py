@@ -75,9 +75,9 @@ def _take(x, i: int):
     return _map(x, lambda t: t[i:i + 1])
 
 
-def _drop(x, i: int):
-    """Everything but example i."""
-    return _map(x, lambda t: torch.cat([t[:i], t[i + 1:]]))
+def _drop(x, i: int, n: int):
+    """Everything but example i of n; tensors not batched over the n examples (e.g. DINO's centre) stay whole."""
+    return _map(x, lambda t: torch.cat([t[:i], t[i + 1:]]) if t.dim() and t.shape[0] == n else t)
 
 
 def _map(x, fn):
@@ -106,7 +106,7 @@ def example_losses(task, outputs, targets, n: int) -> list[float]:
     if n == 1:
         return [task.loss(outputs, targets).float().mean().item()]
     full = task.loss(outputs, targets).float().mean()
-    left_out = torch.stack([task.loss(_drop(outputs, i), _drop(targets, i)).float().mean() for i in range(n)])
+    left_out = torch.stack([task.loss(_drop(outputs, i, n), _drop(targets, i, n)).float().mean() for i in range(n)])
     return (n * full - (n - 1) * left_out).cpu().tolist()  # one device sync per batch
 
 
