@@ -49,7 +49,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
     measures the pretext metric (see pretext_split)."""
     cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
-    cfg.update(loader_augment.check(cfg, task=cfg.get("task")))  # the loader's crop, flip, rotations
+    loader_augment.apply(cfg, task=cfg.get("task"))  # the loader's crop, flip, rotations (none for view makers)
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
