@@ -9,7 +9,6 @@ from test_train_loop import NoisyClassification, make_world, quick_fit, single_t
 
 from imgwang.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, TrainingInterrupted, load_checkpoint
-from imgwang.train.checkpointing import tmp_path as checkpoint_tmp_path
 
 EPOCHS = 5
 TIMING = {"seconds", "images_per_s"}  # the only history values allowed to differ between runs
@@ -92,8 +91,8 @@ def test_a_signal_mid_epoch_finishes_nothing_more(tmp_path):
 def test_a_half_written_tmp_file_is_never_read(tmp_path, reference):
     with pytest.raises(TrainingInterrupted):
         run(tmp_path, on_epoch_end=interrupt_at(3))
-    # a kill during the epoch-4 save would leave exactly this: garbage at the tmp name, last.pt intact
-    checkpoint_tmp_path(tmp_path / "last.pt").write_bytes(b"PK\x03\x04 half a checkpoint")
+    # a kill during the epoch-4 save would leave exactly this: garbage at a temporary name, last.pt intact
+    (tmp_path / ".last.pt.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
     assert_same_run(run(tmp_path, resume=True), reference)
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
-from ..models.checkpoint import atomic_torch_save, load_encoder
+from ..models.checkpoint import load_encoder
 from ..models.classifier import Classifier
 from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config, update_stage
@@ -88,9 +89,9 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
         if lead:
-            atomic_torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
+            atomic.torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
     if lead:
-        atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
+        atomic.torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
         if not world.in_torchrun():
             record_world(run_dir, "transfer", world.current().record(batch // world.world_size()))
     mean, std = mean_std(accs)

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import atomic
 from ..device import resolve_device, use_fastest_kernels
 from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
 from ..progress import text_bar
 from ..threads import refresh_share
-from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import InterruptGuard
@@ -338,9 +339,9 @@ def save(ckpt: Path, plan, model, opt, sched, scaler, early_stop, best, history,
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
              "early_stop": early_stop.state_dict() if early_stop else None, "best": best.state_dict(),
              "history": history, "stopped": stopped, "rng": rng_state()}
-    atomic_save(state, ckpt / "last.pt")
+    atomic.torch_save(state, ckpt / "last.pt")
     if is_best:  # weights and the record only: best.pt is for using the model, last.pt for continuing
-        atomic_save({k: state[k] for k in ("format", "epoch", "plan", "model", "best", "history")}, ckpt / "best.pt")
+        atomic.torch_save({k: state[k] for k in ("format", "epoch", "plan", "model", "best", "history")}, ckpt / "best.pt")
 
 
 def restore(path: Path, plan, model, opt, sched, scaler, early_stop, best) -> tuple[list[dict], bool]:
