@@ -21,6 +21,7 @@ from ..models.encoders import create_encoder
 from ..tasks import get_task
 from ..train.loop import fit
 from ..train.options import PRETRAIN_DEFAULTS, check_options, fit_options
+from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data, pretext_split
 
@@ -71,12 +72,12 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
     tracker.log_params(cfg)
     try:  # end() writes the offline archive, also after an interruption
-        history = fit(
-            model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
+        settings = FitSettings(
+            epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
-            grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-            epoch_metrics=monitor, **fit_options(cfg),
+            grad_stats=cfg.get("grad_stats", False), **fit_options(cfg),
         )
+        history = fit(model, task, train, val, settings, tracker=tracker, epoch_metrics=monitor)
     finally:
         tracker.end()
     if lead:

@@ -27,6 +27,7 @@ from ..runs import encoder_path, recorded_config, update_stage
 from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.options import TRANSFER_DEFAULTS, check_options, fit_options
+from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data
 from .pretrain import record_world
@@ -76,12 +77,13 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         if lead:
             print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
-            history = fit(
-                model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
+            settings = FitSettings(
+                epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
                 freeze_epochs=cfg.get("freeze_epochs", 0), head_lr_mult=cfg.get("head_lr_mult", 1.0),
                 checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}", resume=cfg.get("resume", False),
-                tracker=tracker, **fit_options(cfg),
+                **fit_options(cfg),
             )
+            history = fit(model, objective, train, val, settings, tracker=tracker)
         finally:
             tracker.end()
         histories.append(history)

@@ -7,7 +7,8 @@ from .interrupt import TrainingInterrupted
 from .loop import fit
 from .optim import OPTIMIZERS, make_optimizer, param_groups
 from .schedule import SCHEDULES, make_scheduler
+from .settings import FitSettings
 from .tracking import Tracker, make_tracker
 
-__all__ = ["fit", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
+__all__ = ["fit", "FitSettings", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
            "Tracker", "make_optimizer", "make_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES", "load_checkpoint"]
