@@ -9,11 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang.compare import baseline_verdicts, format_table, write_compare
+from imgwang.runs import COMPARE_NOTEBOOK
 
-from imgwang.compare import baseline_verdicts, format_table, write_compare  # noqa: E402
-from imgwang.runs import COMPARE_NOTEBOOK  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

@@ -19,16 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang import checks
+from imgwang.clock import now
+from imgwang.errors import ConfigError, ImgwangError
+from imgwang.runner import log_cell_output
+from imgwang.stages import replicates
+from imgwang.stages.plan import StagePlan, plan_stage, truthy
+from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name
 
-from imgwang import checks  # noqa: E402
-from imgwang.clock import now  # noqa: E402
-from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
-from imgwang.runner import log_cell_output  # noqa: E402
-from imgwang.stages import replicates  # noqa: E402
-from imgwang.stages.plan import StagePlan, plan_stage, truthy  # noqa: E402
-from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv):
