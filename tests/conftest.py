@@ -86,6 +86,18 @@ def scraps(notebook) -> dict:
     return sb.read_notebook(str(notebook)).scraps.data_dict
 
 
+def held_env(env: dict | None = None, hold: bool = True) -> dict:
+    """The environment of a stage (and so of its kernel and ranks) that can run TASK=held_rotation
+    (tests/held_task.py); `hold`: its epoch 2 waits for a signal (a resumed run's does not)."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), *filter(None, [env.get("PYTHONPATH")])])
+    env["IMGWANG_TASKS"] = "held_task"
+    env.pop("IMGWANG_TEST_HOLD", None)
+    if hold:
+        env["IMGWANG_TEST_HOLD"] = "1"
+    return env
+
+
 def one_torch_thread():
     """One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower."""
     from imgwang.device import torch_threads

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import torch
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, held_env
 
 DRIVER = """
 import json, sys
@@ -44,12 +44,13 @@ def params(tmp_path, **more):
     return {**base, **more}
 
 
-def start(tmp_path, name, p):
+def start(tmp_path, name, p, hold=False):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(REPO / "lib"), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(script), json.dumps(p), str(tmp_path / f"{name}.json")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(p), str(tmp_path / f"{name}.json")],
+                            env=held_env(env, hold), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def ranks_alive(tmp_path) -> list:
@@ -63,9 +64,9 @@ def ranks_alive(tmp_path) -> list:
 
 
 def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_env, tmp_path):
-    epochs = 6  # slack: on an idle machine a short second epoch can end before the signal lands
-    p = params(tmp_path, epochs=epochs)
-    driver = start(tmp_path, "first", p)
+    epochs = 2
+    p = params(tmp_path, epochs=epochs, task="held_rotation")  # epoch 2 waits for the signal: it cannot end first
+    driver = start(tmp_path, "first", p, hold=True)
     lines = []
     for line in driver.stdout:  # wait for the first complete epoch, then press Ctrl-C in the "kernel"
         lines.append(line)
@@ -77,7 +78,7 @@ def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_e
     assert driver.returncode == 130, out
     assert "interrupt: stopping every rank" in out
     stopped = json.loads((tmp_path / "first.json").read_text())["interrupted"]
-    assert stopped >= 1
+    assert stopped == 1
     deadline = time.time() + 30
     while ranks_alive(tmp_path) and time.time() < deadline:
         time.sleep(0.5)
@@ -136,10 +137,10 @@ def test_ctrl_c_on_make_pretrain_with_two_processes_then_resume(lab_env, tmp_pat
     below it; run.json says interrupted, both ranks are gone, RESUME=1 completes the epochs."""
     runs_dir = tmp_path / "runs"
     cmd = [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "VERSION=v1", "NPROC=2", "DATA=sample",
-           "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "TASK=rotation", "DEVICE=cpu",
+           "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "TASK=held_rotation", "DEVICE=cpu",
            "--runs-dir", str(runs_dir)]
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    make = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    make = subprocess.Popen(cmd, cwd=REPO, env=held_env(env), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
     deadline = time.time() + 400
     while not last.exists() and make.poll() is None and time.time() < deadline:
@@ -155,7 +156,8 @@ def test_ctrl_c_on_make_pretrain_with_two_processes_then_resume(lab_env, tmp_pat
     assert not ranks_alive(tmp_path), "a rank outlived the interrupt"
     assert torch.load(runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt", weights_only=True)["epoch"] == 1
 
-    again = subprocess.run([*cmd, "RESUME=1"], cwd=REPO, env=env, text=True, capture_output=True, timeout=600, check=False)
+    again = subprocess.run([*cmd, "RESUME=1"], cwd=REPO, env=held_env(env, hold=False), text=True, capture_output=True,
+                           timeout=600, check=False)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "after epoch 1 of 2" in again.stdout + again.stderr
     run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]
