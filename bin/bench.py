@@ -27,15 +27,14 @@ import os
 import resource
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lib"))
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # torch and friends are imported in main(): the cache's spawned decode workers re-import this script as
 # __mp_main__, and should not pay for a torch import each.

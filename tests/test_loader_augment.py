@@ -177,3 +177,15 @@ def test_the_pretraining_pictures_are_the_images_the_task_gets(lab_env):
     whole = next(iter(pretrain_show_loader(sd, {}, "cpu", get_task("simclr"), n=4)))
     cropped = next(iter(pretrain_show_loader(sd, {}, "cpu", get_task("rotation"), n=4)))
     assert whole.images.shape[-1] == sd.cache.size > 24 and cropped.images.shape[-1] == 24  # whole: stored side
+
+
+def test_a_notebook_of_a_view_making_task_shows_no_loader_augmentation(lab_env, tmp_path, monkeypatch):
+    from imgwang import notebook
+    from imgwang.stages.spec import stage_spec
+
+    monkeypatch.setattr(notebook, "take_thread_share", lambda *a: None)
+    namespace = {**stage_spec("pretrain").defaults(), "version": "v1", "runs_dir": str(tmp_path), "data": "sample"}
+    cfg, _ = notebook.start("pretrain", {**namespace, "task": "simclr"})
+    assert not set(DEFAULTS) & set(cfg)
+    cfg, _ = notebook.start("pretrain", {**namespace, "task": "rotation", "flip_p": 0.0})
+    assert cfg["flip_p"] == 0.0 and cfg["crop_scale"] == [0.35, 1.0]

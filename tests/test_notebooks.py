@@ -56,7 +56,7 @@ def pipeline(tmp_path_factory, lab_env):
     out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
     assert out.returncode == 0, out.stderr[-3000:]
     assert FAKE_KEY not in out.stdout + out.stderr
-    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.kernels)
+    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.runner)
     return runs_dir
 
 

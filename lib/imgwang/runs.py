@@ -17,11 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
-from . import atomic, locks
+from . import atomic, clock, locks
 from .errors import ConfigError, ImgwangError
 from .secrets import scrub_secrets, scrub_text
 from .stages.spec import STAGES as SPEC
@@ -59,7 +57,7 @@ def created_at(run_dir: Path) -> float:
     """run.json's `created` as seconds since the epoch (0 when unknown)."""
     try:
         created = read_run_json(run_dir).get("created")
-        return datetime.strptime(created, "%Y-%m-%dT%H:%M:%S%z").timestamp() if created else 0.0
+        return clock.parse(created) if created else 0.0
     except (ImgwangError, ValueError, TypeError):
         return 0.0
 
@@ -195,11 +193,11 @@ def move_aside(run_dir: Path, names: list[str], dest: Path | None = None) -> Pat
     if not present:
         return None
     if dest is None:
-        dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        dest = run_dir / f"replaced-{clock.folder_stamp()}"
         n = 1
         while dest.exists():
             n += 1
-            dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+            dest = run_dir / f"replaced-{clock.folder_stamp()}-{n}"
     dest.mkdir(exist_ok=True)
     for p in present:
         shutil.move(str(p), dest / p.name)

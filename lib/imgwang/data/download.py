@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
-from imgwang import atomic
+from imgwang import atomic, clock
 from imgwang.data.layout import IMAGE_SUFFIXES
 from imgwang.errors import ConfigError, DataError
 
@@ -204,7 +204,7 @@ def read_pins(data_root: Path) -> dict:
 def _record_pin(data_root: Path, url: str, digest: Digest, pins: dict) -> None:
     if url in pins:
         return
-    pins[url] = {"bytes": digest.size, "sha256": digest.sha256.hexdigest(), "recorded": time.strftime("%Y-%m-%d")}
+    pins[url] = {"bytes": digest.size, "sha256": digest.sha256.hexdigest(), "recorded": clock.today()}
     atomic.write_json(data_root / PINS, pins, indent=1, sort_keys=True)
     print(f"note: no published SHA-256 for {url}; recorded this verified download's "
           f"({pins[url]['sha256'][:16]}...) in {data_root / PINS}: later downloads must match it", file=sys.stderr)
