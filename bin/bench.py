@@ -23,15 +23,14 @@ import os
 import resource
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lib"))
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # torch and friends are imported in main(): the cache's spawned decode workers re-import this script as
 # __mp_main__, and should not pay for a torch import each.
@@ -214,7 +213,7 @@ def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_
 
     from imgwang.models.encoders import create_encoder
     from imgwang.tasks import get_task
-    from imgwang.train.loop import fit
+    from imgwang.train import FitSettings, fit
 
     rows = np.arange(min(len(cache), steps * batch_size))
     rates = {}
@@ -227,8 +226,9 @@ def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_
         model = task.build_model(create_encoder(arch))
         loader = CachedLoader(cache, rows, batch_size=batch_size, device=device,
                               augment=None if whole else make_augment(size, "pretrain", SCALE))
-        history = fit(model, task, loader, None, epochs=2, lr=1e-3, device=device, amp="auto" if amp else "off",
-                      channels_last=channels_last, progress=False)
+        settings = FitSettings(epochs=2, lr=1e-3, device=device, amp="auto" if amp else "off",
+                               channels_last=channels_last, progress=False)
+        history = fit(model, task, loader, None, settings)
         rates[name] = history[-1]["images_per_s"]
         del model
     bare = timm.create_model(arch, pretrained=False, num_classes=10).to(device)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lib"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

@@ -9,11 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang.compare import baseline_verdicts, format_table, write_compare
+from imgwang.runs import COMPARE_NOTEBOOK
 
-from imgwang.compare import baseline_verdicts, format_table, write_compare  # noqa: E402
-from imgwang.runs import COMPARE_NOTEBOOK  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
@@ -32,18 +31,13 @@ def main(argv=None) -> int:
         print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):
-        import papermill as pm
-
-        from imgwang.kernels import StageKernelManager
+        from imgwang.runner import run_notebook
 
         out = runs_dir / COMPARE_NOTEBOOK
-        try:
-            pm.execute_notebook(str(REPO / "notebooks" / COMPARE_NOTEBOOK), str(out), parameters={"runs_dir": str(runs_dir)},
-                                cwd=str(REPO), kernel_name="python3", progress_bar=False,
-                                kernel_manager_class=StageKernelManager)
-        except pm.PapermillExecutionError as e:
-            print(f"error: {out} failed ({e.ename}: {e.evalue})", file=sys.stderr)
-            return 1
+        outcome = run_notebook(REPO / "notebooks" / COMPARE_NOTEBOOK, out, {"runs_dir": str(runs_dir)}, cwd=REPO)
+        if not outcome.ok:
+            print(f"error: {out} {outcome.status} ({outcome.error})", file=sys.stderr)
+            return outcome.exit_code
         print(f"written: {out}")
     return 0
 

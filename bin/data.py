@@ -4,11 +4,6 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    import imgwang  # noqa: F401
-except ImportError:  # run as a script from a checkout without `pip install -e lib`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
 from imgwang.data.imagewang import class_label
 from imgwang.data.layout import HELD_OUT_EVERY, load_layout
 from imgwang.data.resolve import resolve_data

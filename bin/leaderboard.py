@@ -21,11 +21,10 @@ import shlex
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang import recipe
+from imgwang.errors import ConfigError, ImgwangError
 
-from imgwang import recipe  # noqa: E402
-from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load_stage_cli():

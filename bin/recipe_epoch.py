@@ -24,7 +24,6 @@ from multiprocessing import Pool
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
 
 IMAGEWANG = {"train": 14_669, "unsup": 7_750, "val": 3_929}
 GOAL_S = 20 * 60

@@ -6,30 +6,28 @@
 
 Every check runs before any compute and ends in one line on stderr with exit code 2; runs/ stays as it
 was. The executed notebook goes to runs/<version>/, run.json records the parameters and each stage's
-status (running, done, failed, interrupted). Ctrl-C or SIGTERM is passed on to the notebook's kernel, so
-training stops after saving its last complete epoch; RESUME=1 continues from there.
+status (running, done, failed, interrupted). Ctrl-C or SIGTERM is passed on to the notebook's kernel
+(imgwang.runner), so training stops after saving its last complete epoch; RESUME=1 continues from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import re
-import signal
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang import checks
+from imgwang.clock import now
+from imgwang.errors import ConfigError, ImgwangError
+from imgwang.runner import log_cell_output
+from imgwang.stages import replicates
+from imgwang.stages.plan import StagePlan, plan_stage, truthy
+from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name
 
-from imgwang import checks  # noqa: E402
-from imgwang.clock import now  # noqa: E402
-from imgwang.errors import ConfigError, ImgwangError  # noqa: E402
-from imgwang.stages import replicates  # noqa: E402
-from imgwang.stages.plan import StagePlan, plan_stage, truthy  # noqa: E402
-from imgwang.stages.spec import PIPELINE, STAGES, make_vars, option_name  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv):
@@ -71,10 +69,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # papermill logs the notebook's printed output (epoch lines, results) at INFO: show it live
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("papermill").setLevel(logging.INFO)
-    logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell")))
+    log_cell_output()
     stages = [args.stage]
     if args.node_rank not in ("", "0"):  # another machine of a multi-node run: it lends its ranks, nothing more
         pipeline = [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
@@ -221,65 +216,31 @@ def plan_replicates(args, stages: list[str], n: int) -> list[tuple[str, list[Sta
     return out
 
 
-def forward_signals_to_kernel():
-    """Pass Ctrl-C / SIGTERM on to the notebook kernel (it runs in its own session) as SIGINT."""
-    import psutil
-
-    state = {"interrupted": False}
-
-    def handler(signum, frame):
-        state["interrupted"] = True
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.send_signal(signal.SIGINT)
-            except psutil.Error:
-                pass
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return state
-
-
 def execute(plan: StagePlan) -> int:
-    import papermill as pm
-
     from imgwang import runs
-    from imgwang.kernels import StageKernelManager
+    from imgwang.runner import run_notebook
 
     plan.prepare_run_dir()
     rel = plan.notebook_out.relative_to(REPO) if plan.notebook_out.is_relative_to(REPO) else plan.notebook_out
     print(f"{plan.stage}: executing {plan.template.name} -> {rel}", flush=True)
-    state = forward_signals_to_kernel()
     start = time.time()
-    try:
-        pm.execute_notebook(
-            str(plan.template), str(plan.notebook_out), parameters=plan.parameters, cwd=str(REPO),
-            kernel_name="python3", log_output=True, progress_bar=False, kernel_manager_class=StageKernelManager,
-        )
-    except pm.PapermillExecutionError as e:
-        interrupted = state["interrupted"] or e.ename in ("TrainingInterrupted", "KeyboardInterrupt")
-        status = "interrupted" if interrupted else "failed"
-        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=runs.error_text(f"{e.ename}: {e.evalue}"))
-        hint = f"; continue with RESUME=1 VERSION={plan.version}" if interrupted else ""
-        first = str(e.evalue).splitlines()[0] if e.evalue else ""
-        print(f"error: {plan.stage} {status} in {rel} ({e.ename}: {first}){hint}", file=sys.stderr)
-        return 130 if interrupted else 1
-    except Exception as e:  # kernel died, notebook unreadable...: still recorded, still one line
-        died = type(e).__name__ == "DeadKernelError"  # killed by a signal, most often the OOM killer
-        status = "interrupted" if state["interrupted"] else "interrupted (kernel died)" if died else "failed"
-        text = runs.error_text(f"{type(e).__name__}: {e}")
-        runs.update_stage(plan.run_dir, plan.stage, status=status, ended=now(), error=text)
+    outcome = run_notebook(plan.template, plan.notebook_out, plan.parameters, cwd=REPO, log_output=True)
+    if outcome.ok:
+        if outcome.signalled:  # the signal came after training finished: the stage still completed
+            print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
+        runs.update_stage(plan.run_dir, plan.stage, status="done", ended=now(), wall_s=round(time.time() - start, 1))
+        return 0
+    text = runs.error_text(outcome.error)
+    runs.update_stage(plan.run_dir, plan.stage, status=outcome.status, ended=now(), error=text)
+    first = outcome.error.splitlines()[0] if outcome.error else ""
+    if outcome.in_cell:  # the executed notebook shows the failing cell
+        hint = f"; continue with RESUME=1 VERSION={plan.version}" if outcome.status == "interrupted" else ""
+        print(f"error: {plan.stage} {outcome.status} in {rel} ({first}){hint}", file=sys.stderr)
+    else:  # kernel died, notebook unreadable...: still recorded, still one line
         hint = (f"; the kernel was killed (out of memory?): free memory, then continue from the last complete epoch "
-                f"with RESUME=1 VERSION={plan.version}") if died else ""
-        print(f"error: {plan.stage} {status}: {text.splitlines()[0] if text else ''}{hint}", file=sys.stderr)
-        return 130 if state["interrupted"] or died else 1
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if state["interrupted"]:  # the signal came after training finished: the stage still completed
-        print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
-    runs.update_stage(plan.run_dir, plan.stage, status="done", ended=now(), wall_s=round(time.time() - start, 1))
-    return 0
+                f"with RESUME=1 VERSION={plan.version}") if outcome.status == "interrupted (kernel died)" else ""
+        print(f"error: {plan.stage} {outcome.status}: {text.splitlines()[0] if text else ''}{hint}", file=sys.stderr)
+    return outcome.exit_code
 
 
 if __name__ == "__main__":

@@ -17,12 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from imgwang.compare import stage_scraps
+from imgwang.runs import STAGES
+from imgwang.tasks import task_names
 
-from imgwang.compare import stage_scraps  # noqa: E402
-from imgwang.runs import STAGES  # noqa: E402
-from imgwang.tasks import task_names  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

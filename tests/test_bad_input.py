@@ -3,14 +3,11 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+import stage  # bin/stage.py: what `make pretrain|transfer|...` runs
 
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402  (bin/stage.py: what `make pretrain|transfer|...` runs)
 
 
 def snapshot(folder):
@@ -136,6 +133,8 @@ CASES = [
     (["pretrain", "--data", "sample", "-p", "rotations", "[0, 45]"], "multiples of 90 degrees"),
     (["pretrain", "--data", "sample", "--task", "rotation", "-p", "rotations", "[0, 90]"],
      "cannot be used with TASK=rotation"),
+    (["pretrain", "--data", "sample", "--task", "simclr", "-p", "crop_scale", "[0.5, 1]"],
+     "CROP_SCALE=[0.5, 1.0] does not apply to TASK=simclr: it cuts its own views"),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "flip", "0"], "unknown parameter 'flip'"),
     # limits: non-finite numbers, zeros through P, sizes, versions, devices, batches, task parameters, encoders, names
     (["pretrain", "--data", "sample", "--lr", "inf"], "LR=inf is not a finite number"),

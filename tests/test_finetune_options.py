@@ -3,14 +3,14 @@ smoothing and head dropout, their checks, and an exact resume with ranger's slow
 
 import pytest
 import torch
-from test_train_loop import TinyNet, make_world, single_thread  # noqa: F401  (autouse fixture)
+from test_train_loop import TinyNet, make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 from torch import nn
 
 from imgwang.errors import ConfigError
 from imgwang.evaluate.objective import Classification
 from imgwang.models.encoders import create_encoder
 from imgwang.stages.transfer import build_classifier
-from imgwang.train import TrainingInterrupted, fit, make_optimizer, make_scheduler
+from imgwang.train import TrainingInterrupted, make_optimizer, make_scheduler
 from imgwang.train.options import PRETRAIN_DEFAULTS, TRANSFER_DEFAULTS, check_options
 from imgwang.train.schedule import FLAT_COS_FINAL
 
@@ -90,7 +90,7 @@ def run(checkpoint_dir, **kw):
     model, obj, train, val = make_world()
     kw = {"epochs": 4, "lr": 3e-2, "device": "cpu", "progress": False, "checkpoint_dir": checkpoint_dir,
           "optimizer": "ranger", "schedule": "flat_cos", "weight_decay": 1e-2, **kw}
-    return model, fit(model, obj, train, val, **kw)
+    return model, quick_fit(model, obj, train, val, **kw)
 
 
 def test_ranger_with_flat_cos_learns_and_resumes_exactly(tmp_path):

@@ -91,7 +91,7 @@ def test_training_waits_once_per_epoch_not_once_per_step(tmp_path, name):
     from imgwang.data.loader import device_copy
     from imgwang.evaluate.objective import Classification
     from imgwang.models.classifier import Classifier
-    from imgwang.train.loop import fit
+    from imgwang.train import FitSettings, fit
 
     cache = _cache(tmp_path, 36)
     device_copy(cache, torch.device("cpu"))  # once per cache and device, before either run
@@ -108,6 +108,6 @@ def test_training_waits_once_per_epoch_not_once_per_step(tmp_path, name):
         # objective.py checks labels per batch only when they are on the host (free there; on a GPU the
         # transfer stage checks them once instead), so its check does not count here.
         with one_torch_thread(), HostSyncs(ignore=("torch/optim/", "evaluate/objective.py")) as syncs:
-            fit(model, objective, loader, loader, epochs=1, lr=1e-3, device="cpu", progress=False)
+            fit(model, objective, loader, loader, FitSettings(epochs=1, lr=1e-3, device="cpu", progress=False))
         waits.append(syncs.found)
     assert len(loader) == 9 and len(waits[0]) == len(waits[1]), waits

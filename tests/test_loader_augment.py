@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import gen
 from imgwang.data.loader_augment import (
     DEFAULTS,
+    apply,
     check,
     make_loader_augment,
     random_rot90,
@@ -22,10 +24,6 @@ def coordinate_images(b=256):
     after a crop the range of each tells the crop's width and height."""
     y, x = torch.meshgrid((torch.arange(S) + 0.5) / S, (torch.arange(S) + 0.5) / S, indexing="ij")
     return torch.stack([x, y, torch.zeros_like(x)])[None].expand(b, -1, -1, -1).contiguous()
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def measured_areas(out: torch.Tensor) -> torch.Tensor:
@@ -151,3 +149,40 @@ def test_the_stage_loader_takes_the_parameters(lab_env):
     default = sd.loader(rows, batch_size=8, device="cpu", mode="train").augment
     assert default.scale == (0.35, 1.0) and default.flip_p == 0.5  # the leaderboard recipe
     assert sd.loader(rows, batch_size=8, device="cpu", mode="eval", augment={"rotations": [90]}).augment.mode == "eval"
+
+
+def test_a_task_that_makes_its_own_views_takes_no_loader_augmentation():
+    assert check({}, task="simclr") == {} == check(dict(DEFAULTS), task="patchwork")  # nothing to record
+    with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr"):
+        check({"crop_scale": [0.5, 1]}, task="simclr")
+    assert check({"flip_p": 0}, task="dino", strict=False) == {}  # a pipeline passes it on to fine-tuning
+    assert check({"flip_p": 0}, task="rotation")["flip_p"] == 0.0  # the loader crops for the others
+    cfg = {"task": "byol", "lr": 0.1, **DEFAULTS, "flip_p": 0.0}
+    apply(cfg, task="byol")
+    assert cfg == {"task": "byol", "lr": 0.1}
+    cfg = {"flip_p": 0}
+    apply(cfg, task="quadrant")
+    assert cfg == {**DEFAULTS, "flip_p": 0.0}
+
+
+def test_the_pretraining_pictures_are_the_images_the_task_gets(lab_env):
+    from imgwang.stages.data import load_stage_data
+    from imgwang.stages.show import pretrain_show_loader
+    from imgwang.tasks import get_task
+
+    sd = load_stage_data("sample", 24, progress=False)
+    whole = next(iter(pretrain_show_loader(sd, {}, "cpu", get_task("simclr"), n=4)))
+    cropped = next(iter(pretrain_show_loader(sd, {}, "cpu", get_task("rotation"), n=4)))
+    assert whole.images.shape[-1] == sd.cache.size > 24 and cropped.images.shape[-1] == 24  # whole: stored side
+
+
+def test_a_notebook_of_a_view_making_task_shows_no_loader_augmentation(lab_env, tmp_path, monkeypatch):
+    from imgwang import notebook
+    from imgwang.stages.spec import stage_spec
+
+    monkeypatch.setattr(notebook, "take_thread_share", lambda *a: None)
+    namespace = {**stage_spec("pretrain").defaults(), "version": "v1", "runs_dir": str(tmp_path), "data": "sample"}
+    cfg, _ = notebook.start("pretrain", {**namespace, "task": "simclr"})
+    assert not set(DEFAULTS) & set(cfg)
+    cfg, _ = notebook.start("pretrain", {**namespace, "task": "rotation", "flip_p": 0.0})
+    assert cfg["flip_p"] == 0.0 and cfg["crop_scale"] == [0.35, 1.0]

@@ -1,14 +1,10 @@
 """Per-stage settings: in a pipeline EPOCHS/LR/BS set pretraining and FT_EPOCHS/FT_LR/FT_BS fine-tuning."""
 
-import sys
 
 import pytest
+import stage  # bin/stage.py
 
-from conftest import REPO
 from imgwang.errors import ConfigError
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--comet", "off"]
 
@@ -40,3 +36,10 @@ def test_transfer_alone_takes_either_and_refuses_a_contradiction(lab_env, tmp_pa
     with pytest.raises(ConfigError, match="FROM=none pipeline skips; set fine-tuning with FT_EPOCHS"):
         planned(tmp_path, "pipeline", "--from", "none", "--epochs", "8")
     assert not list(tmp_path.iterdir())  # every refusal before anything was written
+
+
+def test_a_pipeline_gives_the_loader_augmentation_to_the_stages_that_use_it(lab_env, tmp_path):
+    p = planned(tmp_path, "pipeline", "--task", "simclr", "-p", "flip_p", "0")
+    assert p["transfer"]["flip_p"] == 0.0
+    assert "flip_p" not in p["pretrain"] and "crop_scale" not in p["pretrain"]  # simclr cuts its own views
+    assert planned(tmp_path, "pipeline", "--task", "rotation", "-p", "flip_p", "0")["pretrain"]["flip_p"] == 0.0

@@ -6,11 +6,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_train_loop import make_world, single_thread  # noqa: F401  (autouse fixture)
+from test_train_loop import make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 
 from imgwang.errors import ConfigError
 from imgwang.secrets import scrub_secrets
-from imgwang.train import Tracker, fit, make_tracker
+from imgwang.train import Tracker, make_tracker
 from imgwang.train.tracking import CometTracker, resolve_mode
 
 FAKE_KEY = "fakeCometKey0123456789abcdefXYZ"
@@ -55,7 +55,7 @@ def test_offline_writes_under_log_dir_and_never_the_key(tmp_path, monkeypatch, c
     assert tracker.mode == "offline"
     tracker.log_params({"api_key": FAKE_KEY, "comment": f"key is {FAKE_KEY}", "arch": "tinyconv"})
     model, obj, train, val = make_world()
-    fit(model, obj, train, val, epochs=1, lr=1e-2, device="cpu", progress=False, grad_stats=True, tracker=tracker)
+    quick_fit(model, obj, train, val, epochs=1, grad_stats=True, tracker=tracker)
     print(f"a careless print of {FAKE_KEY}")  # stdout capture is off: this must not reach the archive
     capsys.readouterr()
     tracker.end()
@@ -92,7 +92,7 @@ def test_a_failing_tracker_warns_once_and_training_goes_on():
     model, obj, train, val = make_world()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = fit(model, obj, train, val, epochs=2, lr=1e-2, device="cpu", progress=False, tracker=tracker)
+        history = quick_fit(model, obj, train, val, epochs=2, tracker=tracker)
         tracker.end()
     assert len(history) == 2
     assert sum("experiment tracking stopped" in str(w.message) for w in caught) == 1

@@ -9,7 +9,7 @@ from torch import nn
 
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError, ImgwangError
-from imgwang.train import EarlyStop, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
+from imgwang.train import EarlyStop, FitSettings, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
 
 # --- a tiny in-memory world (also used by test_train_resume.py and test_tracking.py) ------------------
 
@@ -92,9 +92,14 @@ def make_world(seed=0, n_train=64, n_val=32):
     return TinyNet(seed), NoisyClassification(), train, val
 
 
+RUN_TIME = ("early_stop", "tracker", "epoch_metrics", "on_epoch_end")  # fit's own arguments, beside the settings
+
+
 def quick_fit(model, objective, train, val, **kw):
-    kw = {"epochs": 2, "lr": 1e-2, "device": "cpu", "progress": False, **kw}
-    return fit(model, objective, train, val, **kw)
+    """fit with FitSettings from `kw` (2 epochs, lr 1e-2, on the CPU, quiet unless it says otherwise)."""
+    run_time = {k: kw.pop(k) for k in RUN_TIME if k in kw}
+    settings = FitSettings(**{"epochs": 2, "lr": 1e-2, "device": "cpu", "progress": False, **kw})
+    return fit(model, objective, train, val, settings, **run_time)
 
 
 # --- tests --------------------------------------------------------------------------------------------
@@ -109,7 +114,7 @@ def test_learns_an_easy_problem():
 
 def test_history_has_every_key_and_one_row_per_epoch(capsys):
     model, obj, train, val = make_world()
-    history = fit(model, obj, train, val, epochs=3, lr=1e-2, device="cpu", progress=True, grad_clip=1.0)
+    history = quick_fit(model, obj, train, val, epochs=3, progress=True, grad_clip=1.0)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     expected = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "head_lr", "seconds",
                 "images_per_s", "grad_norm"}

@@ -5,11 +5,10 @@ import signal
 
 import pytest
 import torch
-from test_train_loop import NoisyClassification, make_world, single_thread  # noqa: F401  (autouse fixture)
+from test_train_loop import NoisyClassification, make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 
 from imgwang.errors import ConfigError, ImgwangError
-from imgwang.train import EarlyStop, TrainingInterrupted, fit, load_checkpoint
-from imgwang.train.checkpointing import tmp_path as checkpoint_tmp_path
+from imgwang.train import EarlyStop, TrainingInterrupted, load_checkpoint
 
 EPOCHS = 5
 TIMING = {"seconds", "images_per_s"}  # the only history values allowed to differ between runs
@@ -18,7 +17,7 @@ TIMING = {"seconds", "images_per_s"}  # the only history values allowed to diffe
 def run(checkpoint_dir, **kw):
     model, obj, train, val = make_world()
     kw = {"epochs": EPOCHS, "lr": 2e-2, "device": "cpu", "progress": False, "checkpoint_dir": checkpoint_dir, **kw}
-    history = fit(model, obj, train, val, **kw)
+    history = quick_fit(model, obj, train, val, **kw)
     return model, history
 
 
@@ -82,8 +81,7 @@ def test_a_signal_mid_epoch_finishes_nothing_more(tmp_path):
 
     model, _, train, val = make_world()
     with pytest.raises(TrainingInterrupted) as info:
-        fit(model, SignalsInEpoch3(), train, val, epochs=EPOCHS, lr=2e-2, device="cpu", progress=False,
-            checkpoint_dir=tmp_path)
+        quick_fit(model, SignalsInEpoch3(), train, val, epochs=EPOCHS, lr=2e-2, checkpoint_dir=tmp_path)
     assert info.value.epoch_completed == 2
     assert len(calls) == 2 * 6 + 2  # not one more batch after the signal
     state = load_checkpoint(tmp_path / "last.pt")
@@ -93,8 +91,8 @@ def test_a_signal_mid_epoch_finishes_nothing_more(tmp_path):
 def test_a_half_written_tmp_file_is_never_read(tmp_path, reference):
     with pytest.raises(TrainingInterrupted):
         run(tmp_path, on_epoch_end=interrupt_at(3))
-    # a kill during the epoch-4 save would leave exactly this: garbage at the tmp name, last.pt intact
-    checkpoint_tmp_path(tmp_path / "last.pt").write_bytes(b"PK\x03\x04 half a checkpoint")
+    # a kill during the epoch-4 save would leave exactly this: garbage at a temporary name, last.pt intact
+    (tmp_path / ".last.pt.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
     assert_same_run(run(tmp_path, resume=True), reference)
 
 
@@ -126,6 +124,6 @@ def test_resume_after_early_stop_trains_no_more(tmp_path):
 def test_an_interrupted_frozen_epoch_leaves_the_encoder_trainable(tmp_path):
     model, obj, train, val = make_world()
     with pytest.raises(TrainingInterrupted):
-        fit(model, obj, train, val, epochs=3, freeze_epochs=2, lr=1e-2, device="cpu", progress=False,
-            checkpoint_dir=tmp_path, on_epoch_end=interrupt_at(1))
+        quick_fit(model, obj, train, val, epochs=3, freeze_epochs=2, lr=1e-2, checkpoint_dir=tmp_path,
+                  on_epoch_end=interrupt_at(1))
     assert all(p.requires_grad for p in model.encoder.parameters())

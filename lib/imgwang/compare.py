@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import atomic
 from .evaluate.stats import pooled_std, sample_std
-from .runs import STAGES, atomic_write_text, read_run_json, reconcile, stage_record, versions
+from .runs import STAGES, read_run_json, reconcile, stage_record, versions
 from .stages.spec import STAGES as SPEC
 from .stages.spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
@@ -201,7 +202,7 @@ def write_compare(runs_dir: Path) -> tuple[pd.DataFrame, Path]:
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     path = runs_dir / "compare.csv"
-    atomic_write_text(path, buf.getvalue())
+    atomic.write_text(path, buf.getvalue())
     return table, path
 
 

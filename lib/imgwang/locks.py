@@ -17,6 +17,7 @@ import socket
 import time
 from pathlib import Path
 
+from .clock import now
 from .errors import ConfigError
 
 STAGE_LOCK = ".stage.lock"
@@ -62,7 +63,7 @@ class StageLock:
 
     def set_stage(self, stage: str) -> None:
         record = {"pid": os.getpid(), "stage": stage, "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                  "started": now()}
         self.file.seek(0)
         self.file.truncate()
         self.file.write(json.dumps(record))

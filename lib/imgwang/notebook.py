@@ -25,6 +25,10 @@ def start(stage: str, namespace: dict) -> tuple[dict, Path]:
         defaults = spec.defaults()
         given = {k: v for k, v in cfg.items() if v != defaults[k]}
         cfg = {**cfg, **resolve_parameters(stage, given, runs_dir, version)}
+    if "task" in cfg and "crop_scale" in cfg:  # a task that cuts its own views keeps no loader augmentation
+        from .data import loader_augment
+
+        loader_augment.apply(cfg, task=cfg["task"])
     run_dir = Path(cfg["runs_dir"]) / cfg["version"]
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage} in {run_dir}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("version", "runs_dir")))

@@ -17,12 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 
-from . import locks
+from . import atomic, clock, locks
 from .errors import ConfigError, ImgwangError
 from .secrets import scrub_secrets, scrub_text
 from .stages.spec import STAGES as SPEC
@@ -60,7 +57,7 @@ def created_at(run_dir: Path) -> float:
     """run.json's `created` as seconds since the epoch (0 when unknown)."""
     try:
         created = read_run_json(run_dir).get("created")
-        return datetime.strptime(created, "%Y-%m-%dT%H:%M:%S%z").timestamp() if created else 0.0
+        return clock.parse(created) if created else 0.0
     except (ImgwangError, ValueError, TypeError):
         return 0.0
 
@@ -84,21 +81,6 @@ def check_version_path(runs_dir: Path, version: str) -> None:
         raise ConfigError(f"VERSION={version}: {path} exists and is not a run folder; choose another VERSION")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_run_json(run_dir: Path) -> dict:
     path = run_dir / "run.json"
     if not path.exists():
@@ -120,7 +102,7 @@ def recorded_config(run_dir: Path, stage: str) -> dict:
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:
-    atomic_write_text(run_dir / "run.json", json.dumps(scrub_secrets(info, redact=True), indent=2, sort_keys=True, default=str) + "\n")
+    atomic.write_json(run_dir / "run.json", scrub_secrets(info, redact=True), indent=2, sort_keys=True, default=str)
 
 
 def update_run_json(run_dir: Path, change) -> dict:
@@ -211,11 +193,11 @@ def move_aside(run_dir: Path, names: list[str], dest: Path | None = None) -> Pat
     if not present:
         return None
     if dest is None:
-        dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        dest = run_dir / f"replaced-{clock.folder_stamp()}"
         n = 1
         while dest.exists():
             n += 1
-            dest = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+            dest = run_dir / f"replaced-{clock.folder_stamp()}-{n}"
     dest.mkdir(exist_ok=True)
     for p in present:
         shutil.move(str(p), dest / p.name)

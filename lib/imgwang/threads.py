@@ -28,10 +28,10 @@ import contextlib
 import json
 import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import atomic, clock
 from .errors import ConfigError
 
 CUDA_THREADS = 2  # a GPU stage's host work (batch gathering, kernel launches) needs no more
@@ -95,10 +95,8 @@ def register(device: str = "cpu", label: str = "", folder: Path | None = None) -
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{os.getpid()}.json"
     record = {"pid": os.getpid(), "started": _started(os.getpid()), "device": device, "label": label,
-              "registered": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = folder / f".{os.getpid()}.json.tmp"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)  # readers never see half a record
+              "registered": clock.now()}
+    atomic.write_json(path, record)  # readers never see half a record
     atexit.register(unregister, path)
     return path
 

@@ -11,8 +11,8 @@ each file's byte size and mtime):
     <key>.json         kept paths (row order), skipped (path, reason), size; written last = the commit mark
     <key>.skipped.txt  the human-readable report
 
-A build decodes into `<key>.<pid>.*.tmp` files and renames them into place only when complete (data first,
-json last), so a build killed at any point leaves nothing that later loads as a cache; the next build
+A build decodes into `<key>.<pid>.*.tmp` files and moves them into place (imgwang.atomic) only when complete
+(data first, json last), so a build killed at any point leaves nothing that later loads as a cache; the next build
 removes temporary files whose process is gone. Before decoding, the bytes the cache needs are checked
 against the free disk space. A decode worker that dies (OOM killer, SIGBUS on a full disk) breaks the
 process pool, which ends the build at once with one error line instead of waiting for it forever.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..errors import DataError
 from ..progress import text_bar
 from ..threads import process_budget
@@ -101,18 +102,13 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     check_disk_space(cache_dir, len(files), size)
     tmp_data = cache_dir / f"{key}.{os.getpid()}.u8.tmp"
     tmp_meta = cache_dir / f"{key}.{os.getpid()}.json.tmp"
-    try:
+    with atomic.replacing(data_path, temp=tmp_data):
         kept, skipped = _decode_all(files, size, tmp_data, progress, workers)
         if not kept:
             first = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise DataError(f"none of the {len(files)} files could be read as an image (e.g. {first})")
-        meta = {"version": FORMAT_VERSION, "key": key, "size": size, "paths": kept, "skipped": skipped}
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_data, data_path)
-        os.replace(tmp_meta, meta_path)  # last: only now does the cache exist
-    finally:
-        for tmp in (tmp_data, tmp_meta):
-            tmp.unlink(missing_ok=True)
+    meta = {"version": FORMAT_VERSION, "key": key, "size": size, "paths": kept, "skipped": skipped}
+    atomic.write_json(meta_path, meta, temp=tmp_meta)  # last: only now does the cache exist
 
     cache = ImageCache(data_path, meta)
     (cache_dir / f"{key}.skipped.txt").write_text(cache.report() + "\n")

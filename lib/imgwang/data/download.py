@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
+from imgwang import atomic, clock
 from imgwang.data.layout import IMAGE_SUFFIXES
 from imgwang.errors import ConfigError, DataError
 
@@ -203,10 +204,8 @@ def read_pins(data_root: Path) -> dict:
 def _record_pin(data_root: Path, url: str, digest: Digest, pins: dict) -> None:
     if url in pins:
         return
-    pins[url] = {"bytes": digest.size, "sha256": digest.sha256.hexdigest(), "recorded": time.strftime("%Y-%m-%d")}
-    tmp = data_root / (PINS + ".tmp")
-    tmp.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, data_root / PINS)
+    pins[url] = {"bytes": digest.size, "sha256": digest.sha256.hexdigest(), "recorded": clock.today()}
+    atomic.write_json(data_root / PINS, pins, indent=1, sort_keys=True)
     print(f"note: no published SHA-256 for {url}; recorded this verified download's "
           f"({pins[url]['sha256'][:16]}...) in {data_root / PINS}: later downloads must match it", file=sys.stderr)
 
@@ -266,9 +265,7 @@ def _extract(archive: Path, top: str, target: Path) -> None:
 
 
 def _write_marker(target: Path, url: str, counts: dict[str, int], sha256: str | None = None) -> None:
-    tmp = target / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"url": url, "counts": counts, "sha256": sha256}, indent=1))
-    os.replace(tmp, target / MARKER)
+    atomic.write_json(target / MARKER, {"url": url, "counts": counts, "sha256": sha256}, indent=1)
 
 
 def fetch_dataset(name: str, data_root: Path, url: str | None = None,

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import threads
+from .. import atomic, threads
 from ..device import resolve_device
 from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
@@ -41,9 +41,7 @@ def plain(value):
 
 
 def write_result(path: Path, result: dict) -> None:
-    from ..runs import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(plain(result), indent=1) + "\n")
+    atomic.write_json(path, plain(result), indent=1)
 
 
 def summary(stage: str, result: dict) -> dict:

@@ -1,6 +1,6 @@
 """Models: timm encoders (random init) and tinyconv, heads, losses, checkpoints, the transfer classifier."""
 
-from .checkpoint import atomic_torch_save, load_encoder, save_encoder  # noqa: F401
+from .checkpoint import load_encoder, save_encoder  # noqa: F401
 from .classifier import Classifier  # noqa: F401
 from .encoders import Encoder, create_encoder, list_archs  # noqa: F401
 from .heads import (  # noqa: F401

@@ -1,8 +1,8 @@
 """Saving and loading weights safely.
 
-Writes are atomic (temporary file in the same folder, fsync, os.replace), so a crash never leaves a
-half-written checkpoint under the real name. Encoder loads are strict: a state dict that does not match
-the encoder key for key is an error, never a silent partial load (which would "transfer" random weights).
+Writes are atomic (imgwang.atomic), so a crash never leaves a half-written checkpoint under the real name.
+Encoder loads are strict: a state dict that does not match the encoder key for key is an error, never a
+silent partial load (which would "transfer" random weights).
 
 An encoder is saved as its bare timm model's state dict (`encoder.body`, the names timm uses), in
 `encoder.pt` and, beside it, `encoder.safetensors`: either loads outside this lab with
@@ -16,37 +16,13 @@ wrapper's names (`body.` + the timm name); load_encoder reads both.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .. import atomic
 from ..errors import ImgwangError
-
-
-def atomic_torch_save(obj, path) -> Path:
-    """torch.save to `path` atomically; the folder is created if needed. Returns the path."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write(path, write) -> Path:
-    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def portable_state(encoder: nn.Module) -> dict:
@@ -58,7 +34,7 @@ def save_encoder(encoder: nn.Module, path, safetensors_copy: bool = False) -> Pa
     """Write the encoder's weights and BN statistics atomically to `path` (a torch file) and, with
     `safetensors_copy`, the same tensors beside it under the suffix .safetensors. Returns `path`."""
     state = portable_state(encoder)
-    atomic_torch_save(state, path)
+    atomic.torch_save(state, path)
     if safetensors_copy:
         atomic_safetensors_save(state, Path(path).with_suffix(".safetensors"),
                                 {"arch": str(getattr(encoder, "arch", type(encoder).__name__))})
@@ -69,7 +45,7 @@ def atomic_safetensors_save(state: dict, path, metadata: dict | None = None) -> 
     from safetensors.torch import save
 
     data = save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=metadata)
-    return atomic_write(path, lambda f: f.write(data))
+    return atomic.write_bytes(path, data)
 
 
 def read_state(path: Path) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..data.imagewang import class_label
 from ..data.split import scoring_split as split_for_scoring
 from ..device import resolve_device
@@ -25,9 +26,9 @@ from ..evaluate.knn import describe_knn, knn_accuracy
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.pixels import pixel_features, standardise
-from ..models.checkpoint import atomic_torch_save, load_encoder
+from ..models.checkpoint import load_encoder
 from ..models.encoders import create_encoder
-from ..runs import atomic_write_text, encoder_path, recorded_config
+from ..runs import encoder_path, recorded_config
 from .data import load_stage_data
 from .transfer import build_classifier, repeat_classifier_path
 
@@ -136,7 +137,7 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "") -> 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:
     """predictions.pt (probabilities, labels, cache rows) and a readable predictions.csv for review."""
-    atomic_torch_save({"probs": probs, "labels": labels, "rows": rows, "class_names": names}, run_dir / "predictions.pt")
+    atomic.torch_save({"probs": probs, "labels": labels, "rows": rows, "class_names": names}, run_dir / "predictions.pt")
     lines = [["row", "path", "true", "pred", "prob_pred", "prob_true"]]
     pred = probs.argmax(1)
     for i in range(len(labels)):
@@ -145,4 +146,4 @@ def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:
                       f"{float(probs[i, p]):.4f}", f"{float(probs[i, t]):.4f}"])
     buf = io.StringIO()
     csv.writer(buf).writerows(lines)
-    atomic_write_text(run_dir / "predictions.csv", buf.getvalue())
+    atomic.write_text(run_dir / "predictions.csv", buf.getvalue())

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
-from ..models.checkpoint import atomic_torch_save, save_encoder
+from ..models.checkpoint import save_encoder
 from ..models.encoders import create_encoder
 from ..tasks import get_task
 from ..train.loop import fit
 from ..train.options import PRETRAIN_DEFAULTS, check_options, fit_options
+from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data, pretext_split
 
@@ -48,7 +50,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
     measures the pretext metric (see pretext_split)."""
     cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
-    cfg.update(loader_augment.check(cfg, task=cfg.get("task")))  # the loader's crop, flip, rotations
+    loader_augment.apply(cfg, task=cfg.get("task"))  # the loader's crop, flip, rotations (none for view makers)
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
@@ -70,17 +72,17 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
     tracker.log_params(cfg)
     try:  # end() writes the offline archive, also after an interruption
-        history = fit(
-            model, task, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
+        settings = FitSettings(
+            epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
             checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
-            grad_stats=cfg.get("grad_stats", False), tracker=tracker,
-            epoch_metrics=monitor, **fit_options(cfg),
+            grad_stats=cfg.get("grad_stats", False), **fit_options(cfg),
         )
+        history = fit(model, task, train, val, settings, tracker=tracker, epoch_metrics=monitor)
     finally:
         tracker.end()
     if lead:
         save_encoder(model.encoder, run_dir / "encoder.pt", safetensors_copy=True)  # both load into timm as they are
-        atomic_torch_save(model.state_dict(), run_dir / "pretext_model.pt")
+        atomic.torch_save(model.state_dict(), run_dir / "pretext_model.pt")
         if not world.in_torchrun():
             record_world(run_dir, "pretrain", world.current().record(bs))
     last = history[-1]

@@ -29,15 +29,17 @@ def first_batch(loader):
             batches.close()
 
 
-def pretrain_show_loader(data, cfg: dict, device, n: int = 64):
-    """A loader that augments as pretraining's does (mode 'pretrain', the run's crop_scale / flip_p /
-    rotations) over the images pretraining uses; batch size and sharding aside, which do not change a
+def pretrain_show_loader(data, cfg: dict, device, task=None, n: int = 64):
+    """A loader that feeds pretraining's pictures as pretraining's does: the loader's augmentation (mode
+    'pretrain', the run's crop_scale / flip_p / rotations), or, for a task that makes its own views, the whole
+    stored images (the task cuts its views from them). Batch size and sharding aside, which do not change a
     picture."""
     from .data import pretext_split
 
     rows = pretext_split(data, cfg.get("pretrain_on_val", False))[0]
+    whole = getattr(task, "makes_views", False)
     return data.loader(rows, batch_size=min(n, len(rows)), device=device, mode="pretrain", seed=cfg.get("seed", 0),
-                       augment=loader_augment.chosen(cfg))
+                       augment=None if whole else loader_augment.chosen(cfg), whole=whole)
 
 
 def transfer_show_loader(data, cfg: dict, device, n: int = 64):

@@ -14,18 +14,20 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..data import loader_augment
 from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
-from ..models.checkpoint import atomic_torch_save, load_encoder
+from ..models.checkpoint import load_encoder
 from ..models.classifier import Classifier
 from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config, update_stage
 from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.options import TRANSFER_DEFAULTS, check_options, fit_options
+from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data
 from .pretrain import record_world
@@ -75,20 +77,21 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         if lead:
             print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
-            history = fit(
-                model, objective, train, val, epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
+            settings = FitSettings(
+                epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
                 freeze_epochs=cfg.get("freeze_epochs", 0), head_lr_mult=cfg.get("head_lr_mult", 1.0),
                 checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}", resume=cfg.get("resume", False),
-                tracker=tracker, **fit_options(cfg),
+                **fit_options(cfg),
             )
+            history = fit(model, objective, train, val, settings, tracker=tracker)
         finally:
             tracker.end()
         histories.append(history)
         accs.append(float(history[-1]["val_accuracy"]))
         if lead:
-            atomic_torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
+            atomic.torch_save(model.state_dict(), repeat_classifier_path(run_dir, r))  # evaluate scores every repeat
     if lead:
-        atomic_torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
+        atomic.torch_save(model.state_dict(), run_dir / "classifier.pt")  # the last repeat's, for review
         if not world.in_torchrun():
             record_world(run_dir, "transfer", world.current().record(batch // world.world_size()))
     mean, std = mean_std(accs)

@@ -1,13 +1,14 @@
 """Training: the fit loop and its callbacks (schedule, checkpoints, early stop, grad stats, tracking)."""
 
-from .checkpointing import atomic_save, load_checkpoint
+from .checkpointing import load_checkpoint
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import TrainingInterrupted
 from .loop import fit
 from .optim import OPTIMIZERS, make_optimizer, param_groups
 from .schedule import SCHEDULES, make_scheduler
+from .settings import FitSettings
 from .tracking import Tracker, make_tracker
 
-__all__ = ["fit", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
-           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES", "atomic_save", "load_checkpoint"]
+__all__ = ["fit", "FitSettings", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
+           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES", "load_checkpoint"]

@@ -1,13 +1,12 @@
 """Training checkpoints: everything needed to continue exactly where a run stopped.
 
 `last.pt` is rewritten after every complete epoch and `best.pt` when the monitored metric improves.
-Both are written to `<name>.tmp` and moved into place with os.replace, so a kill mid-write leaves
-the previous good file (the .tmp is never read).
+Both are written atomically (imgwang.atomic), so a kill mid-write leaves the previous good file (a
+leftover temporary file is never read).
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -17,23 +16,6 @@ import torch
 from ..errors import ImgwangError
 
 FORMAT = 1
-
-
-def tmp_path(path: Path) -> Path:
-    """Where `atomic_save` writes before the rename."""
-    path = Path(path)
-    return path.with_name(path.name + ".tmp")
-
-
-def atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -25,63 +25,59 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import atomic
 from ..device import resolve_device, use_fastest_kernels
 from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
 from ..progress import text_bar
 from ..threads import refresh_share
-from .checkpointing import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats, plot_grad_stats
 from .interrupt import InterruptGuard
 from .optim import make_optimizer
 from .schedule import make_scheduler
+from .settings import FitSettings
 from .tracking import Tracker
 
 
-def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, device, weight_decay: float = 0.05,
-        optimizer: str = "adamw", schedule: str = "onecycle", warmup_frac: float = 0.1, flat_frac: float = 0.75,
-        head_lr_mult: float = 1.0, freeze_epochs: int = 0, grad_clip: float | None = None, amp="auto", channels_last="auto",
-        early_stop: EarlyStop | None = None, checkpoint_dir: Path | None = None, monitor: tuple[str, str] | None = None,
-        resume: bool = False, seed: int = 0, grad_stats: bool = False, tracker: Tracker | None = None,
-        progress: bool = True, on_epoch_end=None, epoch_metrics=None) -> list[dict]:
-    """Train `model` on `objective` for `epochs` epochs and return the per-epoch history.
+def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, early_stop: EarlyStop | None = None,
+        tracker: Tracker | None = None, epoch_metrics=None, on_epoch_end=None) -> list[dict]:
+    """Train `model` on `objective` as `settings` say and return the per-epoch history.
 
     The model must take one argument (`model(inputs)`); `.encoder` gets `lr`, all other parameters
-    lr * head_lr_mult. `monitor=(key, "min"|"max")` picks what best.pt tracks (default: the early-stop
-    metric, else val_loss). `epoch_metrics(model, epoch)` returns extra numbers for the epoch's row (e.g. a kNN
-    monitor), recorded before the checkpoint; `on_epoch_end(row)` runs after the checkpoint is written.
+    lr * head_lr_mult. `settings.monitor=(key, "min"|"max")` picks what best.pt tracks (default: the
+    early-stop metric, else val_loss). `epoch_metrics(model, epoch)` returns extra numbers for the epoch's row
+    (e.g. a kNN monitor), recorded before the checkpoint; `on_epoch_end(row)` runs after the checkpoint is written.
     SIGINT/SIGTERM stop at the next step and raise TrainingInterrupted (a KeyboardInterrupt subclass;
-    last.pt = the last complete epoch). resume=True continues from checkpoint_dir/last.pt and ends with
+    last.pt = the last complete epoch). settings.resume continues from checkpoint_dir/last.pt and ends with
     exactly `epochs` epochs, the same weights and history as a run that was never interrupted.
     """
-    device = torch.device(device) if isinstance(device, torch.device) else resolve_device(str(device))
+    s = settings
+    epochs, lr, grad_clip, seed, resume = s.epochs, s.lr, s.grad_clip, s.seed, s.resume
+    device = s.device if isinstance(s.device, torch.device) else resolve_device(str(s.device))
     steps = len(train_loader)
-    plan = dict(epochs=epochs, steps_per_epoch=steps, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                schedule=schedule, warmup_frac=warmup_frac, head_lr_mult=head_lr_mult, freeze_epochs=freeze_epochs,
-                grad_clip=grad_clip, seed=seed)
-    if schedule == "flat_cos":  # only then does it shape the run (and older last.pt files lack the key)
-        plan["flat_frac"] = flat_frac
-    check_plan(model, plan, checkpoint_dir, resume)
+    plan = s.plan(steps)
+    check_plan(model, plan, s.checkpoint_dir, resume)
     model = ddp.prepare_model(model, device)
     lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
     model.to(device)
     use_fastest_kernels(device)
-    cast_dtype = autocast_dtype(amp, device)
+    cast_dtype = autocast_dtype(s.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cast_dtype == torch.float16)
-    memory_format = torch.channels_last if use_channels_last(channels_last, device) else None
+    memory_format = torch.channels_last if use_channels_last(s.channels_last, device) else None
     if memory_format is not None:
         model.to(memory_format=memory_format)
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
-    opt = make_optimizer(model, optimizer, lr, weight_decay, head_lr_mult)
-    sched = make_scheduler(opt, schedule, epochs * steps, warmup_frac, flat_frac)
+    opt = make_optimizer(model, s.optimizer, lr, s.weight_decay, s.head_lr_mult)
+    sched = make_scheduler(opt, s.schedule, epochs * steps, s.warmup_frac, s.flat_frac)
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
-    best = Monitor(*(monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
+    best = Monitor(*(s.monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
     check_monitored(objective.metric_name, val_loader is not None, grad_clip, best, early_stop)
     tracker = tracker or Tracker()
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt = Path(s.checkpoint_dir) if s.checkpoint_dir is not None else None
     history, stopped = [], False
-    progress = progress and lead
+    progress = s.progress and lead
     if resume and world.broadcast_object(ckpt is not None and (ckpt / "last.pt").is_file()):
         history, stopped = restore(ckpt / "last.pt", plan, model, opt, sched, scaler, early_stop, best)
         say(progress, f"resumed from {ckpt / 'last.pt'} after epoch {len(history)} of {epochs}")
@@ -98,12 +94,12 @@ def fit(model, objective, train_loader, val_loader, *, epochs: int, lr: float, d
         guard = stop.shared(local_guard)  # under torchrun every rank stops at the same step
         for epoch in range(first, first if stopped else epochs):
             refresh_share(epoch + 1)  # this stage's share of the CPU cores, if other stages started or ended
-            frozen = epoch < freeze_epochs
+            frozen = epoch < s.freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
             if runner.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
                 runner.net, runner.net_frozen = ddp.wrap(model, device), frozen
-            grads = GradStats(model) if grad_stats else None
+            grads = GradStats(model) if s.grad_stats else None
             t0 = time.perf_counter()
             set_epoch(train_loader, epoch)
             call_hook(objective, "on_epoch_start", model, epoch, epochs)
@@ -343,9 +339,9 @@ def save(ckpt: Path, plan, model, opt, sched, scaler, early_stop, best, history,
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
              "early_stop": early_stop.state_dict() if early_stop else None, "best": best.state_dict(),
              "history": history, "stopped": stopped, "rng": rng_state()}
-    atomic_save(state, ckpt / "last.pt")
+    atomic.torch_save(state, ckpt / "last.pt")
     if is_best:  # weights and the record only: best.pt is for using the model, last.pt for continuing
-        atomic_save({k: state[k] for k in ("format", "epoch", "plan", "model", "best", "history")}, ckpt / "best.pt")
+        atomic.torch_save({k: state[k] for k in ("format", "epoch", "plan", "model", "best", "history")}, ckpt / "best.pt")
 
 
 def restore(path: Path, plan, model, opt, sched, scaler, early_stop, best) -> tuple[list[dict], bool]:
