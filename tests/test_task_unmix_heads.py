@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from conftest import assert_overfit, one_torch_thread
+from conftest import assert_overfit, one_torch_thread, smooth_images
 from imgwang.errors import ConfigError
 from imgwang.models.unmix import UnmixModel
 from imgwang.tasks.unmix import Unmix
@@ -59,15 +58,10 @@ def test_combinations_without_meaning_are_refused(kw, match):
         Unmix(**kw)
 
 
-def smooth_images(b, size, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(b, 3, 4, 4, generator=g), size=size, mode="bilinear", align_corners=False)
-
-
 @pytest.mark.parametrize("kw", [dict(head="dot"), dict(head="cosine"), dict(head="cosine", loss="contrastive"),
                                 dict(head="cosine", mode="regress")], ids=str)
 def test_each_choice_overfits_one_batch_and_its_metric_rises(kw):
-    task, images = Unmix(n_sources=4, **kw), smooth_images(16, 16)
+    task, images = Unmix(n_sources=4, **kw), smooth_images(16, 16, grid=4)
     with one_torch_thread():
         before = overfit_one_batch(task, images, steps=0, seed=0)  # the same initial model, untrained
         after = overfit_one_batch(task, images, steps=60, lr=3e-3, seed=0)
