@@ -25,10 +25,9 @@ from imgwang.evaluate import (  # noqa: E402
     mean_std,
     per_class_accuracy,
     plot_confusion,
-    plot_curves,
-    plot_history,
     predict,
 )
+from imgwang.train.plots import plot_curves, plot_history  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
