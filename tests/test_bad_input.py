@@ -3,14 +3,11 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+import stage  # bin/stage.py: what `make pretrain|transfer|...` runs
 
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402  (bin/stage.py: what `make pretrain|transfer|...` runs)
 
 
 def snapshot(folder):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import gen
 from imgwang.data.loader_augment import (
     DEFAULTS,
     apply,
@@ -23,10 +24,6 @@ def coordinate_images(b=256):
     after a crop the range of each tells the crop's width and height."""
     y, x = torch.meshgrid((torch.arange(S) + 0.5) / S, (torch.arange(S) + 0.5) / S, indexing="ij")
     return torch.stack([x, y, torch.zeros_like(x)])[None].expand(b, -1, -1, -1).contiguous()
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def measured_areas(out: torch.Tensor) -> torch.Tensor:

@@ -131,12 +131,8 @@ def test_one_run_on_a_side_says_how_many_runs_are_needed(tmp_path):
 
 
 def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_seeds(lab_env, tmp_path):
-    import sys
 
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "bin"))
-    import stage
+    import stage  # bin/stage.py
 
     args = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seed", "5", "--runs", "3",
                              "--seeds", "3", "--version", "rep", "--runs-dir", str(tmp_path)])

@@ -17,6 +17,8 @@ import zmq
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
+from .progress import settle_bars
+
 INTERRUPTIONS = ("TrainingInterrupted", "KeyboardInterrupt")  # what a signal raises in a cell
 
 
@@ -91,4 +93,5 @@ def run_notebook(template: Path, out: Path, parameters: dict, cwd: Path, log_out
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        settle_bars(out)  # each progress bar once, in its final state, in every viewer
     return Outcome("done", signalled=state["interrupted"])
