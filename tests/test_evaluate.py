@@ -20,10 +20,9 @@ from imgwang.evaluate import (
     mean_std,
     per_class_accuracy,
     plot_confusion,
-    plot_curves,
-    plot_history,
     predict,
 )
+from imgwang.train.plots import plot_curves, plot_history  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 

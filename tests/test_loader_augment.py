@@ -128,7 +128,7 @@ def test_check_fills_defaults_normalises_and_refuses_bad_values():
 def test_a_baseline_must_be_fine_tuned_with_the_same_augmentation(tmp_path):
     from test_verdicts import transfer_run
 
-    from imgwang import compare
+    from imgwang.stages import compare
 
     transfer_run(tmp_path, "v1", "none", [0.30, 0.31, 0.32], flip_p=0.0)
     transfer_run(tmp_path, "v2", "v2", [0.40, 0.41, 0.42])  # recorded before the parameters existed: defaults

@@ -33,9 +33,10 @@ from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
-from .grad_stats import GradStats, plot_grad_stats
+from .grad_stats import GradStats
 from .interrupt import InterruptGuard
 from .optim import make_optimizer
+from .plots import plot_grad_stats
 from .schedule import make_scheduler
 from .settings import FitSettings
 from .tracking import Tracker
