@@ -1,20 +1,30 @@
-"""Shared test set-up: offline, small thread count, importable lib."""
+"""Shared test set-up (offline, small thread count, importable lib and bin/ scripts) and the helpers
+several test files use: `from conftest import gen, smooth_images, ...`."""
 
+import json
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COMET_MODE", "off")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+sys.path.insert(0, str(REPO / "lib"))
+sys.path.insert(0, str(REPO / "bin"))  # `import stage` etc.: the scripts the Makefile runs
 
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # tests draw off-screen (kernels keep their own backend: MPLBACKEND stays unset)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import scrapbook as sb  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(2)
-
-import pytest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +40,50 @@ def lab_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def close_figures():
+    """Close every figure a test drew (use with `pytestmark = pytest.mark.usefixtures("close_figures")`)."""
+    yield
+    plt.close("all")
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    """A seeded CPU generator: each random draw of a test is reproducible."""
+    return torch.Generator().manual_seed(seed)
+
+
+def smooth_images(b: int = 16, size: int = 32, seed: int = 0, grid: int = 6, margin: float = 0.0) -> torch.Tensor:
+    """(b, 3, size, size) images with structure: uniform noise on a grid x grid lattice, upsampled bilinearly,
+    in [margin, 1 - margin] (a margin > 0 keeps them strictly inside (0, 1), so clipped noise never equals a pixel)."""
+    low = torch.rand(b, 3, grid, grid, generator=gen(seed)) * (1 - 2 * margin) + margin
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stage_cmd(runs_dir, *args) -> list[str]:
+    """bin/stage.py as `make <stage>` runs it, writing into runs_dir."""
+    return [sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)]
+
+
+def run_stage(runs_dir, *args, timeout=600, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(stage_cmd(runs_dir, *args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def stages_of(run_dir) -> dict:
+    """run.json's record of each stage of a version."""
+    return json.loads((Path(run_dir) / "run.json").read_text())["stages"]
+
+
+def scraps(notebook) -> dict:
+    """The scraps an executed notebook glued, by name."""
+    return sb.read_notebook(str(notebook)).scraps.data_dict
 
 
 def one_torch_thread():

@@ -7,7 +7,6 @@ its own process so the test can interrupt it as Jupyter would (SIGINT to the ker
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import psutil
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 DRIVER = """
 import json, sys
@@ -36,12 +35,6 @@ except TrainingInterrupted as e:
     sys.exit(130)
 out.write_text(json.dumps({"history": r.get("history"), "val_metric": r.get("val_metric")}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def params(tmp_path, **more):

@@ -11,7 +11,8 @@ import json
 
 import pytest
 import scrapbook as sb
-from test_notebooks import run_stage
+
+from conftest import run_stage
 
 TINY = ["DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "DEVICE=cpu", "SEED=0"]
 

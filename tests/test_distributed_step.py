@@ -5,21 +5,15 @@ negatives are gathered. Loss, every gradient and the BatchNorm running statistic
 single-process step on all 2b rows to 1e-5.
 """
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import free_port
+
 B = 4  # rows per rank
 SIZE = 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(task_name: str):

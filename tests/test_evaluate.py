@@ -2,19 +2,14 @@
 
 import math
 
-import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
 
-matplotlib.use("Agg")  # tests draw off-screen
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from imgwang.data.batch import Batch  # noqa: E402
-from imgwang.errors import ConfigError, DataError, ImgwangError  # noqa: E402
-from imgwang.evaluate import (  # noqa: E402
+from imgwang.data.batch import Batch
+from imgwang.errors import ConfigError, DataError, ImgwangError
+from imgwang.evaluate import (
     Classification,
     accuracy,
     confusion_matrix,
@@ -25,16 +20,11 @@ from imgwang.evaluate import (  # noqa: E402
     mean_std,
     per_class_accuracy,
     plot_confusion,
-    plot_curves,
-    plot_history,
     predict,
 )
+from imgwang.train.plots import plot_curves, plot_history  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def make_batches(n=10, bs=4, size=4, seed=0):

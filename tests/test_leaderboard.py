@@ -2,14 +2,10 @@
 the resolved commands and parameters and leaves runs/ untouched."""
 
 import re
-import sys
 
-from conftest import REPO
+import leaderboard  # bin/leaderboard.py
 
-sys.path.insert(0, str(REPO / "bin"))
-import leaderboard  # noqa: E402
-
-from imgwang import recipe  # noqa: E402
+from imgwang import recipe
 
 
 def dry_run(tmp_path, capsys, *extra):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import gen
 from imgwang.data.loader_augment import (
     DEFAULTS,
     apply,
@@ -23,10 +24,6 @@ def coordinate_images(b=256):
     after a crop the range of each tells the crop's width and height."""
     y, x = torch.meshgrid((torch.arange(S) + 0.5) / S, (torch.arange(S) + 0.5) / S, indexing="ij")
     return torch.stack([x, y, torch.zeros_like(x)])[None].expand(b, -1, -1, -1).contiguous()
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def measured_areas(out: torch.Tensor) -> torch.Tensor:
@@ -131,7 +128,7 @@ def test_check_fills_defaults_normalises_and_refuses_bad_values():
 def test_a_baseline_must_be_fine_tuned_with_the_same_augmentation(tmp_path):
     from test_verdicts import transfer_run
 
-    from imgwang import compare
+    from imgwang.stages import compare
 
     transfer_run(tmp_path, "v1", "none", [0.30, 0.31, 0.32], flip_p=0.0)
     transfer_run(tmp_path, "v2", "v2", [0.40, 0.41, 0.42])  # recorded before the parameters existed: defaults

@@ -15,17 +15,12 @@ import nbformat
 import pytest
 import scrapbook as sb
 
-from conftest import REPO, plain_image_folder
+from conftest import REPO, plain_image_folder, run_stage, scraps, stage_cmd, stages_of
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
 
 
 FAKE_KEY = "fake-comet-key-5f3a9c"
-
-
-def run_stage(runs_dir, *args, timeout=600, env=None):
-    return subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def files_holding(folder, secret: str) -> list[str]:
@@ -39,14 +34,6 @@ def files_holding(folder, secret: str) -> list[str]:
                 with zipfile.ZipFile(path) as z:
                     hits += [f"{path}:{m}" for m in z.namelist() if secret.encode() in z.read(m)]
     return hits
-
-
-def scraps(path):
-    return sb.read_notebook(str(path)).scraps.data_dict
-
-
-def stages_of(run_dir):
-    return json.loads((run_dir / "run.json").read_text())["stages"]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +90,7 @@ def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsy
     """bin/task_table.py reads <prefix>-<task> runs that exist instead of running them again."""
     import shutil
 
-    sys.path.insert(0, str(REPO / "bin"))
-    import task_table
+    import task_table  # bin/task_table.py
 
     shutil.copytree(pipeline / "v1", tmp_path / "t-patchwork")
     assert task_table.main(["--tasks", "patchwork", "--prefix", "t", "--runs-dir", str(tmp_path)]) == 0
@@ -194,8 +180,7 @@ def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, lab_env, tmp_
     """What a job manager (SIGTERM) or Ctrl-C (SIGINT) does to a long run: nothing is lost."""
     runs_dir = tmp_path / "runs"
     args = ["pretrain", "--version", "v1", "--task", "rotation", *TINY[:-6], "--epochs", "6", "--bs", "16", "--comet", "off"]
-    proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:

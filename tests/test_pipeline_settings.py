@@ -1,14 +1,10 @@
 """Per-stage settings: in a pipeline EPOCHS/LR/BS set pretraining and FT_EPOCHS/FT_LR/FT_BS fine-tuning."""
 
-import sys
 
 import pytest
+import stage  # bin/stage.py
 
-from conftest import REPO
 from imgwang.errors import ConfigError
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--comet", "off"]
 

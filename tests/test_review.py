@@ -1,33 +1,24 @@
 """Mistake review: most confident mistakes, least confident hits, worst classes, pretext mistakes."""
 
-import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")  # tests draw off-screen
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from imgwang.data.batch import Batch  # noqa: E402
-from imgwang.evaluate import (  # noqa: E402
+from imgwang.data.batch import Batch
+from imgwang.evaluate import (
     least_confident_correct,
     plot_pretext_mistakes,
     pretext_mistakes,
     top_mistakes,
     worst_classes,
 )
-from imgwang.models.encoders import create_encoder  # noqa: E402
-from imgwang.tasks import get_task, task_names  # noqa: E402
-from imgwang.tasks.base import Task  # noqa: E402
+from imgwang.models.encoders import create_encoder
+from imgwang.tasks import get_task, task_names
+from imgwang.tasks.base import Task
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 PROBS = torch.tensor([

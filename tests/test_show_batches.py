@@ -1,15 +1,11 @@
 """The notebooks' pictures of one training batch: what pretraining and fine-tuning feed the model."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from imgwang.data.batch import Batch  # noqa: E402
-from imgwang.stages.show import first_batch, show_task_batch, show_train_batch  # noqa: E402
-from imgwang.tasks import get_task  # noqa: E402
+from imgwang.data.batch import Batch
+from imgwang.stages.show import first_batch, show_task_batch, show_train_batch
+from imgwang.tasks import get_task
 
 
 def batches(n=16, size=24):

@@ -3,19 +3,16 @@ notebooks, the Makefile and bin/stage.py must agree with it."""
 
 import ast
 import json
-import sys
 
 import papermill as pm
 import pytest
+import stage  # bin/stage.py
 
 from conftest import REPO
 from imgwang.config import resolve
 from imgwang.errors import ConfigError
 from imgwang.stages import spec
 from imgwang.stages.plan import resolve_parameters, written_files
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402  (bin/stage.py)
 
 
 @pytest.mark.parametrize("name", list(spec.STAGES))

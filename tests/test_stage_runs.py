@@ -1,35 +1,19 @@
 """Stages side by side and after a crash, through bin/stage.py: concurrent commands each get their own version,
 a busy version is refused, a killed stage resumes with its recorded settings, FORCE leaves nothing stale done."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import scrapbook as sb
+import stage  # bin/stage.py
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "bin"))
-import stage  # noqa: E402  (bin/stage.py)
+from conftest import REPO, run_stage, stage_cmd, stages_of
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off",
         "-p", "knn_every", "0", "--task", "rotation"]
-
-
-def stage_cmd(runs_dir, *args):
-    return [sys.executable, str(REPO / "bin" / "stage.py"), *args, "--runs-dir", str(runs_dir)]
-
-
-def run_stage(runs_dir, *args, timeout=600):
-    return subprocess.run(stage_cmd(runs_dir, *args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def stages_of(run_dir):
-    return json.loads((run_dir / "run.json").read_text())["stages"]
 
 
 def test_two_pretrains_started_together_without_version_each_get_their_own(lab_env, tmp_path):
@@ -113,7 +97,7 @@ def fake_finished_version(run_dir):
 
 
 def test_force_on_pretrain_moves_later_stages_aside_and_marks_them_stale(lab_env, tmp_path, monkeypatch):
-    from imgwang import compare
+    from imgwang.stages import compare
 
     runs_dir = tmp_path / "runs"
     fake_finished_version(runs_dir / "v1")

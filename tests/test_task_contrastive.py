@@ -2,22 +2,12 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from conftest import gen, smooth_images
 from imgwang.errors import ConfigError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task
 from imgwang.tasks.simclr import pair_accuracy
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def smooth_images(b=8, size=32, seed=0):
-    low = torch.rand(b, 3, 6, 6, generator=gen(seed))
-    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-
 
 VIEW_TASKS = ["simclr", "swav", "dino", "byol"]
 

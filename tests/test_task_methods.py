@@ -8,16 +8,12 @@ import torch.nn.functional as F
 from lightly.loss import DINOLoss
 from lightly.loss.swav_loss import sinkhorn
 
-from conftest import one_torch_thread
+from conftest import gen, one_torch_thread
 from imgwang.data.augment import gaussian_blur, make_augment
 from imgwang.data.sample import draw_image
 from imgwang.models.encoders import create_encoder
 from imgwang.models.losses import dino_loss, update_center
 from imgwang.tasks import get_task
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def sample_like(b=16, size=32, seed=0):

@@ -11,21 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import gen, smooth_images
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError, DataError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def smooth_images(b=16, size=32, seed=0):
-    """Images with structure (upsampled noise) in [0, 1]."""
-    low = torch.rand(b, 3, 6, 6, generator=gen(seed))
-    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-
 
 # --- rotation -------------------------------------------------------------------------------------
 

@@ -4,22 +4,13 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
-from conftest import assert_overfit, one_torch_thread
+from conftest import assert_overfit, gen, one_torch_thread, smooth_images
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
 from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def smooth_images(b, size=16, seed=0):
-    return F.interpolate(torch.rand(b, 3, 4, 4, generator=gen(seed)), size=size, mode="bilinear", align_corners=False)
 
 
 def blend(images, sources, slots, weights):
@@ -29,7 +20,7 @@ def blend(images, sources, slots, weights):
 
 @pytest.mark.parametrize("mode", ["classify", "regress"])
 def test_composite_is_exactly_the_named_blend(mode):
-    images = smooth_images(12)
+    images = smooth_images(12, 16, grid=4)
     task = Unmix(n_sources=4, mode=mode)
     (composite, candidates), targets, meta = task.make_batch(images, gen())
     assert composite.shape == (12, 3, 16, 16) and candidates.shape == (12, 4, 3, 16, 16) and targets.shape == (12, 4)
@@ -52,9 +43,9 @@ def test_composite_is_exactly_the_named_blend(mode):
 
 def test_slots_and_weights_are_random_where_they_should_be():
     task = Unmix(n_sources=4)
-    _, targets, meta = task.make_batch(smooth_images(64, 8), gen(1))
+    _, targets, meta = task.make_batch(smooth_images(64, 8, grid=4), gen(1))
     # Every slot is blended about 2/n of the time: the slot order leaks nothing.
-    per_slot = torch.cat([task.make_batch(smooth_images(64, 8), gen(s))[1] for s in range(10)]).mean(dim=0)
+    per_slot = torch.cat([task.make_batch(smooth_images(64, 8, grid=4), gen(s))[1] for s in range(10)]).mean(dim=0)
     assert torch.allclose(per_slot, torch.full((4,), 0.5), atol=0.06)
     w = sample_beta(5.0, 8.0, 20000, gen(2), "cpu")
     assert w.mean().item() == pytest.approx(5 / 13, abs=0.005)
@@ -63,7 +54,7 @@ def test_slots_and_weights_are_random_where_they_should_be():
 
 
 def test_duplicate_mix_puts_the_composite_among_candidates():
-    images = smooth_images(10)
+    images = smooth_images(10, 16, grid=4)
     for mode in ("classify", "regress"):
         task = Unmix(n_sources=4, mode=mode, debug="duplicate_mix")
         (composite, candidates), targets, meta = task.make_batch(images, gen(4))
@@ -78,7 +69,7 @@ def test_duplicate_mix_puts_the_composite_among_candidates():
 
 
 def test_duplicate_source_repeats_one_blended_source():
-    images = smooth_images(10)
+    images = smooth_images(10, 16, grid=4)
     task = Unmix(n_sources=5, mode="regress", debug="duplicate_source")
     (composite, candidates), targets, meta = task.make_batch(images, gen(5))
     for i in range(10):
@@ -100,14 +91,14 @@ def test_exact_match_metric_and_chance():
     assert Unmix(n_sources=4).chance == pytest.approx(1 / 6)
     # Regress chance is the metric of the best constant predictor: check it on real batches.
     task = Unmix(n_sources=4, mode="regress")
-    targets = torch.cat([task.make_batch(smooth_images(64, 8), gen(s))[1] for s in range(20)])
+    targets = torch.cat([task.make_batch(smooth_images(64, 8, grid=4), gen(s))[1] for s in range(20)])
     assert task.metric(torch.zeros_like(targets), targets).item() == pytest.approx(task.chance, abs=0.01)
     assert task.metric(torch.full_like(targets, 0.3), targets) < task.chance
 
 
 def test_random_scores_sit_at_chance():
     task = Unmix(n_sources=4)
-    targets = torch.cat([task.make_batch(smooth_images(64, 8), gen(s))[1] for s in range(20)])
+    targets = torch.cat([task.make_batch(smooth_images(64, 8, grid=4), gen(s))[1] for s in range(20)])
     scores = torch.randn(targets.shape, generator=gen(9))
     assert task.metric(scores, targets).item() == pytest.approx(task.chance, abs=0.04)
 
@@ -119,7 +110,7 @@ def test_model_encodes_everything_in_one_call():
     assert model.encoder is enc
     calls = []
     enc.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
-    inputs, targets, _ = task.make_batch(smooth_images(6), gen())
+    inputs, targets, _ = task.make_batch(smooth_images(6, 16, grid=4), gen())
     out = model(inputs)
     assert out.shape == (6, 4) and calls == [6 * 5]
     model.eval()
@@ -130,12 +121,12 @@ def test_model_encodes_everything_in_one_call():
 
 
 def test_prepare_and_errors():
-    batch = Batch(smooth_images(6), torch.full((6,), -1), torch.arange(50, 56))
+    batch = Batch(smooth_images(6, 16, grid=4), torch.full((6,), -1), torch.arange(50, 56))
     _, _, meta = Unmix(n_sources=4, debug="duplicate_mix").prepare(batch, gen())
     expected = torch.where(meta["sources"] >= 0, meta["sources"] + 50, -1)
     assert torch.equal(meta["indices"], expected)
     with pytest.raises(ConfigError, match="at least 4"):
-        Unmix(n_sources=4).make_batch(smooth_images(3), gen())
+        Unmix(n_sources=4).make_batch(smooth_images(3, 16, grid=4), gen())
     for kw in (dict(mode="rank"), dict(debug="both"), dict(n_sources=1), dict(n_sources=2, debug="duplicate_mix"),
                dict(beta=(0.0, 1.0))):
         with pytest.raises(ConfigError):
@@ -146,7 +137,7 @@ def test_prepare_and_errors():
 def overfit():
     with one_torch_thread():
         task = Unmix(n_sources=4)
-        yield task, overfit_one_batch(task, smooth_images(16, 32), steps=120, lr=3e-3, seed=0)
+        yield task, overfit_one_batch(task, smooth_images(16, 32, grid=4), steps=120, lr=3e-3, seed=0)
 
 
 def test_overfits_one_batch(overfit):
@@ -156,11 +147,11 @@ def test_overfits_one_batch(overfit):
 def test_noise_switch_brings_metric_to_chance(overfit):
     task, result = overfit
     noisy = Unmix(n_sources=4, noise_p=1.0)
-    batches = [smooth_images(32, 32, seed=s) for s in range(16)]
+    batches = [smooth_images(32, 32, seed=s, grid=4) for s in range(16)]
     on_noise = evaluate_pretext(noisy, result["model"], batches, seed=1)
     assert abs(on_noise["metric"] - noisy.chance) < 0.08
-    seen = evaluate_pretext(task, result["model"], [smooth_images(16, 32)], seed=0)
+    seen = evaluate_pretext(task, result["model"], [smooth_images(16, 32, grid=4)], seed=0)
     assert seen["metric"] >= 0.9
     # The memorised batch itself (same seed: same targets), inputs replaced by noise: the memory is gone.
-    hidden = evaluate_pretext(noisy, result["model"], [smooth_images(16, 32)], seed=0)
+    hidden = evaluate_pretext(noisy, result["model"], [smooth_images(16, 32, grid=4)], seed=0)
     assert hidden["metric"] <= noisy.chance + 0.3

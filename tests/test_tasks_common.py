@@ -8,8 +8,8 @@ import inspect
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from conftest import gen, smooth_images
 from imgwang.data.batch import Batch
 from imgwang.errors import ConfigError
 from imgwang.models.encoders import create_encoder
@@ -22,14 +22,9 @@ OVERFIT_ELSEWHERE = {"patchwork", "unmix", "swav"}  # their own tests overfit th
 PAIR_METRICS = {"pair_accuracy"}
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
 def images(b=16, size=32, seed=0):
     """Structured images strictly inside (0, 1), so clipped noise can never equal a pixel by chance."""
-    low = torch.rand(b, 3, 6, 6, generator=gen(seed)) * 0.9 + 0.05
-    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return smooth_images(b, size, seed, margin=0.05)
 
 
 def tensors(x):

@@ -7,10 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 from test_runs import fake_executed_notebook
 
-from imgwang import compare, runs
+from imgwang import runs
 from imgwang.errors import ConfigError
 from imgwang.evaluate import stats
-from imgwang.stages import replicates
+from imgwang.stages import compare, replicates
 
 FT = {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 5, "bs": 32, "lr": 0.002, "freeze_epochs": 0,
       "head_lr_mult": 1.0, "seed": 0, "runs": 3, "device": "auto", "comet": "off", "version": "", "runs_dir": "runs"}
@@ -131,12 +131,8 @@ def test_one_run_on_a_side_says_how_many_runs_are_needed(tmp_path):
 
 
 def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_seeds(lab_env, tmp_path):
-    import sys
 
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "bin"))
-    import stage
+    import stage  # bin/stage.py
 
     args = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seed", "5", "--runs", "3",
                              "--seeds", "3", "--version", "rep", "--runs-dir", str(tmp_path)])

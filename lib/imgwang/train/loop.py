@@ -35,8 +35,9 @@ from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
-from .grad_stats import GradStats, plot_grad_stats
+from .grad_stats import GradStats
 from .interrupt import InterruptGuard
+from .plots import plot_grad_stats
 from .settings import FitSettings
 from .step import TrainStep, as_device, call_hook
 from .tracking import Tracker
