@@ -42,7 +42,7 @@ def overfit_one_batch(task, images, arch: str = "tinyconv", steps: int = 150, lr
     model = task.build_model(create_encoder(arch))
     settings = FitSettings(epochs=1, lr=lr, device=device, optimizer="adam", weight_decay=0.0, schedule="constant",
                            amp="off", channels_last=False, seed=seed)
-    step = TrainStep(model, task, settings, total_steps=steps, steps_per_epoch=1)
+    step = TrainStep(model, task, settings, total_steps=max(steps, 1), steps_per_epoch=1)  # steps=0: the untrained model
     generator = torch.Generator(device=device).manual_seed(seed)
     inputs, targets = step.prepare(batch, generator)  # once: the same batch every step
     model.train()
