@@ -40,7 +40,7 @@ from ..errors import ConfigError
 from ..models.dino import DINOModel
 from ..models.losses import dino_loss
 from .base import register
-from .multiview import DINO_COLOUR, ViewTask, check_scale, pair_accuracy
+from .multiview import DINO_COLOUR, ViewTask, check_scale, check_small_crops, pair_accuracy
 
 
 @register
@@ -56,10 +56,7 @@ class DINO(ViewTask):
         super().__init__(noise_p=noise_p)
         if out_dim < 2:
             raise ConfigError(f"dino out_dim must be >= 2, got {out_dim}")
-        if n_local_crops < 0:
-            raise ConfigError(f"dino n_local_crops must be >= 0, got {n_local_crops}")
-        if not 0.0 < local_fraction <= 1.0:
-            raise ConfigError(f"dino local_fraction (local crop side / SIZE) must be in (0, 1], got {local_fraction}")
+        check_small_crops("dino", "local", n_local_crops, local_fraction)
         if min(student_temp, teacher_temp, warmup_teacher_temp) <= 0:
             raise ConfigError("dino temperatures must be > 0")
         if warmup_teacher_temp_epochs < 0 or freeze_last_layer < 0:

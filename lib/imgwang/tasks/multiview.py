@@ -43,6 +43,14 @@ def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_
             raise ConfigError(f"{task} {name} is a probability in [0, 1], got {p}")
 
 
+def check_small_crops(task: str, kind: str, count: int, fraction: float) -> None:
+    """Multi-crop's smaller views (swav's "small", dino's "local"): how many, and their side as a fraction of SIZE."""
+    if count < 0:
+        raise ConfigError(f"{task} n_{kind}_crops must be >= 0, got {count}")
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"{task} {kind}_fraction ({kind} crop side / SIZE) must be in (0, 1], got {fraction}")
+
+
 def check_scale(task: str, name: str, lo: float, hi: float) -> None:
     if not 0.0 < lo <= hi <= 1.0:
         raise ConfigError(f"{task} {name} (crop area fractions of the whole image) must satisfy 0 < min <= max <= 1, "

@@ -41,7 +41,7 @@ from ..distributed.gather import gathering
 from ..errors import ConfigError
 from ..models.swav import SwaVModel
 from .base import register
-from .multiview import ViewTask, check_colour, check_scale, pair_accuracy
+from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy
 
 
 @register
@@ -62,10 +62,7 @@ class SwAV(ViewTask):
             raise ConfigError(f"swav temperature and epsilon must be > 0, got {temperature} and {epsilon}")
         if sinkhorn_iterations < 1:
             raise ConfigError(f"swav sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}")
-        if n_small_crops < 0:
-            raise ConfigError(f"swav n_small_crops must be >= 0, got {n_small_crops}")
-        if not 0.0 < small_fraction <= 1.0:
-            raise ConfigError(f"swav small_fraction (small crop side / SIZE) must be in (0, 1], got {small_fraction}")
+        check_small_crops("swav", "small", n_small_crops, small_fraction)
         if queue_size < 0 or queue_start_epoch < 0:
             raise ConfigError(f"swav queue_size (queued projections per view, 0 = no queue) and queue_start_epoch "
                               f"must be >= 0, got {queue_size} and {queue_start_epoch}")
