@@ -157,6 +157,19 @@ def test_knn_states_its_settings_and_keeps_the_convention():
     assert describe_knn(0.4512, 20, 0.07, "pretrained") == "pretrained: kNN (k=20, T=0.07, cosine) val 45.12%"
 
 
+def test_frozen_score_lines_name_the_set_scored_on_and_the_one_fitted_on(capsys):
+    """With SPLIT=dev evaluate scores on dev and fits on the rest of train/; its lines must not say val."""
+    from imgwang.stages.evaluate import frozen_scores
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4
+    feats = torch.randn(40, 6, generator=g) + 3 * nn.functional.one_hot(labels, 6).float()
+    frozen_scores({"seed": 0, "probe_folds": 2}, feats[:24], labels[:24], feats[24:], labels[24:], 4, "pixels", "dev")
+    out = capsys.readouterr().out
+    assert "pixels: kNN (k=20, T=0.07, cosine) dev " in out and "pixels: linear probe: dev " in out
+    assert "CV on train without dev" in out and " val " not in out
+
+
 def test_knn_rejects_unlabelled_training_rows():
     with pytest.raises(DataError, match="unlabelled"):
         knn_accuracy(torch.randn(3, 2), torch.tensor([0, -1, 1]), torch.randn(2, 2), torch.tensor([0, 1]))

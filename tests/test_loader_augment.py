@@ -153,8 +153,9 @@ def test_the_stage_loader_takes_the_parameters(lab_env):
 
 def test_a_task_that_makes_its_own_views_takes_no_loader_augmentation():
     assert check({}, task="simclr") == {} == check(dict(DEFAULTS), task="patchwork")  # nothing to record
-    with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr"):
+    with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr") as refused:
         check({"crop_scale": [0.5, 1]}, task="simclr")
+    assert 'P="-p min_scale 0.2"' in str(refused.value)  # the hint is bin/stage.py's -p NAME VALUE, as typed
     assert check({"flip_p": 0}, task="dino", strict=False) == {}  # a pipeline passes it on to fine-tuning
     assert check({"flip_p": 0}, task="rotation")["flip_p"] == 0.0  # the loader crops for the others
     cfg = {"task": "byol", "lr": 0.1, **DEFAULTS, "flip_p": 0.0}
