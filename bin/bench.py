@@ -5,12 +5,15 @@ On the same generated JPEGs (shaped like Imagewang-160, 213x160) and the same tr
   1. baseline     torchvision ImageFolder + PIL + DataLoader(num_workers = cores)
   2. host feed    uint8 batches gathered from the decode-once cache (what the host does per batch)
   3. device path  cache -> device -> per-sample augment -> float batch
-  4. a full pretraining step (loader + task + model + optimiser) vs a bare timm step on ready tensors,
-     each timed over back-to-back steps as training runs them (on a GPU also with a sync around each step)
+  4. fit's own training step (imgwang.train.step) fed by the loader and the task (full) vs the same step
+     code on a plain timm model and ready tensors of the same shape with the task's loss (bare: the model's
+     forward, backward and optimiser alone), each timed over back-to-back steps as training runs them (on a
+     GPU also with a sync around each step); full / bare = what the data path and the task add
   5. every pretext task's batches (augment + make_batch) from one uint8 batch on the device
   6. each method's pretraining step as fit() runs it (its own loader path, views, model, loss, optimiser,
      hooks such as an EMA teacher), in source images per second (each image counted once, however many
-     views it gives), beside a bare supervised step of the same encoder (timm, cross-entropy, ready tensors)
+     views it gives), beside fit's step on a plain supervised timm model of the same architecture
+     (cross-entropy, ready tensors)
 plus a synthetic cache the size of full Imagewang-160 (26k x 3 x 160 x 160, ~2 GB) read as a memory map.
 Each throughput is the best of three passes, for every path alike.
 The last three lines are the ratios, exactly: host_feed_speedup, device_path_speedup, step_overhead.
@@ -19,6 +22,7 @@ The last three lines are the ratios, exactly: host_feed_speedup, device_path_spe
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -34,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # torch and friends are imported in main(): the cache's spawned decode workers re-import this script as
 # __mp_main__, and should not pay for a torch import each.
-torch = F = Image = make_augment = ImageCache = build_cache = CachedLoader = resolve_device = use_fastest_kernels = None
+torch = F = Image = make_augment = ImageCache = build_cache = CachedLoader = resolve_device = FitSettings = TrainStep = None
 
 
 def _import_heavy() -> None:
-    global torch, F, Image, make_augment, ImageCache, build_cache, CachedLoader, resolve_device, use_fastest_kernels
+    global torch, F, Image, make_augment, ImageCache, build_cache, CachedLoader, resolve_device, FitSettings, TrainStep
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -46,7 +50,9 @@ def _import_heavy() -> None:
     from imgwang.data.augment import make_augment
     from imgwang.data.cache import ImageCache, build_cache
     from imgwang.data.loader import CachedLoader
-    from imgwang.device import resolve_device, use_fastest_kernels
+    from imgwang.device import resolve_device
+    from imgwang.train import FitSettings
+    from imgwang.train.step import TrainStep
 
 SCALE = (0.35, 1.0)
 STORE = 160  # storage size of the cache: Imagewang-160's shorter side
@@ -111,8 +117,9 @@ def main(argv=None) -> None:
         for arch in archs:
             full, bare, task_name = bench_steps(cache, arch, args.size, args.batch_size, device, amp, channels_last, steps)
             overheads.append(full / bare)
-            print(f"4. {arch} {task_name} step: full {args.batch_size / full:,.1f} img/s ({full * 1000:.0f} ms), "
-                  f"bare timm fwd+bwd {args.batch_size / bare:,.1f} img/s ({bare * 1000:.0f} ms)", flush=True)
+            print(f"4. {arch} {task_name} fit step: full (loader + task) {args.batch_size / full:,.1f} img/s "
+                  f"({full * 1000:.0f} ms), bare (timm model, ready tensors) {args.batch_size / bare:,.1f} img/s "
+                  f"({bare * 1000:.0f} ms)", flush=True)
 
         rates = bench_task_batches(cache, args.size, args.batch_size, device)
         print("5. task batches (augment + task batch on the device, img/s): "
@@ -124,7 +131,7 @@ def main(argv=None) -> None:
                                              channels_last, steps)
             print(f"6. {args.arch} method steps through fit() (source img/s; x = bare step time ratio): "
                   + ", ".join(f"{name} {rate:,.1f} ({bare_rate / rate:.2f}x)" for name, rate in rates.items())
-                  + f"; bare supervised step {bare_rate:,.1f}", flush=True)
+                  + f"; bare supervised fit step {bare_rate:,.1f}", flush=True)
 
         anon, mapped = rss_parts_mib()
         print(f"peak resident memory: {peak_rss_mib():,.0f} MiB (includes mapped cache pages; now "
@@ -208,14 +215,13 @@ def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dic
 def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_last, steps):
     """(bare supervised img/s, {method: img/s}). Each method trains 2 epochs of `steps` batches with fit() on
     the loader path the pretraining stage gives it; the second epoch's rate is fit's own measurement (the
-    first carries the warm-up). The bare step: timm `arch`, cross-entropy on ready tensors at `size`."""
-    import timm
-
+    first carries the warm-up). The bare step: fit's step on timm `arch`, cross-entropy on ready tensors."""
     from imgwang.models.encoders import create_encoder
     from imgwang.tasks import get_task
-    from imgwang.train import FitSettings, fit
+    from imgwang.train import fit
 
     rows = np.arange(min(len(cache), steps * batch_size))
+    settings = _settings(device, amp, channels_last, epochs=2)
     rates = {}
     for name in methods:
         task = get_task(name)
@@ -226,29 +232,12 @@ def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_
         model = task.build_model(create_encoder(arch))
         loader = CachedLoader(cache, rows, batch_size=batch_size, device=device,
                               augment=None if whole else make_augment(size, "pretrain", SCALE))
-        settings = FitSettings(epochs=2, lr=1e-3, device=device, amp="auto" if amp else "off",
-                               channels_last=channels_last, progress=False)
         history = fit(model, task, loader, None, settings)
         rates[name] = history[-1]["images_per_s"]
         del model
-    bare = timm.create_model(arch, pretrained=False, num_classes=10).to(device)
-    if channels_last:
-        bare = bare.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(bare.parameters(), lr=1e-3)
-    x = torch.rand(batch_size, 3, size, size, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
-    autocast = _autocast(device, amp)
-
-    def bare_step():
-        with autocast:
-            loss = F.cross_entropy(bare(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return batch_size / _step_time(bare_step, steps, device), rates
+    bare = _bare_step(arch, 10, (batch_size, 3, size, size), y, F.cross_entropy, settings)
+    return batch_size / _step_time(bare, steps, device), rates
 
 
 # --- the big memory map -------------------------------------------------------------------------------------
@@ -281,61 +270,61 @@ def bench_big_cache(folder: Path, batch_size: int, n: int = 26_000, batches: int
 
 # --- 4. full step vs bare model step ------------------------------------------------------------------------
 def bench_steps(cache, arch, size, batch_size, device, amp, channels_last, steps):
-    """Seconds per full pretraining step and per bare timm step on ready tensors of the same shape."""
+    """Seconds per fit step fed by the loader and the task, and per fit step of a plain timm model on ready
+    tensors of the same shape with the task's loss (see the module docstring, line 4)."""
     torch.manual_seed(0)
     task, model, task_name = _task_and_model(arch)
-    model = model.to(device)
-    use_fastest_kernels(device)  # as fit() does, for the full and the bare step alike
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    settings = _settings(device, amp, channels_last)
     loader = CachedLoader(cache, np.arange(len(cache)), batch_size=batch_size, device=device,
                           augment=make_augment(size, "pretrain", SCALE))
+    step = TrainStep(model, task, settings, total_steps=BENCH_STEPS, steps_per_epoch=len(loader))
     gen = torch.Generator(device=device).manual_seed(0)
-    autocast = _autocast(device, amp)
-    batches = _endless(loader)
+    batches, counter = _endless(loader), itertools.count()
     shapes = {}
 
     def full_step():
-        batch = next(batches)
-        inputs, targets, _ = task.prepare(batch, gen)
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            loss = task.loss(model(inputs), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        inputs, targets = step.prepare(next(batches), gen)
+        step.train(inputs, targets, next(counter))
         shapes["inputs"], shapes["targets"] = inputs, targets
 
     full = _step_time(full_step, steps, device)
     full_synced = _synced_step_time(full_step, steps, device) if device.type == "cuda" else None
     n_out = _n_out(model, shapes["inputs"])
-
-    import timm
-
-    bare = timm.create_model(arch, pretrained=False, num_classes=n_out).to(device)
-    if channels_last:
-        bare = bare.to(memory_format=torch.channels_last)
-    bare_opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(shapes["inputs"].shape, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = shapes["targets"].detach()
-
-    def bare_step():
-        with autocast:
-            loss = task.loss(bare(x), y)  # the task's own loss: only data + task work differs
-        bare_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        bare_opt.step()
-
+    bare_step = _bare_step(arch, n_out, shapes["inputs"].shape, shapes["targets"].detach(), task.loss, settings)
     bare_s = _step_time(bare_step, steps, device)
     if full_synced is not None:
         bare_synced = _synced_step_time(bare_step, steps, device)
         print(f"   {arch} with the device synchronised around every step: full {full_synced * 1000:.1f} ms, "
               f"bare {bare_synced * 1000:.1f} ms, ratio {full_synced / bare_synced:.3f}", flush=True)
     return full, bare_s, task_name
+
+
+BENCH_STEPS = 1_000_000  # the schedule's length: longer than any bench, so every timed step steps it
+
+
+def _settings(device, amp, channels_last, epochs=1):
+    """fit's defaults (AdamW, one-cycle) at the bench's precision and memory format."""
+    return FitSettings(epochs=epochs, lr=1e-3, device=device, amp="bf16" if amp else "off",
+                       channels_last=channels_last, progress=False)
+
+
+class _LossOnly:
+    """An objective with only a loss: the bare step runs none of a task's batch making or hooks."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+
+def _bare_step(arch, n_out, x_shape, y, loss, settings):
+    """fit's step on a plain timm model with fixed ready inputs: the model's forward, backward and optimiser
+    step, with no loader, augmentation or task batch."""
+    import timm
+
+    step = TrainStep(timm.create_model(arch, pretrained=False, num_classes=n_out), _LossOnly(loss), settings,
+                     total_steps=BENCH_STEPS, steps_per_epoch=1)
+    x = step.place(torch.rand(x_shape, device=step.device))
+    counter = itertools.count()
+    return lambda: step.train(x, y, next(counter))
 
 
 def _task_and_model(arch):
@@ -403,14 +392,6 @@ def _synced_step_time(step, steps, device) -> float:
         _sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def _autocast(device, amp):
-    if amp:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from imgwang.compare import baseline_verdicts, format_table, write_compare
 from imgwang.runs import COMPARE_NOTEBOOK
+from imgwang.stages.compare import baseline_verdicts, format_table, write_compare
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from imgwang.device import resolve_device
     from imgwang.stages.pretrain import run_pretrain
     from imgwang.stages.transfer import run_transfer
-    from imgwang.train.loop import autocast_dtype
+    from imgwang.train.step import autocast_dtype
 
     device = resolve_device("auto")
     print(f"torch {torch.__version__}, device {device}"
@@ -71,7 +71,8 @@ def main(argv=None) -> int:
 
 def count_host_waits(task_name, arch, size, device, folder, n_images=96, batch_size=32):
     """Warnings from torch.cuda.set_sync_debug_mode over the steps of one epoch after a warm-up step: the
-    resident loader, the augmentation, the task batch, forward, loss, backward and optimiser, under AMP."""
+    resident loader, the augmentation, the task batch and fit's own training step (imgwang.train.step: hooks,
+    forward and loss under autocast, backward, optimiser, schedule) with fit's defaults, then the metric."""
     import warnings
 
     import numpy as np
@@ -85,6 +86,8 @@ def count_host_waits(task_name, arch, size, device, folder, n_images=96, batch_s
     from imgwang.models.classifier import Classifier
     from imgwang.models.encoders import create_encoder
     from imgwang.tasks import get_task
+    from imgwang.train import FitSettings
+    from imgwang.train.step import TrainStep
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -99,18 +102,14 @@ def count_host_waits(task_name, arch, size, device, folder, n_images=96, batch_s
     else:
         task = get_task(task_name)
         model = task.build_model(create_encoder(arch))
-    model = model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    settings = FitSettings(epochs=1, lr=1e-3, device=device, progress=False)
+    train_step = TrainStep(model, task, settings, total_steps=len(loader), steps_per_epoch=len(loader))
     gen = torch.Generator(device=device).manual_seed(0)
+    counter = iter(range(len(loader)))
 
     def step(batch):
-        inputs, targets, _ = task.prepare(batch, gen)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            outputs = model(inputs)
-            loss = task.loss(outputs, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        inputs, targets = train_step.prepare(batch, gen)
+        outputs, _, _ = train_step.train(inputs, targets, next(counter))
         task.metric(outputs, targets)
 
     batches = iter(loader)

@@ -152,7 +152,7 @@ def main(argv=None) -> int:
 
 
 def print_leaderboard_line(plan) -> None:
-    from imgwang.compare import read_scraps
+    from imgwang.stages.compare import read_scraps
     from imgwang.stages.transfer import leaderboard_line, pretrained_on_val
 
     scraps = read_scraps(plan.notebook_out)

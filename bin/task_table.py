@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from imgwang.compare import stage_scraps
 from imgwang.runs import STAGES
+from imgwang.stages.compare import stage_scraps
 from imgwang.tasks import task_names
 
 REPO = Path(__file__).resolve().parents[1]

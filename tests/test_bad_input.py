@@ -150,6 +150,8 @@ CASES = [
     (["pretrain", "--data", "sample", "-p", "pct_pos", "many"], "pct_pos='many' must be a number"),
     (["pretrain", "--data", "sample", "-p", "pct_pos", "1.5"], "pct_pos is the fraction of positives: in [0, 1]"),
     (["pretrain", "--data", "sample", "--task", "unmix", "-p", "n_sources", "2.5"], "n_sources=2.5 must be a whole number"),
+    (["pretrain", "--data", "sample", "--task", "unmix", "-p", "head", "mlp"], "unknown unmix head='mlp'"),
+    (["pretrain", "--data", "sample", "--task", "unmix", "-p", "loss", "contrastive"], "needs mode=classify"),
     (["pretrain", "--data", "sample", "-p", "grad_stats", "maybe"], "grad_stats='maybe' must be true or false"),
     (["transfer", "--version", "v6", "--from", "{tinyconv_encoder}", "--arch", "resnet18", "--data", "sample"],
      "FROM=v5: "),

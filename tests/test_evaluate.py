@@ -20,10 +20,9 @@ from imgwang.evaluate import (
     mean_std,
     per_class_accuracy,
     plot_confusion,
-    plot_curves,
-    plot_history,
     predict,
 )
+from imgwang.train.plots import plot_curves, plot_history  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 
@@ -156,6 +155,19 @@ def test_knn_states_its_settings_and_keeps_the_convention():
 
     assert (K, TEMPERATURE) == (20, 0.07)
     assert describe_knn(0.4512, 20, 0.07, "pretrained") == "pretrained: kNN (k=20, T=0.07, cosine) val 45.12%"
+
+
+def test_frozen_score_lines_name_the_set_scored_on_and_the_one_fitted_on(capsys):
+    """With SPLIT=dev evaluate scores on dev and fits on the rest of train/; its lines must not say val."""
+    from imgwang.stages.evaluate import frozen_scores
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4
+    feats = torch.randn(40, 6, generator=g) + 3 * nn.functional.one_hot(labels, 6).float()
+    frozen_scores({"seed": 0, "probe_folds": 2}, feats[:24], labels[:24], feats[24:], labels[24:], 4, "pixels", "dev")
+    out = capsys.readouterr().out
+    assert "pixels: kNN (k=20, T=0.07, cosine) dev " in out and "pixels: linear probe: dev " in out
+    assert "CV on train without dev" in out and " val " not in out
 
 
 def test_knn_rejects_unlabelled_training_rows():

@@ -128,7 +128,7 @@ def test_check_fills_defaults_normalises_and_refuses_bad_values():
 def test_a_baseline_must_be_fine_tuned_with_the_same_augmentation(tmp_path):
     from test_verdicts import transfer_run
 
-    from imgwang import compare
+    from imgwang.stages import compare
 
     transfer_run(tmp_path, "v1", "none", [0.30, 0.31, 0.32], flip_p=0.0)
     transfer_run(tmp_path, "v2", "v2", [0.40, 0.41, 0.42])  # recorded before the parameters existed: defaults
@@ -153,8 +153,9 @@ def test_the_stage_loader_takes_the_parameters(lab_env):
 
 def test_a_task_that_makes_its_own_views_takes_no_loader_augmentation():
     assert check({}, task="simclr") == {} == check(dict(DEFAULTS), task="patchwork")  # nothing to record
-    with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr"):
+    with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr") as refused:
         check({"crop_scale": [0.5, 1]}, task="simclr")
+    assert 'P="-p min_scale 0.2"' in str(refused.value)  # the hint is bin/stage.py's -p NAME VALUE, as typed
     assert check({"flip_p": 0}, task="dino", strict=False) == {}  # a pipeline passes it on to fine-tuning
     assert check({"flip_p": 0}, task="rotation")["flip_p"] == 0.0  # the loader crops for the others
     cfg = {"task": "byol", "lr": 0.1, **DEFAULTS, "flip_p": 0.0}

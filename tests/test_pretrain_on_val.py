@@ -68,7 +68,7 @@ def test_the_stage_records_it_and_transfer_flags_it(lab_env, tmp_path, monkeypat
 def test_compare_shows_which_encoders_saw_val_images(tmp_path):
     from test_runs import fake_executed_notebook
 
-    from imgwang import compare
+    from imgwang.stages import compare
 
     for v, on_val in (("v1", True), ("v2", None)):  # v2 pretrained before the option existed: without val
         pre = {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 3}

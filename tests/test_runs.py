@@ -3,8 +3,9 @@
 import nbformat
 import pytest
 
-from imgwang import compare, runs
+from imgwang import runs
 from imgwang.errors import ConfigError
+from imgwang.stages import compare
 
 
 def fake_executed_notebook(path, scraps: dict):

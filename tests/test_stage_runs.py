@@ -97,7 +97,7 @@ def fake_finished_version(run_dir):
 
 
 def test_force_on_pretrain_moves_later_stages_aside_and_marks_them_stale(lab_env, tmp_path, monkeypatch):
-    from imgwang import compare
+    from imgwang.stages import compare
 
     runs_dir = tmp_path / "runs"
     fake_finished_version(runs_dir / "v1")

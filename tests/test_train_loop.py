@@ -112,6 +112,28 @@ def test_learns_an_easy_problem():
     assert history[-1]["val_loss"] < history[0]["val_loss"]
 
 
+def test_fit_trains_with_the_shared_training_step():
+    """An epoch of fit is TrainStep.train over the loader's task batches: the same weights afterwards, so the
+    bench, the GPU check and the overfit check, which run TrainStep, run fit's own step."""
+    from imgwang.train.loop import derive_seed, seed_everything, seeded_generator
+    from imgwang.train.step import TrainStep
+
+    settings = FitSettings(epochs=2, lr=3e-2, device="cpu", progress=False, grad_clip=0.5, head_lr_mult=3.0)
+    model, obj, train, _ = make_world()
+    quick_fit(model, obj, train, None, **vars(settings))
+    twin, _, train, _ = make_world()
+    step = TrainStep(twin, obj, settings, total_steps=2 * len(train), steps_per_epoch=len(train))
+    seed_everything(derive_seed(0, "fit"))  # dropout draws from the global RNG, seeded as fit seeds it
+    for epoch in range(2):
+        train.set_epoch(epoch)
+        gen = seeded_generator(torch.device("cpu"), derive_seed(0, "train", epoch))
+        for i, batch in enumerate(train):
+            step.train(*step.prepare(batch, gen), epoch * len(train) + i)
+    assert step.lrs["head_lr"] == pytest.approx(3 * step.lrs["lr"])
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_history_has_every_key_and_one_row_per_epoch(capsys):
     model, obj, train, val = make_world()
     history = quick_fit(model, obj, train, val, epochs=3, progress=True, grad_clip=1.0)

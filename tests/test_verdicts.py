@@ -7,10 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 from test_runs import fake_executed_notebook
 
-from imgwang import compare, runs
+from imgwang import runs
 from imgwang.errors import ConfigError
 from imgwang.evaluate import stats
-from imgwang.stages import replicates
+from imgwang.stages import compare, replicates
 
 FT = {"arch": "resnet18", "data": "sample", "size": 64, "epochs": 5, "bs": 32, "lr": 0.002, "freeze_epochs": 0,
       "head_lr_mult": 1.0, "seed": 0, "runs": 3, "device": "auto", "comet": "off", "version": "", "runs_dir": "runs"}

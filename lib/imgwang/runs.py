@@ -1,4 +1,4 @@
-"""Run folders: versions, run.json, the no-overwrite rule, and reading scraps back across runs.
+"""Run folders: versions, run.json, the no-overwrite rule. (Reading scraps back across runs: stages/compare.py.)
 
 `runs/<version>/` holds the executed notebooks of one experiment, `run.json` (resolved parameters,
 environment, status per stage) and its artefacts. Nothing in a run folder is ever deleted: FORCE=1

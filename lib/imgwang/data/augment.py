@@ -1,6 +1,6 @@
 """Batched per-sample augmentation on the device: uint8 cache rows (or float images in [0, 1]) in, float
-images in [0, 1] out. The loader uses it on cache rows; the view-making tasks (simclr, swav, dino, byol)
-make their views with it, from the whole stored image.
+images in [0, 1] out. The loader uses it on cache rows; the view-making tasks (simclr, swav, dino, byol,
+patchwork) make their views with it, from the whole stored image.
 
 `make_augment(size, mode)` returns a callable `augment(images, generator) -> float`:
   "pretrain" / "train": RandomResizedCrop (torchvision's sampling rule, parameters drawn per sample,

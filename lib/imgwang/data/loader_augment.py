@@ -46,7 +46,7 @@ def check(params: dict, task: str | None = None, strict: bool = True) -> dict:
         if changed and strict:
             key = changed[0]
             raise ConfigError(f"{key.upper()}={out[key]} does not apply to TASK={task}: it cuts its own views from the "
-                              f"whole image (set them with its task parameters, e.g. -p min_scale=...)")
+                              f"whole image (set them with its task parameters, e.g. P=\"-p min_scale 0.2\")")
         return {}
     return out
 

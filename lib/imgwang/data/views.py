@@ -1,4 +1,5 @@
-"""Tasks that make their own views (simclr, swav, dino, byol): each view is cropped once, from the whole image.
+"""Tasks that make their own views (simclr, swav, dino, byol, patchwork): each view is cropped once, from the
+whole image.
 
 Such a task declares `makes_views = True`; the pretraining stage then hands it the cached image without the
 loader's RandomResizedCrop (so a view's crop area is a fraction of the whole image, as in the papers, and

@@ -50,9 +50,9 @@ def knn_predict(train_feats, train_labels, val_feats, k: int = K, temperature: f
     return torch.cat(preds)
 
 
-def describe_knn(acc: float, k: int = K, temperature: float = TEMPERATURE, name: str = "") -> str:
-    """One line with the settings that produced the number."""
-    return f"{name + ': ' if name else ''}kNN (k={k}, T={temperature:g}, cosine) val {100 * acc:.2f}%"
+def describe_knn(acc: float, k: int = K, temperature: float = TEMPERATURE, name: str = "", scored_on: str = "val") -> str:
+    """One line with the settings that produced the number and the set it was scored on."""
+    return f"{name + ': ' if name else ''}kNN (k={k}, T={temperature:g}, cosine) {scored_on} {100 * acc:.2f}%"
 
 
 def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int = K, temperature: float = TEMPERATURE,

@@ -155,8 +155,8 @@ def linear_probe(train_feats, train_labels, val_feats, val_labels, n_classes: in
     }
 
 
-def describe(result: dict, name: str = "linear probe") -> str:
-    """One line: the val accuracy and how the strength was chosen."""
+def describe(result: dict, name: str = "linear probe", scored_on: str = "val", fitted_on: str = "train") -> str:
+    """One line: the accuracy on the scoring set and how the strength was chosen on the fitting set."""
     edge = " (at the edge of the grid)" if result["at_edge"] else ""
-    return (f"{name}: val {100 * result['acc']:.2f}% at L2 strength {result['wd']:.1e}{edge}, chosen by "
-            f"{result['folds']}-fold CV on train ({100 * result['cv_acc']:.2f}% ± {100 * result['cv_std']:.2f})")
+    return (f"{name}: {scored_on} {100 * result['acc']:.2f}% at L2 strength {result['wd']:.1e}{edge}, chosen by "
+            f"{result['folds']}-fold CV on {fitted_on} ({100 * result['cv_acc']:.2f}% ± {100 * result['cv_std']:.2f})")

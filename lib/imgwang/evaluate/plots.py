@@ -1,4 +1,5 @@
-"""Figures for notebooks: confusion matrix, training curves, run overlays, image grids.
+"""Evaluation figures for notebooks: confusion matrix, image grids, the pretext task's worst examples beside
+their sources. (Training curves and gradient statistics: imgwang.train.plots; compare's charts: stages/compare.)
 
 Every function builds its figure with pyplot and returns it: the inline backend shows it at the end of the
 cell, and the caller may glue it or save it. Nothing here calls plt.show() or closes a figure; close the
@@ -11,9 +12,8 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 
 
 def plot_confusion(cm, class_names, present_only: bool = True, title: str = "confusion (rows = true class)"):
@@ -43,63 +43,6 @@ def plot_confusion(cm, class_names, present_only: bool = True, title: str = "con
     for i, j in zip(*np.nonzero(sub)):
         ax.text(j, i, str(int(sub[i, j])), ha="center", va="center", fontsize=7,
                 color="white" if sub[i, j] > threshold else "black")
-    return fig
-
-
-def _series(history, key):
-    return [h.get("epoch", i) for i, h in enumerate(history)], [h.get(key, float("nan")) for h in history]
-
-
-def plot_history(history: list[dict], keys=("train_loss", "val_loss"), metric_keys=None):
-    """Two panels: the loss curves (`keys`) and the metric curves (by default every other train_*/val_* key)."""
-    if not history:
-        raise DataError("empty history: no epoch finished")
-    if metric_keys is None:
-        seen = [k for h in history for k in h]
-        metric_keys = [k for k in dict.fromkeys(seen)
-                       if k.startswith(("train_", "val_")) and k not in keys and not k.endswith("_loss")]
-    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
-    for ax, plotted, label in ((loss_ax, keys, "loss"), (metric_ax, metric_keys, "metric")):
-        for key in plotted:
-            ax.plot(*_series(history, key), marker="o", markersize=3, label=key)
-        epoch_axis(ax)
-        ax.set_ylabel(label)
-        if plotted:
-            ax.legend()
-        else:
-            ax.text(0.5, 0.5, f"no {label} recorded", ha="center", va="center", transform=ax.transAxes)
-    return fig
-
-
-def epoch_axis(ax) -> None:
-    """x is the epoch: whole numbers only (a 3-epoch run otherwise gets ticks at 0.25, 0.5, ...)."""
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def plot_curves(runs: dict[str, list[dict]], key: str):
-    """One curve per run of history[key] against epoch, e.g. val_accuracy of several versions."""
-    with_key = {name: h for name, h in runs.items() if any(key in e for e in h)}
-    if not with_key:
-        raise ConfigError(f"no run has {key!r} in its history (runs: {', '.join(runs) or 'none'})")
-    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    for name, history in with_key.items():
-        ax.plot(*_series(history, key), marker="o", markersize=3, label=name)
-    epoch_axis(ax)
-    ax.set_ylabel(key)
-    ax.legend()
-    return fig
-
-
-def plot_knn_monitor(series: list[dict], knn_init: float, chance: float):
-    """One run's kNN monitor (rows of `knn_series`, epoch 0 the untrained encoder) against both of its bars."""
-    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
-    ax.plot(*_series(series, "knn_acc"), marker="o", label="kNN accuracy (epoch 0: untrained)")
-    ax.axhline(knn_init, ls=":", color="tab:red", label="untrained encoder")
-    ax.axhline(chance, ls="--", color="gray", label="chance")
-    epoch_axis(ax)
-    ax.set_ylabel("kNN accuracy (train/ split)")
-    ax.legend(fontsize=8)
     return fig
 
 
@@ -138,4 +81,45 @@ def image_grid(images, titles=None, ncols: int = 6, size: float = 2.0):
         ax.axis("off")
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8)
+    return fig
+
+
+def _first_title(mistake: dict) -> str:
+    """'input  loss L', plus the target and the model's output when they are short enough to read."""
+    lines = [f"input  loss {mistake['loss']:.3g}"]
+    said = [f"{name} {_short(mistake.get(name))}" for name in ("target", "output") if _short(mistake.get(name))]
+    return "\n".join(lines + ([" ".join(said)] if said else []))
+
+
+def _short(value, most: int = 4) -> str:
+    """A number or a list of at most `most` numbers, compactly; anything else ''."""
+    if isinstance(value, (int, float)):
+        return f"{value:.3g}"
+    if isinstance(value, list) and 0 < len(value) <= most and all(isinstance(v, (int, float)) for v in value):
+        return "[" + " ".join(f"{v:.2g}" for v in value) + "]"
+    return ""
+
+
+def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_inputs: int = 3, max_sources: int = 4,
+                          size: float = 1.8):
+    """One row per mistake: the model's input image(s), then the source images it was built from.
+
+    source_images_fn(dataset_index) -> uint8 (3, H, W), e.g. `lambda i: cache.array[i]`.
+    """
+    if not mistakes:
+        raise DataError("no pretext mistakes to plot")
+    rows = [(m["inputs"][:max_inputs], m["sources"][:max_sources]) for m in mistakes]
+    ncols = max(len(inputs) + len(sources) for inputs, sources in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.3),
+                             squeeze=False, layout="constrained")
+    for m, (inputs, sources), ax_row in zip(mistakes, rows, axes):
+        cells = [(im, _first_title(m) if j == 0 else "input") for j, im in enumerate(inputs)]
+        cells += [(source_images_fn(s), f"source {s}") for s in sources]
+        for ax, cell in zip(ax_row, cells + [None] * (ncols - len(cells))):
+            if cell is None:
+                ax.remove()  # exactly one axes per image shown
+                continue
+            ax.imshow(to_hwc_uint8(cell[0]))
+            ax.set_title(cell[1], fontsize=7)
+            ax.axis("off")
     return fig

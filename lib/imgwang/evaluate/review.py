@@ -10,14 +10,12 @@ from __future__ import annotations
 import heapq
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..data.batch import Batch
 from ..errors import DataError
 from .features import eval_mode
-from .plots import to_hwc_uint8
 
 
 def _probs_labels(probs, labels):
@@ -136,22 +134,6 @@ def _summary(x, limit: int = 32):
     return x
 
 
-def _first_title(mistake: dict) -> str:
-    """'input  loss L', plus the target and the model's output when they are short enough to read."""
-    lines = [f"input  loss {mistake['loss']:.3g}"]
-    said = [f"{name} {_short(mistake.get(name))}" for name in ("target", "output") if _short(mistake.get(name))]
-    return "\n".join(lines + ([" ".join(said)] if said else []))
-
-
-def _short(value, most: int = 4) -> str:
-    """A number or a list of at most `most` numbers, compactly; anything else ''."""
-    if isinstance(value, (int, float)):
-        return f"{value:.3g}"
-    if isinstance(value, list) and 0 < len(value) <= most and all(isinstance(v, (int, float)) for v in value):
-        return "[" + " ".join(f"{v:.2g}" for v in value) + "]"
-    return ""
-
-
 def _as_uint8_images(t: torch.Tensor) -> list[np.ndarray]:
     """One example of the first input tensor -> list of uint8 (3, H, W) images (several if it stacks views).
 
@@ -207,28 +189,3 @@ def pretext_mistakes(task, model, loader, device="cpu", k: int = 12, seed: int =
     if generator is None:
         raise DataError("the loader yielded no batches, so there are no pretext examples to review")
     return [item for _, _, item in sorted(heap, key=lambda e: (e[0], e[1]), reverse=True)]
-
-
-def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_inputs: int = 3, max_sources: int = 4,
-                          size: float = 1.8):
-    """One row per mistake: the model's input image(s), then the source images it was built from.
-
-    source_images_fn(dataset_index) -> uint8 (3, H, W), e.g. `lambda i: cache.array[i]`.
-    """
-    if not mistakes:
-        raise DataError("no pretext mistakes to plot")
-    rows = [(m["inputs"][:max_inputs], m["sources"][:max_sources]) for m in mistakes]
-    ncols = max(len(inputs) + len(sources) for inputs, sources in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.3),
-                             squeeze=False, layout="constrained")
-    for m, (inputs, sources), ax_row in zip(mistakes, rows, axes):
-        cells = [(im, _first_title(m) if j == 0 else "input") for j, im in enumerate(inputs)]
-        cells += [(source_images_fn(s), f"source {s}") for s in sources]
-        for ax, cell in zip(ax_row, cells + [None] * (ncols - len(cells))):
-            if cell is None:
-                ax.remove()  # exactly one axes per image shown
-                continue
-            ax.imshow(to_hwc_uint8(cell[0]))
-            ax.set_title(cell[1], fontsize=7)
-            ax.axis("off")
-    return fig

@@ -93,10 +93,10 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         encoder.to(device)
         tf, tl, _ = extract_features(encoder, train, device)
         vf, vl, _ = extract_features(encoder, val, device)
-        frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name)
+        frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name, split)
     (tf, tl, _), (vf, vl, _) = pixel_features(train), pixel_features(val)
     tf, vf = standardise(tf, vf)
-    frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels")
+    frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels", split)
     under_test = frozen.get("pretrained", frozen["random"])
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
@@ -121,16 +121,17 @@ def evaluate_scraps(cfg: dict, result: dict) -> dict:
     return scraps
 
 
-def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "") -> dict:
-    """kNN and the linear probe of frozen features (fitting set -> scoring set). The probe's L2 strength is
-    chosen by cross-validation on the fitting set alone: every reference (pretrained, random-init, raw
-    pixels) is scored by this same rule."""
+def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", split: str = "val") -> dict:
+    """kNN and the linear probe of frozen features (fitting set -> scoring set `split`). The probe's L2
+    strength is chosen by cross-validation on the fitting set alone: every reference (pretrained, random-init,
+    raw pixels) is scored by this same rule. The printed lines name the sets (dev: the rest of train/ fits)."""
     k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
     knn = knn_accuracy(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
     probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
                          seed=cfg.get("seed", 0))
-    print(describe_knn(knn, k, t, name))
-    print(describe(probe, f"{name}: linear probe" if name else "linear probe"))
+    fitted_on = "train" if split == "val" else f"train without {split}"
+    print(describe_knn(knn, k, t, name, scored_on=split))
+    print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
     return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
             "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
 

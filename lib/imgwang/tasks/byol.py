@@ -34,11 +34,9 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..data.augment import make_augment
-from ..data.views import MakesViews
 from ..errors import ConfigError
-from .base import Task, register
-from .dino import DINO_COLOUR
-from .simclr import check_scale
+from .base import register
+from .multiview import DINO_COLOUR, ViewTask, check_scale
 
 
 class BYOLModel(nn.Module):
@@ -71,9 +69,9 @@ class BYOLModel(nn.Module):
 
 
 @register
-class BYOL(MakesViews, Task):
+class BYOL(ViewTask):
     name = "byol"
-    metric_name = "pair_accuracy"
+    needs_two = "its heads' BatchNorm needs a batch"
 
     def __init__(self, *, min_scale: float = 0.08, proj_dim: int = 256, momentum: float = 0.996,
                  noise_p: float = 0.0):
@@ -85,21 +83,14 @@ class BYOL(MakesViews, Task):
             raise ConfigError(f"byol proj_dim must be >= 1, got {proj_dim}")
         self.min_scale, self.proj_dim, self.momentum = float(min_scale), int(proj_dim), float(momentum)
         self._criterion = NegativeCosineSimilarity()
-        self.chance = float("nan")
 
     def view_kinds(self, side: int):
         crop = dict(scale=(self.min_scale, 1.0), **DINO_COLOUR)
         return [(1, make_augment(side, "pretrain", blur_p=1.0, **crop)),
                 (1, make_augment(side, "pretrain", blur_p=0.1, solarize_p=0.2, **crop))]
 
-    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b = images.shape[0]
-        if b < 2:
-            raise ConfigError("byol needs a batch of at least 2 images (its heads' BatchNorm needs a batch)")
-        views = self.make_views(images, generator)
-        self.chance = 1.0 / b
-        sources = torch.arange(b, device=images.device).unsqueeze(1)
-        return views, torch.arange(b, device=images.device), {"sources": sources}
+    def chance_at(self, b: int) -> float:
+        return 1.0 / b  # each prediction picks one of the batch's B target projections
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         return BYOLModel(encoder, self.proj_dim)

@@ -31,76 +31,22 @@ output its partner? Chance 1 / (2B - 1).
 
 from __future__ import annotations
 
-import copy
-import warnings
-
-import torch
-from lightly.models.modules import DINOProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..data.augment import make_augment
-from ..data.views import MakesViews, same_size_runs, small_side
+from ..data.views import small_side
 from ..errors import ConfigError
-from ..models.losses import dino_loss, update_center
-from .base import Task, register
-from .simclr import check_scale, pair_accuracy
-
-DINO_COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)
-
-
-class DINOModel(nn.Module):
-    """Returns (teacher_out, student_out, center): the teacher's logits of the 2 global views, the student's of
-    every view, and the centre the loss must use (the one before this forward's update)."""
-
-    def __init__(self, encoder: nn.Module, out_dim: int, center_momentum: float):
-        super().__init__()
-        self.encoder = encoder
-        self.head, self.teacher_head = (_head(encoder.num_features, out_dim) for _ in range(2))
-        self.teacher_encoder = copy.deepcopy(encoder)  # the teacher starts as the student
-        self.teacher_head.load_state_dict(self.head.state_dict())  # (a weight-normed layer cannot be deep-copied)
-        deactivate_requires_grad(self.teacher_encoder)
-        deactivate_requires_grad(self.teacher_head)
-        self.register_buffer("center", torch.zeros(1, out_dim))
-        self.center_momentum = center_momentum
-        # DINO cancels the last layer's gradient in its first epoch(s); a zero gradient (not none) keeps DDP's
-        # bookkeeping whole, and with the optimizer's moments still zero and the layer weight-normalised
-        # (norm_last_layer: only the direction of weight_v counts, weight decay only scales it) it stays put.
-        self.last_layer_frozen = False
-        self.head.last_layer.weight_v.register_hook(self._gate)
-
-    def _gate(self, grad: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(grad) if self.last_layer_frozen else grad
-
-    def forward(self, views, *more_views):
-        views = (views, *more_views) if more_views else tuple(views)
-        student = []
-        for group in same_size_runs(views):  # one student pass per resolution
-            student.extend(self.head(self.encoder(torch.cat(group))).chunk(len(group)))
-        with torch.no_grad():
-            teacher = self.teacher_head(self.teacher_encoder(torch.cat(views[:2]))).chunk(2)
-            center = self.center.clone()
-            if self.training:
-                update_center(self.center, teacher, self.center_momentum)
-        return tuple(teacher), tuple(student), center
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        update_momentum(self.encoder, self.teacher_encoder, momentum)
-        update_momentum(self.head, self.teacher_head, momentum)
-
-
-def _head(in_features: int, out_dim: int) -> DINOProjectionHead:
-    with warnings.catch_warnings():  # lightly builds the last layer with torch's older weight_norm
-        warnings.simplefilter("ignore", FutureWarning)
-        return DINOProjectionHead(in_features, 2048, 256, out_dim, batch_norm=True)
+from ..models.dino import DINOModel
+from ..models.losses import dino_loss
+from .base import register
+from .multiview import DINO_COLOUR, ViewTask, check_scale, check_small_crops, pair_accuracy
 
 
 @register
-class DINO(MakesViews, Task):
+class DINO(ViewTask):
     name = "dino"
-    metric_name = "pair_accuracy"
+    needs_two = "the centre and BatchNorm are batch statistics"
 
     def __init__(self, *, out_dim: int = 4096, n_local_crops: int = 6, local_fraction: float = 0.43,
                  min_scale: float = 0.4, local_max_scale: float = 0.4, local_min_scale: float = 0.05,
@@ -110,10 +56,7 @@ class DINO(MakesViews, Task):
         super().__init__(noise_p=noise_p)
         if out_dim < 2:
             raise ConfigError(f"dino out_dim must be >= 2, got {out_dim}")
-        if n_local_crops < 0:
-            raise ConfigError(f"dino n_local_crops must be >= 0, got {n_local_crops}")
-        if not 0.0 < local_fraction <= 1.0:
-            raise ConfigError(f"dino local_fraction (local crop side / SIZE) must be in (0, 1], got {local_fraction}")
+        check_small_crops("dino", "local", n_local_crops, local_fraction)
         if min(student_temp, teacher_temp, warmup_teacher_temp) <= 0:
             raise ConfigError("dino temperatures must be > 0")
         if warmup_teacher_temp_epochs < 0 or freeze_last_layer < 0:
@@ -129,7 +72,6 @@ class DINO(MakesViews, Task):
         self.warmup_teacher_temp, self.warmup_teacher_temp_epochs = float(warmup_teacher_temp), int(warmup_teacher_temp_epochs)
         self.center_momentum, self.momentum, self.freeze_last_layer = float(center_momentum), float(momentum), int(freeze_last_layer)
         self.current_teacher_temp = self.warmup_teacher_temp if self.warmup_teacher_temp_epochs else self.teacher_temp
-        self.chance = float("nan")
 
     def view_kinds(self, side: int):
         glob = dict(scale=(self.min_scale, 1.0), **DINO_COLOUR)
@@ -140,15 +82,6 @@ class DINO(MakesViews, Task):
                                  blur_p=0.5, **DINO_COLOUR)
             kinds.append((self.n_local_crops, local))
         return kinds
-
-    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b = images.shape[0]
-        if b < 2:
-            raise ConfigError("dino needs a batch of at least 2 images (the centre and BatchNorm are batch statistics)")
-        views = self.make_views(images, generator)
-        self.chance = 1.0 / (2 * b - 1)
-        sources = torch.arange(b, device=images.device).unsqueeze(1)
-        return views, torch.arange(b, device=images.device), {"sources": sources}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         return DINOModel(encoder, self.out_dim, self.center_momentum)

@@ -1,10 +1,12 @@
-"""Operations pretext tasks share: the n-way classification head, loss and metric (rotation, quadrant, scale,
-transform's head), and batched crops of boxes (quadrant, scale). No task imports another task's file."""
+"""What classification-like pretext tasks share: the n-way head, loss and metric (rotation, quadrant, scale) and
+the one-logit head, loss and metric of yes/no tasks (patchwork, transform). No task imports another task's file;
+box geometry is in boxes.py, random draws in sampling.py, what the view-making tasks share in multiview.py."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,37 +41,48 @@ class ClassificationTask(Task):
         return (outputs.argmax(dim=1) == targets).float().mean()
 
 
-def quadrant_boxes(q: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Quadrant index (0 TL, 1 TR, 2 BL, 3 BR) -> (top, left, height, width), all quadrants of equal size."""
-    qh, qw = h // 2, w // 2
-    top = (q // 2) * (h - qh)  # odd sizes: the bottom/right quadrants end at the border, same size
-    left = (q % 2) * (w - qw)
-    return torch.stack([top, left, torch.full_like(q, qh), torch.full_like(q, qw)], dim=1)
+class FirstColumn(nn.Module):
+    """(B, 1) -> (B,): one logit per image. Indexing, not squeeze, so a batch of one stays a batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., 0]
 
 
-def crop_resize(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: tuple[int, int],
-                size: tuple[int, int]) -> torch.Tensor:
-    """Cut a (crop_h, crop_w) box at each image's (top, left) and resize it to `size` (bilinear).
+def binary_model(encoder: nn.Module, positive_rate: float) -> nn.Module:
+    """encoder -> MLP head -> one logit per image (B,), its bias starting at the logit of the positive rate
+    (so the first steps learn images, not the class balance)."""
+    from ..models.heads import inverse_sigmoid
 
-    One gather and one interpolate for the batch; the box size is a Python int pair, so nothing waits
-    on the GPU (no per-image Python, no host sync).
-    """
-    ch, cw = crop
-    b = images.shape[0]
-    rows = top[:, None] + torch.arange(ch, device=images.device)  # (B, ch)
-    cols = left[:, None] + torch.arange(cw, device=images.device)  # (B, cw)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    crops = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if (ch, cw) == tuple(size):
-        return crops.contiguous()
-    return F.interpolate(crops, size=size, mode="bilinear", align_corners=False)  # convex: stays in [0, 1]
+    bias = inverse_sigmoid(positive_rate) if 0.0 < positive_rate < 1.0 else None
+    model = classifier_model(encoder, 1, final_bias=bias)
+    model.add_module("logit", FirstColumn())
+    return model
 
 
-def mask_outside(images: torch.Tensor, boxes: torch.Tensor, fill: float) -> torch.Tensor:
-    """Keep each image's box, set every other pixel to `fill`."""
-    _, _, h, w = images.shape
-    ys = torch.arange(h, device=images.device)[None, :, None]
-    xs = torch.arange(w, device=images.device)[None, None, :]
-    top, left, bh, bw = (boxes[:, i, None, None] for i in range(4))
-    inside = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw)  # (B, H, W)
-    return torch.where(inside[:, None], images, torch.full_like(images, fill))
+class BinaryTask(Task):
+    """A yes/no task: one logit per example, binary cross-entropy; accuracy, chance the majority label's rate."""
+
+    metric_name = "accuracy"
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # Equal shapes or broadcasting would silently pair every logit with every label.
+        if outputs.shape != targets.shape:
+            raise ValueError(f"{self.name} outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ")
+        return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype))
+
+    def metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return ((outputs > 0) == (targets > 0.5)).float().mean()
+
+
+def top_k_exact_match(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Multi-label exact match: fraction of rows whose k highest scores are exactly the k positives (k may
+    differ per row)."""
+    k = positive.sum(dim=1, keepdim=True)
+    rank = scores.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest score
+    return ((rank < k) == positive).all(dim=1).float().mean()
+
+
+def constant_predictor_score(targets: np.ndarray) -> float:
+    """1 - mean absolute error of the best constant prediction (the median) of these targets: the chance level
+    of a metric 1 - MAE."""
+    return float(1.0 - np.abs(targets - np.median(targets)).mean())

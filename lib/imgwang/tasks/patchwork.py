@@ -28,61 +28,21 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..data.augment import make_augment
 from ..data.views import MakesViews
 from ..errors import ConfigError
-from ..models.heads import MLPHead, inverse_sigmoid
-from .base import Task, register
+from .base import register
+from .boxes import separated_corners, valid_pairs
+from .ops import BinaryTask, binary_model
+from .sampling import randint, uniform
 
 POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
 
 
-def _rand(shape, generator, device):
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
-
-def _randint(high: int, shape, generator, device):
-    """Integers in [0, high), drawn on the device (a Python bound: no tensor made from host data)."""
-    return (_rand(shape, generator, device) * high).long().clamp(max=high - 1)
-
-
-class PatchworkModel(nn.Module):
-    """encoder -> pooled features -> MLPHead -> one logit per image, shape (B,)."""
-
-    def __init__(self, encoder: nn.Module, pct_pos: float):
-        super().__init__()
-        self.encoder = encoder
-        bias = inverse_sigmoid(pct_pos) if 0.0 < pct_pos < 1.0 else None  # start at the positive rate
-        self.head = MLPHead(encoder.num_features, 1, final_bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))[..., 0]  # index, not squeeze: a batch of one stays (1,)
-
-
-def separated_pair(n: int, m: int, count: int, generator, device):
-    """`count` ordered pairs (d, q) of positions in [0, n) with |d - q| >= m, uniform over all such pairs."""
-    pos = torch.arange(n, device=device)
-    left, right = (pos - m + 1).clamp(min=0), (n - pos - m).clamp(min=0)  # valid q below / above each d
-    cdf = (left + right).cumsum(0)
-    u = _rand((count,), generator, device) * cdf[-1]
-    d = torch.searchsorted(cdf, u, right=True).clamp(max=n - 1)
-    v = (_rand((count,), generator, device) * (left + right)[d]).long()
-    v = torch.minimum(v, (left + right)[d] - 1)
-    q = torch.where(v < left[d], v, d + m + (v - left[d]))
-    return d, q
-
-
-def valid_pairs(n: int, m: int) -> int:
-    """Number of ordered pairs of positions in [0, n) at least m apart."""
-    return max(0, n - m) * max(0, n - m + 1)
-
-
 @register
-class Patchwork(MakesViews, Task):
+class Patchwork(MakesViews, BinaryTask):
     name = "patchwork"
-    metric_name = "accuracy"
 
     def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, min_gap: float = 0.0,
                  min_scale: float = 0.35, fixed_position: bool = False, flip_patches: bool = False,
@@ -124,8 +84,7 @@ class Patchwork(MakesViews, Task):
         s = self.patch_size(h, w)
         ny, nx = h - s + 1, w - s + 1  # possible top-left corners per axis
         gap = round(self.min_gap * min(h, w))
-        weight_y, weight_x = valid_pairs(ny, s + gap), valid_pairs(nx, s + gap)
-        if weight_y + weight_x == 0:
+        if valid_pairs(ny, s + gap) + valid_pairs(nx, s + gap) == 0:
             raise ConfigError(f"patch_frac={self.patch_frac} and min_gap={self.min_gap} leave no place for a {s}px "
                               f"patch {gap}px away from another in {h}x{w} images: need 2 x patch + gap <= side")
         if b < 2 and self.pct_pos < 1.0:
@@ -142,24 +101,12 @@ class Patchwork(MakesViews, Task):
             zero = torch.zeros(b, dtype=torch.long, device=dev)
             dy, dx, oy, ox = zero, zero, zero + ny - 1, zero + nx - 1  # top-left <- bottom-right
         else:
-            along_y = _rand((b,), generator, dev) < weight_y / (weight_y + weight_x)
-            py = separated_pair(ny, s + gap, b, generator, dev) if weight_y else None
-            px = separated_pair(nx, s + gap, b, generator, dev) if weight_x else None
-            free_y, free_x = _randint(ny, (b,), generator, dev), _randint(nx, (b,), generator, dev)
-            if py is None:
-                along_y = torch.zeros_like(along_y)
-            if px is None:
-                along_y = torch.ones_like(along_y)
-            py, px = py or (free_y, free_y), px or (free_x, free_x)
-            dy = torch.where(along_y, py[0], free_y)
-            oy = torch.where(along_y, py[1], free_y)
-            dx = torch.where(along_y, free_x, px[0])
-            ox = torch.where(along_y, free_x, px[1])
+            dy, dx, oy, ox = separated_corners(ny, nx, s + gap, b, generator, dev)
         sy, sx = torch.where(positive, oy, dy), torch.where(positive, ox, dx)
 
         # Source image: self for positives, a random partner != self for negatives.
         self_pos = torch.arange(b, device=dev)
-        partner = (self_pos + 1 + _randint(max(b - 1, 1), (b,), generator, dev)) % b
+        partner = (self_pos + 1 + randint(max(b - 1, 1), (b,), generator, dev)) % b
         src_img = torch.where(positive, self_pos, partner)
 
         # Gather the patches with index grids: (B, s, s, C) -> (B, C, s, s).
@@ -183,8 +130,8 @@ class Patchwork(MakesViews, Task):
         """Optional flips and Gaussian noise, applied to positives and negatives alike (never a giveaway)."""
         b, dev = patches.shape[0], patches.device
         if self.flip_patches:
-            flip_x = (_rand((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
-            flip_y = (_rand((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
+            flip_x = (uniform((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
+            flip_y = (uniform((b,), generator, dev) < 0.5).view(b, 1, 1, 1)
             patches = torch.where(flip_x, patches.flip(-1), patches)
             patches = torch.where(flip_y, patches.flip(-2), patches)
         if self.patch_noise > 0:
@@ -193,13 +140,4 @@ class Patchwork(MakesViews, Task):
         return patches
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        return PatchworkModel(encoder, self.pct_pos)
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # Equal shapes or broadcasting would silently pair every logit with every label.
-        if outputs.shape != targets.shape:
-            raise ValueError(f"patchwork outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ")
-        return F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype))
-
-    def metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return ((outputs > 0) == (targets > 0.5)).float().mean()
+        return binary_model(encoder, self.pct_pos)

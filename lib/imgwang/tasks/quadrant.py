@@ -22,7 +22,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import register
-from .ops import ClassificationTask, crop_resize, mask_outside, quadrant_boxes
+from .boxes import crop_resize, mask_outside, quadrant_boxes
+from .ops import ClassificationTask
 
 MODES = ("crop", "mask")
 

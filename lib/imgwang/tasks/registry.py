@@ -16,7 +16,7 @@ import pkgutil
 from ..errors import ConfigError
 
 TASKS: dict[str, type] = {}
-NOT_TASKS = {"base", "registry", "ops"}  # modules of the package that define no task
+NOT_TASKS = {"base", "registry", "ops", "boxes", "sampling", "multiview"}  # modules of the package that define no task
 
 
 def register(cls: type) -> type:

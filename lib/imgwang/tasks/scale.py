@@ -17,7 +17,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import register
-from .ops import ClassificationTask, crop_resize
+from .boxes import crop_resize
+from .ops import ClassificationTask
 
 CROPS = ("center", "random")
 

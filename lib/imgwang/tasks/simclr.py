@@ -27,34 +27,9 @@ import torch
 from torch import nn
 
 from ..data.augment import make_augment
-from ..data.views import MakesViews
-from ..distributed.gather import global_rows
 from ..errors import ConfigError
-from .base import Task, register
-
-
-def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_p: float) -> None:
-    if jitter < 0:
-        raise ConfigError(f"{task} jitter strength must be >= 0, got {jitter}")
-    for name, p in (("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p)):
-        if not 0 <= p <= 1:
-            raise ConfigError(f"{task} {name} is a probability in [0, 1], got {p}")
-
-
-def check_scale(task: str, name: str, lo: float, hi: float) -> None:
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ConfigError(f"{task} {name} (crop area fractions of the whole image) must satisfy 0 < min <= max <= 1, "
-                          f"got {lo}-{hi}")
-
-
-def pair_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
-    """Fraction of the 2B views whose most cosine-similar other view is their partner (row i <-> row i);
-    under torchrun the other views are every rank's (models.losses.global_views)."""
-    from ..models.losses import global_views
-
-    anchors, candidates, own, partner = global_views(z0.float(), z1.float())
-    sim = (anchors @ candidates.T).masked_fill(own, float("-inf"))  # a view is not its own partner
-    return (sim.argmax(dim=1) == partner).float().mean()
+from .base import register
+from .multiview import ViewTask, check_colour, check_scale, pair_accuracy
 
 
 class TwoViewModel(nn.Module):
@@ -72,9 +47,9 @@ class TwoViewModel(nn.Module):
 
 
 @register
-class SimCLR(MakesViews, Task):
+class SimCLR(ViewTask):
     name = "simclr"
-    metric_name = "pair_accuracy"
+    needs_two = "the other images are the negatives"
 
     def __init__(self, *, temperature: float = 0.2, min_scale: float = 0.08, jitter: float = 1.0,
                  jitter_p: float = 0.8, gray_p: float = 0.2, blur_p: float = 0.5, proj_dim: int = 128,
@@ -86,19 +61,9 @@ class SimCLR(MakesViews, Task):
         check_colour("simclr", jitter, jitter_p, gray_p, blur_p)
         self.temperature, self.min_scale, self.proj_dim = temperature, min_scale, int(proj_dim)
         self.colour = dict(jitter=jitter, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p)
-        self.chance = float("nan")  # known once a batch size is seen
 
     def view_kinds(self, side: int):
         return [(2, make_augment(side, "pretrain", scale=(self.min_scale, 1.0), **self.colour))]
-
-    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b = images.shape[0]
-        if b < 2:
-            raise ConfigError("simclr needs a batch of at least 2 images (the other images are the negatives)")
-        views = self.make_views(images, generator)
-        self.chance = 1.0 / (2 * global_rows(b) - 1)  # the negatives of every rank count
-        sources = torch.arange(b, device=images.device).unsqueeze(1)
-        return views, torch.arange(b, device=images.device), {"sources": sources}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         from ..models.heads import ProjectionHead

@@ -32,73 +32,22 @@ view's projection its partner? Chance is 1 / (2B - 1) for the batch size B last 
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from lightly.loss import SwaVLoss
-from lightly.models.modules import SwaVProjectionHead
 from torch import nn
 
 from ..data.augment import make_augment
-from ..data.views import MakesViews, same_size_runs, small_side
-from ..distributed.gather import gathering, global_rows
+from ..data.views import small_side
+from ..distributed.gather import gathering
 from ..errors import ConfigError
-from ..models.heads import Prototypes
-from .base import Task, register
-from .simclr import check_colour, check_scale, pair_accuracy
-
-
-class SwaVModel(nn.Module):
-    """Returns (projections, scores, queue_scores): one normalised z and one prototype-score tensor per view,
-    and the prototype scores of the queued projections of each large view (empty while the queue fills, in
-    eval mode and without a queue)."""
-
-    def __init__(self, encoder: nn.Module, proj_dim: int, n_prototypes: int, queue_size: int = 0):
-        super().__init__()
-        self.encoder = encoder
-        self.projector = SwaVProjectionHead(encoder.num_features, 2048, proj_dim)
-        self.prototypes = Prototypes(proj_dim, n_prototypes)
-        self.queue_size = int(queue_size)
-        self.queue_active = True  # the task switches it per epoch (queue_start_epoch)
-        if self.queue_size:
-            self.register_buffer("queue", torch.zeros(2, self.queue_size, proj_dim))
-            self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
-            self.register_load_state_dict_post_hook(SwaVModel._read_fill)
-        self._filled = 0  # host copy of queue_filled: asking the device "is it full?" would wait on a GPU
-
-    def forward(self, views, *more_views):
-        views = (views, *more_views) if more_views else tuple(views)
-        if self.training:
-            self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere before every step
-        projections = []
-        for group in same_size_runs(views):  # one encoder pass per resolution
-            z = F.normalize(self.projector(self.encoder(torch.cat(group))), dim=1)
-            projections.extend(z.chunk(len(group)))
-        scores = [self.prototypes(z) for z in projections]
-        queue_scores = ()
-        if self.training and self.queue_size and self.queue_active:
-            if self._filled >= self.queue_size:
-                with torch.no_grad():  # the current prototypes on earlier batches' projections
-                    queue_scores = tuple(self.prototypes(q) for q in self.queue)
-            self._push(projections[:2])
-        return tuple(projections), tuple(scores), queue_scores
-
-    @torch.no_grad()
-    def _push(self, projections) -> None:
-        """Newest first: the batch's projections go to the front, the oldest fall off the end."""
-        for i, z in enumerate(projections):
-            self.queue[i] = torch.cat([z.detach().float(), self.queue[i]])[: self.queue_size]
-        self._filled = min(self.queue_size, self._filled + len(projections[0]))
-        self.queue_filled.fill_(self._filled)
-
-    @staticmethod
-    def _read_fill(module, incompatible_keys) -> None:
-        module._filled = int(module.queue_filled)  # once per load, not per step
+from ..models.swav import SwaVModel
+from .base import register
+from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy
 
 
 @register
-class SwAV(MakesViews, Task):
+class SwAV(ViewTask):
     name = "swav"
-    metric_name = "pair_accuracy"
+    needs_two = "codes are balanced across the batch"
 
     def __init__(self, *, n_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 3, n_small_crops: int = 6, small_fraction: float = 0.75,
@@ -113,10 +62,7 @@ class SwAV(MakesViews, Task):
             raise ConfigError(f"swav temperature and epsilon must be > 0, got {temperature} and {epsilon}")
         if sinkhorn_iterations < 1:
             raise ConfigError(f"swav sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}")
-        if n_small_crops < 0:
-            raise ConfigError(f"swav n_small_crops must be >= 0, got {n_small_crops}")
-        if not 0.0 < small_fraction <= 1.0:
-            raise ConfigError(f"swav small_fraction (small crop side / SIZE) must be in (0, 1], got {small_fraction}")
+        check_small_crops("swav", "small", n_small_crops, small_fraction)
         if queue_size < 0 or queue_start_epoch < 0:
             raise ConfigError(f"swav queue_size (queued projections per view, 0 = no queue) and queue_start_epoch "
                               f"must be >= 0, got {queue_size} and {queue_start_epoch}")
@@ -134,7 +80,6 @@ class SwAV(MakesViews, Task):
         self.freeze_prototypes_iters = int(freeze_prototypes_iters)
         self._criterion = SwaVLoss(temperature=self.temperature, sinkhorn_iterations=int(sinkhorn_iterations),
                                    sinkhorn_epsilon=float(epsilon))
-        self.chance = float("nan")  # known once a batch size is seen
 
     def view_kinds(self, side: int):
         kinds = [(2, make_augment(side, "pretrain", scale=self.scale, **self.colour))]
@@ -142,15 +87,6 @@ class SwAV(MakesViews, Task):
             small = make_augment(small_side(side, self.small_fraction), "pretrain", scale=self.small_scale, **self.colour)
             kinds.append((self.n_small_crops, small))
         return kinds
-
-    def make_batch(self, images: torch.Tensor, generator: torch.Generator):
-        b = images.shape[0]
-        if b < 2:
-            raise ConfigError("swav needs a batch of at least 2 images (codes are balanced across the batch)")
-        views = self.make_views(images, generator)
-        self.chance = 1.0 / (2 * global_rows(b) - 1)  # the views of every rank count
-        sources = torch.arange(b, device=images.device).unsqueeze(1)
-        return views, torch.arange(b, device=images.device), {"sources": sources}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         return SwaVModel(encoder, self.proj_dim, self.n_prototypes, self.queue_size)

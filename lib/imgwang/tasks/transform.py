@@ -23,12 +23,11 @@ import functools
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Task, register
-from .ops import classifier_model
+from .base import register
+from .ops import BinaryTask, binary_model
 
 # The 5 channel orders that differ from (0, 1, 2).
 CHANNEL_ORDERS = torch.tensor([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
@@ -67,9 +66,8 @@ TRANSFORMS = ("channel_shuffle", "vflip", "hflip_vflip", "grayscale", "invert")
 
 
 @register
-class Transform(Task):
+class Transform(BinaryTask):
     name = "transform"
-    metric_name = "accuracy"
 
     def __init__(self, *, transform: str = "channel_shuffle", pct_applied: float = 0.5, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
@@ -97,22 +95,4 @@ class Transform(Task):
         return inputs, applied.float(), {"sources": sources, "applied": applied, "channel_order": order_index}
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        from ..models.heads import inverse_sigmoid
-
-        # Start the logit at the applied rate, so the first steps learn images, not the class balance.
-        model = classifier_model(encoder, 1, final_bias=inverse_sigmoid(self.pct_applied))
-        model.add_module("logit", FirstColumn())
-        return model
-
-    def loss(self, outputs, targets):
-        return F.binary_cross_entropy_with_logits(outputs, targets)
-
-    def metric(self, outputs, targets):
-        return ((outputs > 0).float() == targets).float().mean()
-
-
-class FirstColumn(nn.Module):
-    """(B, 1) -> (B,): one logit per image. Indexing, not squeeze, so a batch of one stays a batch."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., 0]
+        return binary_model(encoder, self.pct_applied)

@@ -2,10 +2,11 @@
 
 from .checkpointing import load_checkpoint
 from .early_stop import EarlyStop, Monitor
-from .grad_stats import GradStats, plot_grad_stats
+from .grad_stats import GradStats
 from .interrupt import TrainingInterrupted
 from .loop import fit
 from .optim import OPTIMIZERS, make_optimizer, param_groups
+from .plots import plot_grad_stats
 from .schedule import SCHEDULES, make_scheduler
 from .settings import FitSettings
 from .tracking import Tracker, make_tracker

@@ -36,22 +36,3 @@ class GradStats:
             mean, std = (s / max(1, self._steps)).tolist() if s is not None else (0.0, 0.0)
             out[name] = {"mean": mean, "std": std}
         return out
-
-
-def plot_grad_stats(stats: dict[str, dict[str, float]], title: str = "gradient |grad| per layer"):
-    """Bar chart of mean |grad| per layer (error bar = std), log scale, in layer order."""
-    from matplotlib.figure import Figure  # no pyplot: no global figure state, works without a display
-
-    names = list(stats)
-    means = [stats[n]["mean"] for n in names]
-    stds = [stats[n]["std"] for n in names]
-    fig = Figure(figsize=(max(6.0, 0.25 * len(names) + 2), 4), layout="constrained")
-    ax = fig.add_subplot()
-    x = list(range(len(names)))
-    ax.bar(x, means, yerr=stds, capsize=2, color=["tab:red" if m == 0 else "tab:blue" for m in means])
-    if any(m > 0 for m in means):
-        ax.set_yscale("log")
-    ax.set_xticks(x, names, rotation=90, fontsize=6)
-    ax.set_ylabel("mean |grad| (red = zero: dead layer)")
-    ax.set_title(title)
-    return fig

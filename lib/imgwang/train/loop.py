@@ -1,9 +1,11 @@
 """The fit loop: one objective (pretext task or supervised), one model, per-epoch history.
 
 Read `fit` top to bottom: set-up, optional resume, then per epoch: train, validate, record, checkpoint,
-stop or go on. Everything a resumed run needs to continue exactly (weights, optimizer, schedule,
-grad scaler, history, RNG states) is in last.pt; batches are reproducible because the loader's order
-and the task's generator are functions of (seed, epoch).
+stop or go on. How it trains is one FitSettings record (settings.py); each training step is
+imgwang.train.step's TrainStep, the same code the bench, the GPU check and the overfit check run.
+Everything a resumed run needs to continue exactly (weights, optimizer, schedule, grad scaler, history,
+RNG states) is in last.pt; batches are reproducible because the loader's order and the task's generator
+are functions of (seed, epoch).
 
 Under torchrun (imgwang.distributed) the same loop runs on every rank: BatchNorm over the global batch,
 DDP averaging the gradients, losses seeing the global batch inside each training step, the epoch's sums
@@ -15,6 +17,7 @@ ranks keep one history and take the same decisions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import random
@@ -26,18 +29,17 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..device import resolve_device, use_fastest_kernels
 from ..distributed import ddp, gather, stop, world
 from ..errors import ConfigError, ImgwangError
 from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
-from .grad_stats import GradStats, plot_grad_stats
+from .grad_stats import GradStats
 from .interrupt import InterruptGuard
-from .optim import make_optimizer
-from .schedule import make_scheduler
+from .plots import plot_grad_stats
 from .settings import FitSettings
+from .step import TrainStep, as_device, call_hook
 from .tracking import Tracker
 
 
@@ -55,22 +57,15 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
     """
     s = settings
     epochs, lr, grad_clip, seed, resume = s.epochs, s.lr, s.grad_clip, s.seed, s.resume
-    device = s.device if isinstance(s.device, torch.device) else resolve_device(str(s.device))
     steps = len(train_loader)
     plan = s.plan(steps)
     check_plan(model, plan, s.checkpoint_dir, resume)
-    model = ddp.prepare_model(model, device)
+    s = dataclasses.replace(s, device=as_device(s.device))  # resolved once ("auto" probes the machine)
+    model = ddp.prepare_model(model, s.device)
     lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
-    model.to(device)
-    use_fastest_kernels(device)
-    cast_dtype = autocast_dtype(s.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=cast_dtype == torch.float16)
-    memory_format = torch.channels_last if use_channels_last(s.channels_last, device) else None
-    if memory_format is not None:
-        model.to(memory_format=memory_format)
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
-    opt = make_optimizer(model, s.optimizer, lr, s.weight_decay, s.head_lr_mult)
-    sched = make_scheduler(opt, s.schedule, epochs * steps, s.warmup_frac, s.flat_frac)
+    step = TrainStep(model, objective, s, epochs * steps, steps)
+    device, opt, sched, scaler = step.device, step.opt, step.sched, step.scaler
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
     best = Monitor(*(s.monitor or ((early_stop.metric, early_stop.mode) if early_stop else default_monitor)))
     check_monitored(objective.metric_name, val_loader is not None, grad_clip, best, early_stop)
@@ -87,7 +82,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
         seed_everything(derive_seed(seed, "fit", *ddp.rank_seed_parts()))
     if lead:
         tracker.log_params(plan)
-    runner = EpochRunner(model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, epochs * steps)
+    runner = EpochRunner(step)
 
     first = len(history)
     with InterruptGuard() as local_guard, restore_requires_grad(trainable_encoder):
@@ -97,8 +92,8 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             frozen = epoch < s.freeze_epochs
             for p in trainable_encoder:
                 p.requires_grad_(not frozen)
-            if runner.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
-                runner.net, runner.net_frozen = ddp.wrap(model, device), frozen
+            if step.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
+                step.net, runner.net_frozen = ddp.wrap(model, device), frozen
             grads = GradStats(model) if s.grad_stats else None
             t0 = time.perf_counter()
             set_epoch(train_loader, epoch)
@@ -140,25 +135,22 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
 
 
 class EpochRunner:
-    """One pass over a loader: train steps (forward, backward, clip, optimizer, schedule) or evaluation."""
+    """One pass over a loader: training steps (imgwang.train.step) or evaluation, summed on the device."""
 
-    def __init__(self, model, objective, opt, sched, scaler, cast_dtype, memory_format, grad_clip, total_steps):
-        self.model, self.objective, self.opt, self.sched, self.scaler = model, objective, opt, sched, scaler
-        self.cast_dtype, self.memory_format, self.grad_clip = cast_dtype, memory_format, grad_clip
-        self.total_steps = total_steps
-        self.net, self.net_frozen = model, False  # what a training step calls: the model, or DDP around it
+    def __init__(self, step: TrainStep):
+        self.step = step
+        self.net_frozen = False  # whether step.net (DDP) was built around a frozen encoder
 
     def run(self, loader, gen, guard, epoch, *, train, frozen=False, grads=None, desc="", progress=True) -> dict:
-        model, objective = self.model, self.objective
+        step, model, objective = self.step, self.step.model, self.step.objective
         model.train(train)
         if frozen:
             model.encoder.eval()  # frozen encoder: BN statistics stay as they are too
         device = gen.device
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
-        norm_sum, n_steps, images, lrs = torch.zeros((), device=device), 0, 0, {}
+        norm_sum, n_steps, images = torch.zeros((), device=device), 0, 0
         refresh = max(1, len(loader) // 10)
         step0 = epoch * len(loader)  # global step of the epoch's first batch: the objective's schedules follow it
-        net = self.net if train else model  # evaluation: the plain model (no DDP, no gathering)
         bars = progress and not world.in_torchrun()  # a launch streams lines through a pipe: epoch lines only
         with text_bar(loader, total=len(loader), desc=desc, disable=not bars) as bar, \
                 contextlib.nullcontext() if train else torch.no_grad(), \
@@ -166,28 +158,13 @@ class EpochRunner:
             for i, batch in enumerate(bar):
                 guard.check(epoch)
                 refresh_share(epoch + 1, only_if_changed=True)  # one stat: a stage started or ended mid-epoch
-                inputs, targets, _ = objective.prepare(batch, gen)
-                inputs = to_memory_format(inputs, self.memory_format)
+                inputs, targets = step.prepare(batch, gen)
                 if train:
-                    call_hook(objective, "before_step", model, step0 + i, self.total_steps, len(loader))
-                with autocast(device, self.cast_dtype):
-                    outputs = net(inputs)
-                    loss = objective.loss(outputs, targets)
-                if train:
-                    self.opt.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss).backward()
-                    self.scaler.unscale_(self.opt)  # true gradients for clipping and grad stats (no-op without fp16)
-                    if grads is not None:
-                        grads.update()
-                    if self.grad_clip is not None:
-                        params = [p for g in self.opt.param_groups for p in g["params"] if p.grad is not None]
-                        norm_sum += torch.nn.utils.clip_grad_norm_(params, self.grad_clip).detach().float()
-                    lrs = group_lrs(self.opt)  # the lr this step used (reported: the epoch's last)
-                    self.scaler.step(self.opt)
-                    self.scaler.update()
-                    if self.sched.last_epoch < self.total_steps:
-                        self.sched.step()
-                    call_hook(objective, "after_step", model, step0 + i, self.total_steps)
+                    outputs, loss, norm = step.train(inputs, targets, step0 + i, grads)
+                    if norm is not None:
+                        norm_sum += norm
+                else:  # evaluation: the plain model (no DDP, no gathering)
+                    outputs, loss = step.forward(inputs, targets)
                 with torch.no_grad():
                     metric = objective.metric(outputs, targets)
                 n = len(batch)
@@ -203,23 +180,14 @@ class EpochRunner:
             totals = world.all_reduce_sum(torch.cat([sums, torch.tensor([float(images)], device=device)]))
             sums, images = totals[:2], int(totals[2].item())
         loss_sum, metric_sum = sums.tolist()
-        out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images, "lrs": lrs}
-        if train and self.grad_clip is not None:
+        out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images,
+               "lrs": step.lrs if train else {}}
+        if train and step.grad_clip is not None:
             out["grad_norm"] = norm_sum.item() / n_steps
         return out
 
 
 # --- small helpers -----------------------------------------------------------------------------------
-
-def call_hook(objective, name: str, *args) -> None:
-    """Optional objective hooks (host-side, never waiting on the device): on_epoch_start(model, epoch,
-    epochs); before_step(model, step, total_steps, steps_per_epoch) before the forward; after_step(model,
-    step, total_steps) after the optimizer step, e.g. an EMA teacher update. `step` counts from 0 over the
-    whole run, so a resumed run follows the same schedules."""
-    hook = getattr(objective, name, None)
-    if hook is not None:
-        hook(*args)
-
 
 def check_plan(model, plan: dict, checkpoint_dir, resume: bool) -> None:
     """Bad arguments fail here, with one line, before any compute."""
@@ -259,43 +227,6 @@ def restore_requires_grad(params):
             p.requires_grad_(True)
 
 
-def autocast(device: torch.device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def autocast_dtype(amp, device: torch.device):
-    """None = full precision. auto: bf16 on CUDA when supported, else fp16 (with a GradScaler); off on CPU."""
-    if amp in (False, None, "off", "no"):
-        return None
-    if amp in (True, "auto", "on"):
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("amp='fp16' needs a CUDA device; use amp='bf16' or 'off' on the CPU")
-        return torch.float16
-    raise ConfigError(f"unknown amp={amp!r}; use auto, off, bf16 or fp16")
-
-
-def use_channels_last(channels_last, device: torch.device) -> bool:
-    if channels_last == "auto":
-        return device.type == "cuda"
-    return bool(channels_last)
-
-
-def to_memory_format(inputs, memory_format):
-    if memory_format is None:
-        return inputs
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_memory_format(t, memory_format) for t in inputs)
-    return inputs.contiguous(memory_format=memory_format) if torch.is_tensor(inputs) and inputs.dim() == 4 else inputs
-
-
 def derive_seed(seed: int, *parts) -> int:
     """A 63-bit seed from (seed, purpose, epoch...): independent streams that never collide by accident."""
     digest = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).digest()
@@ -322,16 +253,6 @@ def set_epoch(loader, epoch: int) -> None:
 
 def prefixed(prefix: str, result: dict, metric_name: str) -> dict:
     return {f"{prefix}_loss": result["loss"], f"{prefix}_{metric_name}": result["metric"]}
-
-
-def group_lrs(opt) -> dict:
-    """lr = the encoder's lr (the first group's when there is no encoder); head_lr beside it."""
-    lrs = {g.get("name", ""): g["lr"] for g in opt.param_groups}
-    out = {"lr": lrs.get("encoder", lrs.get("encoder_no_decay", opt.param_groups[0]["lr"]))}
-    head = lrs.get("head", lrs.get("head_no_decay"))
-    if head is not None and ("encoder" in lrs or "encoder_no_decay" in lrs):
-        out["head_lr"] = head
-    return out
 
 
 def save(ckpt: Path, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best) -> None:

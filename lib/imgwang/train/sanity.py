@@ -14,7 +14,8 @@ import torch
 
 from ..data.batch import Batch
 from ..models.encoders import create_encoder
-from ..train.loop import call_hook
+from .settings import FitSettings
+from .step import TrainStep, call_hook
 
 
 def _as_batch(images_or_batch) -> Batch:
@@ -28,7 +29,8 @@ def _as_batch(images_or_batch) -> Batch:
 
 
 def overfit_one_batch(task, images, arch: str = "tinyconv", steps: int = 150, lr: float = 3e-3, seed: int = 0) -> dict:
-    """Train a fresh `arch` encoder + the task's head on one task batch with Adam.
+    """Train a fresh `arch` encoder + the task's head on one task batch with fit's own step (Adam, no weight
+    decay, a constant lr, full precision).
 
     `images`: (B, 3, H, W) float [0, 1] tensor (or a Batch) on the device to use.
     Returns dict(first_loss, last_loss, train_metric, losses, model); last_loss and train_metric come from
@@ -37,24 +39,21 @@ def overfit_one_batch(task, images, arch: str = "tinyconv", steps: int = 150, lr
     batch = _as_batch(images)
     device = batch.images.device
     torch.manual_seed(seed)  # model init
-    model = task.build_model(create_encoder(arch)).to(device)
+    model = task.build_model(create_encoder(arch))
+    settings = FitSettings(epochs=1, lr=lr, device=device, optimizer="adam", weight_decay=0.0, schedule="constant",
+                           amp="off", channels_last=False, seed=seed)
+    step = TrainStep(model, task, settings, total_steps=max(steps, 1), steps_per_epoch=1)  # steps=0: the untrained model
     generator = torch.Generator(device=device).manual_seed(seed)
-    inputs, targets, _ = task.prepare(batch, generator)  # once: the same batch every step
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    inputs, targets = step.prepare(batch, generator)  # once: the same batch every step
     model.train()
     losses = []
     call_hook(task, "on_epoch_start", model, 0, 1)
-    for step in range(steps):  # one batch is the whole data set: each step is an epoch's worth of it
-        call_hook(task, "before_step", model, step, steps, 1)
-        loss = task.loss(model(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        call_hook(task, "after_step", model, step, steps)
+    for i in range(steps):  # one batch is the whole data set: each step is an epoch's worth of it
+        _, loss, _ = step.train(inputs, targets, i)
         losses.append(float(loss.detach()))
     with torch.no_grad():
-        outputs = model(inputs)
-        last_loss = float(task.loss(outputs, targets))
+        outputs, loss = step.forward(inputs, targets)
+        last_loss = float(loss)
         metric = float(task.metric(outputs, targets))
     return dict(first_loss=losses[0] if losses else last_loss, last_loss=last_loss, train_metric=metric,
                 losses=losses, model=model)

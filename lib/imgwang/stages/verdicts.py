@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .evaluate.stats import ALPHA, holm, pooled_std, runs_needed, sample_std, welch
+from ..evaluate.stats import ALPHA, holm, pooled_std, runs_needed, sample_std, welch
 
 # Transfer parameters that do not change what is measured: where and how a run ran, not how it fine-tuned.
 IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "resume", "from_version", "threads",
@@ -28,8 +28,8 @@ IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "
 def finetune_settings(cfg: dict) -> dict:
     """The transfer parameters a baseline must share. A run recorded before an option existed ran with
     that option's default (the split: val), so defaults fill what its config lacks."""
-    from .data.loader_augment import DEFAULTS as AUGMENT_DEFAULTS
-    from .train.options import TRANSFER_DEFAULTS
+    from ..data.loader_augment import DEFAULTS as AUGMENT_DEFAULTS
+    from ..train.options import TRANSFER_DEFAULTS
 
     if not cfg:
         return {}

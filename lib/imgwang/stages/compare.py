@@ -1,5 +1,5 @@
 """`make compare`: one row per run version from its glued scraps and run.json, one more per group of
-pretraining replicates, and for each pretrained entry its verdict against a baseline (imgwang.verdicts).
+pretraining replicates, and for each pretrained entry its verdict against a baseline (stages/verdicts.py).
 
 A failed or partial run shows what it has and its status; a broken notebook never breaks the table.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import atomic
-from .evaluate.stats import pooled_std, sample_std
-from .runs import STAGES, read_run_json, reconcile, stage_record, versions
-from .stages.spec import STAGES as SPEC
-from .stages.spec import Scraps, scrap_stage
+from .. import atomic
+from ..evaluate.stats import pooled_std, sample_std
+from ..runs import STAGES, read_run_json, reconcile, stage_record, versions
+from .spec import STAGES as SPEC
+from .spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
@@ -186,7 +186,7 @@ def histories(runs_dir: Path, vers: list[str], key: str = "transfer_history") ->
 
 def knn_curves(runs_dir: Path, vers: list[str]) -> dict[str, list[dict]]:
     """The kNN monitor of each run that has one, from epoch 0 (the untrained encoder) when it was glued."""
-    from .evaluate.monitor import knn_series
+    from ..evaluate.monitor import knn_series
 
     out = {}
     for v in vers:

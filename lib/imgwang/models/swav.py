@@ -1,0 +1,61 @@
+"""SwAV's model (Caron et al., 2020; facebookresearch/swav): encoder -> lightly's SwaVProjectionHead ->
+L2-normalised z -> bias-free prototypes (heads.Prototypes), with the optional queue of earlier large views.
+The task (tasks/swav.py) freezes the prototypes and starts the queue; the loss is lightly's SwaVLoss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import SwaVProjectionHead
+from torch import nn
+
+from ..data.views import same_size_runs
+from .heads import Prototypes
+
+
+class SwaVModel(nn.Module):
+    """Returns (projections, scores, queue_scores): one normalised z and one prototype-score tensor per view,
+    and the prototype scores of the queued projections of each large view (empty while the queue fills, in
+    eval mode and without a queue)."""
+
+    def __init__(self, encoder: nn.Module, proj_dim: int, n_prototypes: int, queue_size: int = 0):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = SwaVProjectionHead(encoder.num_features, 2048, proj_dim)
+        self.prototypes = Prototypes(proj_dim, n_prototypes)
+        self.queue_size = int(queue_size)
+        self.queue_active = True  # the task switches it per epoch (queue_start_epoch)
+        if self.queue_size:
+            self.register_buffer("queue", torch.zeros(2, self.queue_size, proj_dim))
+            self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+            self.register_load_state_dict_post_hook(SwaVModel._read_fill)
+        self._filled = 0  # host copy of queue_filled: asking the device "is it full?" would wait on a GPU
+
+    def forward(self, views, *more_views):
+        views = (views, *more_views) if more_views else tuple(views)
+        if self.training:
+            self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere before every step
+        projections = []
+        for group in same_size_runs(views):  # one encoder pass per resolution
+            z = F.normalize(self.projector(self.encoder(torch.cat(group))), dim=1)
+            projections.extend(z.chunk(len(group)))
+        scores = [self.prototypes(z) for z in projections]
+        queue_scores = ()
+        if self.training and self.queue_size and self.queue_active:
+            if self._filled >= self.queue_size:
+                with torch.no_grad():  # the current prototypes on earlier batches' projections
+                    queue_scores = tuple(self.prototypes(q) for q in self.queue)
+            self._push(projections[:2])
+        return tuple(projections), tuple(scores), queue_scores
+
+    @torch.no_grad()
+    def _push(self, projections) -> None:
+        """Newest first: the batch's projections go to the front, the oldest fall off the end."""
+        for i, z in enumerate(projections):
+            self.queue[i] = torch.cat([z.detach().float(), self.queue[i]])[: self.queue_size]
+        self._filled = min(self.queue_size, self._filled + len(projections[0]))
+        self.queue_filled.fill_(self._filled)
+
+    @staticmethod
+    def _read_fill(module, incompatible_keys) -> None:
+        module._filled = int(module.queue_filled)  # once per load, not per step
