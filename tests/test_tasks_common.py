@@ -20,6 +20,9 @@ from imgwang.train.sanity import overfit_one_batch
 NAMES = task_names()
 OVERFIT_ELSEWHERE = {"patchwork", "unmix", "swav"}  # their own tests overfit them at length
 PAIR_METRICS = {"pair_accuracy"}
+# DINO at its defaults (4,096 outputs, 6 local crops) needed 100 steps here to take its loss below 0.9 of the
+# first (0.91 after 60); with these it takes 40 (0.73). The defaults' shapes are checked by the tests above.
+OVERFIT_PARAMS = {"dino": {"n_local_crops": 2, "out_dim": 1024}}
 
 
 def images(b=16, size=32, seed=0):
@@ -141,9 +144,9 @@ def overfitted():
 
     def get(name):
         if name not in cache:
-            task, x = get_task(name), images(32, seed=7)
+            task, x = get_task(name, **OVERFIT_PARAMS.get(name, {})), images(32, seed=7)
             # short for tasks overfitted at length elsewhere; SwAV needs ~100 steps on one batch
-            steps = 30 if name in OVERFIT_ELSEWHERE else 100 if task.metric_name in PAIR_METRICS else 60
+            steps = 30 if name in OVERFIT_ELSEWHERE else 40 if name == "dino" else 100 if task.metric_name in PAIR_METRICS else 60
             cache[name] = task, x, overfit_one_batch(task, x, arch="tinyconv", steps=steps, lr=3e-3, seed=0)
         return cache[name]
 
@@ -154,10 +157,10 @@ def overfitted():
 def test_overfits_one_batch(name, overfitted):
     task, _, result = overfitted(name)
     if task.metric_name in PAIR_METRICS:
-        # chance is 1/63 here (byol: 1/32); after 100 steps simclr 1.0, dino 0.94, byol 0.98
+        # chance is 1/63 here (byol: 1/32); after 100 steps simclr 1.0, byol 0.98, dino 0.95 after 40
         assert result["train_metric"] >= 0.5, (result["train_metric"], task.chance)
-        # DINO's loss cannot fall below the entropy of its teacher's targets, and an EMA teacher barely moves
-        # in 100 steps (8.31 -> 6.79 measured): a smaller drop, the metric says it learned
+        # DINO's loss cannot fall below the entropy of its teacher's targets, and an EMA teacher barely moves:
+        # a smaller drop (0.73 of the first loss measured after 40 steps), the metric says it learned
         assert result["last_loss"] < (0.9 if name == "dino" else 0.7) * result["first_loss"]
     else:
         assert result["train_metric"] >= 0.95 or result["last_loss"] <= 0.1 * result["first_loss"], result
