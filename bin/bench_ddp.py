@@ -1,7 +1,8 @@
 """make bench, distributed part: training-step throughput at 1 and 2 processes (DDP, gloo on CPU).
 
-Every process runs the same step as `fit` does under torchrun: global BatchNorm, DDP gradient averaging,
-the task's loss on the global batch (simclr: negatives gathered from every rank). The per-process batch is
+Every process runs fit's own training step (imgwang.train.step, fit's defaults) as fit does under torchrun:
+global BatchNorm, DDP gradient averaging, the task's loss on the global batch (simclr: negatives gathered
+from every rank). The per-process batch is
 fixed (--batch-size), so the global batch grows with the processes (weak scaling); a perfect scaling
 keeps the images per second per process constant. On CPU every process runs --threads threads (default 1:
 on a busy machine a team of threads spin-waits more than it computes).
@@ -34,6 +35,8 @@ def rank_main(rank, world, port, args, queue):
     from imgwang.distributed.gather import global_batch
     from imgwang.models.encoders import create_encoder
     from imgwang.tasks import get_task
+    from imgwang.train import FitSettings
+    from imgwang.train.step import TrainStep
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     cuda = args.device == "cuda"
@@ -46,19 +49,18 @@ def rank_main(rank, world, port, args, queue):
     try:
         torch.manual_seed(0)
         task = get_task(args.task)
-        model = ddp.prepare_model(task.build_model(create_encoder(args.arch)), device).to(device)
-        net = ddp.wrap(model, device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        model = ddp.prepare_model(task.build_model(create_encoder(args.arch)), device)
+        total = args.warmup + args.steps
+        train_step = TrainStep(model, task, FitSettings(epochs=1, lr=1e-3, device=device), total, total)
+        train_step.net = ddp.wrap(model, device)
         gen = torch.Generator(device=device).manual_seed(rank)
         images = torch.rand(args.batch_size, 3, args.size, args.size, device=device, generator=gen)
+        counter = iter(range(total))
 
         def step():
             with global_batch():
                 inputs, targets, _ = task.make_batch(images, gen)
-                loss = task.loss(net(inputs), targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                train_step.train(train_step.place(inputs), targets, next(counter))
 
         for _ in range(args.warmup):
             step()

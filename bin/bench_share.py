@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """make bench: do two pretraining runs side by side share the machine, or collapse?
 
-Times one pretraining step loop (cache -> augment -> task -> model -> backward -> optimizer, as fit runs it)
+Times one pretraining step loop (cache -> augment -> task -> fit's own training step, imgwang.train.step)
 alone, then two such loops at once in two processes, over the same wall-clock window. Each process is a
 stage as far as imgwang.threads knows: it enters the machine-wide registry and takes its share of the cores
 (cores // stages running), as the stages do. Alone and together alternate `--repeats` times, so a change in
@@ -15,6 +15,7 @@ The last line is `concurrent_share: X`: the two runs' images per second added up
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("share", "all")
+SCHEDULE_STEPS = 1_000_000  # the lr schedule's length: longer than any timed window
 
 
 def parse_args(argv):
@@ -159,6 +161,8 @@ def worker(args) -> int:
     from imgwang.data.loader import CachedLoader
     from imgwang.models.encoders import create_encoder
     from imgwang.tasks import get_task
+    from imgwang.train import FitSettings
+    from imgwang.train.step import TrainStep
 
     if args.rule == "share":  # as a stage does at its start
         threads.start_stage(device="cpu", say=lambda line: None)
@@ -167,7 +171,8 @@ def worker(args) -> int:
     torch.manual_seed(0)
     task = get_task(args.task)
     model = task.build_model(create_encoder(args.arch))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_step = TrainStep(model, task, FitSettings(epochs=1, lr=1e-3, device="cpu"), SCHEDULE_STEPS, SCHEDULE_STEPS)
+    counter = itertools.count()
     loader = CachedLoader(cache, np.arange(len(cache)), batch_size=args.batch_size,
                           augment=make_augment(args.size, "pretrain"))
     gen = torch.Generator().manual_seed(0)
@@ -184,11 +189,7 @@ def worker(args) -> int:
     def step() -> int:
         threads.refresh_share(only_if_changed=True)  # as fit does at every step
         batch = next(feed)
-        inputs, targets, _ = task.prepare(batch, gen)
-        loss = task.loss(model(inputs), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step.train(*train_step.prepare(batch, gen), next(counter))  # fit's own step, fit's defaults
         return len(batch)
 
     step()
