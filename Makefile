@@ -21,7 +21,7 @@ LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCH
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
-	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@PYTHONPATH=lib $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m imgwang.stages.spec
 
 venv: $(STAMP) ## create .venv and install everything (automatic on first use)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one call, for a session that is lent a device machine (~8 minutes):
-#   device run: command "bash bin/gpu_session.sh", carry [".whl"], timeout_s 600
+# Every GPU check of the project in one call, on a machine with a CUDA GPU (~8 minutes), run from the repository root:
+#   bash bin/gpu_session.sh
 # or a part of it: "bash bin/gpu_session.sh recipe" (~2 minutes), "bench", "check" (several names: those parts).
-# The device machine has torch, torchvision and timm but no registry access: bring the other wheels
-# in the ignored .whl/ folder first (here, where pip can reach the registry):
+# A GPU machine with torch, torchvision and timm but no package index: bring the other wheels along in the
+# ignored .whl/ folder (downloaded first on a machine where pip can reach the index):
 #   pip download --no-deps --only-binary :all: --python-version 3.12 -d .whl kornia==0.9.0 kornia_rs==0.2.0 lightly==1.6.0
 # What it prints:
 #   bench   the data-path bench at batch 256 and 64 (resnet18 and resnet34d steps, AMP + channels_last)

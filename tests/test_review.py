@@ -200,6 +200,23 @@ def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_p
     assert len(pretext["mistakes"]) == 4
     assert all(x.shape[-2:] == (24, 24) for m in pretext["mistakes"] for x in m["inputs"])
     assert all(m["row"] in set(sd.val_rows.tolist()) for m in result["mistakes"])
+    assert result["split"] == "val"  # a predictions file without its split: val, the only one before SPLIT
+
+
+def test_review_names_the_split_evaluate_scored(lab_env, tmp_path):
+    """Under SPLIT=dev the review's mistakes are dev images: it says so, from what evaluate saved."""
+    from imgwang.config import resolve
+    from imgwang.stages.data import load_stage_data
+    from imgwang.stages.evaluate import save_predictions
+    from imgwang.stages.review import load_predictions, run_review
+
+    sd = load_stage_data("sample", 24, progress=False)
+    _, _, rows, labels = sd.labelled("dev")
+    probs = torch.softmax(torch.randn(len(rows), 20, generator=torch.Generator().manual_seed(0)), 1)
+    save_predictions(tmp_path, sd, probs, torch.as_tensor(labels), torch.as_tensor(rows), [f"c{i}" for i in range(20)], "dev")
+    assert load_predictions(tmp_path)["split"] == "dev"
+    cfg = resolve("review", dict(data="sample", arch="tinyconv", device="cpu", seed=0, size=24, bs=16, n_show=4))
+    assert run_review(cfg, tmp_path)["split"] == "dev"
 
 
 def test_task_examples_put_the_views_of_one_image_side_by_side():

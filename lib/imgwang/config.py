@@ -2,8 +2,9 @@
 
 The notebooks' parameters cells leave data-dependent values empty (0 or ""); `resolve` fills them from the
 stage spec's `by_data` so that `DATA=sample` runs in minutes on a laptop CPU while Imagewang gets the
-leaderboard protocol's settings, then runs each parameter's check. bin/stage.py calls it once, before any
-compute; the notebook receives the values resolved.
+leaderboard protocol's settings, then runs each parameter's check. bin/stage.py calls it once (through
+stages/plan.py), before any compute, and the notebook receives the values resolved; a notebook run by hand in
+Jupyter resolves what it left empty through the same path (notebook.start).
 """
 
 from __future__ import annotations

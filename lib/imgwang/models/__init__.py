@@ -1,4 +1,5 @@
-"""Models: timm encoders (random init) and tinyconv, heads, losses, checkpoints, the transfer classifier."""
+"""Models: timm encoders (random init) and tinyconv, heads, losses, checkpoints, the transfer classifier, and
+the pretext models of unmix, dino and swav."""
 
 from .checkpoint import load_encoder, save_encoder  # noqa: F401
 from .classifier import Classifier  # noqa: F401

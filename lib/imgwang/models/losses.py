@@ -1,4 +1,5 @@
-"""Losses written out: the contrastive loss is ours; NT-Xent is checked against lightly's in the tests."""
+"""Losses written out: the contrastive loss is ours; NT-Xent and DINO's loss are checked against lightly's
+in the tests."""
 
 from __future__ import annotations
 

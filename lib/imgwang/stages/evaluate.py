@@ -85,7 +85,7 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         per_class.append(per_class_accuracy(pred, labels, names))
         confusion = confusion + confusion_matrix(pred, labels, len(names))
     print(f"{len(accs)} fine-tuned classifier(s) scored on {len(score_rows)} {split} images")
-    save_predictions(run_dir, sd, probs, labels, rows, names)  # the last repeat's, as classifier.pt (review)
+    save_predictions(run_dir, sd, probs, labels, rows, names, split)  # the last repeat's, as classifier.pt (review)
 
     train = sd.loader(fit_rows, fit_labels, batch_size=cfg["bs"], device=device, mode="eval")
     frozen = {}
@@ -136,9 +136,11 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", spl
             "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
 
 
-def save_predictions(run_dir: Path, sd, probs, labels, rows, names) -> None:
-    """predictions.pt (probabilities, labels, cache rows) and a readable predictions.csv for review."""
-    atomic.torch_save({"probs": probs, "labels": labels, "rows": rows, "class_names": names}, run_dir / "predictions.pt")
+def save_predictions(run_dir: Path, sd, probs, labels, rows, names, split: str = "val") -> None:
+    """predictions.pt (probabilities, labels, cache rows, the split they score) and a readable predictions.csv
+    for review."""
+    atomic.torch_save({"probs": probs, "labels": labels, "rows": rows, "class_names": names, "split": split},
+                      run_dir / "predictions.pt")
     lines = [["row", "path", "true", "pred", "prob_pred", "prob_true"]]
     pred = probs.argmax(1)
     for i in range(len(labels)):

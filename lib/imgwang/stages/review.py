@@ -40,6 +40,7 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None = None) -> di
         "data": sd, "mistakes": mistakes, "unsure": unsure, "class_names": names,
         "worst_classes": worst_classes(per_class_accuracy(probs.argmax(1), labels, names), n=5),
         "n_val_mistakes": int((probs.argmax(1) != labels).sum()), "pretext": None,
+        "split": preds.get("split", "val"),  # the scoring set evaluate predicted (files from before: val)
     }
     model_file = run_dir / "pretext_model.pt"
     if pretrain_cfg is not None and model_file.exists():

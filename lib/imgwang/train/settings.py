@@ -15,6 +15,8 @@ import torch
 
 @dataclass(frozen=True)
 class FitSettings:
+    """Every knob of a fit run; `dataclasses.replace(settings, epochs=...)` makes a variant."""
+
     epochs: int  # epochs of the whole run (a resumed run ends with exactly this many)
     lr: float  # peak learning rate of the encoder (the first parameter group when there is no `.encoder`)
     device: str | torch.device  # "cpu", "cuda", "auto" or a torch.device
