@@ -1,4 +1,4 @@
-"""Progress bars in a saved notebook: one line per bar, in its final state, whatever viewer opens it."""
+"""What a saved notebook holds: each progress bar once, finished; scraps without the kernel's NaN warning."""
 
 import nbformat
 
@@ -19,3 +19,16 @@ def test_settle_bars_keeps_each_bar_once_in_its_final_state(tmp_path):
     assert outputs[0].text == "decoding: 100%| | 9/9\nstarting\nepoch 1/2: 100%| | 2/2\nepoch 1/2  loss 0.5\n"
     settle_bars(tmp_path / "missing.ipynb")  # a notebook papermill never wrote: nothing to do
     assert not (tmp_path / "missing.ipynb").exists()
+
+
+def test_scraps_carry_nan_as_the_kernel_would_without_its_warning():
+    import json
+
+    import numpy as np
+    import torch
+
+    from imgwang.notebook import to_plain
+
+    plain = to_plain({"std": float("nan"), "accs": np.array([0.5, np.inf]), "t": torch.tensor(-np.inf), 1: [float("nan")]})
+    assert plain == {"std": "nan", "accs": [0.5, "inf"], "t": "-inf", "1": ["nan"]}
+    json.dumps(plain, allow_nan=False)  # what the kernel's packer asks for: no fallback, no warning
