@@ -15,10 +15,7 @@ SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")  # built by imgwang.t
 
 
 def positive_int(name: str, value) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
+    number = as_float(name.upper(), value)
     if number != int(number) or number <= 0:
         raise ConfigError(f"{name.upper()}={value!r} must be a positive whole number")
     return int(number)
@@ -34,58 +31,55 @@ def non_negative_int(name: str, value) -> int:
     return number
 
 
-def positive_float(name: str, value) -> float:
+def as_float(label: str, value) -> float:
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
+        raise ConfigError(f"{label}={value!r} is not a number") from None
+
+
+def positive_float(name: str, value) -> float:
+    number = as_float(name.upper(), value)
     if not number > 0:
         raise ConfigError(f"{name.upper()}={value!r} must be positive")
     return number
 
 
-def comet_mode(name: str, value) -> str:
-    if value not in COMET_MODES:
-        raise ConfigError(f"unknown {name.upper()}={value!r}: use {', '.join(COMET_MODES)}")
+def one_of(label: str, value, choices, hint: str = ""):
+    """`value` if it is one of `choices`, else one error line naming them (or `hint`)."""
+    if value not in choices:
+        raise ConfigError(f"unknown {label}={value!r}; use {hint or 'one of: ' + ', '.join(choices)}")
     return value
+
+
+def comet_mode(name: str, value) -> str:
+    return one_of(name.upper(), value, COMET_MODES)
 
 
 def split_name(name: str, value) -> str:
     """val, dev, or empty (transfer: val; evaluate: the split transfer scored on)."""
-    if value not in ("", *SPLITS):
-        raise ConfigError(f"unknown {name.upper()}={value!r}: use val (the leaderboard's scoring set) or dev "
-                          f"(a held-out fifth of train/, to tune without touching val/)")
-    return value
+    return one_of(name.upper(), value, ("", *SPLITS), "val (the leaderboard's scoring set) or dev (a held-out fifth "
+                                                      "of train/, to tune without touching val/)")
 
 
 def optimizer_name(name: str, value) -> str:
-    if value not in OPTIMIZERS:
-        raise ConfigError(f"unknown {name}={value!r}; use one of: {', '.join(OPTIMIZERS)}")
-    return value
+    return one_of(name, value, OPTIMIZERS)
 
 
 def schedule_name(name: str, value) -> str:
-    if value not in SCHEDULES:
-        raise ConfigError(f"unknown {name}={value!r}; use one of: {', '.join(SCHEDULES)}")
-    return value
+    return one_of(name, value, SCHEDULES)
 
 
 def fraction(name: str, value) -> float:
     """A number in [0, 1)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a number") from None
+    number = as_float(name, value)
     if isinstance(value, bool) or not 0.0 <= number < 1.0:
         raise ConfigError(f"{name}={value!r} must be a number in [0, 1)")
     return number
 
 
 def non_negative_float(name: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a number") from None
+    number = as_float(name, value)
     if isinstance(value, bool) or not number >= 0:
         raise ConfigError(f"{name}={value!r} must be >= 0")
     return number
@@ -106,10 +100,7 @@ def flag(name: str, value) -> bool:
 def _number(name: str, value) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{name.upper()}={value!r} is not a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name.upper()}={value!r} is not a number") from None
+    return as_float(name.upper(), value)
 
 
 def probability(name: str, value) -> float:
