@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -53,6 +54,15 @@ def start(tmp_path, name, p, hold=False):
                             start_new_session=True)
 
 
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def ranks_alive(tmp_path) -> list:
     """Rank processes of launches from this test (their job file lies under the test's TMPDIR)."""
     found = []
@@ -68,13 +78,16 @@ def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_e
     p = params(tmp_path, epochs=epochs, task="held_rotation")  # epoch 2 waits for the signal: it cannot end first
     driver = start(tmp_path, "first", p, hold=True)
     lines = []
-    for line in driver.stdout:  # wait for the first complete epoch, then press Ctrl-C in the "kernel"
-        lines.append(line)
-        if line.startswith(f"epoch 1/{epochs}"):
-            driver.send_signal(signal.SIGINT)
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in driver.stdout], daemon=True)
+    reader.start()
+    assert wait_until(lambda: any(line.startswith(f"epoch 1/{epochs}") for line in list(lines)), 240), "".join(lines)
+    for _ in range(3):  # press Ctrl-C in the "kernel"; once more if it printed nothing (the signal got lost)
+        driver.send_signal(signal.SIGINT)
+        if wait_until(lambda: any("interrupt: stopping every rank" in line for line in list(lines)), 20):
             break
-    rest = driver.communicate(timeout=240)[0]
-    out = "".join(lines) + rest
+    driver.wait(timeout=240)
+    reader.join(timeout=30)
+    out = "".join(lines)
     assert driver.returncode == 130, out
     assert "interrupt: stopping every rank" in out
     stopped = json.loads((tmp_path / "first.json").read_text())["interrupted"]
