@@ -99,7 +99,7 @@ def write_cache(folder: Path, size: int, n: int = 512) -> Path:
     """A synthetic uint8 cache (smooth random images) at the storage size the stages use for `size`."""
     import numpy as np
 
-    from imgwang.config import storage_size
+    from imgwang.data.cache import storage_size
 
     store = storage_size(size)
     rng = np.random.default_rng(0)

@@ -33,9 +33,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from imgwang import config
     from imgwang.device import resolve_device
     from imgwang.stages.pretrain import run_pretrain
+    from imgwang.stages.resolve import resolve
     from imgwang.stages.transfer import run_transfer
     from imgwang.train.step import autocast_dtype
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     common = dict(data="sample", arch=args.arch, size=args.size, seed=0, device="auto", comet="off", resume=False)
     runs_dir = work / "runs"
     for i, task in enumerate(args.tasks):
-        cfg = config.resolve("pretrain", {**common, "task": task, "task_params": {}, "epochs": args.epochs, "bs": 128,
+        cfg = resolve("pretrain", {**common, "task": task, "task_params": {}, "epochs": args.epochs, "bs": 128,
                                           "lr": 0, "grad_stats": False, "version": f"v{i + 1}"})
         run_dir = runs_dir / f"v{i + 1}"
         run_dir.mkdir(parents=True)
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         print(f"RESULT pretrain {task:10s} val {r['task'].metric_name} {r['val_metric']:.3f} (chance {r['task'].chance:.3f}) "
               f"{r['images_per_s']:.0f} img/s, params on {on_gpu}, {r['wall_s']:.1f}s")
     for source in ("v1", "none"):
-        cfg = config.resolve("transfer", {**common, "from_version": source, "epochs": 5, "bs": 64, "lr": 0, "runs": 1,
+        cfg = resolve("transfer", {**common, "from_version": source, "epochs": 5, "bs": 64, "lr": 0, "runs": 1,
                                           "version": f"t-{source}"})
         run_dir = runs_dir / f"t-{source}"
         run_dir.mkdir(parents=True)

@@ -78,9 +78,10 @@ def main(argv=None) -> int:
 
 def run(args, work: Path) -> int:
 
-    from imgwang import config, recipe
+    from imgwang import recipe
     from imgwang.stages.data import load_stage_data
     from imgwang.stages.pretrain import run_pretrain
+    from imgwang.stages.resolve import resolve
     from imgwang.stages.transfer import run_transfer
     from imgwang.tasks import task_names, task_params
 
@@ -99,7 +100,7 @@ def run(args, work: Path) -> int:
         print(f"note: this {pre['task']} lacks the recipe's {', '.join(missing)}: timed without them", flush=True)
     common = {"data": str(work / "data"), "arch": args.arch or recipe.ARCH, "size": args.size, "seed": 0,
               "device": args.device, "comet": "off", "resume": False, "runs_dir": str(work / "runs")}
-    cfg = config.resolve("pretrain", {**common, "task": pre["task"], "epochs": args.epochs, "bs": pre["bs"],
+    cfg = resolve("pretrain", {**common, "task": pre["task"], "epochs": args.epochs, "bs": pre["bs"],
                                       "lr": pre["lr"], "knn_every": 0, "grad_stats": False, **pre["params"],
                                       "task_params": {k: v for k, v in pre["task_params"].items() if k in accepted}})
     run_dir = work / "runs" / "recipe"
@@ -110,7 +111,7 @@ def run(args, work: Path) -> int:
           f"img/s over {result['pretrain_images']} images, device {result['device']}", flush=True)
 
     ft = recipe.FINETUNE
-    tcfg = config.resolve("transfer", {**common, "from_version": "recipe", "epochs": args.ft_epochs, "bs": ft["bs"],
+    tcfg = resolve("transfer", {**common, "from_version": "recipe", "epochs": args.ft_epochs, "bs": ft["bs"],
                                        "lr": ft["lr"], "runs": 1, **ft["params"]})
     out = run_transfer(tcfg, run_dir, work / "runs")
     ft_s = [h["seconds"] for h in out["histories"][0]]

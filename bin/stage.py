@@ -116,15 +116,14 @@ def join_node_zero(args, stages: list[str]) -> int:
     0's resolved configuration); nothing here is planned and nothing in runs/ is written. Evaluate and review
     run on node 0 alone, so a pipeline joins its pretrain and transfer."""
     from imgwang.distributed import launch
+    from imgwang.stages.resolve import launch_settings
     from imgwang.train.interrupt import TrainingInterrupted
 
-    cfg = {"nproc": args.nproc or 1, "nnodes": args.nnodes or 1, "node_rank": args.node_rank, "master": args.master,
-           "device": args.device or "auto"}
     joined = [s for s in stages if STAGES[s].param("nproc") is not None]
     try:
         if not joined:
             raise ConfigError(f"{args.stage} runs on node 0 alone: run it there (NODE_RANK=0)")
-        launch.settings(cfg)
+        cfg = launch_settings(vars(args))
         for stage in joined:
             launch.launch(stage, cfg, Path(args.runs_dir), Path(args.runs_dir))
     except TrainingInterrupted as e:

@@ -21,12 +21,12 @@ from conftest import REPO, free_port, held_env
 DRIVER = """
 import json, sys
 from pathlib import Path
-from imgwang import config
+from imgwang.stages.resolve import resolve
 from imgwang.stages.pretrain import run_pretrain
 from imgwang.train.interrupt import TrainingInterrupted
 
 params, out = json.loads(sys.argv[1]), Path(sys.argv[2])
-cfg = config.resolve("pretrain", params)
+cfg = resolve("pretrain", params)
 run_dir = Path(cfg["runs_dir"]) / cfg["version"]
 run_dir.mkdir(parents=True, exist_ok=True)
 try:
@@ -137,14 +137,17 @@ def test_two_nodes_on_loopback_complete_an_epoch(lab_env, tmp_path):
 
 
 def test_bad_launch_settings_fail_before_compute():
-    from imgwang.distributed.launch import settings
     from imgwang.errors import ConfigError
+    from imgwang.stages.resolve import launch_settings, resolve
 
     for bad, words in (({"nproc": 0}, "NPROC"), ({"nnodes": 2}, "MASTER"), ({"nproc": 3, "bs": 32}, "split evenly"),
                        ({"nnodes": 2, "node_rank": 2, "master": "h:1"}, "NODE_RANK"),
-                       ({"nnodes": 2, "master": "nohost"}, "host:port"), ({"nproc": "two"}, "whole number")):
+                       ({"nnodes": 2, "master": "nohost"}, "host:port"), ({"nproc": "two"}, "NPROC='two'")):
         with pytest.raises(ConfigError, match=words):
-            settings(bad)
+            if "bs" in bad:  # the batch is the stage's: planning checks it with the stage's configuration
+                resolve("pretrain", {"data": "sample", "arch": "tinyconv", "device": "cpu", **bad})
+            else:
+                launch_settings(bad)
 
 
 def test_ctrl_c_on_make_pretrain_with_two_processes_then_resume(lab_env, tmp_path):

@@ -9,9 +9,9 @@ from torch import nn
 from imgwang.errors import ConfigError
 from imgwang.evaluate.objective import Classification
 from imgwang.models.encoders import create_encoder
+from imgwang.stages.resolve import resolve
 from imgwang.stages.transfer import build_classifier
 from imgwang.train import TrainingInterrupted, make_optimizer, make_scheduler
-from imgwang.train.options import PRETRAIN_DEFAULTS, TRANSFER_DEFAULTS, check_options
 from imgwang.train.schedule import FLAT_COS_FINAL
 
 
@@ -82,7 +82,7 @@ def test_adam_couples_weight_decay_and_adamw_does_not():
         opt.step()
         steps[kind] = (2.0 - w.detach()).mean().item()
     assert steps["adam"] == pytest.approx(0.1, rel=1e-3) and steps["adamw"] == pytest.approx(0.1 * 0.01 * 2.0, rel=1e-3)
-    with pytest.raises(ConfigError, match="ranger"):
+    with pytest.raises(KeyError, match="lamb"):  # names are checked once, with the stage's configuration
         make_optimizer(TinyNet(), "lamb", 1e-3, 0.0)
 
 
@@ -115,18 +115,20 @@ def test_ranger_with_flat_cos_learns_and_resumes_exactly(tmp_path):
 
 
 def test_options_fill_defaults_and_refuse_bad_values():
-    assert check_options({}, TRANSFER_DEFAULTS) == TRANSFER_DEFAULTS
-    assert check_options({}, PRETRAIN_DEFAULTS)["pretrain_on_val"] is False
-    assert check_options({"pretrain_on_val": "true"}, PRETRAIN_DEFAULTS)["pretrain_on_val"] is True
-    given = check_options({"optimizer": "ranger", "schedule": "flat_cos", "label_smoothing": "0.1"}, TRANSFER_DEFAULTS)
+    common = {"data": "sample", "arch": "tinyconv", "device": "cpu", "from_version": "none"}
+    defaults = resolve("transfer", common)
+    assert (defaults["optimizer"], defaults["schedule"], defaults["label_smoothing"], defaults["head_dropout"]) == (
+        "adamw", "onecycle", 0.0, 0.25)
+    assert resolve("pretrain", common)["pretrain_on_val"] is False
+    assert resolve("pretrain", {**common, "pretrain_on_val": "true"})["pretrain_on_val"] is True
+    given = resolve("transfer", {**common, "optimizer": "ranger", "schedule": "flat_cos", "label_smoothing": "0.1"})
     assert given["label_smoothing"] == 0.1 and given["head_dropout"] == 0.25
     bad = [({"optimizer": "lamb"}, "optimizer"), ({"schedule": "step"}, "schedule"), ({"flat_frac": 1.5}, "flat_frac"),
            ({"weight_decay": -1}, "weight_decay"), ({"label_smoothing": 1.0}, "label_smoothing"),
            ({"head_dropout": "lots"}, "head_dropout"), ({"pretrain_on_val": "maybe"}, "pretrain_on_val")]
     for cfg, name in bad:
-        defaults = PRETRAIN_DEFAULTS if name == "pretrain_on_val" else TRANSFER_DEFAULTS
         with pytest.raises(ConfigError, match=name):
-            check_options(cfg, defaults)
+            resolve("pretrain" if name == "pretrain_on_val" else "transfer", {**common, **cfg})
 
 
 def test_head_dropout_and_label_smoothing_reach_the_model_and_the_loss():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from imgwang.config import resolve
 from imgwang.data.split import dev_mask
 from imgwang.evaluate.pixels import pixel_features, standardise
+from imgwang.stages.resolve import resolve
 from imgwang.train.batching import MIN_BATCH, fit_batch, steps_per_epoch
 
 

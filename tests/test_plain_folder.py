@@ -3,8 +3,8 @@
 import numpy as np
 
 from conftest import plain_image_folder
-from imgwang.config import resolve
 from imgwang.stages.pretrain import run_pretrain
+from imgwang.stages.resolve import resolve
 
 
 def test_pretrain_on_a_plain_folder_of_images(lab_env, tmp_path):

@@ -9,10 +9,10 @@ import pytest
 import stage  # bin/stage.py
 
 from conftest import REPO
-from imgwang.config import resolve
 from imgwang.errors import ConfigError
 from imgwang.stages import spec
-from imgwang.stages.plan import resolve_parameters, written_files
+from imgwang.stages.plan import written_files
+from imgwang.stages.resolve import resolve
 
 
 @pytest.mark.parametrize("name", list(spec.STAGES))
@@ -58,14 +58,14 @@ def _record(run_dir, **stages):
 def test_later_stages_inherit_by_the_spec_and_a_given_value_wins(tmp_path):
     _record(tmp_path / "v1", pretrain={"arch": "tinyconv", "data": "sample", "size": 32})
     _record(tmp_path / "v2", transfer={"arch": "tinyconv", "data": "sample", "size": 40, "from_version": "v1"})
-    t = resolve_parameters("transfer", {"from_version": "v1"}, tmp_path, "v3")
+    t = resolve("transfer", {"from_version": "v1"}, runs_dir=tmp_path, version="v3")
     assert (t["arch"], t["data"], t["size"]) == ("tinyconv", "sample", 64)  # size is not inherited by transfer
     with pytest.raises(ConfigError, match="ARCH=resnet18 but the pretrain stage of v1 used tinyconv"):
-        resolve_parameters("transfer", {"from_version": "v1", "arch": "resnet18"}, tmp_path, "v3")
-    e = resolve_parameters("evaluate", {}, tmp_path, "v2")
+        resolve("transfer", {"from_version": "v1", "arch": "resnet18"}, runs_dir=tmp_path, version="v3")
+    e = resolve("evaluate", {}, runs_dir=tmp_path, version="v2")
     assert (e["size"], e["from_version"], e["bs"]) == (40, "v1", 64)
-    assert resolve_parameters("evaluate", {"size": 48}, tmp_path, "v2")["size"] == 48
-    assert "from_version" not in resolve_parameters("review", {}, tmp_path, "v2")
+    assert resolve("evaluate", {"size": 48}, runs_dir=tmp_path, version="v2")["size"] == 48
+    assert "from_version" not in resolve("review", {}, runs_dir=tmp_path, version="v2")
 
 
 def test_force_moves_the_files_the_spec_says_a_stage_writes(tmp_path):

@@ -3,8 +3,8 @@ before in the kernel (which moves the global random state)."""
 
 import torch
 
-from imgwang.config import resolve
 from imgwang.stages.pretrain import run_pretrain
+from imgwang.stages.resolve import resolve
 from imgwang.stages.transfer import run_transfer
 
 COMMON = dict(data="sample", arch="tinyconv", size=24, epochs=1, bs=32, device="cpu", comet="off", seed=3)

@@ -11,24 +11,20 @@ from .stages.spec import stage_spec
 
 
 def start(stage: str, namespace: dict) -> tuple[dict, Path]:
-    """The stage's parameters, picked by their spec names from the notebook's namespace (`globals()`), and the
-    run folder (created). Under bin/stage.py the values arrive resolved and are used as they are; run by hand
-    in Jupyter, what is left empty is resolved by the same function bin/stage.py uses."""
-    from .stages.plan import resolve_parameters
+    """The stage's configuration and its run folder (created). Under bin/stage.py it is the one planning resolved
+    and recorded in run.json before this notebook started, taken as it is; run by hand in Jupyter, the values of
+    the notebook's namespace (`globals()`) are resolved by the same function planning uses."""
+    from .stages.resolve import resolve
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub: weights are never downloaded
     spec = stage_spec(stage)
-    cfg = {name: namespace[name] for name in spec.names}
-    if not is_resolved(spec, cfg):
-        runs_dir = Path(cfg["runs_dir"])
-        version = cfg["version"] or (runs.next_version(runs_dir) if spec.starts_version else runs.newest_version(runs_dir))
+    cfg = planned(stage, namespace)
+    if cfg is None:
+        runs_dir = Path(namespace["runs_dir"])
+        version = namespace["version"] or (runs.next_version(runs_dir) if spec.starts_version else runs.newest_version(runs_dir))
         defaults = spec.defaults()
-        given = {k: v for k, v in cfg.items() if v != defaults[k]}
-        cfg = {**cfg, **resolve_parameters(stage, given, runs_dir, version)}
-    if "task" in cfg and "crop_scale" in cfg:  # a task that cuts its own views keeps no loader augmentation
-        from .data import loader_augment
-
-        loader_augment.apply(cfg, task=cfg["task"])
+        cfg = resolve(stage, {n: namespace[n] for n in spec.names if namespace[n] != defaults[n]},
+                      runs_dir=runs_dir, version=version)
     run_dir = Path(cfg["runs_dir"]) / cfg["version"]
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"{stage} in {run_dir}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("version", "runs_dir")))
@@ -36,11 +32,17 @@ def start(stage: str, namespace: dict) -> tuple[dict, Path]:
     return cfg, run_dir
 
 
-def is_resolved(spec, cfg: dict) -> bool:
-    """bin/stage.py always passes a version, FROM and every data-dependent value; by hand they start empty."""
-    empty = (None, "", 0, 0.0)
-    return (cfg["version"] not in empty and cfg.get("from_version", "x") not in empty
-            and all(cfg[p.name] not in empty for p in spec.params if p.by_data))
+def planned(stage: str, namespace: dict) -> dict | None:
+    """The configuration bin/stage.py recorded for this stage as it started it (None: run by hand), in the
+    spec's order."""
+    version, runs_dir = namespace.get("version"), namespace.get("runs_dir")
+    if not version or not runs_dir:
+        return None
+    record = runs.stage_record(Path(runs_dir) / version, stage)
+    config = record.get("config") or {}
+    if record.get("status") != "running" or config.get("version") != version:
+        return None
+    return {**{n: config[n] for n in stage_spec(stage).names if n in config}, **config}
 
 
 def take_thread_share(stage: str, cfg: dict, run_dir: Path) -> None:

@@ -115,6 +115,11 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     return cache
 
 
+def storage_size(size: int) -> int:
+    """Side of the decode-once cache for images used at SIZE: a little above it, so random crops keep detail."""
+    return int(round(size * 1.25))
+
+
 def cache_bytes(n_images: int, size: int) -> int:
     return n_images * 3 * size * size
 

@@ -23,52 +23,9 @@ from ..stages.spec import AUGMENT
 from .augment import make_augment
 
 DEFAULTS = {p.name: p.default for p in AUGMENT}  # declared in the stage spec, with their docs
-CHECKS = {p.name: p.check for p in AUGMENT}
-# Pretext tasks whose labels a loader augmentation would change: the rotation task predicts the rotation.
-CLASHES = {"rotation": ("rotations", "the rotation task's labels are the rotation itself")}
-
-
-def check(params: dict, task: str | None = None, strict: bool = True) -> dict:
-    """Validated values of the augmentation parameters in `params` (defaults for the missing ones), or one
-    ConfigError naming the parameter, before any compute.
-
-    A pretext task that makes its own views (simclr, swav, dino, byol, patchwork) gets the whole stored image
-    and no loader augmentation: with `strict` a value other than the default is refused (it would change
-    nothing; a pipeline passes it on to fine-tuning instead), and the result is empty, so the run records no
-    loader augmentation it did not use."""
-    out = {key: params.get(key, default) for key, default in DEFAULTS.items()}
-    out = {key: CHECKS[key](key, value) for key, value in out.items()}
-    if task in CLASHES and out[CLASHES[task][0]] != DEFAULTS[CLASHES[task][0]]:
-        name, why = CLASHES[task]
-        raise ConfigError(f"{name.upper()}={out[name]} cannot be used with TASK={task}: {why}")
-    if task is not None and makes_views(task):
-        changed = [key for key in out if out[key] != DEFAULTS[key]]
-        if changed and strict:
-            key = changed[0]
-            raise ConfigError(f"{key.upper()}={out[key]} does not apply to TASK={task}: it cuts its own views from the "
-                              f"whole image (set them with its task parameters, e.g. P=\"-p min_scale 0.2\")")
-        return {}
-    return out
-
-
-def makes_views(task: str) -> bool:
-    """Whether the registered task `task` cuts its own views (imgwang.data.views), so the loader does not crop."""
-    from ..tasks.registry import TASKS, task_names
-
-    return task in task_names() and getattr(TASKS[task], "makes_views", False)
-
-
-def apply(cfg: dict, task: str | None = None) -> None:
-    """Put the checked augmentation parameters into a stage config, in place (see `check`): a task that makes
-    its own views keeps none of them."""
-    checked = check(cfg, task=task, strict=False)
-    for key in DEFAULTS:
-        cfg.pop(key, None)
-    cfg.update(checked)
-
-
 def chosen(cfg: dict) -> dict:
-    """The augmentation parameters of a (checked) stage config, as StageData.loader takes them."""
+    """The augmentation parameters of a resolved stage config, as StageData.loader takes them (a task that cuts
+    its own views has none in its config: the loader hands it whole images anyway)."""
     return {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
 
 

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 from .. import threads
-from ..errors import ConfigError, ImgwangError
+from ..errors import ImgwangError
 from ..train.interrupt import TrainingInterrupted
 from .world import in_torchrun
 
@@ -33,41 +33,9 @@ GRACE_S = 90  # after Ctrl-C: time for the ranks to reach their next step and ex
 
 
 def settings(cfg: dict) -> dict:
-    """NPROC, NNODES, NODE_RANK, MASTER from the config, checked (one ConfigError line, before compute)."""
-    out = {}
-    for key, low in (("nproc", 1), ("nnodes", 1), ("node_rank", 0)):
-        value = cfg.get(key, low if key != "node_rank" else 0)
-        try:
-            number = int(str(value if value not in (None, "") else (1 if key != "node_rank" else 0)))
-        except ValueError:
-            raise ConfigError(f"{key.upper()}={value!r} must be a whole number") from None
-        if number < (0 if key == "node_rank" else 1):
-            raise ConfigError(f"{key.upper()}={value!r} must be {'>= 0' if key == 'node_rank' else 'at least 1'}")
-        out[key] = number
-    if out["node_rank"] >= out["nnodes"]:
-        raise ConfigError(f"NODE_RANK={out['node_rank']} must be below NNODES={out['nnodes']} (nodes count from 0)")
-    master = str(cfg.get("master") or "")
-    if master:
-        host, _, port = master.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"MASTER={master!r} must be host:port, e.g. 10.0.0.1:29500 (node 0's address)")
-    elif out["nnodes"] > 1:
-        raise ConfigError(f"NNODES={out['nnodes']} needs MASTER=host:port, the address of node 0 (NODE_RANK=0)")
-    out["master"] = master
-    if out["nproc"] > 1 and str(cfg.get("device", "")).startswith(("cuda", "auto")):
-        import torch
-
-        gpus = torch.cuda.device_count()
-        if gpus and out["nproc"] > gpus:
-            raise ConfigError(f"NPROC={out['nproc']} but this machine has {gpus} GPU(s): one process per GPU")
-        if str(cfg.get("device")).startswith("cuda") and not gpus:
-            raise ConfigError(f"DEVICE={cfg['device']} with NPROC={out['nproc']}, but no CUDA device is available")
-    world = out["nproc"] * out["nnodes"]
-    bs = cfg.get("bs")
-    if world > 1 and isinstance(bs, int) and bs % world:
-        raise ConfigError(f"BS={bs} is the global batch and must split evenly over {world} processes "
-                          f"(NPROC={out['nproc']} x NNODES={out['nnodes']})")
-    return out
+    """NPROC, NNODES, NODE_RANK, MASTER of a resolved config (checked there: imgwang.stages.resolve.launch_rule)."""
+    return {"nproc": cfg.get("nproc", 1), "nnodes": cfg.get("nnodes", 1), "node_rank": cfg.get("node_rank", 0),
+            "master": str(cfg.get("master") or "")}
 
 
 def wanted(cfg: dict) -> bool:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import storage_size
-from ..data.cache import ImageCache, build_cache
+from ..data.cache import ImageCache, build_cache, storage_size
 from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader

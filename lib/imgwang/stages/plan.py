@@ -1,26 +1,24 @@
-"""Everything a stage checks before compute starts, and the resolved parameters its notebook gets.
+"""A stage's plan: its configuration (resolved once, stages/resolve.py), checked against the machine and the run
+folders before compute starts, and the first writes into its run folder.
 
-What a stage takes, inherits, needs and writes is declared in stages/spec.py; this module applies it. Later
-stages inherit what they must agree on from the version's earlier stages (run.json): transfer takes the
-architecture of the encoder it loads, evaluate and review take the transfer's data, size and architecture.
-A value given on the command line always wins; a contradiction is an error.
+What a stage takes, inherits, needs and writes is declared in stages/spec.py. Later stages inherit what they
+must agree on from the version's earlier stages (run.json): transfer takes the architecture of the encoder it
+loads, evaluate and review take the transfer's data, size and architecture. A value given on the command
+line always wins; a contradiction is an error.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .. import config, input_checks, runs
+from .. import input_checks, runs
 from ..clock import now
-from ..device import resolve_device
 from ..errors import ConfigError
 from . import claim
+from . import resolve as resolving
 from . import resume as resuming
-from .spec import PIPELINE, STAGES, Stage, stage_spec  # noqa: F401  (PIPELINE: bin/stage.py's import)
+from .spec import STAGES, Stage, stage_spec
 
 
 @dataclass
@@ -80,15 +78,9 @@ def written_files(run_dir: Path, spec: Stage) -> list[str]:
     return names
 
 
-def parse_value(text: str):
-    """`-p name value`: numbers, booleans, lists and dicts as YAML; anything else stays a string."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
+    """What bin/stage.py was given, resolved and checked (stages/resolve.py), then checked against the machine
+    and the run folders: the data, memory and disk, the files the stage needs, FROM's encoder, no overwrite."""
     spec = stage_spec(stage)
     runs_dir = Path(args.runs_dir)
     version = runs.check_version_name(args.version) if args.version else (
@@ -102,61 +94,13 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     if force and resume:
         raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
     recorded = resuming.recorded_settings(run_dir, stage) if resume else {}
-
-    # Make variables (and their --options) set the parameters that declare them; empty means "not given"
-    given = {p.name: getattr(args, p.name) for p in spec.params
-             if p.make and not p.internal and getattr(args, p.name, "") != ""}
-    task_params = {}
-    takes_task_params = spec.param("task_params") is not None
-    task = given.get("task", recorded.get("task", spec.defaults().get("task")))
-    own_task_params = task_param_names(task) if takes_task_params else set()
-    by_p = {}
-    for name, text in args.p:
-        p = spec.param(name)
-        if p is not None and not p.internal:
-            by_p[name] = parse_value(text)
-        elif takes_task_params and (not in_pipeline or name in own_task_params):
-            task_params[name] = parse_value(text)
-        elif not in_pipeline:
-            raise ConfigError(f"unknown parameter {name!r} for {stage}; it takes: {', '.join(sorted(spec.names))}")
-
-    input_checks.check_explicit_zeros(by_p)
-    given.update(input_checks.coerce_types(by_p, spec.defaults()))
-    if own_task_params:
-        from ..tasks import task_params as task_defaults
-
-        task_params = input_checks.coerce_types(task_params, task_defaults(task), what="task parameter ")
-    if resume:  # the recorded settings, then what was given (which must agree: checked once resolved)
-        given = {**{k: v for k, v in recorded.items() if k != "task_params"}, **given}
-        task_params = {**(recorded.get("task_params") or {}), **task_params}
-
-    params = resolve_parameters(stage, given, runs_dir, version, in_pipeline=in_pipeline)
-    if "resume" in params:
-        params["resume"] = resume
-    if takes_task_params:
-        params["task_params"] = {**(params.get("task_params") or {}), **task_params}
-    input_checks.check_finite(params)
+    make_values = {p.name: getattr(args, p.name, "") for p in spec.params}
+    given = resolving.given_values(spec, make_values, args.p, recorded, in_pipeline)
+    if "resume" in spec.names:
+        given["resume"] = resume
+    params, task = resolving.resolve_with_task(stage, given, runs_dir=runs_dir, version=version, in_pipeline=in_pipeline)
     if resume:
         resuming.check_same_settings(stage, version, recorded, params)
-
-    check_arch(params["arch"])
-    task = None
-    if "task" in params:
-        from ..data import loader_augment
-        from ..tasks import get_task
-
-        task = get_task(params["task"], **params["task_params"])
-        # a loader augmentation that would change the labels, or one a view-making task would not use (a pipeline
-        # passes it on to fine-tuning)
-        if not loader_augment.check(params, task=params["task"], strict=not in_pipeline):
-            for key in loader_augment.DEFAULTS:  # the task makes its own views: nothing to record of the loader's
-                params.pop(key, None)
-    check_comet(params.get("comet", "auto"))
-    resolve_device(params.get("device", "auto"))
-    if "nproc" in params:  # NPROC, NNODES, NODE_RANK, MASTER together, with BS (a global batch split evenly)
-        from ..distributed.launch import settings
-
-        settings(params)
     root = check_data(params["data"], spec)
     check_resources(params, root, task)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
@@ -165,80 +109,24 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == version):
         encoder = runs.encoder_path(runs_dir, params["from_version"])
         input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
-    if stage == "evaluate" and not in_pipeline:  # a pipeline's transfer and evaluate share one SPLIT
-        from ..data.split import scoring_split
-
-        scoring_split(params.get("split"), runs.stage_record(run_dir, "transfer").get("config", {}).get("split"), version)
     if not new_version:
         check_overwrite(run_dir, spec, force, resume)
     template = repo / "notebooks" / spec.notebook
     return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
 
 
-def resolve_parameters(stage: str, given: dict, runs_dir: Path, version: str, in_pipeline: bool = False) -> dict:
-    """The stage's parameters: its spec's defaults, then what it inherits from earlier stages, then the values
-    given, then data-dependent defaults and checks (config.resolve). Used before compute, and by `start()` for a
-    notebook run by hand."""
-    spec = stage_spec(stage)
-    params = spec.defaults()
-    params.update(inherited(spec, runs_dir / version, given, version))
-    params.update({k: v for k, v in given.items() if k in params})
-    params.update(version=version, runs_dir=str(runs_dir))
-    if "from_version" in params and not params["from_version"]:
-        params["from_version"] = version  # FROM defaults to the version itself
-    return config.resolve(stage, params)
-
-
-def task_param_names(task: str) -> set[str]:
-    """Parameter names of a task (empty for an unknown task: that error comes from get_task)."""
-    from ..tasks import task_names, task_params
-
-    return set(task_params(task)) if task in task_names() else set()
-
-
-def inherited(spec: Stage, run_dir: Path, given: dict, version: str) -> dict:
-    """What a stage must share with the stages before it in this version (or in FROM), by its spec's rules."""
-    out = {}
-    source = given.get("from_version") or version
-    for rule in spec.inherits:
-        folder = run_dir if rule.of == "self" else (None if source == "none" else run_dir.parent / source)
-        recorded = runs.recorded_config(folder, rule.stage) if folder is not None else {}
-        for key in rule.keys:
-            if key in out or recorded.get(key) is None:
-                continue
-            if rule.must_match and given.get(key) not in (None, "", recorded[key]):
-                raise ConfigError(f"{key.upper()}={given[key]} but the {rule.stage} stage of {folder.name} used "
-                                  f"{recorded[key]}: a {spec.name} must match what it loads")
-            out[key] = recorded[key]
-    return out
-
-
 def truthy(value) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def check_arch(arch: str) -> None:
-    """Unknown names fail with create_encoder's message; known ones are not built here."""
-    import timm
-
-    from ..models.encoders import create_encoder
-
-    if arch != "tinyconv" and not timm.is_model(arch):
-        create_encoder(arch)
-
-
-def check_comet(mode: str) -> None:
-    if mode == "online" and not os.environ.get("COMET_API_KEY"):
-        raise ConfigError("COMET=online needs COMET_API_KEY in the environment (or use COMET=offline / off)")
-
-
 def check_resources(params: dict, root: Path, task) -> None:
     """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size."""
+    from ..data.cache import storage_size
     from ..data.layout import load_layout
     from .data import default_cache_dir
 
     n_images = sum(load_layout(root).counts().values())
-    input_checks.check_fits(n_images, params["size"], config.storage_size(params["size"]), params["bs"],
+    input_checks.check_fits(n_images, params["size"], storage_size(params["size"]), params["bs"],
                             default_cache_dir())
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])

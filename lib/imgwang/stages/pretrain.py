@@ -20,7 +20,6 @@ from ..models.checkpoint import save_encoder
 from ..models.encoders import create_encoder
 from ..tasks import get_task
 from ..train.loop import fit
-from ..train.options import PRETRAIN_DEFAULTS, check_options, fit_options
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data, pretext_split
@@ -48,9 +47,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric.
 
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
-    measures the pretext metric (see pretext_split)."""
-    cfg.update(check_options(cfg, PRETRAIN_DEFAULTS))  # in place: the glued config shows every option
-    loader_augment.apply(cfg, task=cfg.get("task"))  # the loader's crop, flip, rotations (none for view makers)
+    measures the pretext metric (see pretext_split). `cfg` is resolved (imgwang.stages.resolve) and used as it is."""
     if launch.wanted(cfg):
         return pretrain_on_ranks(cfg, run_dir)
     start = time.time()
@@ -72,11 +69,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
     knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
     tracker.log_params(cfg)
     try:  # end() writes the offline archive, also after an interruption
-        settings = FitSettings(
-            epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=cfg["seed"],
-            checkpoint_dir=run_dir / "checkpoints" / "pretrain", resume=cfg.get("resume", False),
-            grad_stats=cfg.get("grad_stats", False), **fit_options(cfg),
-        )
+        settings = FitSettings.of(cfg, device=device, checkpoint_dir=run_dir / "checkpoints" / "pretrain")
         history = fit(model, task, train, val, settings, tracker=tracker, epoch_metrics=monitor)
     finally:
         tracker.end()
@@ -122,8 +115,7 @@ def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
     device = resolve_device(cfg["device"])
     task, model = build_pretext(cfg)
     model.load_state_dict(torch.load(run_dir / "pretext_model.pt", map_location="cpu", weights_only=True))
-    if not isinstance(getattr(type(task), "chance", None), property):
-        task.chance = got["chance"]  # set by the batches the ranks saw (simclr, swav: the global batch's)
+    task.chance = got["chance"]  # a chance that follows the batch (simclr, swav): the ranks' global batch's
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     return {"task": task, "model": model.to(device), "data": sd, "device": device,
             "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),

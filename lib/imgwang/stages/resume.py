@@ -12,9 +12,11 @@ from pathlib import Path
 
 from .. import runs
 from ..errors import ConfigError
+from .spec import STAGES
 
-# Recorded values that are not settings of the computation: where the run lives, and the resume flag itself.
-NOT_SETTINGS = ("version", "runs_dir", "resume", "comet")
+# Recorded values that are not settings of the computation (`setting=False` in the spec): where the run lives,
+# the resume flag itself, tracking.
+NOT_SETTINGS = {p.name for stage in STAGES.values() for p in stage.params if not p.setting}
 # stage -> the later stages that read what it writes (in the same version)
 BUILT_ON = {"pretrain": ("transfer",), "transfer": ("evaluate", "review"), "evaluate": ("review",), "review": ()}
 

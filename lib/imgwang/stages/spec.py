@@ -3,7 +3,7 @@ variables), what it inherits from the version's earlier stages, the files it nee
 glues.
 
 Everything else reads this table: bin/stage.py (its options and `NAME=value` Make variables), planning and the
-checks before compute (stages/plan.py), resolution of defaults (config.resolve), the notebooks' `start()`,
+checks before compute (stages/plan.py), the one resolution of a configuration (stages/resolve.py), the notebooks' `start()`,
 `make help`, the notebooks' parameters cells (tests/test_spec.py keeps each equal to `parameters_source`),
 and compare and the tasks table (`Scraps` refuses a scrap name a stage does not declare).
 Only the standard library is imported here, so `make help` runs before the venv exists.
@@ -45,6 +45,8 @@ class Param:
     check: Callable | None = None  # imgwang.checks function (name, value) -> value; ConfigError when bad
     make: str | None = None  # Make variable that sets it (also bin/stage.py's NAME=value and --name)
     internal: bool = False  # set by bin/stage.py, not by `-p`
+    setting: bool = True  # shapes the computation: a RESUME must keep it (not so: where the run lives, tracking)
+    augment: bool = False  # the loader's augmentation: a task that cuts its own views takes none of it
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,8 @@ def _copy(value):
 
 # Parameters several stages take. `replace(X, ...)` gives a stage its own default or doc.
 VERSION = Param("version", "", str, "run folder under runs/; empty: next free v<n> (pretrain) or the newest run",
-                make="VERSION", internal=True)
-RUNS_DIR = Param("runs_dir", "runs", str, "where run folders live", internal=True)
+                make="VERSION", internal=True, setting=False)
+RUNS_DIR = Param("runs_dir", "runs", str, "where run folders live", internal=True, setting=False)
 DATA = Param("data", "imagewang", str,
              "sample | imagewang | imagewang-320 | imagewang-full | path to a folder in Imagewang layout", make="DATA")
 ARCH = Param("arch", "", str, "timm model name (random init) or tinyconv; empty: default for the data, resnet18 on "
@@ -116,13 +118,14 @@ THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores //
                 "(at most 2 with cuda), looked at again each epoch (imgwang.threads)", check=checks.non_negative_int,
                 make="THREADS")
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
-              check=checks.comet_mode, make="COMET")
-RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True)
+              check=checks.comet_mode, make="COMET", setting=False)
+RESUME = Param("resume", False, bool, "continue from the last complete epoch of an interrupted run", internal=True,
+               setting=False)
 SPLIT = Param("split", "", str, "scoring set of transfer and evaluate: val (the leaderboard protocol) | dev (a fixed, "
               "class-stratified fifth of train/ held out from fine-tuning, to tune without touching val/)",
               check=checks.split_name, make="SPLIT")
 # Several processes and machines (imgwang.distributed): pretrain and transfer train under torchrun when more than
-# one process takes part; the cross-checks (BS split evenly, MASTER with NNODES > 1) are launch.settings.
+# one process takes part; the cross-checks (BS split evenly, MASTER with NNODES > 1) are stages/resolve.launch_rule.
 NPROC = Param("nproc", 1, int, "processes on this machine, one per GPU; above 1 the stage trains under torchrun "
               "(BS stays the global batch)", check=checks.positive_int, make="NPROC")
 NNODES = Param("nnodes", 1, int, "machines taking part, each running the same make command", check=checks.positive_int,
@@ -131,7 +134,7 @@ NODE_RANK = Param("node_rank", 0, int, "this machine's number, 0 to NNODES-1; no
                   check=checks.non_negative_int, make="NODE_RANK")
 MASTER = Param("master", "", str, "host:port of node 0, where the ranks meet (needed with NNODES > 1)", make="MASTER")
 DISTRIBUTED = (NPROC, NNODES, NODE_RANK, MASTER)
-# Training options (imgwang.train.options); their defaults are the lab's behaviour before they existed.
+# Training options (FitSettings.of takes them by name); their defaults are the lab's behaviour before they existed.
 OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam, imgwang.train.optim)",
                   check=checks.optimizer_name)
 SCHEDULE = Param("schedule", "onecycle", str, "learning-rate schedule: onecycle | flat_cos (flat, then cosine to lr/1e5) "
@@ -146,11 +149,12 @@ FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: r
 # make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
 AUGMENT = (
     Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
-          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale),
+          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale, augment=True),
     Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
-          check=checks.probability),
+          check=checks.probability, augment=True),
     Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
-          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns),
+          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns,
+          augment=True),
 )
 
 STAGES = {

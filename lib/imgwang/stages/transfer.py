@@ -26,7 +26,6 @@ from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config, update_stage
 from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
-from ..train.options import TRANSFER_DEFAULTS, check_options, fit_options
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data
@@ -49,8 +48,7 @@ def pretrained_on_val(runs_dir: Path, from_version: str) -> bool | None:
 
 
 def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
-    cfg.update(check_options(cfg, TRANSFER_DEFAULTS))  # in place: the glued config shows every option
-    cfg.update(loader_augment.check(cfg))  # fine-tuning's crop, flip, rotations
+    """Fine-tune RUNS times from FROM's encoder (or none); `cfg` is resolved (imgwang.stages.resolve)."""
     if launch.wanted(cfg):
         return transfer_on_ranks(cfg, run_dir, runs_dir)
     start = time.time()
@@ -77,12 +75,7 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         if lead:
             print(f"repeat {r + 1}/{cfg['runs']} (seed {seed})")
         try:
-            settings = FitSettings(
-                epochs=cfg["epochs"], lr=cfg["lr"], device=device, seed=seed,
-                freeze_epochs=cfg.get("freeze_epochs", 0), head_lr_mult=cfg.get("head_lr_mult", 1.0),
-                checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}", resume=cfg.get("resume", False),
-                **fit_options(cfg),
-            )
+            settings = FitSettings.of(cfg, device=device, seed=seed, checkpoint_dir=run_dir / "checkpoints" / f"transfer-{r}")
             history = fit(model, objective, train, val, settings, tracker=tracker)
         finally:
             tracker.end()

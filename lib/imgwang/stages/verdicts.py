@@ -28,12 +28,11 @@ IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "
 def finetune_settings(cfg: dict) -> dict:
     """The transfer parameters a baseline must share. A run recorded before an option existed ran with
     that option's default (the split: val), so defaults fill what its config lacks."""
-    from ..data.loader_augment import DEFAULTS as AUGMENT_DEFAULTS
-    from ..train.options import TRANSFER_DEFAULTS
+    from .spec import stage_spec
 
     if not cfg:
         return {}
-    settings = {k: v for k, v in {**TRANSFER_DEFAULTS, **AUGMENT_DEFAULTS, **cfg}.items() if k not in IGNORED}
+    settings = {k: v for k, v in {**stage_spec("transfer").defaults(), **cfg}.items() if k not in IGNORED}
     return {**settings, "split": cfg.get("split") or "val"}
 
 

@@ -13,7 +13,13 @@ A task also declares how to build its model around an encoder (`build_model`), i
 (higher is better, in [0, 1] for classification-like tasks) and the metric's chance level.
 
 `metric_name` and `chance` are plain attributes, declared one way: a class attribute when fixed, assigned in
-`__init__` when they follow the task's parameters (or in `make_batch` when they follow the batch size).
+`__init__` when they follow the task's parameters, in `make_batch` when they follow the batch size (a run on
+several processes then takes the chance of the batches its ranks saw).
+
+Everything else the rest of the lab asks of a task is declared here, with the default most tasks take:
+`makes_views` (the task cuts its own views from the whole stored image, so the loader neither crops nor
+flips), `forbids_augment` (loader augmentation parameters that would change its labels, with the reason) and
+the training hooks `on_epoch_start`, `before_step`, `after_step` (no-ops here; e.g. an EMA teacher's update).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class Task:
     name: str = ""
     metric_name: str = "accuracy"
     chance: float = 0.0  # the metric's value for a model that learned nothing (a class attribute when fixed)
+    makes_views: bool = False  # cuts its own views from the whole stored image: the loader does not augment
+    forbids_augment: dict[str, str] = {}  # loader augmentation parameter -> why this task refuses it
 
     def __init__(self, *, noise_p: float = 0.0):
         if not 0.0 <= noise_p <= 1.0:
@@ -49,6 +57,17 @@ class Task:
 
     def metric(self, outputs, targets) -> torch.Tensor:
         raise NotImplementedError
+
+    # --- training hooks (host-side, never waiting on the device) --------------------------------
+    # `step` counts from 0 over the whole run, so a resumed run follows the same schedules.
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        """Before each epoch's first step."""
+
+    def before_step(self, model: nn.Module, step: int, total_steps: int, steps_per_epoch: int) -> None:
+        """Before the forward pass of each step."""
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """After the optimizer step, e.g. an EMA teacher update."""
 
     # --- shared by every task ---------------------------------------------------------------
     def prepare(self, batch, generator: torch.Generator):

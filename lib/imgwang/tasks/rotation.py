@@ -18,6 +18,7 @@ from .ops import ClassificationTask
 class Rotation(ClassificationTask):
     name = "rotation"
     n_classes = 4
+    forbids_augment = {"rotations": "the rotation task's labels are the rotation itself"}
 
     def __init__(self, *, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)

@@ -5,11 +5,11 @@ from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats
 from .interrupt import TrainingInterrupted
 from .loop import fit
-from .optim import OPTIMIZERS, make_optimizer, param_groups
+from .optim import make_optimizer, param_groups
 from .plots import plot_grad_stats
-from .schedule import SCHEDULES, make_scheduler
+from .schedule import make_scheduler
 from .settings import FitSettings
 from .tracking import Tracker, make_tracker
 
 __all__ = ["fit", "FitSettings", "EarlyStop", "Monitor", "TrainingInterrupted", "GradStats", "plot_grad_stats", "make_tracker",
-           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES", "load_checkpoint"]
+           "Tracker", "make_optimizer", "make_scheduler", "param_groups", "load_checkpoint"]

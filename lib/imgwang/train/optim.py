@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import OPTIMIZERS, optimizer_name
 from ..errors import ConfigError
 
 
@@ -41,22 +40,25 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, head_lr
     return [groups[n] for n in order if n in groups]
 
 
-__all__ = ["OPTIMIZERS", "make_optimizer", "param_groups"]
-
-
 def make_optimizer(model: torch.nn.Module, kind: str, lr: float, weight_decay: float, head_lr_mult: float = 1.0):
-    optimizer_name("optimizer", kind)
+    """`kind` is one of OPTIMIZERS (checked with the stage's configuration, imgwang.checks.optimizer_name)."""
     groups = param_groups(model, lr, weight_decay, head_lr_mult)
     if not groups:
         raise ConfigError("the model has no trainable parameters")
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99))
-    if kind == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    return BUILDERS[kind](groups, lr, weight_decay)
+
+
+def _ranger(groups, lr, weight_decay):
     from timm.optim import create_optimizer_v2
 
     # The groups carry their own weight decay; timm only wraps RAdam(decoupled) in Lookahead(k=6, alpha=0.5).
     return create_optimizer_v2(groups, "lookahead_radamw", lr=lr, weight_decay=weight_decay, betas=(0.95, 0.99),
                                eps=1e-4)
+
+
+BUILDERS = {  # one per name of imgwang.checks.OPTIMIZERS
+    "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99)),
+    "adam": lambda groups, lr, wd: torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99)),
+    "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True),
+    "ranger": _ranger,
+}

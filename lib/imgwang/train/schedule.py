@@ -7,9 +7,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from ..checks import SCHEDULES, fraction, schedule_name  # noqa: F401  (SCHEDULES: re-exported)
+from ..checks import fraction, schedule_name
 from ..errors import ConfigError
-from .optim import OPTIMIZERS, make_optimizer, param_groups  # noqa: F401  (their home before optim.py)
 
 FLAT_COS_FINAL = 1e-5  # fastai's fit_flat_cos anneals to lr / div_final, div_final = 1e5
 
