@@ -4,17 +4,20 @@
 import pytest
 import stage  # bin/stage.py
 
+from conftest import REPO
 from imgwang.errors import ConfigError
+from imgwang.stages import driver
+from imgwang.stages.spec import PIPELINE
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--comet", "off"]
 
 
 def planned(tmp_path, *argv):
     args = stage.parse_args([*argv, *TINY, "--runs-dir", str(tmp_path)])
-    stages = stage.PIPELINE if args.stage == "pipeline" else [args.stage]
+    stages = PIPELINE if args.stage == "pipeline" else [args.stage]
     if args.stage == "pipeline" and args.from_version == "none":
-        stages = stage.PIPELINE[1:]
-    return {p.stage: p.parameters for p in stage.plan_all(args, stages)}
+        stages = PIPELINE[1:]
+    return {p.stage: p.parameters for p in driver.plan_all(args, stages, REPO)}
 
 
 def test_a_pipeline_gives_pretraining_and_fine_tuning_their_own_settings(lab_env, tmp_path):

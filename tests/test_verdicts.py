@@ -134,9 +134,12 @@ def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_
 
     import stage  # bin/stage.py
 
+    from conftest import REPO
+    from imgwang.stages import driver
+
     args = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seed", "5", "--runs", "3",
                              "--seeds", "3", "--version", "rep", "--runs-dir", str(tmp_path)])
-    planned = stage.plan_replicates(args, ["pretrain", "transfer", "evaluate", "review"], 3)
+    planned = driver.plan_replicates(args, ["pretrain", "transfer", "evaluate", "review"], 3, REPO)
     assert [group for group, _ in planned] == ["rep"] * 3
     assert [plans[0].version for _, plans in planned] == ["rep-seed5", "rep-seed6", "rep-seed7"]
     assert [plans[0].parameters["seed"] for _, plans in planned] == [5, 6, 7]  # pretraining seeds
@@ -145,10 +148,10 @@ def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_
     assert not list(tmp_path.iterdir())  # planning writes nothing
     auto = stage.parse_args(["pipeline", "--data", "sample", "--arch", "tinyconv", "--seeds", "2", "--runs-dir", str(tmp_path)])
     (tmp_path / "v4").mkdir()
-    (group, plans), _ = stage.plan_replicates(auto, ["pretrain", "transfer"], 2)
+    (group, plans), _ = driver.plan_replicates(auto, ["pretrain", "transfer"], 2, REPO)
     assert group == "v5-v6" and plans[0].version == "v5"
     with pytest.raises(ConfigError, match="make pipeline SEEDS=3"):
         replicates.count("3", "transfer")
     (tmp_path / "rep-seed6").mkdir()
     with pytest.raises(ConfigError, match="rep-seed6 already exists"):
-        stage.plan_replicates(args, ["pretrain"], 3)
+        driver.plan_replicates(args, ["pretrain"], 3, REPO)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 from . import runs
+from .plain import to_plain
 from .stages.spec import stage_spec
 
 
@@ -52,23 +52,6 @@ def take_thread_share(stage: str, cfg: dict, run_dir: Path) -> None:
 
     device = resolve_device(cfg.get("device") or "auto").type
     threads.start_stage(cfg.get("threads"), device, run_dir, stage)
-
-
-def to_plain(value):
-    """numpy / torch scalars and arrays -> Python types, as scrapbook needs. NaN and infinities become the
-    strings 'nan' / 'inf', which is what the kernel's message packer turns them into anyway (JSON has no NaN),
-    but only after a warning that the saved notebook would show."""
-    if hasattr(value, "tolist"):
-        return to_plain(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # 'nan', 'inf', '-inf', as jupyter_client's json_clean writes them
-    return value
 
 
 def glue(**scraps) -> None:

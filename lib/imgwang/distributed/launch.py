@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .. import threads
 from ..errors import ImgwangError
+from ..plain import from_plain
 from ..train.interrupt import TrainingInterrupted
 from .world import in_torchrun
 
@@ -79,7 +80,7 @@ def launch(stage: str, cfg: dict, run_dir: Path, runs_dir: Path, *, out=None) ->
               + (f", rendezvous at {s['master']}" if s["master"] else ""), file=out, flush=True)
         with threads.step_aside():  # the ranks take the cores' shares (each registers), the kernel only waits
             rc, interrupted = stream(cmd, worker_env(s["nproc"]), out)
-        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        result = from_plain(json.loads(result_file.read_text())) if result_file.is_file() else {}
     status = result.get("status")
     if status == "interrupted" or (interrupted and status != "done"):
         raise TrainingInterrupted(result.get("epoch_completed", 0), "interrupted (all ranks stopped)")

@@ -2,15 +2,16 @@
 
 The job file holds the stage, its resolved config and folders (written by launch.py). Every rank joins the
 process group, takes rank 0's job (so a machine joining with NODE_RANK > 0 needs nothing but the rendezvous
-settings and the data at the same path), and runs the stage's own training code (stages/pretrain.py, stages/transfer.py), which is
+settings and the data at the same path), and runs the stage's own function (the spec's `run`), which is
 rank-aware: sharded loaders, DDP, rank-0 checkpoints and files. Rank 0 then writes the job's result file,
-which the kernel reads back: status done / interrupted / failed, and the numbers the notebook glues.
+which the kernel reads back: status done / interrupted / failed, and the stage's `results` (the spec's).
 
 Exit codes: 0 done, 130 interrupted (the last complete epoch is in last.pt), 1 failed (one `error:` line).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from .. import atomic, threads
 from ..device import resolve_device
 from ..errors import ImgwangError
+from ..plain import to_plain
+from ..stages.spec import STAGES
 from ..train.interrupt import TrainingInterrupted
 from . import world
 
@@ -27,29 +30,8 @@ from . import world
 EXIT_DELAY_S = 3
 
 
-def plain(value):
-    """JSON-safe copy (numbers, lists, dicts); NaN stays NaN (Python's json writes and reads it)."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def write_result(path: Path, result: dict) -> None:
-    atomic.write_json(path, plain(result), indent=1)
-
-
-def summary(stage: str, result: dict) -> dict:
-    """What the kernel needs from a finished stage (the model itself is read from the run folder)."""
-    if stage == "pretrain":
-        keep = ("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s")
-        return {**{k: result[k] for k in keep}, "chance": result["task"].chance}
-    return {k: result[k] for k in ("val_accs", "val_acc", "val_acc_std", "histories", "wall_s")}
+    atomic.write_json(path, to_plain(result), indent=1, default=str)
 
 
 def main(argv=None) -> int:
@@ -66,17 +48,12 @@ def main(argv=None) -> int:
         # each rank is a stage process: its share of the cores (rank 0 prints it and records it in run.json)
         threads.start_stage(cfg.get("threads"), device.type, run_dir if lead else None, stage,
                             say=print if lead else (lambda _: None))
-        if stage == "pretrain":
-            from ..stages.pretrain import run_pretrain
-
-            result = run_pretrain(cfg, run_dir)
-        else:
-            from ..stages.transfer import run_transfer
-
-            result = run_transfer(cfg, run_dir, Path(job["runs_dir"]))
+        spec = STAGES[stage]
+        module, _, function = spec.run.partition(":")
+        result = getattr(importlib.import_module(module), function)(cfg, run_dir, Path(job["runs_dir"]))
         if lead:
             write_result(result_path, {"status": "done", "world": info.record(cfg["bs"] // info.world_size),
-                                       **summary(stage, result)})
+                                       **{k: result[k] for k in spec.results}})
         return 0
     except TrainingInterrupted as e:
         if lead:

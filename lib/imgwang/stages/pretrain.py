@@ -23,6 +23,7 @@ from ..train.loop import fit
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data, pretext_split
+from .spec import STAGES
 
 
 def build_pretext(cfg: dict):
@@ -43,13 +44,13 @@ def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, 
     return train, val
 
 
-def run_pretrain(cfg: dict, run_dir: Path) -> dict:
+def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict:
     """Pretext-train on unsup + train images (no labels); val/ images measure the pretext metric.
 
     With cfg["pretrain_on_val"] val/ images are pretrained on too and a held-out part of all images
     measures the pretext metric (see pretext_split). `cfg` is resolved (imgwang.stages.resolve) and used as it is."""
     if launch.wanted(cfg):
-        return pretrain_on_ranks(cfg, run_dir)
+        return pretrain_on_ranks(cfg, run_dir, Path(runs_dir or run_dir.parent))
     start = time.time()
     device = world.local_device(resolve_device(cfg["device"]))
     lead = world.is_rank_zero()  # under torchrun: rank 0 monitors, tracks and writes
@@ -80,7 +81,7 @@ def run_pretrain(cfg: dict, run_dir: Path) -> dict:
             record_world(run_dir, "pretrain", world.current().record(bs))
     last = history[-1]
     return {
-        "task": task, "model": model, "data": sd, "history": history, "device": device,
+        "task": task, "chance": task.chance, "model": model, "data": sd, "history": history, "device": device,
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
         "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
@@ -104,11 +105,11 @@ def pretrain_scraps(cfg: dict, result: dict) -> dict:
     return scraps
 
 
-def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
+def pretrain_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     """Kernel side of a torchrun launch: the ranks train; the result is rebuilt from rank 0's files.
     On a node other than node 0 (NODE_RANK > 0) the result is {}: rank 0 and its files are on node 0."""
     sd = load_stage_data(cfg["data"], cfg["size"])  # the cache is built once, here, before the ranks read it
-    got = launch.launch("pretrain", cfg, run_dir, Path(cfg.get("runs_dir", run_dir.parent)))
+    got = launch.launch("pretrain", cfg, run_dir, runs_dir)
     if not got:  # another node than node 0: its ranks computed; the files and the result are on node 0
         return {}
     record_world(run_dir, "pretrain", got["world"])
@@ -119,8 +120,7 @@ def pretrain_on_ranks(cfg: dict, run_dir: Path) -> dict:
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     return {"task": task, "model": model.to(device), "data": sd, "device": device,
             "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
-            **{k: got[k] for k in ("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init",
-                                   "wall_s")}}
+            **{k: got[k] for k in STAGES["pretrain"].results}}
 
 
 def record_world(run_dir: Path, stage: str, record: dict) -> None:

@@ -17,8 +17,6 @@ from .spec import STAGES
 # Recorded values that are not settings of the computation (`setting=False` in the spec): where the run lives,
 # the resume flag itself, tracking.
 NOT_SETTINGS = {p.name for stage in STAGES.values() for p in stage.params if not p.setting}
-# stage -> the later stages that read what it writes (in the same version)
-BUILT_ON = {"pretrain": ("transfer",), "transfer": ("evaluate", "review"), "evaluate": ("review",), "review": ()}
 
 
 def recorded_settings(run_dir: Path, stage: str) -> dict:
@@ -72,7 +70,7 @@ def dependents(run_dir: Path, stage: str) -> list[str]:
     """The later stages of this version built on `stage`'s results, transitively. A transfer that loaded
     another version's encoder (or none) is not built on this version's pretrain."""
     recorded = runs.read_run_json(run_dir).get("stages", {})
-    out, todo = [], list(BUILT_ON.get(stage, ()))
+    out, todo = [], readers(stage)
     while todo:
         later = todo.pop(0)
         if later in out:
@@ -81,5 +79,10 @@ def dependents(run_dir: Path, stage: str) -> list[str]:
         if stage == "pretrain" and later == "transfer" and config.get("from_version") not in (None, "", run_dir.name):
             continue
         out.append(later)
-        todo += BUILT_ON.get(later, ())
+        todo += readers(later)
     return out
+
+
+def readers(stage: str) -> list[str]:
+    """The stages declared built on `stage` (the spec's `built_on`)."""
+    return [s.name for s in STAGES.values() if stage in s.built_on]

@@ -80,6 +80,9 @@ class Stage:
     starts_version: bool = False  # run alone, it takes the next free version (later stages take the newest)
     makes_encoder: bool = False  # a FROM=none pipeline (the random-init baseline) skips it
     labelled: bool = True  # needs classes: refuses a plain folder of images
+    built_on: tuple[str, ...] = ()  # earlier stages of the version whose results it reads (FORCE marks it stale)
+    run: str = ""  # "module:function" running it, (cfg, run_dir, runs_dir) -> result (on every rank under torchrun)
+    results: tuple[str, ...] = ()  # keys of that result rank 0 sends back to the kernel (plain values)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -182,6 +185,8 @@ STAGES = {
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
                 "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
         starts_version=True, makes_encoder=True, labelled=False,
+        run="imgwang.stages.pretrain:run_pretrain",
+        results=("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s", "chance"),
     ),
     "transfer": Stage(
         "transfer", "02-transfer.ipynb",
@@ -207,6 +212,8 @@ STAGES = {
         # the encoder's architecture is fixed by the pretrain run that made it
         inherits=(Inherit("pretrain", ("arch",), of="from", must_match=True), Inherit("pretrain", ("data",)),
                   Inherit("pretrain", ("data",), of="from")),
+        built_on=("pretrain",),  # when FROM is this version
+        run="imgwang.stages.transfer:run_transfer", results=("val_accs", "val_acc", "val_acc_std", "histories", "wall_s"),
     ),
     "evaluate": Stage(
         "evaluate", "03-evaluate.ipynb",
@@ -228,7 +235,7 @@ STAGES = {
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
         inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
-        needs=(("classifier.pt", "transfer"),),
+        needs=(("classifier.pt", "transfer"),), built_on=("transfer",),
     ),
     "review": Stage(
         "review", "04-review.ipynb",
@@ -241,7 +248,7 @@ STAGES = {
         scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
                 "pretext_mistakes"),
         inherits=(Inherit("transfer", ("data", "arch", "size")), Inherit("pretrain", ("data",))),
-        needs=(("classifier.pt", "transfer"), ("predictions.pt", "evaluate")),
+        needs=(("classifier.pt", "transfer"), ("predictions.pt", "evaluate")), built_on=("transfer", "evaluate"),
     ),
 }
 PIPELINE = list(STAGES)

@@ -30,6 +30,7 @@ from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
 from .data import load_stage_data
 from .pretrain import record_world
+from .spec import STAGES
 
 
 def build_classifier(arch: str, n_classes: int, encoder_file: Path | None, head_dropout: float = 0.25) -> Classifier:
@@ -140,7 +141,7 @@ def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     model.load_state_dict(torch.load(run_dir / "classifier.pt", map_location="cpu", weights_only=True))
     return {"model": model.to(device), "data": sd, "device": device, "train_bs": batch, "steps_per_epoch": steps,
             "pretrained_on_val": pretrained_on_val(runs_dir, cfg["from_version"]),
-            **{k: got[k] for k in ("val_accs", "val_acc", "val_acc_std", "histories", "wall_s")}}
+            **{k: got[k] for k in STAGES["transfer"].results}}
 
 
 def leaderboard_line(cfg: dict, result: dict) -> str:

@@ -1,0 +1,197 @@
+"""Running what bin/stage.py was asked: one stage, a pipeline, replicate groups (SEEDS), a resumed pipeline, or a
+machine joining a multi-node run. bin/stage.py only turns words into `args` (an argparse namespace whose
+attributes are the spec's Make variables, `p` and `runs_dir`) and calls `run(args, repo)`.
+
+Every stage of the command is planned (resolved and checked) before the first one runs: a bad value stops
+with one `error:` line, exit code 2, and runs/ as it was. Then the version is claimed (when new) and locked,
+and each stage's notebook is executed by imgwang.runner; run.json records how each ended.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+from .. import runs
+from ..clock import now
+from ..errors import ConfigError, ImgwangError
+from . import claim, replicates
+from .plan import StagePlan, plan_stage, truthy
+from .spec import PIPELINE, STAGES
+
+
+def run(args, repo: Path) -> int:
+    """Exit code: 0 done, 2 refused before compute, 1 failed, 130 interrupted."""
+    stages = stages_of(args)
+    if args.node_rank not in ("", "0"):  # another machine of a multi-node run: it lends its ranks, nothing more
+        return join_node_zero(args, stages)
+    new_version = not args.version and args.stage in ("pretrain", "pipeline")  # claimed once checked
+    try:
+        if args.stage == "pipeline" and truthy(args.resume):  # the first stage not done, then the rest
+            stages = resumed_pipeline(args, stages)
+            new_version = False
+        n_seeds = replicates.count(args.seeds, args.stage)
+        if n_seeds == 1:
+            groups = [("", plan_all(args, stages, repo))]
+        else:
+            groups = plan_replicates(args, stages, n_seeds, repo)
+            new_version = False  # the replicates' versions are named (and checked free) by planning
+    except ImgwangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for k, (group, plans) in enumerate(groups):
+        try:  # the version is this process's from here: claimed when new, locked while its stages run
+            lock = claim.claim_and_lock(plans, new_version)
+        except ImgwangError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            if group:
+                replicates.mark_group(plans[0].run_dir, group, k, len(groups))
+            for plan in plans:
+                lock.set_stage(plan.stage)
+                rc = execute(plan, repo)
+                if rc:
+                    return rc
+        finally:
+            lock.release()
+        print(f"done: {', '.join(p.stage for p in plans)} in {shown(plans[0].run_dir, repo)}")
+    return 0
+
+
+def stages_of(args) -> list[str]:
+    """The stages a command runs: a FROM=none pipeline is the random-init baseline, with nothing to pretrain."""
+    if args.stage != "pipeline":
+        return [args.stage]
+    return [s for s in PIPELINE if not (args.from_version == "none" and STAGES[s].makes_encoder)]
+
+
+def shown(path: Path, repo: Path) -> Path:
+    return path.relative_to(repo) if path.is_relative_to(repo) else path
+
+
+def join_node_zero(args, stages: list[str]) -> int:
+    """NODE_RANK > 0: this machine's ranks join the run that node 0 plans, records and writes (they take node
+    0's resolved configuration); nothing here is planned and nothing in runs/ is written. Evaluate and review
+    run on node 0 alone, so a pipeline joins its pretrain and transfer."""
+    from ..distributed import launch
+    from ..train.interrupt import TrainingInterrupted
+    from .resolve import launch_settings
+
+    joined = [s for s in stages if STAGES[s].param("nproc") is not None]
+    try:
+        if not joined:
+            raise ConfigError(f"{args.stage} runs on node 0 alone: run it there (NODE_RANK=0)")
+        cfg = launch_settings(vars(args))
+        for stage in joined:
+            launch.launch(stage, cfg, Path(args.runs_dir), Path(args.runs_dir))
+    except TrainingInterrupted as e:
+        print(f"error: {e}; node 0 keeps the last complete epoch", file=sys.stderr)
+        return 130
+    except ImgwangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ConfigError) else 1
+    print(f"done: node {args.node_rank} took part in {', '.join(joined)}; the run is on node 0")
+    return 0
+
+
+def resumed_pipeline(args, stages: list[str]) -> list[str]:
+    """`pipeline RESUME=1`: the stages from the first one not done (of VERSION, or the newest version); RESUME
+    applies to that stage when it has something to resume, the rest run afresh."""
+    from .resume import pipeline_start
+
+    runs_dir = Path(args.runs_dir)
+    args.version = runs.check_version_name(args.version) if args.version else runs.newest_version(runs_dir)
+    first, resumable = pipeline_start(runs_dir / args.version, stages)
+    args.resume = "1" if resumable else ""
+    print(f"RESUME=1: {args.version} continues at {stages[first]}" + ("" if resumable else " (afresh: it never started)"))
+    return stages[first:]
+
+
+def plan_all(args, stages: list[str], repo: Path) -> list[StagePlan]:
+    """Every stage checked before any runs; the later stages of a pipeline go into the same version (RESUME
+    applies to the first stage only)."""
+    pipeline = args.stage == "pipeline"
+    plans = [plan_stage(stages[0], stage_args(args, stages[0], stages), repo, in_pipeline=pipeline)]
+    for later in stages[1:]:
+        args.version = plans[0].version
+        one = stage_args(args, later, stages)
+        one.resume = ""
+        plans.append(plan_stage(later, one, repo, in_pipeline=True))
+    check_used(args, plans)
+    return plans
+
+
+def plan_replicates(args, stages: list[str], n: int, repo: Path) -> list[tuple[str, list[StagePlan]]]:
+    """SEEDS=n: n versions of the pipeline, each pretrained with its own seed (imgwang.stages.replicates)."""
+    seed = STAGES["pretrain"].param("seed").check("seed", args.seed or 0)
+    n_runs = STAGES["transfer"].param("runs").check("runs", args.runs or 1)
+    group, names = replicates.names(args.version, n, seed, Path(args.runs_dir))
+    out = []
+    for k, name in enumerate(names):
+        own = replicates.seeds(seed, k, n_runs)
+        plans = []
+        for stage in stages:
+            one = stage_args(args, stage, stages)
+            one.version, one.seed = name, str(own["pretrain" if stage == "pretrain" else "transfer"])
+            plans.append(plan_stage(stage, one, repo, in_pipeline=True))
+        check_used(args, plans)
+        out.append((group, plans))
+    return out
+
+
+def stage_args(args, stage: str, stages: list[str]):
+    """EPOCHS, LR, BS set the stage being run; in a pipeline they set pretraining, and FT_EPOCHS, FT_LR,
+    FT_BS set fine-tuning (also on their own: `make transfer FT_EPOCHS=20`)."""
+    one = copy.copy(args)
+    pipeline = args.stage == "pipeline"
+    for name in ("epochs", "lr", "bs"):
+        general, ft = getattr(args, name), getattr(args, f"ft_{name}")
+        if ft and stage != "transfer" and "transfer" not in stages:
+            raise ConfigError(f"FT_{name.upper()} sets fine-tuning: only `make transfer` and `make pipeline` take it")
+        if pipeline and general and "pretrain" not in stages:
+            raise ConfigError(f"{name.upper()}={general}: in a pipeline it sets pretraining, which a FROM=none pipeline "
+                              f"skips; set fine-tuning with FT_{name.upper()}")
+        if stage == "transfer":
+            if not pipeline and general and ft and str(general) != str(ft):
+                raise ConfigError(f"{name.upper()}={general} and FT_{name.upper()}={ft} contradict each other: give one")
+            setattr(one, name, ft or ("" if pipeline else general))
+        elif pipeline and stage != "pretrain":
+            setattr(one, name, "")  # evaluate and review use their own defaults, not pretraining's
+    return one
+
+
+def check_used(args, plans: list[StagePlan]) -> None:
+    used = {name for p in plans for name in (*p.parameters, *p.parameters.get("task_params", {}))}
+    unknown = sorted({name for name, _ in args.p} - used)
+    if unknown:  # in a pipeline each stage takes what it knows: a name no stage knows is a typo
+        raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: no stage of {args.stage} takes it")
+
+
+def execute(plan: StagePlan, repo: Path) -> int:
+    """Run one planned stage's notebook; record how it ended in run.json; one `error:` line when it did not."""
+    from ..runner import run_notebook
+
+    plan.prepare_run_dir()
+    rel = shown(plan.notebook_out, repo)
+    print(f"{plan.stage}: executing {plan.template.name} -> {rel}", flush=True)
+    start = time.time()
+    outcome = run_notebook(plan.template, plan.notebook_out, plan.parameters, cwd=repo, log_output=True)
+    if outcome.ok:
+        if outcome.signalled:  # the signal came after training finished: the stage still completed
+            print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
+        runs.update_stage(plan.run_dir, plan.stage, status="done", ended=now(), wall_s=round(time.time() - start, 1))
+        return 0
+    text = runs.error_text(outcome.error)
+    runs.update_stage(plan.run_dir, plan.stage, status=outcome.status, ended=now(), error=text)
+    first = outcome.error.splitlines()[0] if outcome.error else ""
+    if outcome.in_cell:  # the executed notebook shows the failing cell
+        hint = f"; continue with RESUME=1 VERSION={plan.version}" if outcome.status == "interrupted" else ""
+        print(f"error: {plan.stage} {outcome.status} in {rel} ({first}){hint}", file=sys.stderr)
+    else:  # kernel died, notebook unreadable...: still recorded, still one line
+        hint = (f"; the kernel was killed (out of memory?): free memory, then continue from the last complete epoch "
+                f"with RESUME=1 VERSION={plan.version}") if outcome.status == "interrupted (kernel died)" else ""
+        print(f"error: {plan.stage} {outcome.status}: {text.splitlines()[0] if text else ''}{hint}", file=sys.stderr)
+    return outcome.exit_code
