@@ -202,7 +202,7 @@ def bench_task_batches(cache, size, batch_size, device, batches: int = 8) -> dic
     rates = {}
     for name in task_names():
         task = get_task(name)
-        if getattr(task, "makes_views", False):  # as in the stage: the whole image, views at SIZE
+        if task.makes_views:  # as in the stage: the whole image, views at SIZE
             task.view_size, augment = size, lambda x, g: to_float(x)
         else:
             augment = crop
@@ -225,7 +225,7 @@ def bench_methods(cache, methods, arch, size, batch_size, device, amp, channels_
     rates = {}
     for name in methods:
         task = get_task(name)
-        whole = getattr(task, "makes_views", False)
+        whole = task.makes_views
         if whole:
             task.view_size = size
         torch.manual_seed(0)

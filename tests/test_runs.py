@@ -185,9 +185,9 @@ def test_secrets_are_scrubbed_by_env_name_before_a_cut(monkeypatch):
 
 
 def _claim_many(runs_dir, n, out):
-    from imgwang.runs import claim_new_version
+    from imgwang.runs import claim_version
 
-    out.put([claim_new_version(runs_dir) for _ in range(n)])
+    out.put([claim_version(runs_dir) for _ in range(n)])
 
 
 def test_concurrent_claims_never_share_a_version(tmp_path):

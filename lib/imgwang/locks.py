@@ -120,37 +120,21 @@ def _read_record(path: Path) -> dict:
 
 
 @contextlib.contextmanager
+def exclusive(path: Path):
+    """Exclusive, blocking flock on `path`: a file (created) or a folder that exists (then no file is left
+    behind). The one lock helper: run.json's writers, a download of one data root."""
+    path = Path(path)
+    folder = path.is_dir()
+    if not folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY if folder else os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def run_json_lock(run_dir: Path):
     """Exclusive, blocking: a read-modify-write of run.json under it loses no other process's update."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(run_dir) / RUN_JSON_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """Exclusive, blocking lock on `path` (created): e.g. one download of one archive at a time."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def claim_version(runs_dir: Path, first: int) -> str:
-    """Create runs/v<n> for the first free n >= first. os.mkdir either creates the folder or fails, so two
-    processes can never claim the same version: the loser moves on to the next number."""
-    Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    n = first
-    while True:
-        try:
-            os.mkdir(Path(runs_dir) / f"v{n}")
-            return f"v{n}"
-        except FileExistsError:
-            n += 1
+    return exclusive(Path(run_dir) / RUN_JSON_LOCK)

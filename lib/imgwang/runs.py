@@ -4,7 +4,7 @@
 environment, status per stage) and its artefacts. Nothing in a run folder is ever deleted: FORCE=1
 moves the files a stage would write into `replaced-<timestamp>/` first.
 
-Concurrency: a new version is claimed with os.mkdir (locks.claim_version), a stage runs under the version's
+Concurrency: a new version is claimed with os.mkdir (claim_version), a stage runs under the version's
 stage lock, and every run.json update is a read-modify-write under the run.json lock (imgwang.locks).
 """
 
@@ -62,10 +62,18 @@ def created_at(run_dir: Path) -> float:
         return 0.0
 
 
-def claim_new_version(runs_dir: Path) -> str:
-    """Create and return the next free v<n>; two processes never get the same one."""
-    nums = [int(m.group(1)) for n in versions(runs_dir) if (m := VERSION_RE.match(n))]
-    return locks.claim_version(runs_dir, max(nums, default=0) + 1)
+def claim_version(runs_dir: Path, wanted: str | None = None) -> str:
+    """Create runs/<wanted> (default: the next free v<n>) and return its name; when another command created it
+    first, the next free v<n> instead. os.mkdir either creates a folder or fails, so two processes never
+    claim the same version: the loser moves on."""
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    name = wanted or next_version(runs_dir)
+    while True:
+        try:
+            os.mkdir(Path(runs_dir) / name)
+            return name
+        except FileExistsError:
+            name = next_version(runs_dir)
 
 
 def check_version_name(version: str) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
-from imgwang import atomic, clock
+from imgwang import atomic, clock, locks
 from imgwang.data.layout import IMAGE_SUFFIXES
 from imgwang.errors import ConfigError, DataError
 
@@ -210,17 +210,6 @@ def _record_pin(data_root: Path, url: str, digest: Digest, pins: dict) -> None:
           f"({pins[url]['sha256'][:16]}...) in {data_root / PINS}: later downloads must match it", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """One fetch per data root at a time (flock on the folder itself: no lock file left behind)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def _check_member(member: tarfile.TarInfo, url: str) -> None:
     path = PurePosixPath(member.name)
     if path.is_absolute() or ".." in path.parts:
@@ -295,7 +284,7 @@ def fetch_dataset(name: str, data_root: Path, url: str | None = None,
         return target
 
     data_root.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(data_root):
+    with locks.exclusive(data_root):  # one fetch per data root at a time
         if is_complete(target):  # another process fetched it while this one waited
             return target
         fd, part = tempfile.mkstemp(dir=data_root, prefix=f".{folder_name(url)}.", suffix=".part")

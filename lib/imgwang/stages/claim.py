@@ -33,11 +33,7 @@ def claim_and_lock(plans, new_version: bool) -> locks.StageLock:
     """Claim the plans' version when it is a new one, then lock it for the first plan's stage."""
     first = plans[0]
     if new_version:
-        try:
-            (first.runs_dir / first.version).mkdir(parents=True)
-            version = first.version
-        except FileExistsError:
-            version = runs.claim_new_version(first.runs_dir)
+        version = runs.claim_version(first.runs_dir, first.version)
         for plan in plans:
             retarget(plan, version)
     lock = locks.StageLock(first.run_dir).acquire(first.stage)

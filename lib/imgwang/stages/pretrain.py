@@ -29,7 +29,7 @@ from .spec import STAGES
 def build_pretext(cfg: dict):
     """The task and its model around a fresh encoder, as configured (also used by review)."""
     task = get_task(cfg["task"], **cfg.get("task_params", {}))
-    if getattr(task, "makes_views", False):
+    if task.makes_views:
         task.view_size = cfg["size"]  # views at SIZE, cut from the whole stored image
     return task, task.build_model(create_encoder(cfg["arch"]))
 
@@ -37,7 +37,7 @@ def build_pretext(cfg: dict):
 def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, shard=(0, 1), augment=None):
     """(train, val) loaders. A task that makes its own views gets the whole stored images (no loader crop:
     the loader's augmentation options do not apply to it), so each view is cropped once, from the whole image."""
-    whole = getattr(task, "makes_views", False)
+    whole = task.makes_views
     train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=seed, shard=shard,
                       augment=augment, whole=whole)
     val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=seed, whole=whole)

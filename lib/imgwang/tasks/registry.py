@@ -16,7 +16,6 @@ import pkgutil
 from ..errors import ConfigError
 
 TASKS: dict[str, type] = {}
-NOT_TASKS = {"base", "registry", "ops", "boxes", "sampling", "multiview"}  # modules of the package that define no task
 
 
 def register(cls: type) -> type:
@@ -26,10 +25,10 @@ def register(cls: type) -> type:
 
 
 def discover() -> None:
-    """Import every task module once (each registers itself)."""
+    """Import every module of the package once (each task file registers its task; helpers register none)."""
     package = __name__.rpartition(".")[0]
     names = [f"{package}.{m.name}" for m in pkgutil.iter_modules(importlib.import_module(package).__path__)
-             if m.name not in NOT_TASKS and not m.name.startswith("_")]
+             if not m.name.startswith("_")]
     names += [n.strip() for n in os.environ.get("IMGWANG_TASKS", "").split(",") if n.strip()]
     for name in names:
         try:

@@ -82,10 +82,8 @@ class TrainStep:
 
 
 def call_hook(objective, name: str, *args) -> None:
-    """Optional objective hooks (host-side, never waiting on the device): on_epoch_start(model, epoch,
-    epochs); before_step(model, step, total_steps, steps_per_epoch) before the forward; after_step(model,
-    step, total_steps) after the optimizer step, e.g. an EMA teacher update. `step` counts from 0 over the
-    whole run, so a resumed run follows the same schedules."""
+    """A training hook of the objective: a task declares them all (imgwang.tasks.base.Task, no-ops there); a
+    plain objective such as fine-tuning's classification may have none."""
     hook = getattr(objective, name, None)
     if hook is not None:
         hook(*args)
