@@ -6,6 +6,8 @@ the Make variable is spelled.
 
 from __future__ import annotations
 
+import math
+
 from .errors import ConfigError
 
 COMET_MODES = ("auto", "off", "offline", "online")
@@ -14,14 +16,19 @@ OPTIMIZERS = ("adamw", "adam", "sgd", "ranger")  # built by imgwang.train.optim
 SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")  # built by imgwang.train.schedule
 
 
+SEED_MAX = 2**31 - 1  # every generator takes it, with room for the seeds counted up from it (repeats, replicates)
+
+
 def positive_int(name: str, value) -> int:
     number = as_float(name.upper(), value)
-    if number != int(number) or number <= 0:
+    if isinstance(value, bool) or not math.isfinite(number) or number != int(number) or number <= 0:
         raise ConfigError(f"{name.upper()}={value!r} must be a positive whole number")
     return int(number)
 
 
 def non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name.upper()}={value!r} must be a whole number")
     try:
         number = int(str(value))
     except ValueError:
@@ -31,10 +38,18 @@ def non_negative_int(name: str, value) -> int:
     return number
 
 
+def seed(name: str, value) -> int:
+    """A whole number from 0 to SEED_MAX."""
+    number = non_negative_int(name, value)
+    if number > SEED_MAX:
+        raise ConfigError(f"{name.upper()}={value!r} must be at most {SEED_MAX} (what every random generator takes)")
+    return number
+
+
 def as_float(label: str, value) -> float:
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{label}={value!r} is not a number") from None
 
 
@@ -47,7 +62,7 @@ def positive_float(name: str, value) -> float:
 
 def one_of(label: str, value, choices, hint: str = ""):
     """`value` if it is one of `choices`, else one error line naming them (or `hint`)."""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ConfigError(f"unknown {label}={value!r}; use {hint or 'one of: ' + ', '.join(choices)}")
     return value
 
@@ -115,6 +130,8 @@ def crop_scale(name: str, value) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"{name.upper()}={value!r} must be two numbers [min, max], e.g. -p {name} '[0.35, 1]'")
     lo, hi = (_number(name, v) for v in value)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ConfigError(f"{name.upper()}={list(value)}: area fractions must be in (0, 1]")
     if not (0 < lo <= 1 and 0 < hi <= 1):
         raise ConfigError(f"{name.upper()}={list(value)}: area fractions must be in (0, 1]")
     if lo > hi:
@@ -130,7 +147,7 @@ def quarter_turns(name: str, value) -> list[int]:
     angles = []
     for v in values:
         a = _number(name, v)
-        if a != int(a) or int(a) % 90:
+        if not math.isfinite(a) or a != int(a) or int(a) % 90:
             raise ConfigError(f"{name.upper()}={list(values)}: angles must be multiples of 90 degrees, got {v}")
         angles.append(int(a) % 360)
     return sorted(set(angles))
@@ -139,6 +156,6 @@ def quarter_turns(name: str, value) -> list[int]:
 def folds(name: str, value) -> int:
     """A number of cross-validation folds: a whole number of at least 2."""
     number = _number(name, value)
-    if number != int(number) or number < 2:
+    if not math.isfinite(number) or number != int(number) or number < 2:
         raise ConfigError(f"{name.upper()}={value!r} must be a whole number of at least 2 (cross-validation folds)")
     return int(number)

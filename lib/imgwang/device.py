@@ -20,8 +20,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda:") and name[5:].isdigit() and int(name[5:]) >= torch.cuda.device_count():
         raise ConfigError(f"DEVICE={name} asked for, but this machine has {torch.cuda.device_count()} CUDA "
                           f"device(s), numbered from 0")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+    if name not in ("cpu", "mps", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
         raise ConfigError(f"unknown DEVICE={name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("DEVICE=mps asked for, but this torch cannot use an Apple GPU here (use DEVICE=cpu or auto)")
     return torch.device(name)
 
 

@@ -50,8 +50,8 @@ def resolve_with_task(stage: str, given: dict, *, runs_dir=None, version: str | 
     for p in spec.params:
         if p.by_data and cfg.get(p.name) in EMPTY:
             cfg[p.name] = p.by_data[real]
-        if p.check:
-            cfg[p.name] = p.check(p.name, cfg[p.name])
+        cfg[p.name] = p.check(p.name, cfg[p.name]) if p.check else coerce_types({p.name: cfg[p.name]},
+                                                                                {p.name: p.default})[p.name]
     check_finite(cfg)
     task = None
     for rule in RULES:
@@ -96,8 +96,6 @@ def given_values(spec: Stage, make_values: dict, p_values: list, recorded: dict,
             raise ConfigError(f"{name.upper()}={value!r} given explicitly: it must be positive (leave it out "
                               f"for the data's default)")
     given.update(coerce_types(by_p, spec.defaults()))
-    if task_defaults:
-        task_params = coerce_types(task_params, task_defaults, what="task parameter ")
     if recorded:
         given = {**{k: v for k, v in recorded.items() if k != "task_params"}, **given}
         task_params = {**(recorded.get("task_params") or {}), **task_params}
@@ -204,7 +202,12 @@ def task_rule(cfg: dict, spec: Stage, in_pipeline: bool):
         return None
     from ..tasks import get_task
 
-    task = get_task(cfg["task"], **cfg.get("task_params", {}))
+    params = coerce_types(cfg["task_params"], task_param_defaults(cfg["task"]), what="task parameter ")
+    try:
+        task = get_task(cfg["task"], **params)
+    except (TypeError, ValueError, ArithmeticError) as e:  # a task's own check of its parameters' values
+        raise ConfigError(f"TASK={cfg['task']} with {params}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    cfg["task_params"] = params
     augment = [p.name for p in spec.params if p.augment]
     for name, why in task.forbids_augment.items():
         if name in cfg and cfg[name] != spec.param(name).default:

@@ -12,7 +12,8 @@ How to add a stage parameter
   1. Add one `Param` to the stage's `params` in STAGES below (a parameter several stages take: one constant
      above, listed in each). Give its name, default (what the parameters cell holds), type and a one-line doc;
      optionally `by_data=(sample, real data)` to fill an empty value (0 or "") by the data, `check` (a function
-     of imgwang.checks, called before compute) and `make="NAME"` for a Make variable.
+     of imgwang.checks, called before compute; without one, a value must have the default's type) and
+     `make="NAME"` for a Make variable.
   2. Rewrite the parameters cells from the spec: `python -m imgwang.stages.spec --write`.
   3. Use it in the lib as `cfg["name"]`: the stage function receives every value resolved and checked.
   bin/stage.py then takes it as `-p name value`; run.json and the `config` scrap record it.
@@ -114,7 +115,7 @@ EPOCHS = Param("epochs", 0, int, "training epochs; 0: default for the stage and 
 BS = Param("bs", 0, int, "batch size; 0: default", check=checks.positive_int, make="BS")
 LR = Param("lr", 0.0, float, "peak learning rate (of the one-cycle schedule by default); 0: default", by_data=(2e-3, 2e-3),
            check=checks.positive_float, make="LR")
-SEED = Param("seed", 0, int, "random seed; transfer repeats use seed, seed+1, ...", check=checks.non_negative_int,
+SEED = Param("seed", 0, int, "random seed, 0 to 2^31-1; transfer repeats use seed, seed+1, ...", check=checks.seed,
              make="SEED")
 DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cuda | mps", make="DEVICE")
 THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores // stages running on this machine "
@@ -195,7 +196,8 @@ STAGES = {
             replace(EPOCHS, by_data=(5, 5)), replace(BS, by_data=(32, 64)), LR,
             Param("runs", 1, int, "repeats with different seeds (leaderboard: 5 runs at 5 epochs)",
                   check=checks.positive_int, make="RUNS"),
-            Param("freeze_epochs", 0, int, "train only the head for the first N epochs"),
+            Param("freeze_epochs", 0, int, "train only the head for the first N epochs",
+                  check=checks.non_negative_int),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
             OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
             Param("label_smoothing", 0.0, float, "cross-entropy label smoothing", check=checks.fraction),
