@@ -1,95 +1,18 @@
-"""Checks of a stage's resolved parameters that need more than one value at a time, all before compute.
+"""Checks of a resolved configuration against the machine and the files, all before compute (the values
+themselves are checked by stages/resolve.py).
 
-Each raises ConfigError with one line: numbers that are not finite, values of the wrong type for a notebook
-or task parameter, a batch a task cannot make, a SIZE whose image cache cannot fit on the disk or whose
-batch cannot fit in memory, data with file names that are not UTF-8, and an encoder saved from another
-architecture than the one it would be loaded into.
+Each raises ConfigError with one line: a batch a task cannot make, a SIZE whose image cache cannot fit on the
+disk or whose batch cannot fit in memory, data with file names that are not UTF-8, and an encoder saved from
+another architecture than the one it would be loaded into.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
 
 from .errors import ConfigError, ImgwangError
-
-# Parameters whose 0 / "" means "the data's default" in the notebooks: a 0 given explicitly is a mistake.
-DEFAULTED = ("size", "epochs", "bs", "lr", "arch")
-
-
-def check_finite(params: dict, nested: bool = False) -> None:
-    """NaN or infinity anywhere in the parameters (task parameters included) is refused."""
-    for key, value in params.items():
-        if isinstance(value, dict):
-            check_finite(value, nested=True)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if isinstance(v, float) and not math.isfinite(v):
-                name = f"task parameter {key}" if nested else key.upper()
-                raise ConfigError(f"{name}={v} is not a finite number")
-
-
-def check_explicit_zeros(given: dict) -> None:
-    """`-p epochs 0` would silently become the default epochs: a value given as 0 is refused instead."""
-    for key in DEFAULTED:
-        if key in given and (given[key] in (0, 0.0) and not isinstance(given[key], bool) or given[key] == ""):
-            raise ConfigError(f"{key.upper()}={given[key]!r} given explicitly: it must be positive (leave it out "
-                              f"for the data's default)")
-
-
-def coerce_types(given: dict, defaults: dict, what: str = "") -> dict:
-    """A value given with -p must have the type of the parameter's default: a flag a bool, a count a whole
-    number, a rate a number, a name a string (a default of None or a tuple takes what the code checks).
-    Numbers YAML reads as text (1e-3) become numbers first. Returns the values, converted."""
-    out = dict(given)
-    for key, value in given.items():
-        if key not in defaults:
-            continue
-        default = defaults[key]
-        expected = _kind(default)
-        if isinstance(value, str) and expected in ("a number", "a whole number"):
-            value = _number(value)
-        if expected is None or _fits(value, expected):
-            out[key] = float(value) if expected == "a number" and not isinstance(value, bool) else value
-            continue
-        raise ConfigError(f"{what}{key}={given[key]!r} must be {expected} (like its default {default!r})")
-    return out
-
-
-def _number(text: str):
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
-
-
-def _kind(default) -> str | None:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, int):
-        return "a whole number"
-    if isinstance(default, float):
-        return "a number"
-    if isinstance(default, str):
-        return "a word"
-    if isinstance(default, dict):
-        return "a mapping"
-    return None
-
-
-def _fits(value, expected: str) -> bool:
-    if expected == "true or false":
-        return isinstance(value, bool)
-    if expected == "a whole number":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "a number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected == "a word":
-        return isinstance(value, str)
-    return isinstance(value, dict)
 
 
 def check_task_batch(task, bs: int, size: int) -> None:
