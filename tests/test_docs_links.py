@@ -88,6 +88,12 @@ def test_slug_follows_github():
     assert slug("Two runs on one machine (bench_share)") == "two-runs-on-one-machine-bench_share"
 
 
+def test_the_readme_stays_a_front_page():
+    """What it is, two commands, a tour and links: reference and measurements live in docs/."""
+    lines = len((ROOT / "README.md").read_text().splitlines())
+    assert lines <= 200, f"README.md has {lines} lines; move reference text into docs/ (at most 200)"
+
+
 def test_every_docs_page_is_linked_from_the_readme():
     linked = {(ROOT / t.partition("#")[0]).resolve() for t in links(ROOT / "README.md")}
     orphans = [p.name for p in PAGES[1:] if p.resolve() not in linked]
