@@ -16,7 +16,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ENVIRONMENT = {"IMGWANG_TASKS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "COMET_API_KEY", "HF_HUB_OFFLINE",
                "PYTHONPATH", "MPLBACKEND"}
 
-FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
+FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)  # indented too (inside a list item)
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 LINK = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
@@ -31,7 +31,7 @@ def code(text: str) -> list[str]:
     """Fenced blocks and inline code spans, outside HTML comments, with shell line continuations joined.
     Blocks fenced as ```text show a program's output, not commands: left out."""
     text = COMMENT.sub("", text)
-    blocks = [m.group(0) for m in FENCE.finditer(text) if not re.match(r"(```|~~~)text\b", m.group(0))]
+    blocks = [m.group(0) for m in FENCE.finditer(text) if not re.match(r"\s*(```|~~~)text\b", m.group(0))]
     spans = [m.group(2) for m in CODE_SPAN.finditer(FENCE.sub("", text))]
     return [re.sub(r"\\\n", " ", chunk) for chunk in blocks + spans]
 
@@ -102,7 +102,7 @@ def test_every_docs_page_is_linked_from_the_readme():
 
 def test_a_broken_anchor_is_caught(tmp_path):
     page = tmp_path / "a.md"
-    page.write_text("# Title\n\n## Some `code` here\n\n```\n# not a heading\n```\n")
+    page.write_text("# Title\n\n## Some `code` here\n\n```\n# not a heading\n```\n- item\n\n  ```bash\n  # nor this\n  ```\n")
     assert anchors(page) == {"title", "some-code-here"}
 
 
