@@ -45,6 +45,11 @@ SUPERSAMPLE = 2  # draw at 2x and downsample: anti-aliased edges for free
 PART_KINDS = ("ellipse", "box", "triangle")
 PARTS_PER_OBJECT = 3
 SHADES = (1.0, 0.72, 0.48)  # relative brightness of an object's parts (a class fixes which part gets which)
+# surface pattern of a part, in the object's own axes (so it turns and scales with the object); horizontal and
+# vertical stripes and a checker are their own mirror images, so no pattern is a flipped version of another
+PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checker")
+PERIOD = 0.16  # pattern half-period, in object units (the object's larger half-side is 1)
+PATTERN_DARKEN = 0.5  # the pattern's dark cells: the part's colour at half its brightness
 CLASS_SEED = 20240  # the 20 objects are drawn once from this seed (not from the sample's seed)
 MAX_SILHOUETTE_IOU = 0.55  # accepted objects overlap less than this with every other one and its mirror image
 MAX_TILT = np.deg2rad(15)
@@ -71,13 +76,14 @@ def _random_object(rng: np.random.Generator) -> list[tuple]:
         if i == 0:
             cx, cy = 0.0, 0.0
         else:
-            _, px, py, phw, phh, _ = parts[rng.integers(len(parts))]
+            _, px, py, phw, phh = parts[rng.integers(len(parts))]
             a = rng.uniform(0, 2 * np.pi)
             cx, cy = px + np.cos(a) * (phw + 0.6 * hw), py + np.sin(a) * (phh + 0.6 * hh)
-        parts.append((kind, cx, cy, hw, hh, SHADES[i]))
+        parts.append((kind, cx, cy, hw, hh))
     order = rng.permutation(PARTS_PER_OBJECT)  # which part is drawn last (in front), and which shade is where
     shades = rng.permutation(SHADES)
-    return [(*parts[k][:5], float(s)) for k, s in zip(order, shades)]
+    patterns = [PATTERNS[k] for k in rng.integers(len(PATTERNS), size=PARTS_PER_OBJECT)]
+    return [(*parts[k], float(s), p) for k, s, p in zip(order, shades, patterns)]
 
 
 def _normalised(parts: list[tuple]) -> list[tuple]:
@@ -85,14 +91,14 @@ def _normalised(parts: list[tuple]) -> list[tuple]:
     points = np.concatenate([_part_polygon(*p[:5]) for p in parts])
     lo, hi = points.min(0), points.max(0)
     centre, half = (lo + hi) / 2, (hi - lo).max() / 2
-    return [(k, (cx - centre[0]) / half, (cy - centre[1]) / half, hw / half, hh / half, s)
-            for k, cx, cy, hw, hh, s in parts]
+    return [(k, (cx - centre[0]) / half, (cy - centre[1]) / half, hw / half, hh / half, *rest)
+            for k, cx, cy, hw, hh, *rest in parts]
 
 
 def _silhouette(parts: list[tuple], side: int = 32, mirror: bool = False) -> np.ndarray:
     canvas = Image.new("L", (side, side))
     draw = ImageDraw.Draw(canvas)
-    for kind, cx, cy, hw, hh, _ in parts:
+    for kind, cx, cy, hw, hh, *_ in parts:
         points = _part_polygon(kind, cx, cy, hw, hh) * np.array([-1 if mirror else 1, 1])
         draw.polygon([tuple(v) for v in (points + 1) * (side - 1) / 2], fill=255)
     return np.asarray(canvas) > 0
@@ -100,7 +106,8 @@ def _silhouette(parts: list[tuple], side: int = 32, mirror: bool = False) -> np.
 
 @lru_cache(maxsize=1)
 def class_objects() -> tuple:
-    """The 20 class objects, drawn once from CLASS_SEED: each a list of (kind, cx, cy, hw, hh, shade),
+    """The 20 class objects, drawn once from CLASS_SEED: each a list of (kind, cx, cy, hw, hh, shade,
+    pattern),
     centred and scaled to [-1, 1]. Objects are redrawn until no silhouette overlaps another one, or its
     mirror image, by MAX_SILHOUETTE_IOU or more, so no two classes are alike or mirror twins."""
     rng = np.random.default_rng(CLASS_SEED)
@@ -133,6 +140,25 @@ def _placed(points: np.ndarray, cx: float, cy: float, scale: float, angle: float
     return list(zip((cx + scale * x).tolist(), (cy + scale * y).tolist()))
 
 
+def _draw_pattern(canvas: Image.Image, where: list[tuple], pattern: str, colour: tuple, cx: float, cy: float,
+                  scale: float, angle: float) -> None:
+    """Paint the dark cells of `pattern` inside the placed polygon `where`, in the object's own axes."""
+    xs, ys = zip(*where)
+    x0, y0 = max(int(min(xs)), 0), max(int(min(ys)), 0)
+    x1, y1 = min(int(max(xs)) + 2, canvas.width), min(int(max(ys)) + 2, canvas.height)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = Image.new("L", (x1 - x0, y1 - y0))
+    ImageDraw.Draw(mask).polygon([(x - x0, y - y0) for x, y in where], fill=255)
+    dy, dx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = dx - cx, dy - cy
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = (dx * c + dy * s) / (scale * PERIOD), (dy * c - dx * s) / (scale * PERIOD)  # undo the rotation
+    rows, cols = np.floor(v).astype(int) % 2, np.floor(u).astype(int) % 2
+    dark = {"hstripes": rows, "vstripes": cols, "checker": rows ^ cols}[pattern].astype(bool)
+    canvas.paste(colour, (x0, y0), Image.fromarray(np.where(dark, np.asarray(mask), 0).astype(np.uint8)))
+
+
 def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
     """An RGB (w, h) image: a two-colour gradient of any hues, lighter at the top, times a smooth texture.
     Drawn on a coarse grid and upsampled (it is smooth), which keeps it cheap."""
@@ -153,21 +179,24 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     canvas = _background(rng, h, w)
     draw = ImageDraw.Draw(canvas)
 
-    for _ in range(rng.integers(2, 5)):  # distractors: single parts, any colour, size, place and angle
+    for _ in range(rng.integers(1, 4)):  # distractors: single parts, any colour, size, place and angle
         kind = PART_KINDS[rng.integers(len(PART_KINDS))]
         points = _part_polygon(kind, 0, 0, *rng.uniform(0.4, 1, size=2))
-        where = _placed(points, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.06, 0.16) * h,
+        where = _placed(points, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.13) * h,
                         rng.uniform(-np.pi, np.pi))
         draw.polygon(where, fill=_rgb255(_hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 1), rng.uniform(0.25, 1))))
 
     # the class object: random colour, scale, place (inside the frame) and a small tilt
-    scale = rng.uniform(0.22, 0.42) * h  # half the object's larger side, in canvas pixels
+    scale = rng.uniform(0.26, 0.44) * h  # half the object's larger side, in canvas pixels
     cx, cy = rng.uniform(scale, w - scale), rng.uniform(scale, h - scale)
     angle = rng.uniform(-MAX_TILT, MAX_TILT)
     hue, saturation, value = rng.uniform(), rng.uniform(0.35, 1), rng.uniform(0.55, 1)
-    for kind, px, py, hw, hh, shade in class_objects()[class_index]:
+    for kind, px, py, hw, hh, shade, pattern in class_objects()[class_index]:
         where = _placed(_part_polygon(kind, px, py, hw, hh), cx, cy, scale, angle)
         draw.polygon(where, fill=_rgb255(_hsv_to_rgb(hue, saturation, value * shade)))
+        if pattern != "plain":
+            dark = _rgb255(_hsv_to_rgb(hue, saturation, value * shade * PATTERN_DARKEN))
+            _draw_pattern(canvas, where, pattern, dark, cx, cy, scale, angle)
 
     small = canvas.resize((size[1], size[0]), Image.BOX)
     light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
