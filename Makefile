@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# The Make variables a stage takes, declared with their docs in lib/imgwang/stages/spec.py (`make help` lists
+# The Make variables a stage takes, declared with their docs in lib/imgwang/spec/__init__.py (`make help` lists
 # them). Each set one reaches bin/stage.py as NAME=value; a new one is one word here.
 STAGE_VARS := VERSION TASK DATA SIZE EPOCHS BS LR ARCH SEED DEVICE THREADS FROM RUNS COMET FORCE RESUME FT_EPOCHS FT_LR FT_BS SEEDS NPROC NNODES NODE_RANK MASTER SPLIT
 P ?=
@@ -22,7 +22,7 @@ LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCH
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@PYTHONPATH=lib $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m imgwang.stages.spec
+	@PYTHONPATH=lib $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m imgwang.stages.render
 
 venv: $(STAMP) ## create .venv and install everything (automatic on first use)
 

@@ -47,10 +47,10 @@ def _import_heavy() -> None:
     import torch.nn.functional as F
     from PIL import Image
 
+    from imgwang.core.device import resolve_device
     from imgwang.data.augment import make_augment
     from imgwang.data.cache import ImageCache, build_cache
     from imgwang.data.loader import CachedLoader
-    from imgwang.device import resolve_device
     from imgwang.train import FitSettings
     from imgwang.train.step import TrainStep
 

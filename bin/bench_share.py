@@ -3,7 +3,7 @@
 
 Times one pretraining step loop (cache -> augment -> task -> fit's own training step, imgwang.train.step)
 alone, then two such loops at once in two processes, over the same wall-clock window. Each process is a
-stage as far as imgwang.threads knows: it enters the machine-wide registry and takes its share of the cores
+stage as far as imgwang.core.threads knows: it enters the machine-wide registry and takes its share of the cores
 (cores // stages running), as the stages do. Alone and together alternate `--repeats` times, so a change in
 the machine's other load falls on both alike.
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    from imgwang import threads
+    from imgwang.core import threads
 
     with tempfile.TemporaryDirectory(prefix="imgwang-bench-share-") as work:
         cache_path = write_cache(Path(work), args.size)
@@ -155,7 +155,7 @@ def worker(args) -> int:
     import numpy as np
     import torch
 
-    from imgwang import threads
+    from imgwang.core import threads
     from imgwang.data.augment import make_augment
     from imgwang.data.cache import ImageCache
     from imgwang.data.loader import CachedLoader

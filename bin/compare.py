@@ -31,7 +31,7 @@ def main(argv=None) -> int:
         print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):
-        from imgwang.runner import run_notebook
+        from imgwang.stages.kernel import run_notebook
 
         out = runs_dir / COMPARE_NOTEBOOK
         outcome = run_notebook(REPO / "notebooks" / COMPARE_NOTEBOOK, out, {"runs_dir": str(runs_dir)}, cwd=REPO)

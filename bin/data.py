@@ -4,10 +4,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from imgwang.core.errors import ImgwangError
 from imgwang.data.imagewang import class_label
 from imgwang.data.layout import HELD_OUT_EVERY, load_layout
 from imgwang.data.resolve import resolve_data
-from imgwang.errors import ImgwangError
 
 
 def summary(root: Path) -> str:

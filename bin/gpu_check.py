@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from imgwang.device import resolve_device
+    from imgwang.core.device import resolve_device
     from imgwang.stages.pretrain import run_pretrain
     from imgwang.stages.resolve import resolve
     from imgwang.stages.transfer import run_transfer

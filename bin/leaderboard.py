@@ -21,8 +21,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from imgwang import recipe
-from imgwang.errors import ConfigError, ImgwangError
+from imgwang.core.errors import ConfigError, ImgwangError
+from imgwang.stages import recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imgwang.device import resolve_device
+from imgwang.core.device import resolve_device
 from imgwang.evaluate.features import extract_features
 from imgwang.evaluate.linear_probe import WD_GRID, _path, linear_probe
 from imgwang.models.checkpoint import load_encoder
 from imgwang.models.encoders import create_encoder
 from imgwang.runs import encoder_path, read_run_json
-from imgwang.stages.data import load_stage_data
+from imgwang.stages.stage_data import load_stage_data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
     python bin/recipe_epoch.py --device cuda            # 26,348 images at 160 px, like Imagewang-160
 
 Writes an Imagewang-layout folder of generated JPEGs (train/ 20 classes 14,669, unsup/ 7,750, val/ 10 classes
-3,929; 213 x 160 like Imagewang-160), then runs the recipe's pretraining (imgwang.recipe: SwAV multi-crop on
+3,929; 213 x 160 like Imagewang-160), then runs the recipe's pretraining (imgwang.stages.recipe: SwAV multi-crop on
 resnet34d, batch 128, adamw flat-cos, train + unsup + val) for --epochs epochs and its fine-tuning (ranger,
 batch 64) for --ft-epochs, with the decode-once cache resident on the GPU and bf16 autocast (fit's defaults
 on CUDA). Prints each epoch's seconds and the projection of the whole recipe from the last epoch of each:
@@ -78,10 +78,10 @@ def main(argv=None) -> int:
 
 def run(args, work: Path) -> int:
 
-    from imgwang import recipe
-    from imgwang.stages.data import load_stage_data
+    from imgwang.stages import recipe
     from imgwang.stages.pretrain import run_pretrain
     from imgwang.stages.resolve import resolve
+    from imgwang.stages.stage_data import load_stage_data
     from imgwang.stages.transfer import run_transfer
     from imgwang.tasks import task_names, task_params
 

@@ -8,7 +8,7 @@ This script turns words into options; imgwang.stages.driver does the rest.
 Every check runs before any compute and ends in one line on stderr with exit code 2; runs/ stays as it
 was. The executed notebook goes to runs/<version>/, run.json records the parameters and each stage's
 status (running, done, failed, interrupted). Ctrl-C or SIGTERM is passed on to the notebook's kernel
-(imgwang.runner), so training stops after saving its last complete epoch; RESUME=1 continues from there.
+(imgwang.stages.kernel), so training stops after saving its last complete epoch; RESUME=1 continues from there.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import re
 import sys
 from pathlib import Path
 
-from imgwang.errors import ConfigError
-from imgwang.runner import log_cell_output
+from imgwang.core.errors import ConfigError
+from imgwang.spec import STAGES, make_vars, option_name
 from imgwang.stages import driver
-from imgwang.stages.spec import STAGES, make_vars, option_name
+from imgwang.stages.kernel import log_cell_output
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -100,7 +100,7 @@ def held_env(env: dict | None = None, hold: bool = True) -> dict:
 
 def one_torch_thread():
     """One thread: on a 2-core machine shared with other jobs, two threads spin-wait and run ~10x slower."""
-    from imgwang.device import torch_threads
+    from imgwang.core.device import torch_threads
 
     return torch_threads(1)
 

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from imgwang import atomic
+from imgwang.core import atomic
 
 
 def test_writes_text_json_bytes_and_torch_files(tmp_path):

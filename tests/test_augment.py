@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from imgwang.core.errors import ConfigError, DataError
 from imgwang.data.augment import make_augment, sample_crop_boxes
-from imgwang.errors import ConfigError, DataError
 
 S, OUT = 40, 24
 

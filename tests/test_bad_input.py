@@ -204,7 +204,7 @@ def test_make_reports_bad_input_with_a_non_zero_exit(tmp_path, lab_env):
 def test_a_bad_split_and_dev_scoring_of_a_classifier_that_saw_dev_are_refused(lab_env, tmp_path):
     """SPLIT must be val or dev; evaluate on dev needs a transfer fine-tuned on the rest of train/."""
     from imgwang import runs
-    from imgwang.errors import ConfigError
+    from imgwang.core.errors import ConfigError
     from imgwang.stages.plan import plan_stage
 
     with pytest.raises(ConfigError, match="unknown SPLIT='test'"):

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 import imgwang.data.cache as cache_mod
+from imgwang.core.errors import DataError
 from imgwang.data.cache import build_cache
 from imgwang.data.images import BadImageError, load_rgb
-from imgwang.errors import DataError
 
 S = 16
 

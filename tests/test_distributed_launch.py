@@ -23,7 +23,7 @@ import json, sys
 from pathlib import Path
 from imgwang.stages.resolve import resolve
 from imgwang.stages.pretrain import run_pretrain
-from imgwang.train.interrupt import TrainingInterrupted
+from imgwang.core.interrupt import TrainingInterrupted
 
 params, out = json.loads(sys.argv[1]), Path(sys.argv[2])
 cfg = resolve("pretrain", params)
@@ -68,7 +68,7 @@ def ranks_alive(tmp_path) -> list:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "imgwang.distributed.run" in cmd and str(tmp_path) in cmd:
+        if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
             found.append(p)
     return found
 
@@ -137,7 +137,7 @@ def test_two_nodes_on_loopback_complete_an_epoch(lab_env, tmp_path):
 
 
 def test_bad_launch_settings_fail_before_compute():
-    from imgwang.errors import ConfigError
+    from imgwang.core.errors import ConfigError
     from imgwang.stages.resolve import launch_settings, resolve
 
     for bad, words in (({"nproc": 0}, "NPROC"), ({"nnodes": 2}, "MASTER"), ({"nproc": 3, "bs": 32}, "split evenly"),

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from imgwang.core.errors import DataError
 from imgwang.data.download import MARKER, fetch_dataset, is_complete
 from imgwang.data.layout import load_layout
-from imgwang.errors import DataError
 
 FILES = {  # a tiny Imagewang: 2 classes, val holds one of them, flat unsup
     "train/n02086240/n02086240_1.JPEG": b"j1",

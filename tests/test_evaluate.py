@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from imgwang.core.errors import ConfigError, DataError, ImgwangError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError, DataError, ImgwangError
 from imgwang.evaluate import (
     Classification,
     accuracy,

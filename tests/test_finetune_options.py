@@ -6,7 +6,7 @@ import torch
 from test_train_loop import TinyNet, make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 from torch import nn
 
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 from imgwang.evaluate.objective import Classification
 from imgwang.models.encoders import create_encoder
 from imgwang.stages.resolve import resolve

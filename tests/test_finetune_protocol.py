@@ -65,8 +65,8 @@ def test_pixel_features_are_downsampled_and_standardised():
 
 def test_evaluate_scores_every_repeat_and_dev_keeps_its_images_out(lab_env, tmp_path):
     from imgwang import runs
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.evaluate import run_evaluate
+    from imgwang.stages.stage_data import load_stage_data
     from imgwang.stages.transfer import run_transfer
 
     common = dict(data="sample", arch="tinyconv", size=24, bs=32, device="cpu", comet="off", seed=0, from_version="none")

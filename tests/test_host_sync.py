@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from conftest import one_torch_thread
+from imgwang.core.host_sync import HostSyncs
 from imgwang.data.augment import make_augment
 from imgwang.data.cache import build_cache
 from imgwang.data.loader import CachedLoader
-from imgwang.host_sync import HostSyncs
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task, task_names
 

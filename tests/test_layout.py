@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imgwang.core.errors import DataError
 from imgwang.data.layout import load_layout
-from imgwang.errors import DataError
 
 
 def touch_image(path: Path) -> Path:

@@ -5,7 +5,7 @@ import re
 
 import leaderboard  # bin/leaderboard.py
 
-from imgwang import recipe
+from imgwang.stages import recipe
 
 
 def dry_run(tmp_path, capsys, *extra):

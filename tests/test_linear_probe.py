@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgwang.errors import ConfigError, DataError
+from imgwang.core.errors import ConfigError, DataError
 from imgwang.evaluate.linear_probe import (
     WD_GRID,
     _path,
@@ -128,7 +128,7 @@ def test_random_labels_score_chance_in_cv_and_on_val():
 
 
 def test_the_fold_count_parameter_is_checked():
-    from imgwang.checks import folds
+    from imgwang.spec.checks import folds
 
     assert folds("probe_folds", "5") == 5
     for bad in (1, 2.5, "x"):

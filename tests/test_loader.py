@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
+from imgwang.core.errors import DataError
 from imgwang.data.augment import make_augment
 from imgwang.data.batch import Batch
 from imgwang.data.cache import build_cache
 from imgwang.data.loader import CachedLoader
-from imgwang.errors import DataError
 
 S = 12
 N = 23

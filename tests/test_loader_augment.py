@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import gen
+from imgwang.core.errors import ConfigError
 from imgwang.data.loader_augment import DEFAULTS, make_loader_augment, random_rot90
-from imgwang.errors import ConfigError
 from imgwang.stages.resolve import resolve
 
 
@@ -143,7 +143,7 @@ def test_a_baseline_must_be_fine_tuned_with_the_same_augmentation(tmp_path):
 
 
 def test_the_stage_loader_takes_the_parameters(lab_env):
-    from imgwang.stages.data import load_stage_data
+    from imgwang.stages.stage_data import load_stage_data
 
     sd = load_stage_data("sample", 24, progress=False)
     rows = sd.train_rows[:8]
@@ -167,8 +167,8 @@ def test_a_task_that_makes_its_own_views_takes_no_loader_augmentation():
 
 
 def test_the_pretraining_pictures_are_the_images_the_task_gets(lab_env):
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.show import pretrain_show_loader
+    from imgwang.stages.stage_data import load_stage_data
     from imgwang.tasks import get_task
 
     sd = load_stage_data("sample", 24, progress=False)
@@ -179,7 +179,7 @@ def test_the_pretraining_pictures_are_the_images_the_task_gets(lab_env):
 
 def test_a_notebook_of_a_view_making_task_shows_no_loader_augmentation(lab_env, tmp_path, monkeypatch):
     from imgwang import notebook
-    from imgwang.stages.spec import stage_spec
+    from imgwang.spec import stage_spec
 
     monkeypatch.setattr(notebook, "take_thread_share", lambda *a: None)
     namespace = {**stage_spec("pretrain").defaults(), "version": "v1", "runs_dir": str(tmp_path), "data": "sample"}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from imgwang.errors import ConfigError, ImgwangError
+from imgwang.core.errors import ConfigError, ImgwangError
 from imgwang.models import (
     Classifier,
     ClassifierHead,

@@ -6,7 +6,7 @@ from torch import nn
 
 from conftest import plain_image_folder
 from imgwang.evaluate.monitor import knn_monitor, split_for_knn
-from imgwang.stages.data import load_stage_data
+from imgwang.stages.stage_data import load_stage_data
 
 
 def test_split_alternates_within_each_class_so_both_halves_hold_every_class():

@@ -44,7 +44,7 @@ def pipeline(tmp_path_factory, lab_env):
     out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
     assert out.returncode == 0, out.stderr[-3000:]
     assert FAKE_KEY not in out.stdout + out.stderr
-    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.runner)
+    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
     return runs_dir
 
 
@@ -70,7 +70,7 @@ def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
         ["pretrain", "transfer", "evaluate", "review"], "done")
     assert info["environment"]["packages"]["torch"] and "git_commit" in info["environment"]
     assert info["stages"]["pretrain"]["config"]["task_params"] == {"pct_pos": 0.6}
-    for record in info["stages"].values():  # each kernel took its share of the cores (imgwang.threads)
+    for record in info["stages"].values():  # each kernel took its share of the cores (imgwang.core.threads)
         assert record["threads"]["source"] == "share" and 1 <= record["threads"]["threads"] <= os.cpu_count()
     assert (run / "encoder.pt").exists() and (run / "classifier.pt").exists() and (run / "predictions.csv").exists()
 
@@ -93,7 +93,7 @@ def saved_stdout(notebook) -> str:
 
 
 def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
-    """The bars are text in the cells' saved output (imgwang.progress), not widgets whose state a saved notebook
+    """The bars are text in the cells' saved output (imgwang.core.progress), not widgets whose state a saved notebook
     loses, and the saved text holds each bar's final state only: reopened in any viewer, a run shows 100%, n/n."""
     run = pipeline / "v1"
     for name in ("01-pretrain", "02-transfer", "03-evaluate", "04-review"):

@@ -5,9 +5,9 @@ import pytest
 import stage  # bin/stage.py
 
 from conftest import REPO
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
+from imgwang.spec import PIPELINE
 from imgwang.stages import driver
-from imgwang.stages.spec import PIPELINE
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--comet", "off"]
 

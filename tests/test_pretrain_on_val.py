@@ -8,10 +8,11 @@ import numpy as np
 
 from conftest import one_torch_thread
 from imgwang import runs
-from imgwang.stages import data, pretrain, transfer
-from imgwang.stages.data import pretext_split
+from imgwang.stages import pretrain, transfer
+from imgwang.stages import stage_data as data
 from imgwang.stages.pretrain import run_pretrain
 from imgwang.stages.resolve import resolve
+from imgwang.stages.stage_data import pretext_split
 from imgwang.stages.transfer import leaderboard_line, run_transfer
 
 COMMON = dict(data="sample", arch="tinyconv", size=24, epochs=1, bs=32, device="cpu", comet="off", seed=0)

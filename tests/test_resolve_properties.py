@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
+from imgwang.spec import STAGES
 from imgwang.stages import driver
 from imgwang.stages.resolve import resolve
-from imgwang.stages.spec import STAGES
 
 BOUNDED = settings(max_examples=60, derandomize=True, deadline=None, database=None,
                    suppress_health_check=list(HealthCheck))

@@ -178,10 +178,10 @@ def test_pretext_mistakes_works_with_every_registered_task(name):
 
 def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_path):
     """The pretext model is judged on images of the size it was trained at, not the transfer size."""
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.pretrain import build_pretext
     from imgwang.stages.resolve import resolve
     from imgwang.stages.review import run_review
+    from imgwang.stages.stage_data import load_stage_data
 
     common = dict(data="sample", arch="tinyconv", device="cpu", seed=0)
     pretrain_cfg = resolve("pretrain", dict(common, task="rotation", size=24, bs=16))
@@ -205,10 +205,10 @@ def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_p
 
 def test_review_names_the_split_evaluate_scored(lab_env, tmp_path):
     """Under SPLIT=dev the review's mistakes are dev images: it says so, from what evaluate saved."""
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.evaluate import save_predictions
     from imgwang.stages.resolve import resolve
     from imgwang.stages.review import load_predictions, run_review
+    from imgwang.stages.stage_data import load_stage_data
 
     sd = load_stage_data("sample", 24, progress=False)
     _, _, rows, labels = sd.labelled("dev")

@@ -4,7 +4,7 @@ import nbformat
 import pytest
 
 from imgwang import runs
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 from imgwang.stages import compare
 
 
@@ -170,7 +170,7 @@ def test_knn_curves_start_at_the_untrained_encoder_when_a_run_glued_it(tmp_path)
 
 
 def test_secrets_are_scrubbed_by_env_name_before_a_cut(monkeypatch):
-    from imgwang.secrets import scrub_text, secret_values
+    from imgwang.core.secrets import scrub_text, secret_values
 
     monkeypatch.setenv("HF_TOKEN", "hf_tokenvalue123")
     monkeypatch.setenv("MY_DB_PASSWORD_FILE_CONTENT", "s3cretpass")
@@ -207,7 +207,8 @@ def test_concurrent_claims_never_share_a_version(tmp_path):
 
 
 def _hold_lock(run_dir, stage, ready):
-    from imgwang import locks, runs
+    from imgwang import runs
+    from imgwang.runs import locks
 
     lock = locks.StageLock(run_dir).acquire(stage)  # noqa: F841  (kept: dropping it would unlock)
     runs.update_stage(run_dir, stage, status="running")
@@ -222,7 +223,7 @@ def test_a_running_version_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     import os
     import signal
 
-    from imgwang import locks
+    from imgwang.runs import locks
 
     run = tmp_path / "v1"
     ctx = mp.get_context("fork")

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from conftest import plain_image_folder
+from imgwang.core.errors import ConfigError, DataError
 from imgwang.data.download import MARKER as DOWNLOAD_MARKER
 from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES, class_label, leaderboard_entry
 from imgwang.data.layout import load_layout
 from imgwang.data.resolve import resolve_data
 from imgwang.data.sample import GENERATOR_VERSION, MARKER, MAX_SILHOUETTE_IOU, _silhouette, class_objects, draw_image, make_sample
-from imgwang.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_train=8, n_unsup=24, n_val=6, image_size=(36, 48))

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from imgwang.progress import settle_bars
+from imgwang.core.progress import settle_bars
 
 
 def test_settle_bars_keeps_each_bar_once_in_its_final_state(tmp_path):

@@ -27,8 +27,8 @@ def test_the_pretraining_batch_goes_through_the_task():
 
 
 def test_the_show_loaders_augment_as_the_run_asked(lab_env):
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.show import pretrain_show_loader, transfer_show_loader
+    from imgwang.stages.stage_data import load_stage_data
 
     sd = load_stage_data("sample", 24, progress=False)
     cfg = {"seed": 0, "crop_scale": [0.5, 0.5], "flip_p": 0.0, "rotations": [0, 180]}

@@ -9,19 +9,20 @@ import pytest
 import stage  # bin/stage.py
 
 from conftest import REPO
-from imgwang.errors import ConfigError
-from imgwang.stages import spec
+from imgwang import spec
+from imgwang.core.errors import ConfigError
+from imgwang.stages import render
 from imgwang.stages.plan import written_files
 from imgwang.stages.resolve import resolve
 
 
 @pytest.mark.parametrize("name", list(spec.STAGES))
 def test_each_parameters_cell_is_the_one_the_spec_renders(name):
-    """Names, defaults, types and docs cannot drift: `python -m imgwang.stages.spec --write` rewrites them."""
+    """Names, defaults, types and docs cannot drift: `python -m imgwang.stages.render --write` rewrites them."""
     template = REPO / "notebooks" / spec.STAGES[name].notebook
     book = json.loads(template.read_text())
     cell = next(c for c in book["cells"] if "parameters" in c["metadata"].get("tags", []))
-    assert "".join(cell["source"]) == spec.parameters_source(name)
+    assert "".join(cell["source"]) == render.parameters_source(name)
     # and papermill, which injects and documents them, reads the same names and defaults
     inspected = pm.inspect_notebook(str(template))
     assert list(inspected) == spec.STAGES[name].names

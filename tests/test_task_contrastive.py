@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import gen, smooth_images
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task
 from imgwang.tasks.simclr import pair_accuracy

@@ -69,8 +69,8 @@ def test_each_view_is_one_crop_of_the_whole_image_within_the_configured_area(nam
 
 def test_the_stage_gives_view_making_tasks_the_stored_image_and_others_the_loader_crop(tmp_path):
     from imgwang.data.sample import make_sample
-    from imgwang.stages.data import load_stage_data
     from imgwang.stages.pretrain import pretext_loaders
+    from imgwang.stages.stage_data import load_stage_data
 
     make_sample(tmp_path / "s", n_train=2, n_unsup=8, n_val=2)
     sd = load_stage_data(str(tmp_path / "s"), 32, cache_dir=tmp_path / "cache", progress=False)

@@ -5,8 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from conftest import assert_overfit, gen, one_torch_thread, smooth_images
+from imgwang.core.errors import ConfigError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
 from imgwang.train.sanity import evaluate_pretext, overfit_one_batch

@@ -8,7 +8,7 @@ import pytest
 import scrapbook as sb
 
 from conftest import REPO
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 
 FLIP_TASK = '''
 """hflip: was the image mirrored left to right? A throw-away task: the whole of it is this file."""
@@ -16,7 +16,7 @@ FLIP_TASK = '''
 import torch
 
 from imgwang.tasks.base import register
-from imgwang.tasks.ops import ClassificationTask
+from imgwang.tasks.classification import ClassificationTask
 
 
 @register

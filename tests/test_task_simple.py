@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import gen, smooth_images
+from imgwang.core.errors import ConfigError, DataError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError, DataError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import get_task
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import assert_overfit, gen, one_torch_thread, smooth_images
+from imgwang.core.errors import ConfigError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError
 from imgwang.models import create_encoder
 from imgwang.tasks.unmix import Unmix, sample_beta, top_k_exact_match
 from imgwang.train.sanity import evaluate_pretext, overfit_one_batch

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import assert_overfit, one_torch_thread, smooth_images
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 from imgwang.models.unmix import UnmixModel
 from imgwang.tasks.unmix import Unmix
 from imgwang.train.sanity import overfit_one_batch

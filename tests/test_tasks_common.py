@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import gen, smooth_images
+from imgwang.core.errors import ConfigError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError
 from imgwang.models.encoders import create_encoder
 from imgwang.tasks import TASKS, get_task, task_names
 from imgwang.tasks.base import replace_with_noise

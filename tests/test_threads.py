@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from imgwang import runs, threads
-from imgwang.errors import ConfigError
+from imgwang import runs
+from imgwang.core import threads
+from imgwang.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -114,7 +115,8 @@ def test_a_kernel_waiting_for_its_ranks_steps_out_of_the_registry(registry):
 def test_run_json_records_the_threads_used(registry, tmp_path):
     run_dir = tmp_path / "v1"
     runs.update_stage(run_dir, "pretrain", status="running")
-    threads.start_stage("1", device="cpu", run_dir=run_dir, stage="pretrain", say=lambda _: None)
+    keep = lambda share: runs.update_stage(run_dir, "pretrain", threads=share)  # noqa: E731  (as the notebook does)
+    threads.start_stage("1", device="cpu", keep=keep, stage="pretrain", say=lambda _: None)
     assert torch.get_num_threads() == 1
     recorded = runs.read_run_json(run_dir)["stages"]["pretrain"]
     assert recorded["status"] == "running"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_train_loop import make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 
-from imgwang.errors import ConfigError
-from imgwang.secrets import scrub_secrets
+from imgwang.core.errors import ConfigError
+from imgwang.core.secrets import scrub_secrets
 from imgwang.train import Tracker, make_tracker
 from imgwang.train.tracking import CometTracker, resolve_mode
 

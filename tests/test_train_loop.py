@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgwang.core.errors import ConfigError, ImgwangError
 from imgwang.data.batch import Batch
-from imgwang.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, FitSettings, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
 
 # --- a tiny in-memory world (also used by test_train_resume.py and test_tracking.py) ------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_train_loop import NoisyClassification, make_world, quick_fit, single_thread  # noqa: F401  (autouse fixture)
 
-from imgwang.errors import ConfigError, ImgwangError
+from imgwang.core.errors import ConfigError, ImgwangError
 from imgwang.train import EarlyStop, TrainingInterrupted, load_checkpoint
 
 EPOCHS = 5

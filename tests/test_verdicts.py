@@ -8,7 +8,7 @@ from scipy import stats as scipy_stats
 from test_runs import fake_executed_notebook
 
 from imgwang import runs
-from imgwang.errors import ConfigError
+from imgwang.core.errors import ConfigError
 from imgwang.evaluate import stats
 from imgwang.stages import compare, replicates
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from . import runs
-from .plain import to_plain
-from .stages.spec import stage_spec
+from .core.plain import to_plain
+from .spec import stage_spec
 
 
 def start(stage: str, namespace: dict) -> tuple[dict, Path]:
@@ -46,12 +46,12 @@ def planned(stage: str, namespace: dict) -> dict | None:
 
 
 def take_thread_share(stage: str, cfg: dict, run_dir: Path) -> None:
-    """This kernel's share of the CPU cores (imgwang.threads), or THREADS; printed and recorded in run.json."""
-    from . import threads
-    from .device import resolve_device
+    """This kernel's share of the CPU cores (imgwang.core.threads), or THREADS; printed and recorded in run.json."""
+    from .core import threads
+    from .core.device import resolve_device
 
     device = resolve_device(cfg.get("device") or "auto").type
-    threads.start_stage(cfg.get("threads"), device, run_dir, stage)
+    threads.start_stage(cfg.get("threads"), device, lambda share: runs.update_stage(run_dir, stage, threads=share), stage)
 
 
 def glue(**scraps) -> None:

@@ -36,9 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from ..device import torch_threads
-from ..errors import ConfigError, DataError
-from ..threads import budget
+from ..core.device import torch_threads
+from ..core.errors import ConfigError, DataError
+from ..core.threads import budget
 
 MODES = ("pretrain", "train", "eval")
 METHODS = ("auto", "loop", "roi")

@@ -11,7 +11,7 @@ each file's byte size and mtime):
     <key>.json         kept paths (row order), skipped (path, reason), size; written last = the commit mark
     <key>.skipped.txt  the human-readable report
 
-A build decodes into `<key>.<pid>.*.tmp` files and moves them into place (imgwang.atomic) only when complete
+A build decodes into `<key>.<pid>.*.tmp` files and moves them into place (imgwang.core.atomic) only when complete
 (data first, json last), so a build killed at any point leaves nothing that later loads as a cache; the next build
 removes temporary files whose process is gone. Before decoding, the bytes the cache needs are checked
 against the free disk space. A decode worker that dies (OOM killer, SIGBUS on a full disk) breaks the
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
-from ..errors import DataError
-from ..progress import text_bar
-from ..threads import process_budget
+from ..core import atomic
+from ..core.errors import DataError
+from ..core.progress import text_bar
+from ..core.threads import process_budget
 from .images import BadImageError, load_rgb
 
 FORMAT_VERSION = 2  # 2: rows stored (S, S, 3)
@@ -80,7 +80,7 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
     """Decode `paths` once into a memory-mapped cache in `cache_dir`, or reuse the one already built for them.
 
     Rows follow the sorted paths, minus unreadable files (listed in `.skipped` with a reason).
-    `workers` defaults to the stage's share of the cores (imgwang.threads.process_budget); small lists are
+    `workers` defaults to the stage's share of the cores (imgwang.core.threads.process_budget); small lists are
     decoded in this process.
     """
     size = int(size)

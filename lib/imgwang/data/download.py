@@ -35,9 +35,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
-from imgwang import atomic, clock, locks
+from ..core import atomic, clock
+from ..runs import locks
 from imgwang.data.layout import IMAGE_SUFFIXES
-from imgwang.errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 BASE_URL = "https://s3.amazonaws.com/fast-ai-imageclas"
 DATASETS = {

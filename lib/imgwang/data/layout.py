@@ -12,7 +12,7 @@ never saw. Such data can be pretrained on, not fine-tuned or evaluated (there ar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgwang.errors import DataError
+from ..core.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 EXPECTED_LAYOUT = ("root/train/<class>/*.jpg, root/val/<class>/*.jpg, optional root/unsup/*.jpg; or, to "

@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .augment import to_float
 from .batch import Batch
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
-from ..stages.spec import AUGMENT
+from ..core.errors import ConfigError
+from ..spec import AUGMENT
 from .augment import make_augment
 
 DEFAULTS = {p.name: p.default for p in AUGMENT}  # declared in the stage spec, with their docs

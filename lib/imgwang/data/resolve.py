@@ -8,7 +8,7 @@ from pathlib import Path
 from imgwang.data.download import DATASETS, fetch_dataset
 from imgwang.data.layout import load_layout
 from imgwang.data.sample import make_sample
-from imgwang.errors import ConfigError
+from ..core.errors import ConfigError
 
 SAMPLE = "sample"
 KNOWN = (SAMPLE, *DATASETS)

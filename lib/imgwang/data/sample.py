@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES
-from imgwang.errors import DataError
+from ..core.errors import DataError
 
 GENERATOR_VERSION = 2  # bump when the drawing changes, so old samples are rebuilt (2: object identities)
 PARAMS_FILE = "sample.json"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import SPLITS  # noqa: F401  (val, dev)
-from ..errors import ConfigError
+from ..spec.checks import SPLITS  # noqa: F401  (val, dev)
+from ..core.errors import ConfigError
 
 DEV_FRACTION = 0.2
 DEV_SEED = 0

@@ -1,7 +1,7 @@
 """Several processes, one training run: torch.distributed under torchrun (NCCL on GPUs, gloo on CPU).
 
 A notebook kernel cannot become several DDP processes itself, so the kernel stays the orchestrator:
-`launch` runs `torchrun` on `imgwang.distributed.run` with the resolved config, streams its lines and reads
+`launch` runs `torchrun` on `imgwang.distributed.worker` with the resolved config, streams its lines and reads
 rank 0's results back. Inside the workers the lib's own code runs, made aware of the world:
 
 - world.py: init from torchrun's environment, rank / world size, rank-0 helpers, the control group.

@@ -24,10 +24,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .. import threads
-from ..errors import ImgwangError
-from ..plain import from_plain
-from ..train.interrupt import TrainingInterrupted
+from ..core import threads
+from ..core.errors import ImgwangError
+from ..core.interrupt import TrainingInterrupted
+from ..core.plain import from_plain
 from .world import in_torchrun
 
 GRACE_S = 90  # after Ctrl-C: time for the ranks to reach their next step and exit before they are killed
@@ -53,7 +53,7 @@ def torchrun_command(cfg: dict, job_file: Path) -> list[str]:
         cmd += [f"--nnodes={s['nnodes']}", f"--node-rank={s['node_rank']}", f"--master-addr={host}", f"--master-port={port}"]
     else:
         cmd += ["--standalone", "--nnodes=1"]
-    return cmd + ["-m", "imgwang.distributed.run", str(job_file)]
+    return cmd + ["-m", "imgwang.distributed.worker", str(job_file)]
 
 
 def worker_env(nproc: int) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ..train.interrupt import InterruptGuard, TrainingInterrupted
+from ..core.interrupt import InterruptGuard, TrainingInterrupted
 from .world import control_group, is_distributed
 
 

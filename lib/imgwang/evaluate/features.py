@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 K, TEMPERATURE = 20, 0.07  # the convention (see above)
 

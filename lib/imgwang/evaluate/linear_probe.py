@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 # 1e-4, 3.2e-4, ..., 100: half decades. Past 100 the weights are so small that the ranking of the classes no
 # longer changes (it tends to the nearest class mean of the standardised features).

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import DataError, ImgwangError
+from ..core.errors import DataError, ImgwangError
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 
 class Classification:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 PIXEL_SIDE = 32  # 3 x 32 x 32 = 3,072 dimensions, the CIFAR side: small enough for kNN and a probe
 

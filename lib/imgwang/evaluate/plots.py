@@ -13,7 +13,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 def plot_confusion(cm, class_names, present_only: bool = True, title: str = "confusion (rows = true class)"):

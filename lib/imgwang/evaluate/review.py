@@ -13,8 +13,8 @@ import math
 import numpy as np
 import torch
 
+from ..core.errors import DataError
 from ..data.batch import Batch
-from ..errors import DataError
 from .features import eval_mode
 
 

@@ -1,6 +1,6 @@
 """Saving and loading weights safely.
 
-Writes are atomic (imgwang.atomic), so a crash never leaves a half-written checkpoint under the real name.
+Writes are atomic (imgwang.core.atomic), so a crash never leaves a half-written checkpoint under the real name.
 Encoder loads are strict: a state dict that does not match the encoder key for key is an error, never a
 silent partial load (which would "transfer" random weights).
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import atomic
-from ..errors import ImgwangError
+from ..core import atomic
+from ..core.errors import ImgwangError
 
 
 def portable_state(encoder: nn.Module) -> dict:

@@ -15,7 +15,7 @@ from lightly.models.modules.heads import SimCLRProjectionHead
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def inverse_sigmoid(p: float) -> float:

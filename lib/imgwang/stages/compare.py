@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import atomic
+from ..core import atomic
 from ..evaluate.stats import pooled_std, sample_std
 from ..runs import STAGES, read_run_json, reconcile, stage_record, versions
-from .spec import STAGES as SPEC
-from .spec import Scraps, scrap_stage
+from ..spec import STAGES as SPEC
+from ..spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [

@@ -4,7 +4,7 @@ attributes are the spec's Make variables, `p` and `runs_dir`) and calls `run(arg
 
 Every stage of the command is planned (resolved and checked) before the first one runs: a bad value stops
 with one `error:` line, exit code 2, and runs/ as it was. Then the version is claimed (when new) and locked,
-and each stage's notebook is executed by imgwang.runner; run.json records how each ended.
+and each stage's notebook is executed by imgwang.stages.kernel; run.json records how each ended.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 from .. import runs
-from ..clock import now
-from ..errors import ConfigError, ImgwangError
-from . import claim, replicates
+from ..core.clock import now
+from ..core.errors import ConfigError, ImgwangError
+from ..runs import claim
+from ..spec import PIPELINE, STAGES
+from . import replicates
 from .plan import StagePlan, plan_stage, truthy
-from .spec import PIPELINE, STAGES
 
 
 def run(args, repo: Path) -> int:
@@ -76,8 +77,8 @@ def join_node_zero(args, stages: list[str]) -> int:
     """NODE_RANK > 0: this machine's ranks join the run that node 0 plans, records and writes (they take node
     0's resolved configuration); nothing here is planned and nothing in runs/ is written. Evaluate and review
     run on node 0 alone, so a pipeline joins its pretrain and transfer."""
+    from ..core.interrupt import TrainingInterrupted
     from ..distributed import launch
-    from ..train.interrupt import TrainingInterrupted
     from .resolve import launch_settings
 
     joined = [s for s in stages if STAGES[s].param("nproc") is not None]
@@ -172,7 +173,7 @@ def check_used(args, plans: list[StagePlan]) -> None:
 
 def execute(plan: StagePlan, repo: Path) -> int:
     """Run one planned stage's notebook; record how it ended in run.json; one `error:` line when it did not."""
-    from ..runner import run_notebook
+    from .kernel import run_notebook
 
     plan.prepare_run_dir()
     rel = shown(plan.notebook_out, repo)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
+from ..core import atomic
+from ..core.device import resolve_device
+from ..core.errors import ImgwangError
 from ..data.imagewang import class_label
 from ..data.split import scoring_split as split_for_scoring
-from ..device import resolve_device
-from ..errors import ImgwangError
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_accuracy
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
@@ -29,7 +29,7 @@ from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import load_encoder
 from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config
-from .data import load_stage_data
+from .stage_data import load_stage_data
 from .transfer import build_classifier, repeat_classifier_path
 
 

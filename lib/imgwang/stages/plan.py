@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import input_checks, runs
-from ..clock import now
-from ..errors import ConfigError
-from . import claim
+from .. import runs
+from ..core.clock import now
+from ..core.errors import ConfigError
+from ..runs import claim
+from ..spec import STAGES, Stage, stage_spec
+from . import preflight as input_checks
 from . import resolve as resolving
 from . import resume as resuming
-from .spec import STAGES, Stage, stage_spec
 
 
 @dataclass
@@ -123,7 +124,7 @@ def check_resources(params: dict, root: Path, task) -> None:
     """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size."""
     from ..data.cache import storage_size
     from ..data.layout import load_layout
-    from .data import default_cache_dir
+    from .stage_data import default_cache_dir
 
     n_images = sum(load_layout(root).counts().values())
     input_checks.check_fits(n_images, params["size"], storage_size(params["size"]), params["bs"],

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
+from ..core import atomic
+from ..core.device import resolve_device
 from ..data import loader_augment
-from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
 from ..models.checkpoint import save_encoder
 from ..models.encoders import create_encoder
+from ..spec import STAGES
 from ..tasks import get_task
 from ..train.loop import fit
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
-from .data import load_stage_data, pretext_split
-from .spec import STAGES
+from .stage_data import load_stage_data, pretext_split
 
 
 def build_pretext(cfg: dict):

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import runs
-from ..checks import positive_int
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..spec.checks import positive_int
 
 
 def count(seeds, stage: str) -> int:

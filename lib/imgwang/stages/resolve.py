@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from .. import runs
-from ..errors import ConfigError
-from .spec import DEVICE, DISTRIBUTED, Stage, stage_spec
+from ..core.errors import ConfigError
+from ..spec import DEVICE, DISTRIBUTED, Stage, stage_spec
 
 EMPTY = (None, "", 0, 0.0)  # a `by_data` parameter left at one of these takes the data's default
 
@@ -241,7 +241,7 @@ def comet_rule(cfg: dict, spec: Stage, in_pipeline: bool) -> None:
 
 
 def device_rule(cfg: dict, spec: Stage, in_pipeline: bool) -> None:
-    from ..device import resolve_device
+    from ..core.device import resolve_device
 
     if not isinstance(cfg.get("device", "auto"), str):
         raise ConfigError(f"DEVICE={cfg['device']!r} must be a word: auto, cpu, cuda, cuda:N or mps")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import runs
-from ..errors import ConfigError
-from .spec import STAGES
+from ..core.errors import ConfigError
+from ..spec import STAGES
 
 # Recorded values that are not settings of the computation (`setting=False` in the spec): where the run lives,
 # the resume flag itself, tracking.

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from ..device import resolve_device
-from ..errors import ImgwangError
+from ..core.device import resolve_device
+from ..core.errors import ImgwangError
 from ..evaluate.metrics import per_class_accuracy
 from ..evaluate.review import least_confident_correct, pretext_mistakes, top_mistakes, worst_classes
 from ..runs import recorded_config
-from .data import load_stage_data, pretext_split
 from .pretrain import build_pretext
+from .stage_data import load_stage_data, pretext_split
 
 
 def load_predictions(run_dir: Path) -> dict:

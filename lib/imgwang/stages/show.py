@@ -34,7 +34,7 @@ def pretrain_show_loader(data, cfg: dict, device, task=None, n: int = 64):
     'pretrain', the run's crop_scale / flip_p / rotations), or, for a task that makes its own views, the whole
     stored images (the task cuts its views from them). Batch size and sharding aside, which do not change a
     picture."""
-    from .data import pretext_split
+    from .stage_data import pretext_split
 
     rows = pretext_split(data, cfg.get("pretrain_on_val", False))[0]
     whole = task.makes_views

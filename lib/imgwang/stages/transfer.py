@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
+from ..core import atomic
+from ..core.device import resolve_device
 from ..data import loader_augment
-from ..device import resolve_device
 from ..distributed import launch, world
 from ..evaluate.metrics import mean_std
 from ..evaluate.objective import Classification
@@ -24,13 +24,13 @@ from ..models.checkpoint import load_encoder
 from ..models.classifier import Classifier
 from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config, update_stage
+from ..spec import STAGES
 from ..train.batching import fit_batch, steps_per_epoch
 from ..train.loop import fit
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
-from .data import load_stage_data
 from .pretrain import record_world
-from .spec import STAGES
+from .stage_data import load_stage_data
 
 
 def build_classifier(arch: str, n_classes: int, encoder_file: Path | None, head_dropout: float = 0.25) -> Classifier:

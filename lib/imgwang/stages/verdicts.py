@@ -28,7 +28,7 @@ IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "
 def finetune_settings(cfg: dict) -> dict:
     """The transfer parameters a baseline must share. A run recorded before an option existed ran with
     that option's default (the split: val), so defaults fill what its config lacks."""
-    from .spec import stage_spec
+    from ..spec import stage_spec
 
     if not cfg:
         return {}

@@ -33,8 +33,8 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..data.augment import make_augment
-from ..errors import ConfigError
 from .base import register
 from .multiview import DINO_COLOUR, ViewTask, check_scale
 

@@ -34,9 +34,9 @@ from __future__ import annotations
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..data.augment import make_augment
 from ..data.views import small_side
-from ..errors import ConfigError
 from ..models.dino import DINOModel
 from ..models.losses import dino_loss
 from .base import register

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from ..core.errors import ConfigError
 from ..data.views import MakesViews
 from ..distributed.gather import global_rows
-from ..errors import ConfigError
 from .base import Task
 
 DINO_COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)  # DINO's and BYOL's colour jitter

@@ -29,12 +29,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..data.augment import make_augment
 from ..data.views import MakesViews
-from ..errors import ConfigError
 from .base import register
 from .boxes import separated_corners, valid_pairs
-from .ops import BinaryTask, binary_model
+from .classification import BinaryTask, binary_model
 from .sampling import randint, uniform
 
 POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .base import register
 from .boxes import crop_resize, mask_outside, quadrant_boxes
-from .ops import ClassificationTask
+from .classification import ClassificationTask
 
 MODES = ("crop", "mask")
 

@@ -13,7 +13,7 @@ import inspect
 import os
 import pkgutil
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 TASKS: dict[str, type] = {}
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .base import register
-from .ops import ClassificationTask
+from .classification import ClassificationTask
 
 
 @register

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .base import register
 from .boxes import crop_resize
-from .ops import ClassificationTask
+from .classification import ClassificationTask
 
 CROPS = ("center", "random")
 

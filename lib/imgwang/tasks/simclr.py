@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..data.augment import make_augment
-from ..errors import ConfigError
 from .base import register
 from .multiview import ViewTask, check_colour, check_scale, pair_accuracy
 

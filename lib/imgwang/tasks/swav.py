@@ -35,10 +35,10 @@ from __future__ import annotations
 from lightly.loss import SwaVLoss
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..data.augment import make_augment
 from ..data.views import small_side
 from ..distributed.gather import gathering
-from ..errors import ConfigError
 from ..models.swav import SwaVModel
 from .base import register
 from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy

@@ -25,9 +25,9 @@ import itertools
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import register
-from .ops import BinaryTask, binary_model
+from .classification import BinaryTask, binary_model
 
 # The 5 channel orders that differ from (0, 1, 2).
 CHANNEL_ORDERS = torch.tensor([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])

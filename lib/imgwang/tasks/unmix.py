@@ -33,12 +33,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..models.heads import inverse_sigmoid
 from ..models.losses import contrastive_loss
 from ..models.unmix import HEADS, UnmixModel
 from .base import Task, register
-from .ops import constant_predictor_score, top_k_exact_match
+from .classification import constant_predictor_score, top_k_exact_match
 from .sampling import sample_beta, uniform
 
 MODES = ("classify", "regress")

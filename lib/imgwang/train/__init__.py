@@ -1,9 +1,9 @@
 """Training: the fit loop and its callbacks (schedule, checkpoints, early stop, grad stats, tracking)."""
 
+from ..core.interrupt import TrainingInterrupted
 from .checkpointing import load_checkpoint
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats
-from .interrupt import TrainingInterrupted
 from .loop import fit
 from .optim import make_optimizer, param_groups
 from .plots import plot_grad_stats

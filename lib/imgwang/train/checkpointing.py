@@ -1,7 +1,7 @@
 """Training checkpoints: everything needed to continue exactly where a run stopped.
 
 `last.pt` is rewritten after every complete epoch and `best.pt` when the monitored metric improves.
-Both are written atomically (imgwang.atomic), so a kill mid-write leaves the previous good file (a
+Both are written atomically (imgwang.core.atomic), so a kill mid-write leaves the previous good file (a
 leftover temporary file is never read).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ImgwangError
+from ..core.errors import ImgwangError
 
 FORMAT = 1
 

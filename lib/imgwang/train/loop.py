@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import atomic
+from ..core import atomic
+from ..core.errors import ConfigError, ImgwangError
+from ..core.interrupt import InterruptGuard
+from ..core.progress import text_bar
+from ..core.threads import refresh_share
 from ..distributed import ddp, gather, stop, world
-from ..errors import ConfigError, ImgwangError
-from ..progress import text_bar
-from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
 from .grad_stats import GradStats
-from .interrupt import InterruptGuard
 from .plots import plot_grad_stats
 from .settings import FitSettings
 from .step import TrainStep, as_device, call_hook

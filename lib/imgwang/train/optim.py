@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0) -> list[dict]:
@@ -41,7 +41,7 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, head_lr
 
 
 def make_optimizer(model: torch.nn.Module, kind: str, lr: float, weight_decay: float, head_lr_mult: float = 1.0):
-    """`kind` is one of OPTIMIZERS (checked with the stage's configuration, imgwang.checks.optimizer_name)."""
+    """`kind` is one of OPTIMIZERS (checked with the stage's configuration, imgwang.spec.checks.optimizer_name)."""
     groups = param_groups(model, lr, weight_decay, head_lr_mult)
     if not groups:
         raise ConfigError("the model has no trainable parameters")
@@ -56,7 +56,7 @@ def _ranger(groups, lr, weight_decay):
                                eps=1e-4)
 
 
-BUILDERS = {  # one per name of imgwang.checks.OPTIMIZERS
+BUILDERS = {  # one per name of imgwang.spec.checks.OPTIMIZERS
     "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99)),
     "adam": lambda groups, lr, wd: torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99)),
     "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True),

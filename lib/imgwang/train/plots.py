@@ -9,7 +9,7 @@ yourself when making many in a loop. matplotlib is imported inside the functions
 
 from __future__ import annotations
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 
 def _series(history, key):

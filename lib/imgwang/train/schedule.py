@@ -7,8 +7,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from ..checks import fraction, schedule_name
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..spec.checks import fraction, schedule_name
 
 FLAT_COS_FINAL = 1e-5  # fastai's fit_flat_cos anneals to lr / div_final, div_final = 1e5
 

@@ -18,8 +18,8 @@ import contextlib
 
 import torch
 
-from ..device import resolve_device, use_fastest_kernels
-from ..errors import ConfigError
+from ..core.device import resolve_device, use_fastest_kernels
+from ..core.errors import ConfigError
 from .optim import make_optimizer
 from .schedule import make_scheduler
 from .settings import FitSettings

@@ -17,8 +17,8 @@ import traceback
 import warnings
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..secrets import scrub_secrets, scrub_text, secret_values
+from ..core.errors import ConfigError
+from ..core.secrets import scrub_secrets, scrub_text, secret_values
 
 MODES = ("off", "offline", "online", "auto")
 

@@ -2,19 +2,20 @@
 variables), what it inherits from the version's earlier stages, the files it needs and writes, the scraps it
 glues.
 
-Everything else reads this table: bin/stage.py (its options and `NAME=value` Make variables), planning and the
-checks before compute (stages/plan.py), the one resolution of a configuration (stages/resolve.py), the notebooks' `start()`,
-`make help`, the notebooks' parameters cells (tests/test_spec.py keeps each equal to `parameters_source`),
-and compare and the tasks table (`Scraps` refuses a scrap name a stage does not declare).
-Only the standard library is imported here, so `make help` runs before the venv exists.
+Everything else reads this table: bin/stage.py (its options and `NAME=value` Make variables), the one
+resolution of a configuration (stages/resolve.py), planning (stages/plan.py), the stage driver, distributed
+runs and resume (`run`, `results`, `built_on`), `make help` and the notebooks' parameters cells
+(stages/render.py; tests/test_spec.py keeps each cell equal), compare and the tasks table (`Scraps` refuses a
+scrap name a stage does not declare). The spec is the bottom of the house: it imports only its own checks and
+imgwang.core.errors (the standard library besides), so `make help` runs before the venv exists.
 
 How to add a stage parameter
   1. Add one `Param` to the stage's `params` in STAGES below (a parameter several stages take: one constant
      above, listed in each). Give its name, default (what the parameters cell holds), type and a one-line doc;
      optionally `by_data=(sample, real data)` to fill an empty value (0 or "") by the data, `check` (a function
-     of imgwang.checks, called before compute; without one, a value must have the default's type) and
+     of imgwang.spec.checks, called before compute; without one, a value must have the default's type) and
      `make="NAME"` for a Make variable.
-  2. Rewrite the parameters cells from the spec: `python -m imgwang.stages.spec --write`.
+  2. Rewrite the parameters cells from the spec: `python -m imgwang.stages.render --write`.
   3. Use it in the lib as `cfg["name"]`: the stage function receives every value resolved and checked.
   bin/stage.py then takes it as `-p name value`; run.json and the `config` scrap record it.
 
@@ -27,13 +28,10 @@ How to add a Make variable
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable
 
-from .. import checks
+from . import checks
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class Param:
     type: type
     doc: str
     by_data: tuple | None = None  # (sample, real data): fills an empty value (None, "", 0)
-    check: Callable | None = None  # imgwang.checks function (name, value) -> value; ConfigError when bad
+    check: Callable | None = None  # imgwang.spec.checks function (name, value) -> value; ConfigError when bad
     make: str | None = None  # Make variable that sets it (also bin/stage.py's NAME=value and --name)
     internal: bool = False  # set by bin/stage.py, not by `-p`
     setting: bool = True  # shapes the computation: a RESUME must keep it (not so: where the run lives, tracking)
@@ -119,7 +117,7 @@ SEED = Param("seed", 0, int, "random seed, 0 to 2^31-1; transfer repeats use see
              make="SEED")
 DEVICE = Param("device", "auto", str, "auto: cuda, then mps, then cpu | cpu | cuda | mps", make="DEVICE")
 THREADS = Param("threads", 0, int, "CPU threads; 0: this stage's share, cores // stages running on this machine "
-                "(at most 2 with cuda), looked at again each epoch (imgwang.threads)", check=checks.non_negative_int,
+                "(at most 2 with cuda), looked at again each epoch (imgwang.core.threads)", check=checks.non_negative_int,
                 make="THREADS")
 COMET = Param("comet", "auto", str, "off | offline | online | auto: online when COMET_API_KEY is set, else offline",
               check=checks.comet_mode, make="COMET", setting=False)
@@ -268,7 +266,7 @@ RUN_VARS = (
 
 
 def stage_spec(stage: str) -> Stage:
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, pipeline")
@@ -315,76 +313,3 @@ class Scraps(dict):
 def scrap_stage(name: str) -> str:
     """The stage that glues a scrap."""
     return next(stage.name for stage in STAGES.values() if name in stage.scraps)
-
-
-# ---- the parameters cells and `make help`, rendered from the spec --------------------------------------------
-
-CELL_HEADER = "# Parameters (papermill injects new values below this cell)"
-
-
-def _literal(value) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def parameters_source(stage: str) -> str:
-    """The notebook's parameters cell: what papermill reads and `papermill --help-notebook` shows."""
-    lines = [CELL_HEADER]
-    lines += [f"{p.name}: {p.type.__name__} = {_literal(p.default)}  # {p.doc}" for p in STAGES[stage].params]
-    return "\n".join(lines)
-
-
-def write_parameters_cells(notebooks: Path) -> list[str]:
-    """Rewrite each stage notebook's parameters cell from the spec; returns the notebooks changed."""
-    import nbformat
-
-    changed = []
-    for stage in STAGES.values():
-        path = notebooks / stage.notebook
-        book = nbformat.read(path, as_version=4)
-        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
-        if cell.source != parameters_source(stage.name):
-            cell.source = parameters_source(stage.name)
-            nbformat.write(book, path)
-            changed.append(path.name)
-    return changed
-
-
-def _data_defaults(var: MakeVar) -> str:
-    """` (sample / real data: pretrain 3 / 20; transfer 5 / 5)` when the default differs between stages."""
-    groups: dict[tuple, list[str]] = {}
-    for stage in STAGES.values():
-        p = stage.param(var.dest)
-        if p is not None and p.make == var.name and p.by_data:
-            groups.setdefault(p.by_data, []).append(stage.name)
-    if len(groups) < 2:
-        return ""
-    return " (sample / real data: " + "; ".join(f"{', '.join(s)} {a} / {b}" for (a, b), s in groups.items()) + ")"
-
-
-def _inherited_by(var: MakeVar) -> str:
-    stages = [s.name for s in STAGES.values() if any(var.dest in rule.keys for rule in s.inherits)]
-    return f"; {', '.join(stages)}: by default as the version's earlier stages" if stages else ""
-
-
-def help_text() -> str:
-    lines = ["Variables (all optional; bin/stage.py takes them as NAME=value or --name value):"]
-    for var in make_vars():
-        stages = [s.name for s in STAGES.values() if s.param(var.dest) is not None and s.param(var.dest).make]
-        where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
-        lines.append(f"  {var.name:<10}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
-    lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
-    try:  # the tasks need torch: listed when the venv exists
-        from ..tasks import task_names
-
-        lines.append(f"Pretext tasks (TASK): {' '.join(task_names())}")
-    except ImportError:
-        pass
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--write"]:
-        folder = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[3] / "notebooks"
-        print("rewritten:", ", ".join(write_parameters_cells(folder)) or "none (all agree with the spec)")
-    else:
-        print(help_text())

@@ -17,8 +17,8 @@ import socket
 import time
 from pathlib import Path
 
-from .clock import now
-from .errors import ConfigError
+from ..core.clock import now
+from ..core.errors import ConfigError
 
 STAGE_LOCK = ".stage.lock"
 RUN_JSON_LOCK = ".run.json.lock"

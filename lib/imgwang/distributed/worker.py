@@ -1,4 +1,4 @@
-"""The worker side of a launch: `torchrun ... -m imgwang.distributed.run <job.json>` on every rank.
+"""The worker side of a launch: `torchrun ... -m imgwang.distributed.worker <job.json>` on every rank.
 
 The job file holds the stage, its resolved config and folders (written by launch.py). Every rank joins the
 process group, takes rank 0's job (so a machine joining with NODE_RANK > 0 needs nothing but the rendezvous
@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from .. import atomic, threads
-from ..device import resolve_device
-from ..errors import ImgwangError
-from ..plain import to_plain
-from ..stages.spec import STAGES
-from ..train.interrupt import TrainingInterrupted
+from .. import runs
+from ..core import atomic, threads
+from ..core.device import resolve_device
+from ..core.errors import ImgwangError
+from ..core.interrupt import TrainingInterrupted
+from ..core.plain import to_plain
+from ..spec import STAGES
 from . import world
 
 # torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
@@ -46,8 +47,8 @@ def main(argv=None) -> int:
         job = {**world.broadcast_object(job), "result": str(result_path)}  # node 0's config and run folder
         stage, cfg, run_dir = job["stage"], job["cfg"], Path(job["run_dir"])
         # each rank is a stage process: its share of the cores (rank 0 prints it and records it in run.json)
-        threads.start_stage(cfg.get("threads"), device.type, run_dir if lead else None, stage,
-                            say=print if lead else (lambda _: None))
+        keep = (lambda share: runs.update_stage(run_dir, stage, threads=share)) if lead else None
+        threads.start_stage(cfg.get("threads"), device.type, keep, stage, say=print if lead else (lambda _: None))
         spec = STAGES[stage]
         module, _, function = spec.run.partition(":")
         result = getattr(importlib.import_module(module), function)(cfg, run_dir, Path(job["runs_dir"]))

@@ -9,8 +9,9 @@ process that is gone is marked `interrupted (process gone)`.
 
 from __future__ import annotations
 
-from .. import locks, runs
-from ..errors import ConfigError
+from . import locks
+from .. import runs
+from ..core.errors import ConfigError
 
 
 def check_not_busy(run_dir) -> None:

@@ -17,7 +17,7 @@ import zmq
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from .progress import settle_bars
+from ..core.progress import settle_bars
 
 INTERRUPTIONS = ("TrainingInterrupted", "KeyboardInterrupt")  # what a signal raises in a cell
 

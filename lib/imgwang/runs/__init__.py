@@ -5,7 +5,7 @@ environment, status per stage) and its artefacts. Nothing in a run folder is eve
 moves the files a stage would write into `replaced-<timestamp>/` first.
 
 Concurrency: a new version is claimed with os.mkdir (claim_version), a stage runs under the version's
-stage lock, and every run.json update is a read-modify-write under the run.json lock (imgwang.locks).
+stage lock, and every run.json update is a read-modify-write under the run.json lock (imgwang.runs.locks).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import atomic, clock, locks
-from .errors import ConfigError, ImgwangError
-from .secrets import scrub_secrets, scrub_text
-from .stages.spec import STAGES as SPEC
+from ..core import atomic, clock
+from . import locks
+from ..core.errors import ConfigError, ImgwangError
+from ..core.secrets import scrub_secrets, scrub_text
+from ..spec import STAGES as SPEC
 
 # stage -> its template notebook (the executed copy keeps the same name)
 STAGES = {name: stage.notebook for name, stage in SPEC.items()}

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError, ImgwangError
+from ..core.errors import ConfigError, ImgwangError
 
 
 def check_task_batch(task, bs: int, size: int) -> None:
@@ -78,8 +78,8 @@ def check_utf8_names(root: Path) -> None:
 
 def check_encoder_arch(path: Path, arch: str, source: str) -> None:
     """The encoder in `path` loads into a fresh `arch` encoder (same keys, same shapes)."""
-    from .models.checkpoint import load_encoder
-    from .models.encoders import create_encoder
+    from ..models.checkpoint import load_encoder
+    from ..models.encoders import create_encoder
 
     try:
         load_encoder(create_encoder(arch), path)

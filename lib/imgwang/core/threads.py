@@ -195,11 +195,11 @@ def apply(threads: int, processes: int | None = None) -> None:
 
 class StageThreads:
     """A stage's thread share: registered for the stage's life, applied at start and at each `refresh()`.
-    With `run_dir`, run.json records the value (and every change) under the stage's entry."""
+    With `keep`, every value (and change) is handed to it, e.g. to record it in run.json."""
 
-    def __init__(self, override=None, device: str = "cpu", run_dir: Path | None = None, stage: str = "",
+    def __init__(self, override=None, device: str = "cpu", keep=None, stage: str = "",
                  folder: Path | None = None, say=print):
-        self.override, self.device, self.run_dir, self.stage = override, device, run_dir, stage
+        self.override, self.device, self.keep, self.stage = override, device, keep, stage
         self.folder, self.say = folder, say
         self.choice: Choice | None = None
         self.changes: list[dict] = []
@@ -254,23 +254,20 @@ class StageThreads:
         return choose(self.override, self.device, n_stages=n_stages)
 
     def _record(self) -> None:
-        if self.run_dir is None or not self.stage:
-            return
-        from . import runs
-
-        runs.update_stage(Path(self.run_dir), self.stage, threads=self.record())
+        if self.keep is not None:
+            self.keep(self.record())
 
 
 _stage: StageThreads | None = None
 
 
-def start_stage(override=None, device: str = "cpu", run_dir: Path | None = None, stage: str = "",
+def start_stage(override=None, device: str = "cpu", keep=None, stage: str = "",
                 folder: Path | None = None, say=print) -> StageThreads:
     """Called once where a stage starts in its kernel: register, take the share, print and record it."""
     global _stage
     if _stage is not None:
         _stage.stop()
-    _stage = StageThreads(override, device, run_dir, stage, folder, say)
+    _stage = StageThreads(override, device, keep, stage, folder, say)
     _stage.start()
     return _stage
 

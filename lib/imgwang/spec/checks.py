@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 COMET_MODES = ("auto", "off", "offline", "online")
 SPLITS = ("val", "dev")  # scoring sets of transfer and evaluate (imgwang.data.split)

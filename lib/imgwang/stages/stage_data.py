@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import DataError
 from ..data.cache import ImageCache, build_cache, storage_size
 from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
@@ -15,7 +16,6 @@ from ..data.loader import CachedLoader
 from ..data.loader_augment import make_loader_augment
 from ..data.resolve import resolve_data
 from ..data.split import SPLITS, dev_mask
-from ..errors import DataError
 
 
 def default_cache_dir() -> Path:
