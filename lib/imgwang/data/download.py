@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm  # the text bar: a download runs before the notebook, in the terminal
 
 from ..core import atomic, clock
-from ..runs import locks
+from ..core.filelock import exclusive
 from imgwang.data.layout import IMAGE_SUFFIXES
 from ..core.errors import ConfigError, DataError
 
@@ -285,7 +285,7 @@ def fetch_dataset(name: str, data_root: Path, url: str | None = None,
         return target
 
     data_root.mkdir(parents=True, exist_ok=True)
-    with locks.exclusive(data_root):  # one fetch per data root at a time
+    with exclusive(data_root):  # one fetch per data root at a time
         if is_complete(target):  # another process fetched it while this one waited
             return target
         fd, part = tempfile.mkstemp(dir=data_root, prefix=f".{folder_name(url)}.", suffix=".part")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..core.clock import now
+from ..core.filelock import exclusive
 from ..core.errors import ConfigError
 
 STAGE_LOCK = ".stage.lock"
@@ -117,22 +118,6 @@ def _read_record(path: Path) -> dict:
         return json.loads(text) if text.strip() else {}
     except (OSError, ValueError):
         return {}
-
-
-@contextlib.contextmanager
-def exclusive(path: Path):
-    """Exclusive, blocking flock on `path`: a file (created) or a folder that exists (then no file is left
-    behind). The one lock helper: run.json's writers, a download of one data root."""
-    path = Path(path)
-    folder = path.is_dir()
-    if not folder:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY if folder else os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def run_json_lock(run_dir: Path):
