@@ -61,9 +61,8 @@ def random_rot90(images: torch.Tensor, angles, generator: torch.Generator) -> to
     if images.shape[-1] != images.shape[-2]:
         raise ConfigError(f"rotations by 90 degrees need square images, got {tuple(images.shape[-2:])}")
     pick = torch.randint(len(angles), (images.shape[0],), generator=generator, device=generator.device).to(images.device)
-    quarter = torch.tensor([a // 90 for a in angles], device=images.device)[pick]
     out = images
-    for k in sorted({a // 90 for a in angles} - {0}):
-        # torch.rot90 over (H, W) with k > 0 turns counter-clockwise as an image is displayed (row 0 on top)
-        out = torch.where((quarter == k).view(-1, 1, 1, 1), torch.rot90(images, k, dims=(-2, -1)), out)
+    for i, angle in enumerate(angles):  # no lookup tensor built from host data: nothing waits (the views' hot path)
+        if angle:  # torch.rot90 over (H, W) with k > 0 turns counter-clockwise as an image is displayed (row 0 on top)
+            out = torch.where((pick == i).view(-1, 1, 1, 1), torch.rot90(images, angle // 90, dims=(-2, -1)), out)
     return out

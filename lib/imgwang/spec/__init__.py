@@ -45,7 +45,8 @@ class Param:
     make: str | None = None  # Make variable that sets it (also bin/stage.py's NAME=value and --name)
     internal: bool = False  # set by bin/stage.py, not by `-p`
     setting: bool = True  # shapes the computation: a RESUME must keep it (not so: where the run lives, tracking)
-    augment: bool = False  # the loader's augmentation: a task that cuts its own views takes none of it
+    augment: str = ""  # the loader's augmentation: "loader" (a task that cuts its own views takes none of it) or
+    # "views" (it applies to such a task's views too)
 
 
 @dataclass(frozen=True)
@@ -148,15 +149,17 @@ WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 # The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
-# make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
+# make their own views; flip_p and rotations also reach the views of those that do (imgwang.data.views). Defaults:
+# the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip (as every view-making method's paper).
 AUGMENT = (
     Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
-          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale, augment=True),
-    Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
-          check=checks.probability, augment=True),
-    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
-          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns,
-          augment=True),
+          "whole image (aspect still 3/4-4/3)", check=checks.crop_scale, augment="loader"),
+    Param("flip_p", 0.5, float, "probability of a horizontal flip (of each view, for tasks that make views); 0: never "
+          "(digits, text: a flip changes them)",
+          check=checks.probability, augment="views"),
+    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image (per "
+          "view, for tasks that make views); [0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images",
+          check=checks.quarter_turns, augment="views"),
 )
 
 STAGES = {

@@ -102,6 +102,7 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
     params, task = resolving.resolve_with_task(stage, given, runs_dir=runs_dir, version=version, in_pipeline=in_pipeline)
     if resume:
         resuming.check_same_settings(stage, version, recorded, params)
+    input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
     root = check_data(params["data"], spec)
     check_resources(params, root, task)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way

@@ -195,9 +195,9 @@ def inherited(spec: Stage, run_dir: Path, given: dict, version: str) -> dict:
 # ---- rules over several values (each: cfg, spec, in_pipeline -> None, or the task it built) ----------------
 
 def task_rule(cfg: dict, spec: Stage, in_pipeline: bool):
-    """The task exists and takes its parameters (built once, here); its loader augmentation: one it forbids is
-    refused, and a task that cuts its own views keeps none (with a value given, refused: it would change
-    nothing; a pipeline passes it on to fine-tuning instead)."""
+    """The task exists and takes its parameters (built once, here); its augmentation: one it forbids is refused,
+    and a task that cuts its own views keeps only what reaches its views (flip_p, rotations), not the loader's
+    crop (a crop_scale given is refused: it would change nothing; a pipeline passes it on to fine-tuning)."""
     if "task" not in cfg:
         return None
     from ..tasks import get_task
@@ -208,17 +208,17 @@ def task_rule(cfg: dict, spec: Stage, in_pipeline: bool):
     except (TypeError, ValueError, ArithmeticError) as e:  # a task's own check of its parameters' values
         raise ConfigError(f"TASK={cfg['task']} with {params}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     cfg["task_params"] = params
-    augment = [p.name for p in spec.params if p.augment]
+    loader_only = [p.name for p in spec.params if p.augment == "loader"]
     for name, why in task.forbids_augment.items():
         if name in cfg and cfg[name] != spec.param(name).default:
             raise ConfigError(f"{name.upper()}={cfg[name]} cannot be used with TASK={task.name}: {why}")
     if task.makes_views:
-        changed = [name for name in augment if cfg.get(name, spec.param(name).default) != spec.param(name).default]
+        changed = [name for name in loader_only if cfg.get(name, spec.param(name).default) != spec.param(name).default]
         if changed and not in_pipeline:
             raise ConfigError(f"{changed[0].upper()}={cfg[changed[0]]} does not apply to TASK={task.name}: it cuts its "
-                              f"own views from the whole image (set them with its task parameters, e.g. "
+                              f"own views from the whole image (set their areas with its task parameters, e.g. "
                               f"P=\"-p min_scale 0.2\")")
-        for name in augment:  # the run records no loader augmentation it did not use
+        for name in loader_only:  # the run records no loader augmentation it did not use
             cfg.pop(name, None)
     return task
 
