@@ -138,7 +138,7 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", spl
     print(describe_knn(knn, k, t, name, scored_on=split))
     print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
     return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
-            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"], "linear_converged": probe["converged"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names, split: str = "val") -> None:
