@@ -190,8 +190,8 @@ def test_swav_prototypes_have_no_bias_and_stay_frozen_for_the_first_iterations()
     assert not model.prototypes.frozen
 
 
-def test_swav_queue_starts_at_its_epoch():
-    task = get_task("swav", n_prototypes=6, proj_dim=8, n_small_crops=0, queue_size=8, queue_start_epoch=2)
+def test_swav_queue_starts_a_fraction_into_the_run():
+    task = get_task("swav", n_prototypes=6, proj_dim=8, n_small_crops=0, queue_size=8, queue_start=0.4)  # 2 of 5
     model = task.build_model(create_encoder("tinyconv"))
     views = task.make_batch(sample_like(4), gen())[0]
     for epoch in range(2):
@@ -259,7 +259,7 @@ def test_dino_model_updates_its_centre_in_training_forwards_and_the_loss_uses_th
     model = task.build_model(create_encoder("tinyconv"))
     views = task.make_batch(sample_like(6), gen(3))[0]
     model.center.fill_(0.25)
-    teacher, student, center = model(views)
+    teacher, student, center, _ = model(views)
     assert torch.all(center == 0.25)
     expected = 0.9 * 0.25 + 0.1 * torch.cat(teacher).mean(0, keepdim=True)
     assert torch.allclose(model.center, expected, atol=1e-6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.checkpoint import kept_encoder
 from .features import extract_features
 from .knn import knn_accuracy
 
@@ -42,7 +43,8 @@ def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
     def epoch_metrics(model, epoch: int) -> dict:
         if epoch % every and epoch != last_epoch:
             return {}
-        (mf, ml, _), (qf, ql, _) = (extract_features(model.encoder, loader, device) for loader in loaders)
+        encoder = kept_encoder(model)  # the encoder that will be saved (DINO's teacher)
+        (mf, ml, _), (qf, ql, _) = (extract_features(encoder, loader, device) for loader in loaders)
         return {"knn_acc": knn_accuracy(mf, ml, qf, ql, n_classes=n_classes)}
 
     return epoch_metrics
