@@ -118,3 +118,13 @@ def test_every_embedding_method_gives_embeddings_to_watch(name):
     outputs = model(task.make_batch(smooth_images(4, size=32), gen())[0])
     z = task.embeddings(outputs)
     assert z.shape[0] == 4 and z.dim() == 2 and 0 < embedding_std(z).item() < 1
+
+
+def test_swav_can_pool_as_the_leaderboard_entry():
+    """fastai's average + max pooling: the head sees twice the encoder's width (1,024 for a 512-wide resnet34)."""
+    task = get_task("swav", pool="catavgmax", **SMALL["swav"])
+    encoder = create_encoder("tinyconv")
+    model = task.build_model(encoder)
+    assert model.projector.layers[0].in_features == 2 * encoder.num_features
+    projections, scores, _ = model(task.make_batch(smooth_images(4, size=32), gen())[0])
+    assert len(scores) == 4 and scores[0].shape == (4, 12)

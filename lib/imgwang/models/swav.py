@@ -15,11 +15,15 @@ from lightly.models.modules import SwaVProjectionHead
 from torch import nn
 
 from ..data.views import same_size_runs
-from .heads import Prototypes
+from .heads import AdaptiveConcatPool2d, Prototypes
+
+POOLS = ("avg", "catavgmax")  # the encoder's average pooling; fastai's average and max side by side (2x wide)
 
 
-def encode_crops(encoder: nn.Module, views) -> torch.Tensor:
-    """Backbone features of every view, one encoder pass per resolution, concatenated in view order."""
+def encode_crops(encoder: nn.Module, views, pool: str = "avg") -> torch.Tensor:
+    """Pooled backbone features of every view, one encoder pass per resolution, concatenated in view order."""
+    if pool == "catavgmax":
+        return torch.cat([AdaptiveConcatPool2d()(encoder.forward_features(torch.cat(g))) for g in same_size_runs(views)])
     return torch.cat([encoder(torch.cat(group)) for group in same_size_runs(views)])
 
 
@@ -34,10 +38,11 @@ class SwaVModel(nn.Module):
     eval mode and without a queue)."""
 
     def __init__(self, encoder: nn.Module, proj_dim: int, n_prototypes: int, queue_size: int = 0,
-                 hidden_dim: int = 2048):
+                 hidden_dim: int = 2048, pool: str = "avg"):
         super().__init__()
-        self.encoder = encoder
-        self.projector = SwaVProjectionHead(encoder.num_features, hidden_dim, proj_dim)
+        self.encoder, self.pool = encoder, pool
+        width = encoder.num_features * (2 if pool == "catavgmax" else 1)
+        self.projector = SwaVProjectionHead(width, hidden_dim, proj_dim)
         self.prototypes = Prototypes(proj_dim, n_prototypes)
         self.queue_size = int(queue_size)
         self.queue_active = True  # the task switches it per epoch (queue_start)
@@ -51,7 +56,7 @@ class SwaVModel(nn.Module):
         views = (views, *more_views) if more_views else tuple(views)
         if self.training:
             self.prototypes.normalize()  # SwAV keeps prototypes on the unit sphere before every step
-        h = self.projector(encode_crops(self.encoder, views))  # one head call: its BatchNorm sees every crop
+        h = self.projector(encode_crops(self.encoder, views, self.pool))  # one head call: its BatchNorm sees every crop
         h, exact = full_precision(h)
         with exact:
             z = F.normalize(h, dim=1)

@@ -7,7 +7,8 @@ As published:
     2 x SIZE px at area 0.25-1 (`min_scale`, `max_scale`) + 6 x 0.75 SIZE px (`small_fraction`: 96 px at
     SIZE 128) at 0.2-0.35 (`small_min_scale`, `small_max_scale`). SwAV's ImageNet setting is 2 x 224 at
     0.14-1 + 6 x 96 at 0.05-0.14;
-  - encoder -> projection head (lightly's SwaVProjectionHead, `hidden_dim` 2048 -> `proj_dim` 128) ->
+  - encoder (average-pooled; `pool` "catavgmax": fastai's average and max pooling side by side, as the 72.94 %
+    entry) -> projection head (lightly's SwaVProjectionHead, `hidden_dim` 2048 -> `proj_dim` 128) ->
     L2-normalised z -> bias-free prototypes (models/heads.py `Prototypes`) renormalised to the unit sphere
     before every training step, and frozen (no gradient) for the first `freeze_prototypes_iters` iterations
     (-1 = the first epoch; SwAV: 5,005 iterations at batch 256 and 313 at batch 4,096, one ImageNet epoch each);
@@ -62,7 +63,7 @@ from ..data.augment import make_augment
 from ..data.views import small_side
 from ..distributed.gather import gathering
 from ..errors import ConfigError
-from ..models.swav import SwaVModel
+from ..models.swav import POOLS, SwaVModel
 from .base import register
 from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy
 
@@ -78,8 +79,9 @@ class SwAV(ViewTask):
                  sinkhorn_iterations: int = 3, n_small_crops: int = 6, small_fraction: float = 0.75,
                  min_scale: float = 0.25, max_scale: float = 1.0, small_min_scale: float = 0.2,
                  small_max_scale: float = 0.35, jitter: float = 0.5, jitter_p: float = 0.8, gray_p: float = 0.2,
-                 blur_p: float = 0.0, proj_dim: int = 128, hidden_dim: int = 2048, freeze_prototypes_iters: int = -1,
-                 queue_size: int | None = None, queue_start: float = 0.1, noise_p: float = 0.0):
+                 blur_p: float = 0.0, proj_dim: int = 128, hidden_dim: int = 2048, pool: str = "avg",
+                 freeze_prototypes_iters: int = -1, queue_size: int | None = None, queue_start: float = 0.1,
+                 noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if n_prototypes is not None and n_prototypes < 2:
             raise ConfigError(f"swav needs at least 2 prototypes, got {n_prototypes}")
@@ -96,6 +98,8 @@ class SwAV(ViewTask):
                               f"{freeze_prototypes_iters}")
         if proj_dim < 1 or hidden_dim < 1:
             raise ConfigError(f"swav proj_dim and hidden_dim must be >= 1, got {proj_dim} and {hidden_dim}")
+        if pool not in POOLS:
+            raise ConfigError(f"swav pool must be one of {', '.join(POOLS)}, got {pool!r}")
         check_scale("swav", "min_scale/max_scale", min_scale, max_scale)
         check_scale("swav", "small_min_scale/small_max_scale", small_min_scale, small_max_scale)
         check_colour("swav", jitter, jitter_p, gray_p, blur_p)
@@ -103,7 +107,7 @@ class SwAV(ViewTask):
         self.n_small_crops, self.small_fraction = int(n_small_crops), float(small_fraction)
         self.scale, self.small_scale = (min_scale, max_scale), (small_min_scale, small_max_scale)
         self.colour = dict(jitter=jitter, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p)
-        self.proj_dim, self.hidden_dim, self.queue_start = int(proj_dim), int(hidden_dim), float(queue_start)
+        self.proj_dim, self.hidden_dim, self.queue_start, self.pool = int(proj_dim), int(hidden_dim), float(queue_start), pool
         self.given = dict(n_prototypes=n_prototypes, queue_size=queue_size)  # None: sized by fit_to_run
         # Until a run is known (a task built alone): SwAV's 3,000 prototypes and no queue.
         self.n_prototypes = PUBLISHED_PROTOTYPES if n_prototypes is None else int(n_prototypes)
@@ -128,7 +132,7 @@ class SwAV(ViewTask):
         return kinds
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        return SwaVModel(encoder, self.proj_dim, self.n_prototypes, self.queue_size, self.hidden_dim)
+        return SwaVModel(encoder, self.proj_dim, self.n_prototypes, self.queue_size, self.hidden_dim, self.pool)
 
     # --- the training loop's hooks (host-side flags only) ----------------------------------------------
     def queue_start_epoch(self, epochs: int) -> int:
