@@ -22,19 +22,22 @@ As published:
     the run and used once full: each batch's codes are computed together with the queue's, and only the
     batch's are kept.
 
-Sized to the run (`None` = automatic, from the configured batch B; `fit_to_run`), as published at SwAV's
-batches and out of its small-batch collapse regime (SwAV's README, "Common issues": the loss stuck at
-ln(n_prototypes), every prototype scored alike):
-  - `queue_size`: 15 batches, at most 3,840 (SwAV's batch-256 script: 3,840 = 15 x 256), and none from B =
-    1,024 on (SwAV's batch-4,096 script has none); the queue holds projections at most 15 steps old whatever
-    the data size. Per process under torchrun (SwAV divides its queue over the ranks).
-  - `n_prototypes`: at most the B + queue_size projections Sinkhorn spreads over them, at most 3,000 (SwAV's):
-    with far fewer projections than prototypes every code is spread over many prototypes and the predicted
-    scores flatten (a batch of 64 against 3,000 prototypes stayed at ln(3000) = 8.006 for 3 epochs on the
-    sample). 1,024 at B = 64, 2,048 at B = 128, 3,000 from B = 256 (SwAV's 256 + 3,840).
-  - `queue_start` 0.1 of the epochs (SwAV: epoch 15 of 200, 0.075), rounded up to 0.1 so that the queue
-    starts after the one-cycle warm-up (10 % of the steps), when the features move less between steps;
-    SwAV's README warns that a queue started too early disturbs training.
+Sized to the run and out of SwAV's small-batch collapse regime (SwAV's README, "Common issues": the loss
+stuck at ln(n_prototypes), every prototype scored alike), as published at SwAV's batches:
+  - `n_prototypes` None: 16 per image of the configured batch B, at most 3,000 (SwAV's): 1,024 at B = 64,
+    2,048 at B = 128, 3,000 from B = 188 on (SwAV's 3,000 at its batches of 256 and 4,096). With far more
+    prototypes than the projections Sinkhorn spreads over them every code is flat and so are the predicted
+    scores: measured, batch 64 against 3,000 prototypes sat at ln(3000) = 8.006 (issue 22: 30 epochs on the
+    sample; here 8.0045 after 3 epochs, tinyconv 64 px); against 1,024 the loss fell from 6.85 to 6.44 in 3
+    epochs (ln(1024) = 6.93; sample v2, tinyconv 64 px).
+  - `queue_size` 0 (no queue) unless given; with one, it fills from the epoch a fraction `queue_start` into the
+    run. SwAV's batch-256 script queues 3,840 projections from epoch 15 of 200 (75,000 steps in); its README
+    warns that a queue started too early or too large disturbs training. Measured on the sample (sample v2,
+    1,120 images, batch 64, 6 epochs, tinyconv 64 px): a 960-projection queue (15 batches) filled in epoch 2
+    and used from epoch 3 pushed the loss from 6.44 to 7.72, above ln(1024), and the collapse monitor from
+    0.076 to 0.030; the
+    runs here are too short for the features to settle before a queue would start. `queue_start` 0.1 (SwAV
+    0.075) when a queue is asked for.
   - `epsilon` 0.03, not SwAV's 0.05: the README's first remedy for collapse ("lower epsilon ... more peaked
     codes"); float32 scores keep exp(score / 0.03) finite.
   - softer colour than SwAV's ImageNet views (README: "softer data augmentation"): jitter strength 0.5
@@ -67,7 +70,7 @@ from ..models.swav import POOLS, SwaVModel
 from .base import register
 from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy
 
-PUBLISHED_PROTOTYPES, QUEUE_BATCHES, MAX_QUEUE, NO_QUEUE_FROM = 3000, 15, 3840, 1024  # SwAV's scripts (above)
+PUBLISHED_PROTOTYPES, PROTOTYPES_PER_BATCH_IMAGE = 3000, 16  # SwAV's count; the small-batch rule (docstring)
 
 
 @register
@@ -80,7 +83,7 @@ class SwAV(ViewTask):
                  min_scale: float = 0.25, max_scale: float = 1.0, small_min_scale: float = 0.2,
                  small_max_scale: float = 0.35, jitter: float = 0.5, jitter_p: float = 0.8, gray_p: float = 0.2,
                  blur_p: float = 0.0, proj_dim: int = 128, hidden_dim: int = 2048, pool: str = "avg",
-                 freeze_prototypes_iters: int = -1, queue_size: int | None = None, queue_start: float = 0.1,
+                 freeze_prototypes_iters: int = -1, queue_size: int = 0, queue_start: float = 0.1,
                  noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if n_prototypes is not None and n_prototypes < 2:
@@ -90,7 +93,7 @@ class SwAV(ViewTask):
         if sinkhorn_iterations < 1:
             raise ConfigError(f"swav sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}")
         check_small_crops("swav", "small", n_small_crops, small_fraction)
-        if (queue_size is not None and queue_size < 0) or not 0.0 <= queue_start <= 1.0:
+        if queue_size < 0 or not 0.0 <= queue_start <= 1.0:
             raise ConfigError(f"swav queue_size (queued projections per view, 0 = no queue) must be >= 0 and queue_start "
                               f"(fraction of the epochs before the queue fills) in [0, 1], got {queue_size} and {queue_start}")
         if freeze_prototypes_iters < -1:
@@ -108,21 +111,17 @@ class SwAV(ViewTask):
         self.scale, self.small_scale = (min_scale, max_scale), (small_min_scale, small_max_scale)
         self.colour = dict(jitter=jitter, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p)
         self.proj_dim, self.hidden_dim, self.queue_start, self.pool = int(proj_dim), int(hidden_dim), float(queue_start), pool
-        self.given = dict(n_prototypes=n_prototypes, queue_size=queue_size)  # None: sized by fit_to_run
-        # Until a run is known (a task built alone): SwAV's 3,000 prototypes and no queue.
+        self.given_prototypes = n_prototypes  # None: sized by fit_to_run; SwAV's 3,000 until a run is known
         self.n_prototypes = PUBLISHED_PROTOTYPES if n_prototypes is None else int(n_prototypes)
-        self.queue_size = 0 if queue_size is None else int(queue_size)
+        self.queue_size = int(queue_size)
         self.freeze_prototypes_iters = int(freeze_prototypes_iters)
         self._criterion = SwaVLoss(temperature=self.temperature, sinkhorn_iterations=int(sinkhorn_iterations),
                                    sinkhorn_epsilon=float(epsilon))
 
     def fit_to_run(self, *, batch_size: int, epochs: int) -> None:
-        """Queue and prototype count for the configured batch, where not given (rules in the docstring above)."""
-        queue = 0 if batch_size >= NO_QUEUE_FROM else min(MAX_QUEUE, QUEUE_BATCHES * batch_size)
-        if self.given["queue_size"] is None:
-            self.queue_size = queue
-        if self.given["n_prototypes"] is None:
-            self.n_prototypes = max(2, min(PUBLISHED_PROTOTYPES, batch_size + self.queue_size))
+        """The prototype count for the configured batch, where not given (the rule in the docstring above)."""
+        if self.given_prototypes is None:
+            self.n_prototypes = max(2, min(PUBLISHED_PROTOTYPES, PROTOTYPES_PER_BATCH_IMAGE * batch_size))
 
     def view_kinds(self, side: int):
         kinds = [(2, make_augment(side, "pretrain", scale=self.scale, **self.colour))]
