@@ -16,6 +16,7 @@ import copy
 
 import numpy as np
 
+from ..models.checkpoint import kept_encoder
 from .bn_stats import data_bn_stats
 from .features import extract_features
 from .knn import knn_accuracy
@@ -50,7 +51,7 @@ def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
     def epoch_metrics(model, epoch: int) -> dict:
         if epoch % every and epoch != last_epoch:
             return {}
-        encoder = model.encoder
+        encoder = kept_encoder(model)  # the encoder that will be saved (DINO's teacher)
         if epoch == 0:  # untrained: a copy with the data's BatchNorm statistics; no random draw, training unchanged
             encoder = copy.deepcopy(encoder)
             data_bn_stats(encoder, data, data.train_rows[memory], batch_size, device)

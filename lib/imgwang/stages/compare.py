@@ -22,7 +22,7 @@ from .verdicts import build_entries, finetune_settings, judge
 COLUMNS = [
     "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
-    "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
+    "embedding_std", "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
     "knn_acc_pixels", "linear_acc_pixels", "eval_acc", "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
     "verdict", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
@@ -101,6 +101,7 @@ def compare_row(run_dir: Path) -> dict:
         "pretext_chance": pre.get("pretext_chance"),
         "pretrain_knn_acc": pre.get("pretrain_knn_acc"),
         "pretrain_knn_init": pre.get("pretrain_knn_init"),  # the untrained encoder's: the bar to clear
+        "embedding_std": pre.get("embedding_std"),  # collapse monitor: about 1/sqrt(d) healthy, 0 collapsed
         "val_acc": tra.get("val_acc"),
         "val_acc_std": tra.get("val_acc_std") if len(accs) > 1 else None,  # one run measures no spread
         "finetune_std": tra.get("val_acc_std") if len(accs) > 1 else None,
@@ -229,6 +230,7 @@ def format_table(table: pd.DataFrame) -> str:
         show[col] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show[col]]
     for col in ("p_value", "p_holm"):
         show[col] = ["" if is_missing(v) else f"{float(v):.3f}" for v in show[col]]
+    show["embedding_std"] = ["" if is_missing(v) else f"{float(v):.4f}" for v in show["embedding_std"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs", "encoders", "train_bs", "steps_per_epoch"):
         show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:

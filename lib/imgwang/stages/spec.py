@@ -179,7 +179,8 @@ STAGES = {
         writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
-                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats",
+                "embedding_std", "embedding_std_floor", "pretrain_embedding_std"),
         starts_version=True, makes_encoder=True, labelled=False,
     ),
     "transfer": Stage(

@@ -50,6 +50,10 @@ class Task:
     def metric(self, outputs, targets) -> torch.Tensor:
         raise NotImplementedError
 
+    def fit_to_run(self, *, batch_size: int, epochs: int) -> None:
+        """Size what follows the run (SwAV's queue and prototypes) before build_model; most tasks need nothing.
+        An embedding method also defines `embeddings(outputs)` -> (B, d): what the collapse monitor measures."""
+
     # --- shared by every task ---------------------------------------------------------------
     def prepare(self, batch, generator: torch.Generator):
         """Loader Batch -> (inputs, targets, meta) with dataset indices and the noise switch applied."""

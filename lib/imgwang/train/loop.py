@@ -34,6 +34,7 @@ from ..errors import ConfigError, ImgwangError
 from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
+from .collapse import collapse_warning, embedding_std
 from .early_stop import EarlyStop, Monitor
 from .freeze import norm_params, set_frozen
 from .grad_stats import GradStats
@@ -104,6 +105,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
+            row.update({k: train[k] for k in ("embedding_std", "embedding_dim") if k in train})  # collapse monitor
             if val_loader is not None:  # every rank, the whole val set: what one process measures, and a loss's own
                 set_epoch(val_loader, 0)  # collectives (a DINO centre) meet on every rank
                 gen = seeded_generator(device, derive_seed(seed, "val"))
@@ -126,6 +128,8 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             if ckpt is not None and lead:
                 save(ckpt, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best)
             log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop)
+            if lead and collapse_warning(row):
+                print(collapse_warning(row), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(row)
             guard.epoch_completed = epoch + 1
@@ -146,7 +150,9 @@ class EpochRunner:
         step, model, objective = self.step, self.step.model, self.step.objective
         model.train(train)  # a frozen encoder too: its BatchNorm statistics keep following the data (train.freeze)
         device = gen.device
-        sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
+        embed = getattr(objective, "embeddings", None) if train else None  # the collapse monitor's input
+        sums = torch.zeros(3, device=device)  # loss, metric, embedding std, each * n: on the device, no sync per step
+        dim = 0
         norm_sum, n_steps, images = torch.zeros((), device=device), 0, 0
         refresh = max(1, len(loader) // 10)
         step0 = epoch * len(loader)  # global step of the epoch's first batch: the objective's schedules follow it
@@ -166,8 +172,12 @@ class EpochRunner:
                     outputs, loss = step.forward(inputs, targets)
                 with torch.no_grad():
                     metric = objective.metric(outputs, targets)
+                    spread = torch.zeros((), device=device)
+                    if embed is not None:
+                        z = embed(outputs)
+                        spread, dim = embedding_std(z), z.shape[1]
                 n = len(batch)
-                sums += torch.stack([loss.detach().float(), metric.detach().float()]) * n
+                sums += torch.stack([loss.detach().float(), metric.detach().float(), spread.to(device)]) * n
                 n_steps, images = n_steps + 1, images + n
                 if bars and (i + 1) % refresh == 0:
                     s = sums.tolist()
@@ -177,10 +187,12 @@ class EpochRunner:
                                "(fewer images than one batch with drop_last?)")
         if train and world.is_distributed():  # the epoch's numbers over the global batch
             totals = world.all_reduce_sum(torch.cat([sums, torch.tensor([float(images)], device=device)]))
-            sums, images = totals[:2], int(totals[2].item())
-        loss_sum, metric_sum = sums.tolist()
+            sums, images = totals[:3], int(totals[3].item())
+        loss_sum, metric_sum, spread_sum = sums.tolist()
         out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images,
                "lrs": step.lrs if train else {}}
+        if embed is not None:
+            out.update(embedding_std=spread_sum / images, embedding_dim=dim)
         if train and step.grad_clip is not None:
             out["grad_norm"] = norm_sum.item() / n_steps
         return out
@@ -288,7 +300,7 @@ def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early
     if "grad_stats" in row:
         tracker.log_figure(f"grad_stats_epoch_{row['epoch']}", plot_grad_stats(row["grad_stats"]))
     parts = [f"epoch {row['epoch']}/{epochs}"]
-    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}", "knn_acc"):
+    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}", "knn_acc", "embedding_std"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]
