@@ -97,7 +97,7 @@ def pipeline(tmp_path_factory, lab_env):
     runs_dir = tmp_path_factory.mktemp("pipeline-runs")
     tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
     out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
-                    env={**os.environ, "COMET_API_KEY": FAKE_KEY})
+                    env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
     assert out.returncode == 0, out.stderr[-3000:]
     assert FAKE_KEY not in out.stdout + out.stderr
     assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.runner)

@@ -217,9 +217,9 @@ def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_en
     proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
-    wait_until(lambda: last.exists() or proc.poll() is not None, 400, every=0.2)
+    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=900)
     assert proc.returncode == 130, (out + err)[-3000:]
     assert "interrupted" in err and "continue with RESUME=1 VERSION=v1" in err
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted"

@@ -96,7 +96,7 @@ def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(
     proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=held_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
-    wait_until(lambda: last.exists() or proc.poll() is not None, 400, every=0.2)
+    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
     kernels = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
     try:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
