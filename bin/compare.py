@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from imgwang.runs import COMPARE_NOTEBOOK
-from imgwang.stages.compare import baseline_verdicts, format_table, write_compare
+from imgwang.stages.compare import baseline_verdicts, write_compare
+from imgwang.stages.readable import readable_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,9 @@ def main(argv=None) -> int:
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     table, path = write_compare(runs_dir)
-    print(format_table(table))
+    shown, unfinished = readable_table(table)
+    print(shown.to_string() if len(shown) else "(no finished runs yet)")
+    print("\n".join(f"not finished: {line}" for line in unfinished))
     verdicts = baseline_verdicts(table)
     if verdicts:
         print("\ndid pretraining help? (fine-tuned accuracy against the newest FROM=none run fine-tuned alike: "
