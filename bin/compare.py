@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""`make compare`: print one row per run version (and per group of pretraining replicates), a verdict
-per pretrained entry, write runs/compare.csv, and execute 05-compare into runs/05-compare.ipynb (the
-same table with learning curves of the runs overlaid)."""
+"""`make compare`: print the finished versions (and groups of pretraining replicates, and sweeps) in the few
+columns a person reads (stages/readable.py), one line per version that did not finish, a verdict per pretrained
+entry; write every column to runs/compare.csv, and execute 05-compare into runs/05-compare.ipynb (the same
+table with learning curves, pretext vs transfer and each sweep's plots)."""
 
 from __future__ import annotations
 

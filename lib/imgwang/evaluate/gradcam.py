@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .plots import short_class as short
+from .plots import to_hwc_uint8
+
 
 def grad_cam(model, images: torch.Tensor, classes) -> torch.Tensor:
     """model: a Classifier (encoder.forward_features -> head); images float (B, 3, H, W) in [0, 1]; classes (B,).
@@ -55,7 +58,6 @@ def plot_cams(cams: list[dict], class_names: list[str], title: str):
     for the true class too (what the model would have needed to look at)."""
     import matplotlib.pyplot as plt
 
-    from .plots import to_hwc_uint8
 
     if not cams:
         fig, ax = plt.subplots(figsize=(3, 1))
@@ -83,6 +85,3 @@ def plot_cams(cams: list[dict], class_names: list[str], title: str):
     fig.suptitle(f"Grad-CAM: {title}", fontsize=9)
     return fig
 
-
-def short(name: str, n: int = 14) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .plots import short_class as short
+from .plots import to_hwc_uint8
+
 N_QUERIES, N_NEIGHBOURS = 6, 4  # a few rows of a few images: enough to see what a space groups by
 
 
@@ -51,7 +54,6 @@ def plot_neighbours(table: dict, image, class_names: list[str]):
     the class; a tick marks a neighbour of the query's class. `image(row)` gives a cache row's image."""
     import matplotlib.pyplot as plt
 
-    from .plots import to_hwc_uint8
 
     spaces = table["spaces"]
     k = len(next(iter(spaces.values()))["rows"][0])
@@ -80,6 +82,3 @@ def show(ax, picture, title: str, head: str | None, colour: str = "black", bold:
         spine.set_linewidth(2 if not bold else 3)
     ax.set_title((f"{head}\n" if head else "") + short(title), fontsize=6, color=colour)
 
-
-def short(name: str, n: int = 14) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"

@@ -20,7 +20,8 @@ from .spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
-    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group", "sweep", "point", "seed",
+    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group",
+    "sweep", "point", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
     "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
