@@ -88,3 +88,10 @@ def test_one_point_and_its_baseline_run_resume_and_compare(lab_env, tmp_path):
     points, baseline = sweep_points(table, "sw")
     assert list(points["pct_pos"]) == [0.6] and baseline["version"] == "sw-baseline"
     assert len(plot_sweep(points, baseline, "sw").axes) == 4  # one swept parameter x four metrics
+
+
+def test_the_makefile_passes_every_sweep_variable_of_the_spec():
+    from imgwang.stages.spec import SWEEP_VARS
+
+    line = next(x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("SWEEP_VARS :="))
+    assert line.split(":=")[1].split() == [v.name for v in SWEEP_VARS]
