@@ -74,6 +74,6 @@ bench: $(STAMP) ## data-path and training-step throughput; two runs at once agai
 	$(PY) bin/bench_share.py
 	$(PY) bin/bench_ddp.py $(if $(filter cuda,$(DEVICE)),--device cuda)
 
-test: $(STAMP) ## ruff, then the test suite (about 13 minutes on 2 CPU cores)
+test: $(STAMP) ## ruff, then the test suite (TEST_TIME: the lead writes the measured time and its conditions here)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests -q
