@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     table, path = write_compare(runs_dir)
     shown, unfinished = readable_table(table)
     print(shown.to_string() if len(shown) else "(no finished runs yet)")
-    print("\n".join(f"not finished: {line}" for line in unfinished))
+    for line in unfinished:
+        print(f"not finished: {line}")
     verdicts = baseline_verdicts(table)
     if verdicts:
         print("\ndid pretraining help? (fine-tuned accuracy against the newest FROM=none run fine-tuned alike: "

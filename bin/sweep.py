@@ -62,6 +62,14 @@ def main(argv=None) -> int:
     if truthy(sweep_words["DRY"]):
         print("\n".join(describe(sweep, runs_dir)))
         return 0
+    try:  # fetched or generated once here: JOBS units starting together would each make it, over each other
+        from imgwang.data.resolve import resolve_data
+        from imgwang.stages.spec import STAGES
+
+        resolve_data(words.get("DATA") or STAGES["pretrain"].defaults()["data"])
+    except ImgwangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return run_sweep(sweep, runs_dir, [sys.executable, str(REPO / "bin" / "stage.py")], jobs=jobs, only=only)
 
 
