@@ -1,47 +1,124 @@
-"""A small generated dataset in Imagewang layout, for offline runs, tests and quick checks.
+"""A small generated dataset in Imagewang layout, for offline runs, tests and quick checks, built like photographs.
 
-Each of the 20 classes (named by the real Imagewang wnids, so class names resolve) is a fixed
-combination of shape, colour palette, surface texture and preferred position; every image draws its
-own size, jitter, rotation, background gradient, distractor and noise, so the classes are separable
-but not by one pixel. Backgrounds are lit from above and shapes have an orientation, which gives
-rotation-like pretext tasks something real to predict. Same seed -> byte-identical files.
+What a class is: an object identity. Each of the 20 classes (named by the real Imagewang wnids, so class
+names resolve) is one fixed composite object: three flat parts (ellipses, boxes, triangles) with a fixed
+shape, size and spatial arrangement, and a fixed relative shading between them (one part darker than
+another). Nothing else about an image belongs to its class. Every image draws at random, independently
+of the class:
+- the object's hue and saturation (any colour), brightness, position (anywhere it fits), scale (about 2x
+  range) and a small rotation (within +-15 degrees; objects stay upright);
+- the background: a gradient between two colours of any hue, with a low-frequency texture;
+- 2 to 4 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
+  place and angle), which are never arranged as a class object;
+- lighting from above (the top of the image brighter) and sensor noise.
+So no low-level statistic names the class: mean colour, the hue histogram and where the mass of the image
+lies are all drawn per image; only the object's shape and arrangement (and its internal shading) survive.
+
+Which invariances it rewards: an encoder that is invariant to colour and hue (colour jitter, grayscale),
+position and scale (random resized crops), small rotations and mirror images, and that ignores background
+and clutter, keeps the class; one that keys on colour, position or pixel layout loses it (raw-pixel kNN is
+near chance). No two classes are mirror images of each other, so flips never merge classes. "Up" stays
+meaningful (objects upright, light from above), so rotation-prediction pretext tasks have something to learn.
+
+Same seed -> byte-identical files; each image depends only on (seed, split, class, index).
 """
 
 import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES
 from imgwang.errors import DataError
 
-GENERATOR_VERSION = 1  # bump when the drawing changes, so old samples are rebuilt
+GENERATOR_VERSION = 2  # bump when the drawing changes, so old samples are rebuilt (2: object identities)
 PARAMS_FILE = "sample.json"
 MARKER = ".complete"
 WNIDS = sorted(CLASS_NAMES)  # train/ class folders, same order as load_layout's class index
 VAL_WNIDS = sorted(IMAGEWOOF_CLASSES)  # val/ holds only the Imagewoof ten, as in Imagewang
-SHAPES = ("circle", "square", "triangle", "stripes", "ring")
-# (foreground hue centre, background hue centre) in [0, 1): each palette a distinct pair
-PALETTES = ((0.02, 0.60), (0.33, 0.80), (0.15, 0.45), (0.50, 0.08))
-TEXTURES = ("plain", "checker", "grain")
-# preferred shape centre as (y, x) fractions of the image
-POSITIONS = ((0.35, 0.32), (0.35, 0.68), (0.65, 0.32), (0.65, 0.68))
 SUPERSAMPLE = 2  # draw at 2x and downsample: anti-aliased edges for free
+PART_KINDS = ("ellipse", "box", "triangle")
+PARTS_PER_OBJECT = 3
+SHADES = (1.0, 0.72, 0.48)  # relative brightness of an object's parts (a class fixes which part gets which)
+# surface pattern of a part, in the object's own axes (so it turns and scales with the object); horizontal and
+# vertical stripes and a checker are their own mirror images, so no pattern is a flipped version of another
+PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checker")
+PERIOD = 0.16  # pattern half-period, in object units (the object's larger half-side is 1)
+PATTERN_DARKEN = 0.5  # the pattern's dark cells: the part's colour at half its brightness
+CLASS_SEED = 20240  # the 20 objects are drawn once from this seed (not from the sample's seed)
+MAX_SILHOUETTE_IOU = 0.55  # accepted objects overlap less than this with every other one and its mirror image
+MAX_TILT = np.deg2rad(15)
 
 
-def class_style(class_index: int) -> dict:
-    """Fixed look of a class: the (shape, palette) pair is unique among the 20 classes."""
-    c = class_index
-    return {
-        "shape": SHAPES[c % 5],
-        "palette": PALETTES[c // 5],
-        "texture": TEXTURES[(c // 2) % 3],
-        "position": POSITIONS[(c + c // 5) % 4],
-    }
+def _part_polygon(kind: str, cx: float, cy: float, hw: float, hh: float) -> np.ndarray:
+    """(n, 2) vertices (x, y) of one part in object coordinates (y down, the object in about [-1, 1]^2)."""
+    if kind == "ellipse":
+        a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+        return np.stack([cx + hw * np.cos(a), cy + hh * np.sin(a)], 1)
+    if kind == "box":
+        return np.array([(cx - hw, cy - hh), (cx + hw, cy - hh), (cx + hw, cy + hh), (cx - hw, cy + hh)])
+    if kind == "triangle":  # apex up: upright objects keep an "up"
+        return np.array([(cx, cy - hh), (cx + hw, cy + hh), (cx - hw, cy + hh)])
+    raise ValueError(kind)
+
+
+def _random_object(rng: np.random.Generator) -> list[tuple]:
+    """Three parts that touch: each new part sits on the outline of one already placed."""
+    parts = []
+    for i in range(PARTS_PER_OBJECT):
+        kind = PART_KINDS[rng.integers(len(PART_KINDS))]
+        hw, hh = rng.uniform(0.18, 0.5, size=2) if i else rng.uniform(0.3, 0.55, size=2)
+        if i == 0:
+            cx, cy = 0.0, 0.0
+        else:
+            _, px, py, phw, phh = parts[rng.integers(len(parts))]
+            a = rng.uniform(0, 2 * np.pi)
+            cx, cy = px + np.cos(a) * (phw + 0.6 * hw), py + np.sin(a) * (phh + 0.6 * hh)
+        parts.append((kind, cx, cy, hw, hh))
+    order = rng.permutation(PARTS_PER_OBJECT)  # which part is drawn last (in front), and which shade is where
+    shades = rng.permutation(SHADES)
+    patterns = [PATTERNS[k] for k in rng.integers(len(PATTERNS), size=PARTS_PER_OBJECT)]
+    return [(*parts[k], float(s), p) for k, s, p in zip(order, shades, patterns)]
+
+
+def _normalised(parts: list[tuple]) -> list[tuple]:
+    """The object centred on its bounding box and scaled so its larger half-side is 1."""
+    points = np.concatenate([_part_polygon(*p[:5]) for p in parts])
+    lo, hi = points.min(0), points.max(0)
+    centre, half = (lo + hi) / 2, (hi - lo).max() / 2
+    return [(k, (cx - centre[0]) / half, (cy - centre[1]) / half, hw / half, hh / half, *rest)
+            for k, cx, cy, hw, hh, *rest in parts]
+
+
+def _silhouette(parts: list[tuple], side: int = 32, mirror: bool = False) -> np.ndarray:
+    canvas = Image.new("L", (side, side))
+    draw = ImageDraw.Draw(canvas)
+    for kind, cx, cy, hw, hh, *_ in parts:
+        points = _part_polygon(kind, cx, cy, hw, hh) * np.array([-1 if mirror else 1, 1])
+        draw.polygon([tuple(v) for v in (points + 1) * (side - 1) / 2], fill=255)
+    return np.asarray(canvas) > 0
+
+
+@lru_cache(maxsize=1)
+def class_objects() -> tuple:
+    """The 20 class objects, drawn once from CLASS_SEED: each a list of (kind, cx, cy, hw, hh, shade,
+    pattern),
+    centred and scaled to [-1, 1]. Objects are redrawn until no silhouette overlaps another one, or its
+    mirror image, by MAX_SILHOUETTE_IOU or more, so no two classes are alike or mirror twins."""
+    rng = np.random.default_rng(CLASS_SEED)
+    objects, taken = [], []  # taken: the silhouettes of the accepted objects and of their mirror images
+    while len(objects) < len(WNIDS):
+        parts = _normalised(_random_object(rng))
+        mine = _silhouette(parts)
+        if all((mine & s).sum() / (mine | s).sum() < MAX_SILHOUETTE_IOU for s in taken):
+            objects.append(parts)
+            taken += [mine, _silhouette(parts, mirror=True)]
+    return tuple(objects)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -52,70 +129,80 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
 
 
-def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, r: float, freq: float) -> np.ndarray:
-    """Boolean mask of a shape of radius r, in coordinates already centred and rotated."""
-    dist = np.sqrt(dy**2 + dx**2)
-    if shape == "circle":
-        return dist < r
-    if shape == "square":
-        return np.maximum(abs(dy), abs(dx)) < 0.8 * r
-    if shape == "triangle":  # apex up (before rotation): an oriented shape
-        return (dy < 0.6 * r) & (abs(dx) < (dy + r) * 0.65)
-    if shape == "stripes":
-        return (dist < 1.1 * r) & (np.sin(dx * freq) > 0)
-    if shape == "ring":
-        return (dist < r) & (dist > 0.6 * r)
-    raise ValueError(shape)
+def _rgb255(colour: np.ndarray) -> tuple:
+    return tuple(int(round(c)) for c in np.clip(colour, 0, 1) * 255)
 
 
-def _texture(texture: str, colour: np.ndarray, yy, xx, rng) -> np.ndarray:
-    """(H, W, 3) foreground colour field with the class's surface texture."""
-    field = np.broadcast_to(colour.astype(np.float32), yy.shape + (3,)).copy()
-    if texture == "checker":
-        period = rng.uniform(6, 12) * SUPERSAMPLE
-        dark = ((yy // period + xx // period) % 2).astype(bool)
-        field[dark] *= 0.55
-    elif texture == "grain":
-        field *= 1 + 0.35 * rng.standard_normal(yy.shape, dtype=np.float32)[..., None]
-    return field
+def _placed(points: np.ndarray, cx: float, cy: float, scale: float, angle: float) -> list[tuple]:
+    """Object-space vertices rotated by `angle`, scaled and moved to (cx, cy) in canvas pixels."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = points[:, 0] * c - points[:, 1] * s, points[:, 0] * s + points[:, 1] * c
+    return list(zip((cx + scale * x).tolist(), (cy + scale * y).tolist()))
+
+
+def _draw_pattern(canvas: Image.Image, where: list[tuple], pattern: str, colour: tuple, cx: float, cy: float,
+                  scale: float, angle: float) -> None:
+    """Paint the dark cells of `pattern` inside the placed polygon `where`, in the object's own axes."""
+    xs, ys = zip(*where)
+    x0, y0 = max(int(min(xs)), 0), max(int(min(ys)), 0)
+    x1, y1 = min(int(max(xs)) + 2, canvas.width), min(int(max(ys)) + 2, canvas.height)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = Image.new("L", (x1 - x0, y1 - y0))
+    ImageDraw.Draw(mask).polygon([(x - x0, y - y0) for x, y in where], fill=255)
+    dy, dx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = dx - cx, dy - cy
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = (dx * c + dy * s) / (scale * PERIOD), (dy * c - dx * s) / (scale * PERIOD)  # undo the rotation
+    rows, cols = np.floor(v).astype(int) % 2, np.floor(u).astype(int) % 2
+    dark = {"hstripes": rows, "vstripes": cols, "checker": rows ^ cols}[pattern].astype(bool)
+    canvas.paste(colour, (x0, y0), Image.fromarray(np.where(dark, np.asarray(mask), 0).astype(np.uint8)))
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    """An RGB (w, h) image: a two-colour gradient of any hues, lighter at the top, times a smooth texture.
+    Drawn on a coarse grid and upsampled (it is smooth), which keeps it cheap."""
+    hue = rng.uniform()
+    top = _hsv_to_rgb(hue, rng.uniform(0.05, 0.6), rng.uniform(0.6, 0.95))
+    bottom = _hsv_to_rgb((hue + rng.normal(0, 0.15)) % 1, rng.uniform(0.1, 0.8), rng.uniform(0.2, 0.6))
+    angle = rng.normal(0, 0.4)
+    y, x = np.linspace(0, 1, 9)[:, None], np.linspace(-0.5, 0.5, 12)[None]
+    t = np.clip((y - 0.5) * np.cos(angle) + x * np.sin(angle) + 0.5, 0, 1)[..., None]
+    texture = rng.uniform(-0.5, 0.5, size=(9, 12, 1))  # blobs about a twelfth of the width
+    coarse = (top * (1 - t) + bottom * t) * (1 + rng.uniform(0.05, 0.3) * texture)
+    return Image.fromarray((np.clip(coarse, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
 
 
 def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """One (H, W, 3) uint8 image of the class, with per-image random variation."""
-    style = class_style(class_index)
+    """One (H, W, 3) uint8 image of the class object, with every nuisance drawn at random."""
     h, w = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    canvas = _background(rng, h, w)
+    draw = ImageDraw.Draw(canvas)
 
-    # background: a gradient lit from above (angle near vertical), hue from the palette
-    bg_hue = (style["palette"][1] + rng.normal(0, 0.07)) % 1
-    top = _hsv_to_rgb(bg_hue, rng.uniform(0.2, 0.5), rng.uniform(0.75, 0.95))
-    bottom = _hsv_to_rgb((bg_hue + rng.normal(0, 0.05)) % 1, rng.uniform(0.4, 0.8), rng.uniform(0.25, 0.5))
-    angle = rng.normal(0, 0.35)
-    t = ((yy / h - 0.5) * np.cos(angle) + (xx / w - 0.5) * np.sin(angle)) + 0.5
-    t = np.clip(t, 0, 1)[..., None]
-    image = (top * (1 - t) + bottom * t).astype(np.float32)
+    for _ in range(rng.integers(1, 4)):  # distractors: single parts, any colour, size, place and angle
+        kind = PART_KINDS[rng.integers(len(PART_KINDS))]
+        points = _part_polygon(kind, 0, 0, *rng.uniform(0.4, 1, size=2))
+        where = _placed(points, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.13) * h,
+                        rng.uniform(-np.pi, np.pi))
+        draw.polygon(where, fill=_rgb255(_hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 1), rng.uniform(0.25, 1))))
 
-    # a distractor: a small blob of any colour anywhere, so "any colour patch" is not the class
-    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-    blob = (yy - cy) ** 2 + (xx - cx) ** 2 < (rng.uniform(0.05, 0.12) * min(h, w)) ** 2
-    image[blob] = _hsv_to_rgb(rng.uniform(), rng.uniform(0.3, 1), rng.uniform(0.3, 1))
+    # the class object: random colour, scale, place (inside the frame) and a small tilt
+    scale = rng.uniform(0.26, 0.44) * h  # half the object's larger side, in canvas pixels
+    cx, cy = rng.uniform(scale, w - scale), rng.uniform(scale, h - scale)
+    angle = rng.uniform(-MAX_TILT, MAX_TILT)
+    hue, saturation, value = rng.uniform(), rng.uniform(0.35, 1), rng.uniform(0.55, 1)
+    for kind, px, py, hw, hh, shade, pattern in class_objects()[class_index]:
+        where = _placed(_part_polygon(kind, px, py, hw, hh), cx, cy, scale, angle)
+        draw.polygon(where, fill=_rgb255(_hsv_to_rgb(hue, saturation, value * shade)))
+        if pattern != "plain":
+            dark = _rgb255(_hsv_to_rgb(hue, saturation, value * shade * PATTERN_DARKEN))
+            _draw_pattern(canvas, where, pattern, dark, cx, cy, scale, angle)
 
-    # the class object: preferred position with jitter, random size and rotation
-    r = rng.uniform(0.2, 0.36) * min(h, w)
-    cy = (style["position"][0] + rng.normal(0, 0.12)) * h
-    cx = (style["position"][1] + rng.normal(0, 0.12)) * w
-    theta = rng.normal(0, 0.4)
-    dy, dx = yy - cy, xx - cx
-    ry, rx = dy * np.cos(theta) - dx * np.sin(theta), dy * np.sin(theta) + dx * np.cos(theta)
-    mask = _shape_mask(style["shape"], ry, rx, r, freq=rng.uniform(0.25, 0.4) / SUPERSAMPLE * 2)
-    fg_hue = (style["palette"][0] + rng.normal(0, 0.05)) % 1
-    fg = _hsv_to_rgb(fg_hue, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
-    image[mask] = _texture(style["texture"], fg, yy, xx, rng)[mask]
-
-    big = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
-    small = np.asarray(big.resize((size[1], size[0]), Image.BOX), dtype=np.float32)
-    small += rng.standard_normal(small.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.05))  # sensor noise
-    return np.clip(small, 0, 255).astype(np.uint8)
+    small = canvas.resize((size[1], size[0]), Image.BOX)
+    light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
+    pixels = np.asarray(small, dtype=np.float32) * light
+    pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.04))  # sensor noise
+    return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:
