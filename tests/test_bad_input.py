@@ -136,6 +136,11 @@ CASES = [
     (["pretrain", "--data", "sample", "--task", "simclr", "-p", "crop_scale", "[0.5, 1]"],
      "CROP_SCALE=[0.5, 1.0] does not apply to TASK=simclr: it cuts its own views"),
     (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "-p", "flip", "0"], "unknown parameter 'flip'"),
+    # encoders that cannot take SIZE or the task's smaller views, or give no pooled feature (models.encoders)
+    (["pretrain", "--data", "sample", "--task", "dino", "--arch", "beit_base_patch16_224"],
+     "ARCH=beit_base_patch16_224 cannot take"),
+    (["transfer", "--version", "v3", "--from", "none", "--data", "sample", "--arch", "coat_tiny"],
+     "ARCH=coat_tiny cannot be built as an encoder"),
     # limits: non-finite numbers, zeros through P, sizes, versions, devices, batches, task parameters, encoders, names
     (["pretrain", "--data", "sample", "--lr", "inf"], "LR=inf is not a finite number"),
     (["pretrain", "--data", "sample", "--task", "simclr", "-p", "temperature", ".inf"], "temperature=inf is not a finite"),

@@ -39,12 +39,15 @@ def test_the_detector_names_each_kind_of_host_wait():
     assert syncs.found == []
 
 
-@pytest.mark.parametrize("name, params", [(n, {}) for n in task_names()] + [("swav", {"queue_size": 8})])
+@pytest.mark.parametrize("name, params", [(n, {}) for n in task_names()] + [("swav", {"queue_size": 8})]
+                         + [(n, {"view_rotations": (0, 90, 180, 270)}) for n in ("dino", "patchwork")])
 def test_a_pretraining_step_of_every_task_is_free_of_host_waits(name, params):
     """Augment (the GPU's batched crop) -> task batch -> forward -> loss -> backward -> metric, after a
     warm-up step (per-device constants may be made once; swav's queue of 8 is full after it)."""
     torch.manual_seed(0)
-    task = get_task(name, **params)
+    task = get_task(name, **{k: v for k, v in params.items() if not k.startswith("view_")})
+    for key in [k for k in params if k.startswith("view_")]:  # ROTATIONS reaching the views (imgwang.data.views)
+        setattr(task, key, params[key])
     model = task.build_model(create_encoder("tinyconv"))
     augment = make_augment(32, "pretrain", method="roi")
     gen = torch.Generator().manual_seed(0)
@@ -62,7 +65,7 @@ def test_a_pretraining_step_of_every_task_is_free_of_host_waits(name, params):
         with HostSyncs() as syncs:
             step()
     assert syncs.found == [], f"{name}: {syncs.found}"
-    if params:
+    if "queue_size" in params:
         assert model._filled == 8  # full after the warm-up step, so the measured step read it
 
 

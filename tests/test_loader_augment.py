@@ -151,16 +151,18 @@ def test_the_stage_loader_takes_the_parameters(lab_env):
     assert sd.loader(rows, batch_size=8, device="cpu", mode="eval", augment={"rotations": [90]}).augment.mode == "eval"
 
 
-def test_a_task_that_makes_its_own_views_takes_no_loader_augmentation():
-    assert check({}, task="simclr") == {} == check(dict(DEFAULTS), task="patchwork")  # nothing to record
+def test_a_task_that_makes_its_own_views_takes_no_loader_crop_but_flips_and_turns_its_views():
+    views = {"flip_p": 0.5, "rotations": [0]}
+    assert check({}, task="simclr") == views == check(dict(DEFAULTS), task="patchwork")  # no crop_scale to record
     with pytest.raises(ConfigError, match=r"CROP_SCALE=\[0.5, 1.0\] does not apply to TASK=simclr") as refused:
         check({"crop_scale": [0.5, 1]}, task="simclr")
     assert 'P="-p min_scale 0.2"' in str(refused.value)  # the hint is bin/stage.py's -p NAME VALUE, as typed
-    assert check({"flip_p": 0}, task="dino", strict=False) == {}  # a pipeline passes it on to fine-tuning
+    assert check({"crop_scale": [0.5, 1]}, task="dino", strict=False) == views  # a pipeline passes it to fine-tuning
+    assert check({"flip_p": 0, "rotations": [0, 90]}, task="dino") == {"flip_p": 0.0, "rotations": [0, 90]}  # the views'
     assert check({"flip_p": 0}, task="rotation")["flip_p"] == 0.0  # the loader crops for the others
     cfg = {"task": "byol", "lr": 0.1, **DEFAULTS, "flip_p": 0.0}
     apply(cfg, task="byol")
-    assert cfg == {"task": "byol", "lr": 0.1}
+    assert cfg == {"task": "byol", "lr": 0.1, "flip_p": 0.0, "rotations": [0]}
     cfg = {"flip_p": 0}
     apply(cfg, task="quadrant")
     assert cfg == {**DEFAULTS, "flip_p": 0.0}
@@ -177,13 +179,13 @@ def test_the_pretraining_pictures_are_the_images_the_task_gets(lab_env):
     assert whole.images.shape[-1] == sd.cache.size > 24 and cropped.images.shape[-1] == 24  # whole: stored side
 
 
-def test_a_notebook_of_a_view_making_task_shows_no_loader_augmentation(lab_env, tmp_path, monkeypatch):
+def test_a_notebook_of_a_view_making_task_shows_no_loader_crop(lab_env, tmp_path, monkeypatch):
     from imgwang import notebook
     from imgwang.stages.spec import stage_spec
 
     monkeypatch.setattr(notebook, "take_thread_share", lambda *a: None)
     namespace = {**stage_spec("pretrain").defaults(), "version": "v1", "runs_dir": str(tmp_path), "data": "sample"}
-    cfg, _ = notebook.start("pretrain", {**namespace, "task": "simclr"})
-    assert not set(DEFAULTS) & set(cfg)
+    cfg, _ = notebook.start("pretrain", {**namespace, "task": "simclr", "flip_p": 0.0})
+    assert "crop_scale" not in cfg and cfg["flip_p"] == 0.0 and cfg["rotations"] == [0]  # what its views take
     cfg, _ = notebook.start("pretrain", {**namespace, "task": "rotation", "flip_p": 0.0})
     assert cfg["flip_p"] == 0.0 and cfg["crop_scale"] == [0.35, 1.0]

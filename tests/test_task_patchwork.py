@@ -1,4 +1,5 @@
-"""patchwork: pixel-exact semantics on constructed images, labels, switches, and that it learns."""
+"""patchwork: semantics on constructed images (pixel-exact in the exact-copy debug mode), labels, switches, that
+no patch is a copy of its source and both labels are processed alike, and that it learns."""
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from imgwang.errors import ConfigError
 from imgwang.models import create_encoder, inverse_sigmoid
 from imgwang.tasks.patchwork import Patchwork
 from imgwang.train.sanity import evaluate_pretext, overfit_one_batch
+
+EXACT = dict(patch_zoom=0.0, patch_jitter=0.0)  # the seed's exact copies: pixel-exact checks
 
 
 def coded_images(b, h=32, w=32):
@@ -45,7 +48,7 @@ def check_example(images, out, i, boxes, sources, label):
 
 def test_positives_and_negatives_are_what_their_labels_say():
     images = coded_images(24)
-    task = Patchwork(patch_frac=0.25)
+    task = Patchwork(patch_frac=0.25, **EXACT)
     out, targets, meta = task.make_batch(images, gen())
     assert out.shape == images.shape and targets.dtype == torch.float32 and targets.shape == (24,)
     assert torch.equal(targets.long(), meta["labels"])
@@ -58,7 +61,7 @@ def test_positives_and_negatives_are_what_their_labels_say():
 @pytest.mark.parametrize("pct_pos", [0.0, 1.0, 0.3])
 def test_pct_pos_is_respected_and_sets_chance(pct_pos):
     images = coded_images(200, 16, 16)
-    task = Patchwork(pct_pos=pct_pos)
+    task = Patchwork(pct_pos=pct_pos, **EXACT)
     out, targets, meta = task.make_batch(images, gen(3))
     assert targets.sum().item() == round(pct_pos * 200)
     assert task.chance == pytest.approx(max(pct_pos, 1 - pct_pos))
@@ -69,7 +72,7 @@ def test_pct_pos_is_respected_and_sets_chance(pct_pos):
 
 def test_fixed_position_debug_mode():
     images = coded_images(16)
-    out, targets, meta = Patchwork(fixed_position=True, patch_frac=0.25).make_batch(images, gen(1))
+    out, targets, meta = Patchwork(fixed_position=True, patch_frac=0.25, **EXACT).make_batch(images, gen(1))
     s = 8
     dest = meta["boxes"][:, :2]
     src = meta["boxes"][:, 2:4]
@@ -93,7 +96,7 @@ def test_positions_vary_and_batch_is_deterministic_per_generator():
 
 def test_flips_and_noise_change_the_patch_for_both_labels():
     images = coded_images(64)
-    out, targets, meta = Patchwork(flip_patches=True).make_batch(images, gen(2))
+    out, targets, meta = Patchwork(flip_patches=True, **EXACT).make_batch(images, gen(2))
     seen = set()
     for i in range(64):
         dy, dx, sy, sx, s = meta["boxes"][i].tolist()
@@ -127,7 +130,8 @@ def test_prepare_traces_dataset_indices():
 
 
 def test_bad_parameters_and_batches_are_clear_errors():
-    for kw in (dict(patch_frac=0.0), dict(patch_frac=1.0), dict(pct_pos=1.5), dict(patch_noise=-1)):
+    for kw in (dict(patch_frac=0.0), dict(patch_frac=1.0), dict(pct_pos=1.5), dict(patch_noise=-1), dict(patch_zoom=1.0),
+               dict(patch_jitter=-0.1)):
         with pytest.raises(ConfigError):
             Patchwork(**kw)
     with pytest.raises(ConfigError, match="at least 2"):
@@ -146,6 +150,57 @@ def test_model_loss_and_metric():
     assert task.loss(logits, targets).item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, targets).item())
     with pytest.raises(ValueError):  # (B, 1) against (B,) would broadcast to (B, B)
         task.loss(logits[:, None], targets)
+
+
+def pasted_and_source(images, out, meta, i):
+    dy, dx, sy, sx, s = meta["boxes"][i].tolist()
+    partner = int(meta["sources"][i, 1])
+    return box(out[i], dy, dx, s), images[i if partner < 0 else partner], (sy, sx, s)
+
+
+def test_no_patch_is_a_pixel_copy_of_any_part_of_its_source_image():
+    """A copy-move detector finds nothing: no pasted patch, positive or negative, equals any patch-sized window of
+    the image it came from (in the exact-copy debug mode every one does)."""
+    images = smooth_images(24, size=32, grid=8, margin=0.1)
+    for frac, kw, least in ((0.5, dict(), 1e-2), (0.25, dict(patch_jitter=0.0), 1e-5), (0.5, EXACT, 0.0)):
+        out, targets, meta = Patchwork(patch_frac=frac, **kw).make_batch(images, gen(4))
+        assert 0 < targets.sum() < 24
+        for i in range(24):
+            pasted, source, (_, _, s) = pasted_and_source(images, out, meta, i)
+            windows = source.unfold(1, s, 1).unfold(2, s, 1)  # (C, n, n, s, s): every window of the source
+            closest = (windows - pasted[:, None, None]).abs().amax(dim=(0, 3, 4)).min().item()
+            assert (closest == 0) if kw == EXACT else (closest > least), (frac, kw, i, closest)
+
+
+def test_a_resampled_patch_still_comes_from_its_source_box():
+    """Without the tone jitter, coded pixels show where a resampled patch came from: the source image's colour, and
+    row and column ramps inside the source box (never outside it)."""
+    images = coded_images(64)
+    out, targets, meta = Patchwork(patch_jitter=0.0).make_batch(images, gen(8))
+    for i in range(64):
+        pasted, source, (sy, sx, s) = pasted_and_source(images, out, meta, i)
+        assert torch.allclose(pasted[0], source[0, 0, 0].expand_as(pasted[0]))  # the source image's own colour
+        for channel, start in ((1, sy), (2, sx)):  # ramps stay within the source box (bilinear: up to its edges)
+            assert pasted[channel].min() >= (start - 0.5) / 32 and pasted[channel].max() <= (start + s - 0.5) / 32
+        assert not torch.equal(pasted, box(source, sy, sx, s))
+
+
+def test_positives_and_negatives_are_resampled_alike():
+    """The processing is no cue: a patch's sharpness relative to its source box (mean absolute difference of
+    neighbouring pixels) and its tone change are distributed alike for both labels, and differ from an exact copy."""
+    images = smooth_images(400, size=32, grid=10, margin=0.1)
+    out, targets, meta = Patchwork().make_batch(images, gen(5))
+    sharp, tone = torch.empty(400), torch.empty(400)
+    for i in range(400):
+        pasted, source, (sy, sx, s) = pasted_and_source(images, out, meta, i)
+        src = box(source, sy, sx, s)
+        sharp[i] = (pasted.diff(dim=-1).abs().mean() / src.diff(dim=-1).abs().mean()).item()
+        tone[i] = (pasted.mean() / src.mean() - 1).abs().item()
+    pos, neg = targets == 1, targets == 0
+    assert pos.sum() > 150 and neg.sum() > 150
+    assert sharp[pos].mean() < 0.97 and sharp[neg].mean() < 0.97  # both resampled (an exact copy gives 1)
+    assert abs(sharp[pos].mean() - sharp[neg].mean()) < 0.03
+    assert tone[pos].mean() > 0.01 and abs(tone[pos].mean() - tone[neg].mean()) < 0.01
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +232,7 @@ def test_noise_switch_brings_metric_to_chance(overfit):
 @pytest.mark.parametrize("patch_frac, min_gap", [(0.5, 0.0), (0.3, 0.1), (0.25, 0.0)])
 def test_a_positive_never_overlaps_its_own_destination(patch_frac, min_gap):
     images = coded_images(400)
-    out, targets, meta = Patchwork(patch_frac=patch_frac, min_gap=min_gap, pct_pos=1.0).make_batch(images, gen(7))
+    out, targets, meta = Patchwork(patch_frac=patch_frac, min_gap=min_gap, pct_pos=1.0, **EXACT).make_batch(images, gen(7))
     dy, dx, sy, sx, s = meta["boxes"].T
     gap = round(min_gap * 32)
     apart = ((dy - sy).abs() >= s + gap) | ((dx - sx).abs() >= s + gap)
@@ -214,7 +269,7 @@ def test_in_the_stage_every_image_of_a_batch_has_the_same_zoom():
     image with one area and aspect: a negative's patch is no sharper or blurrier than its host."""
     y, x = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 40), indexing="ij")
     whole = torch.stack([x, y, torch.full_like(x, 0.5)])[None].expand(32, -1, -1, -1).contiguous()
-    task = Patchwork(pct_pos=1.0, patch_frac=0.25)
+    task = Patchwork(pct_pos=1.0, patch_frac=0.25, **EXACT)  # exact copies: the patch's span is the crop's
     task.view_size = 32
     spans = []
     for seed in range(3):

@@ -2,8 +2,8 @@
 
 Each raises ConfigError with one line: numbers that are not finite, values of the wrong type for a notebook
 or task parameter, a batch a task cannot make, a SIZE whose image cache cannot fit on the disk or whose
-batch cannot fit in memory, data with file names that are not UTF-8, and an encoder saved from another
-architecture than the one it would be loaded into.
+batch cannot fit in memory, data with file names that are not UTF-8, an encoder that cannot take SIZE or the
+task's views, and an encoder saved from another architecture than the one it would be loaded into.
 """
 
 from __future__ import annotations
@@ -151,6 +151,17 @@ def check_utf8_names(root: Path) -> None:
                 shown = os.fsencode(os.path.join(folder, name))
                 raise ConfigError(f"DATA={root}: the file name {shown!r} is not valid UTF-8; rename it "
                                   f"(e.g. with convmv) or move it out of the folder") from None
+
+
+def check_encoder(arch: str, size: int, task=None) -> None:
+    """The encoder `arch`, built for SIZE, takes every input side it will get (SIZE, and a view-making task's
+    smaller views) and gives a pooled feature (models.encoders.encoder_problem: shapes only, nothing computed)."""
+    from .models.encoders import encoder_problem
+
+    sides = task.view_sides(int(size)) if hasattr(task, "view_sides") else []
+    problem = encoder_problem(arch, int(size), *sides)
+    if problem:
+        raise ConfigError(problem)
 
 
 def check_encoder_arch(path: Path, arch: str, source: str) -> None:

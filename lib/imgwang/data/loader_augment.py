@@ -24,6 +24,7 @@ from .augment import make_augment
 
 DEFAULTS = {p.name: p.default for p in AUGMENT}  # declared in the stage spec, with their docs
 CHECKS = {p.name: p.check for p in AUGMENT}
+VIEW_KEYS = ("flip_p", "rotations")  # what also reaches the views of a task that makes its own (data/views.py)
 # Pretext tasks whose labels a loader augmentation would change: the rotation task predicts the rotation.
 CLASHES = {"rotation": ("rotations", "the rotation task's labels are the rotation itself")}
 
@@ -32,22 +33,21 @@ def check(params: dict, task: str | None = None, strict: bool = True) -> dict:
     """Validated values of the augmentation parameters in `params` (defaults for the missing ones), or one
     ConfigError naming the parameter, before any compute.
 
-    A pretext task that makes its own views (simclr, swav, dino, byol, patchwork) gets the whole stored image
-    and no loader augmentation: with `strict` a value other than the default is refused (it would change
-    nothing; a pipeline passes it on to fine-tuning instead), and the result is empty, so the run records no
-    loader augmentation it did not use."""
+    A pretext task that makes its own views (simclr, swav, dino, byol, patchwork) gets the whole stored image,
+    no loader crop: flip_p and rotations apply to its views instead (data/views.py), crop_scale to nothing (its
+    views' crop areas are task parameters), so with `strict` a crop_scale other than the default is refused (a
+    pipeline passes it on to fine-tuning instead) and the result leaves it out: the run records only what it
+    used."""
     out = {key: params.get(key, default) for key, default in DEFAULTS.items()}
     out = {key: CHECKS[key](key, value) for key, value in out.items()}
     if task in CLASHES and out[CLASHES[task][0]] != DEFAULTS[CLASHES[task][0]]:
         name, why = CLASHES[task]
         raise ConfigError(f"{name.upper()}={out[name]} cannot be used with TASK={task}: {why}")
     if task is not None and makes_views(task):
-        changed = [key for key in out if out[key] != DEFAULTS[key]]
-        if changed and strict:
-            key = changed[0]
-            raise ConfigError(f"{key.upper()}={out[key]} does not apply to TASK={task}: it cuts its own views from the "
-                              f"whole image (set them with its task parameters, e.g. P=\"-p min_scale 0.2\")")
-        return {}
+        if strict and out["crop_scale"] != DEFAULTS["crop_scale"]:
+            raise ConfigError(f"CROP_SCALE={out['crop_scale']} does not apply to TASK={task}: it cuts its own views "
+                              f"from the whole image (set their areas with its task parameters, e.g. P=\"-p min_scale 0.2\")")
+        return {key: out[key] for key in VIEW_KEYS}
     return out
 
 
@@ -60,7 +60,7 @@ def makes_views(task: str) -> bool:
 
 def apply(cfg: dict, task: str | None = None) -> None:
     """Put the checked augmentation parameters into a stage config, in place (see `check`): a task that makes
-    its own views keeps none of them."""
+    its own views keeps flip_p and rotations only."""
     checked = check(cfg, task=task, strict=False)
     for key in DEFAULTS:
         cfg.pop(key, None)
@@ -104,9 +104,8 @@ def random_rot90(images: torch.Tensor, angles, generator: torch.Generator) -> to
     if images.shape[-1] != images.shape[-2]:
         raise ConfigError(f"rotations by 90 degrees need square images, got {tuple(images.shape[-2:])}")
     pick = torch.randint(len(angles), (images.shape[0],), generator=generator, device=generator.device).to(images.device)
-    quarter = torch.tensor([a // 90 for a in angles], device=images.device)[pick]
     out = images
-    for k in sorted({a // 90 for a in angles} - {0}):
-        # torch.rot90 over (H, W) with k > 0 turns counter-clockwise as an image is displayed (row 0 on top)
-        out = torch.where((quarter == k).view(-1, 1, 1, 1), torch.rot90(images, k, dims=(-2, -1)), out)
+    for i, angle in enumerate(angles):  # no lookup tensor built from host data: nothing waits (the views' hot path)
+        if angle:  # torch.rot90 over (H, W) with k > 0 turns counter-clockwise as an image is displayed (row 0 on top)
+            out = torch.where((pick == i).view(-1, 1, 1, 1), torch.rot90(images, angle // 90, dims=(-2, -1)), out)
     return out

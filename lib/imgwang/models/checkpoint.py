@@ -11,11 +11,15 @@ An encoder is saved as its bare timm model's state dict (`encoder.body`, the nam
 
 (timm drops its own classifier from a checkpoint with another class count; feed it images normalised with
 the ImageNet mean and std, which our Encoder applies inside). Files written before this format hold the
-wrapper's names (`body.` + the timm name); load_encoder reads both.
+wrapper's names (`body.` + the timm name); load_encoder reads both. A fixed-size model (ViT) is built for the
+stage's SIZE (models/encoders.py); its weights load into one built for another SIZE as timm loads them, the
+position embeddings resampled (`resized_for`), so a ViT pretrained at 64 px fine-tunes at 128.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import torch
@@ -32,12 +36,14 @@ def portable_state(encoder: nn.Module) -> dict:
 
 def save_encoder(encoder: nn.Module, path, safetensors_copy: bool = False) -> Path:
     """Write the encoder's weights and BN statistics atomically to `path` (a torch file) and, with
-    `safetensors_copy`, the same tensors beside it under the suffix .safetensors. Returns `path`."""
+    `safetensors_copy`, the same tensors beside it under the suffix .safetensors, whose metadata records how to
+    build the model again: `arch` and `timm_kwargs` (e.g. {"img_size": 64, "dynamic_img_size": true}). Returns `path`."""
     state = portable_state(encoder)
     atomic.torch_save(state, path)
     if safetensors_copy:
         atomic_safetensors_save(state, Path(path).with_suffix(".safetensors"),
-                                {"arch": str(getattr(encoder, "arch", type(encoder).__name__))})
+                                {"arch": str(getattr(encoder, "arch", type(encoder).__name__)),
+                                "timm_kwargs": json.dumps(getattr(encoder, "build_kwargs", {}))})
     return Path(path)
 
 
@@ -66,6 +72,19 @@ def _few(keys, n: int = 5) -> str:
     return ", ".join(keys[:n]) + more
 
 
+def resized_for(model: nn.Module, state: dict) -> dict:
+    """`state` as timm loads a checkpoint into a model built for another input size: the model family's
+    `checkpoint_filter_fn` resamples the position embeddings (ViT: bicubic, as `dynamic_img_size` does per
+    forward; swin: its relative position tables) to the model's grid. A family without one: `state` unchanged."""
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is None:
+        return state
+    try:
+        return filter_fn(dict(state), model)
+    except Exception:  # noqa: BLE001 (a filter for other checkpoints: the strict comparison then names the keys)
+        return state
+
+
 def load_encoder(encoder: nn.Module, path) -> nn.Module:
     """Load a state dict saved by `save_encoder` (or the older wrapper-named format) into `encoder`,
     strictly. Returns the encoder."""
@@ -90,6 +109,9 @@ def load_encoder(encoder: nn.Module, path) -> nn.Module:
             parts.append(f"unexpected {len(unexpected)} keys: {_few(unexpected)}")
         raise ImgwangError(f"{path} does not match encoder {arch!r} ({'; '.join(parts)}); was it saved from another ARCH?")
     wrong = [k for k in own if own[k].shape != state[k].shape]
+    if wrong:  # a fixed-size model (ViT) saved at another SIZE: timm's own loader resamples its position tables
+        state = resized_for(target, state)
+        wrong = [k for k in own if k not in state or own[k].shape != state[k].shape]
     if wrong:
         k = wrong[0]
         raise ImgwangError(f"{path} does not match encoder {arch!r}: {len(wrong)} tensors differ in shape, "

@@ -1,6 +1,6 @@
 """Encoders: any timm model (random init) or the small `tinyconv`, behind one interface.
 
-    enc = create_encoder("resnet18")
+    enc = create_encoder("resnet18", img_size=64)
     maps = enc.forward_features(x)   # (B, C, h, w), x float in [0, 1]
     feats = enc(x)                   # (B, C) average-pooled
     enc.num_features, enc.arch
@@ -8,11 +8,19 @@
 The encoder normalises its own input (ImageNet mean/std), so every task and loader hands it plain
 [0, 1] images. The statistics are non-persistent buffers: they follow `.to(device)` but stay out of the
 state dict, so a saved encoder holds learned weights only.
+
+Fixed-size models (vision transformers and their kin: timm takes an `img_size` when they are built) are built
+for the stage's SIZE and, where timm supports it, with `dynamic_img_size` and `dynamic_img_pad`: they then take
+any input side (the position embedding is resampled to the input's grid, a side that is not a multiple of the
+patch is padded), so multi-crop's smaller views work. `encoder_problem(arch, size, *sides)` says, before any
+compute, why an encoder cannot be used (unknown name, a size it cannot take, no pooled feature); it builds the
+model on the meta device, so it costs no memory and no arithmetic.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 
 # A pretrained-weights lookup would block for ~47 s offline before failing; we never want weights anyway.
@@ -51,11 +59,12 @@ class TinyConv(nn.Module):
 class Encoder(nn.Module):
     """Wraps a backbone whose `forward_features` returns feature maps; adds normalisation and pooling."""
 
-    def __init__(self, body: nn.Module, num_features: int, arch: str):
+    def __init__(self, body: nn.Module, num_features: int, arch: str, build_kwargs: dict | None = None):
         super().__init__()
         self.body = body
         self.num_features = int(num_features)
         self.arch = arch
+        self.build_kwargs = dict(build_kwargs or {})  # timm's size arguments: a saved encoder records them
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -90,20 +99,86 @@ def list_archs() -> list[str]:
     return ["tinyconv", *timm.list_models()]
 
 
-def create_encoder(arch: str) -> Encoder:
-    """Build a randomly initialised encoder by name; an unknown name raises one clear ConfigError."""
+def _unknown(arch) -> str | None:
     if not isinstance(arch, str) or not arch:
-        raise ConfigError(f"ARCH must be a model name such as tinyconv or resnet18, got {arch!r}")
+        return f"ARCH must be a model name such as tinyconv or resnet18, got {arch!r}"
+    if arch != "tinyconv" and not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, list_archs(), n=5, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        return (f"unknown ARCH={arch!r}: not a timm model name (e.g. tinyconv, resnet18, resnet34d, "
+                f"mobilenetv3_small_100){hint}")
+    return None
+
+
+def _timm_body(arch: str, **kwargs) -> nn.Module:
+    # Random init always (the Imagewang protocol forbids pretrained weights); no classifier, no pooling.
+    return timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def build_kwargs(arch: str, img_size: int | None = None) -> dict:
+    """The size arguments timm's constructor of `arch` takes, most capable first: built for `img_size` (when
+    given), taking any input side (`dynamic_img_size`) and padding sides that are not a multiple of the patch
+    (`dynamic_img_pad`). A CNN takes none of them: {}. Tried on the meta device (no memory, no arithmetic)."""
+    sized = {} if img_size is None else {"img_size": int(img_size)}
+    for extra in ({"dynamic_img_size": True, "dynamic_img_pad": True}, {"dynamic_img_size": True}, {}):
+        kwargs = {**sized, **extra}
+        if not kwargs:
+            break
+        try:
+            with torch.device("meta"):
+                _timm_body(arch, **kwargs)
+        except TypeError:  # the constructor does not take one of them
+            continue
+        except Exception:  # noqa: BLE001 (it took them and failed later: building it for real says why)
+            pass
+        return kwargs
+    return {}
+
+
+def create_encoder(arch: str, img_size: int | None = None) -> Encoder:
+    """Build a randomly initialised encoder by name, for inputs of side `img_size` (what fixed-size models such as
+    ViTs are built for; None: timm's default); an unknown name raises one clear ConfigError."""
+    unknown = _unknown(arch)
+    if unknown:
+        raise ConfigError(unknown)
     if arch == "tinyconv":
         body = TinyConv()
         return Encoder(body, body.num_features, arch)
-    if not timm.is_model(arch):
-        close = difflib.get_close_matches(arch, list_archs(), n=5, cutoff=0.6)
-        hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise ConfigError(
-            f"unknown ARCH={arch!r}: not a timm model name (e.g. tinyconv, resnet18, resnet34d, "
-            f"mobilenetv3_small_100){hint}"
-        )
-    # Random init always (the Imagewang protocol forbids pretrained weights); no classifier, no pooling.
-    body = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="")
-    return Encoder(body, body.num_features, arch)
+    kwargs = build_kwargs(arch, img_size)
+    body = _timm_body(arch, **kwargs)
+    return Encoder(body, body.num_features, arch, kwargs)
+
+
+def encoder_problem(arch: str, size: int, *sides: int) -> str | None:
+    """Why `arch` cannot serve as an encoder built for SIZE `size` and fed inputs of side `size` and `sides`
+    (multi-crop's smaller views), as one line; None when it can. The model is built and run on the meta device:
+    shapes are checked, nothing is computed or allocated."""
+    unknown = _unknown(arch)
+    if unknown or arch == "tinyconv":  # tinyconv's four stride-2 convolutions take any side
+        return unknown
+    try:
+        with torch.device("meta"):
+            body = _timm_body(arch, **build_kwargs(arch, size))
+    except Exception as e:  # noqa: BLE001 (timm raises what it raises: any failure means "cannot be built")
+        return f"ARCH={arch} cannot be built as an encoder without its classifier and pooling: {_first_line(e)}"
+    channels = int(getattr(body, "num_features", 0) or 0)
+    for side in sorted({int(size), *map(int, sides)}, reverse=True):
+        what = f"{side}x{side} px inputs" + (f" (SIZE={size})" if side == size else f" (smaller views at SIZE={size})")
+        try:
+            with torch.no_grad():
+                maps = body.forward_features(torch.empty(2, 3, side, side, device="meta"))
+        except Exception as e:  # noqa: BLE001
+            return f"ARCH={arch} cannot take {what}: {_first_line(e)}"
+        if torch.is_tensor(maps) and maps.dim() in (3, 4):
+            maps = _as_channels_first(maps, channels)
+        if not torch.is_tensor(maps) or maps.dim() != 4 or maps.shape[1] != channels or channels < 1:
+            shape = tuple(maps.shape) if torch.is_tensor(maps) else type(maps).__name__
+            return (f"ARCH={arch} gives no pooled feature for {what}: its features come out as {shape}, not "
+                    f"(batch, {channels}, h, w) maps or (batch, tokens, {channels}) tokens")
+    return None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

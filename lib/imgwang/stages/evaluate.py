@@ -37,11 +37,11 @@ from .data import load_stage_data
 from .transfer import build_classifier, repeat_classifier_path
 
 
-def load_classifier(run_dir: Path, arch: str, n_classes: int, path: Path | None = None):
+def load_classifier(run_dir: Path, arch: str, n_classes: int, path: Path | None = None, img_size: int | None = None):
     path = path or run_dir / "classifier.pt"
     if not path.exists():
         raise ImgwangError(f"{path} does not exist: run `make transfer VERSION={run_dir.name}` first")
-    model = build_classifier(arch, n_classes, None)
+    model = build_classifier(arch, n_classes, None, img_size=img_size)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return model
 
@@ -64,9 +64,9 @@ def scoring_split(cfg: dict, run_dir: Path) -> str:
 def frozen_encoders(cfg: dict, runs_dir: Path) -> dict:
     """The encoder under test (pretrained, when there is one) and a random-init one of the same arch."""
     torch.manual_seed(cfg["seed"])
-    encoders = {"random": create_encoder(cfg["arch"])}
+    encoders = {"random": create_encoder(cfg["arch"], cfg["size"])}
     if cfg["from_version"] != "none":
-        pretrained = create_encoder(cfg["arch"])
+        pretrained = create_encoder(cfg["arch"], cfg["size"])
         load_encoder(pretrained, encoder_path(runs_dir, cfg["from_version"]))
         encoders = {"pretrained": pretrained, **encoders}
     return encoders
@@ -82,7 +82,7 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval")
     accs, per_class, confusion = [], [], 0
     for path in classifier_paths(run_dir):
-        model = load_classifier(run_dir, cfg["arch"], len(names), path).to(device)
+        model = load_classifier(run_dir, cfg["arch"], len(names), path, cfg["size"]).to(device)
         probs, labels, rows = predict(model, val, device)
         pred = probs.argmax(1)
         accs.append(accuracy(pred, labels))

@@ -148,9 +148,10 @@ def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> Stage
         task = get_task(params["task"], **params["task_params"])
         # a loader augmentation that would change the labels, or one a view-making task would not use (a pipeline
         # passes it on to fine-tuning)
-        if not loader_augment.check(params, task=params["task"], strict=not in_pipeline):
-            for key in loader_augment.DEFAULTS:  # the task makes its own views: nothing to record of the loader's
-                params.pop(key, None)
+        used = loader_augment.check(params, task=params["task"], strict=not in_pipeline)
+        for key in set(loader_augment.DEFAULTS) - set(used):  # a view-making task: no crop_scale to record
+            params.pop(key, None)
+    input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
     check_comet(params.get("comet", "auto"))
     resolve_device(params.get("device", "auto"))
     if "nproc" in params:  # NPROC, NNODES, NODE_RANK, MASTER together, with BS (a global batch split evenly)

@@ -31,7 +31,9 @@ def build_pretext(cfg: dict):
     task = get_task(cfg["task"], **cfg.get("task_params", {}))
     if getattr(task, "makes_views", False):
         task.view_size = cfg["size"]  # views at SIZE, cut from the whole stored image
-    return task, task.build_model(create_encoder(cfg["arch"]))
+        views = {**loader_augment.DEFAULTS, **cfg}  # a run recorded before views took them: the defaults
+        task.view_flip_p, task.view_rotations = views["flip_p"], tuple(views["rotations"])
+    return task, task.build_model(create_encoder(cfg["arch"], cfg["size"]))
 
 
 def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, shard=(0, 1), augment=None):

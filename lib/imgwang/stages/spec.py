@@ -143,14 +143,17 @@ WEIGHT_DECAY = Param("weight_decay", 0.05, float, "weight decay of kernels (none
 FROM = Param("from_version", "", str, "version whose encoder.pt to load; none: random init; empty: this version",
              make="FROM")
 # The loader's augmentation (imgwang.data.loader_augment): fine-tuning's, and pretraining's for tasks that do not
-# make their own views. Defaults: the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip.
+# make their own views; flip_p and rotations also reach the views of those that do (imgwang.data.views). Defaults:
+# the Imagewang leaderboard recipe, RandomResizedCrop(0.35-1) + horizontal flip (as every view-making method's paper).
 AUGMENT = (
     Param("crop_scale", [0.35, 1.0], list, "[min, max] area fraction of the random crop, each in (0, 1]; [1, 1]: the "
           "whole image (aspect still 3/4-4/3)", check=checks.crop_scale),
-    Param("flip_p", 0.5, float, "probability of a horizontal flip; 0: never (digits, text: a flip changes them)",
+    Param("flip_p", 0.5, float, "probability of a horizontal flip (of each view, for tasks that make views); 0: never "
+          "(digits, text: a flip changes them)",
           check=checks.probability),
-    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image; "
-          "[0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images", check=checks.quarter_turns),
+    Param("rotations", [0], list, "rotations in degrees (multiples of 90, counter-clockwise), one drawn per image (per "
+          "view, for tasks that make views); [0]: none; [0, 90, 180, 270]: any, for overhead or microscopy images",
+          check=checks.quarter_turns),
 )
 
 STAGES = {

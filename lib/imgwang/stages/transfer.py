@@ -33,8 +33,9 @@ from .data import load_stage_data
 from .pretrain import record_world
 
 
-def build_classifier(arch: str, n_classes: int, encoder_file: Path | None, head_dropout: float = 0.25) -> Classifier:
-    encoder = create_encoder(arch)
+def build_classifier(arch: str, n_classes: int, encoder_file: Path | None, head_dropout: float = 0.25,
+                     img_size: int | None = None) -> Classifier:
+    encoder = create_encoder(arch, img_size)
     if encoder_file is not None:
         load_encoder(encoder, encoder_file)
     return Classifier(encoder, n_classes, dropout=head_dropout)
@@ -70,7 +71,7 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         tracker = make_tracker(cfg["comet"] if lead else "off", run_name=f"{run_dir.name}-transfer-{r}", log_dir=run_dir / "comet")
         tracker.log_params({**cfg, "repeat": r})
         torch.manual_seed(seed)  # the head (and, from none, the encoder) start from weights the seed fixes
-        model = build_classifier(cfg["arch"], n_classes, source, cfg["head_dropout"])
+        model = build_classifier(cfg["arch"], n_classes, source, cfg["head_dropout"], cfg["size"])
         train = sd.loader(fit_rows, fit_labels, batch_size=batch, device=device, mode="train", seed=seed,
                           drop_last=drop_last, shard=world.shard(), augment=loader_augment.chosen(cfg))
         val = sd.loader(score_rows, score_labels, batch_size=cfg["bs"], device=device, mode="eval", seed=seed)
@@ -143,7 +144,7 @@ def transfer_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         return {}
     record_world(run_dir, "transfer", got["world"])
     device = resolve_device(cfg["device"])
-    model = build_classifier(cfg["arch"], len(sd.classes), None)
+    model = build_classifier(cfg["arch"], len(sd.classes), None, img_size=cfg["size"])
     model.load_state_dict(torch.load(run_dir / "classifier.pt", map_location="cpu", weights_only=True))
     return {"model": model.to(device), "data": sd, "device": device, "train_bs": batch, "steps_per_epoch": steps,
             "pretrained_on_val": pretrained_on_val(runs_dir, cfg["from_version"]),

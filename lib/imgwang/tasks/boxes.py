@@ -1,5 +1,6 @@
-"""Box geometry on batches: quadrant boxes, batched crops and masks (quadrant, scale), and boxes kept apart
-(patchwork's source and destination). Index grids on the images' device, no per-image Python."""
+"""Box geometry on batches: quadrant boxes, batched crops and masks (quadrant, scale), boxes kept apart
+(patchwork's source and destination) and boxes resampled at sub-pixel corners (patchwork's patches). Index grids
+on the images' device, no per-image Python."""
 
 from __future__ import annotations
 
@@ -33,6 +34,21 @@ def crop_resize(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, cro
     if (ch, cw) == tuple(size):
         return crops.contiguous()
     return F.interpolate(crops, size=size, mode="bilinear", align_corners=False)  # convex: stays in [0, 1]
+
+
+def resample_boxes(images: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+                   side: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, size, size): image `index[i]`'s square box of side `side[i]` pixels at the continuous top-left corner
+    (`top[i]`, `left[i]`), resampled bilinearly, all in one grid_sample. A box of side `size` at whole-pixel
+    corners comes out as an exact copy of its pixels; any other one is interpolated."""
+    _, _, h, w = images.shape
+    steps = (torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) / size  # output pixel centres
+    ys = top[:, None].float() + steps[None] * side[:, None].float()  # in pixel-edge units: pixel k's centre is k + 0.5
+    xs = left[:, None].float() + steps[None] * side[:, None].float()
+    b = index.shape[0]
+    grid = torch.stack([(xs / w * 2 - 1)[:, None, :].expand(b, size, size),
+                        (ys / h * 2 - 1)[:, :, None].expand(b, size, size)], dim=-1)
+    return F.grid_sample(images[index].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def mask_outside(images: torch.Tensor, boxes: torch.Tensor, fill: float) -> torch.Tensor:

@@ -6,7 +6,15 @@ For each image a destination box is chosen and overwritten by a square patch:
 A model can only tell them apart by judging whether the patch's content belongs to the picture, which
 needs features of objects and textures rather than of patch position.
 
-Two shortcuts are closed:
+Three shortcuts are closed:
+  - a positive is never a pixel-exact copy of another part of its image (a copy-move detector would then solve
+    the task without knowing what anything is): every patch, positive or negative, is resampled from its
+    source box, a square of `patch_zoom`-jittered side (a fraction 1 - patch_zoom to 1 of the patch side,
+    uniform) at a sub-pixel position inside the box, magnified bilinearly to the patch side, then its
+    brightness and contrast scaled by factors uniform in 1 +- `patch_jitter` (brightness multiplies, contrast
+    scales about the patch's mean). Negatives get the same draws from the same ranges, so neither the
+    softness of a resampled patch nor its tone tells the labels apart. `patch_zoom=0 patch_jitter=0`: the
+    seed's exact copies (a debug mode);
   - a positive's source box never overlaps its destination: the boxes are at least `min_gap` (a fraction of
     the image side, default 0: they may touch) apart along a separating axis. Otherwise a large patch is
     mostly a shifted copy of the pixels it covers, and the seam alone gives it away. The pair is drawn
@@ -33,7 +41,7 @@ from ..data.augment import make_augment
 from ..data.views import MakesViews
 from ..errors import ConfigError
 from .base import register
-from .boxes import separated_corners, valid_pairs
+from .boxes import resample_boxes, separated_corners, valid_pairs
 from .ops import BinaryTask, binary_model
 from .sampling import randint, uniform
 
@@ -46,7 +54,8 @@ class Patchwork(MakesViews, BinaryTask):
 
     def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, min_gap: float = 0.0,
                  min_scale: float = 0.35, fixed_position: bool = False, flip_patches: bool = False,
-                 patch_noise: float = 0.0, noise_p: float = 0.0):
+                 patch_noise: float = 0.0, patch_zoom: float = 0.2, patch_jitter: float = 0.1,
+                 noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if not 0.0 <= min_gap < 1.0:
             raise ConfigError(f"min_gap is the least distance between a positive's source and destination boxes "
@@ -63,6 +72,13 @@ class Patchwork(MakesViews, BinaryTask):
             raise ConfigError(f"pct_pos is the fraction of positives: in [0, 1], got {pct_pos}")
         if patch_noise < 0:
             raise ConfigError(f"patch_noise is a standard deviation: >= 0, got {patch_noise}")
+        if not 0.0 <= patch_zoom < 1.0:
+            raise ConfigError(f"patch_zoom is how much smaller than the patch its source box may be, as a fraction of "
+                              f"the patch side: in [0, 1), got {patch_zoom}")
+        if not 0.0 <= patch_jitter < 1.0:
+            raise ConfigError(f"patch_jitter is the largest relative change of a patch's brightness and contrast: "
+                              f"in [0, 1), got {patch_jitter}")
+        self.patch_zoom, self.patch_jitter = float(patch_zoom), float(patch_jitter)
         self.patch_frac, self.pct_pos = patch_frac, pct_pos
         self.fixed_position, self.flip_patches, self.patch_noise = fixed_position, flip_patches, patch_noise
         self.chance = max(pct_pos, 1.0 - pct_pos)  # always answering the majority label
@@ -109,12 +125,8 @@ class Patchwork(MakesViews, BinaryTask):
         partner = (self_pos + 1 + randint(max(b - 1, 1), (b,), generator, dev)) % b
         src_img = torch.where(positive, self_pos, partner)
 
-        # Gather the patches with index grids: (B, s, s, C) -> (B, C, s, s).
+        patches = self._perturb(self._resampled(images, src_img, sy, sx, s, generator), generator)
         ar = torch.arange(s, device=dev)
-        rows, cols = (sy[:, None] + ar)[:, :, None], (sx[:, None] + ar)[:, None, :]
-        patches = images[src_img[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-        patches = self._perturb(patches, generator)
-
         out = images.clone()
         drows, dcols = (dy[:, None] + ar)[:, :, None], (dx[:, None] + ar)[:, None, :]
         out[self_pos[:, None, None], :, drows, dcols] = patches.permute(0, 2, 3, 1)
@@ -125,6 +137,27 @@ class Patchwork(MakesViews, BinaryTask):
             "labels": labels,
         }
         return out, labels.float(), meta
+
+    def _resampled(self, images, src_img, sy, sx, s: int, generator) -> torch.Tensor:
+        """(B, C, s, s): each row's patch from its source box, resampled and its tone jittered (module docstring);
+        the same draws for positives and negatives."""
+        b, dev = src_img.shape[0], images.device
+        if self.patch_zoom == 0:  # whole pixels: a gather, an exact copy
+            ar = torch.arange(s, device=dev)
+            rows, cols = (sy[:, None] + ar)[:, :, None], (sx[:, None] + ar)[:, None, :]
+            patches = images[src_img[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        else:
+            side = s * (1 - self.patch_zoom * uniform((b,), generator, dev))  # continuous, at most s
+            room = s - side  # where the smaller box may sit inside the s-box, sub-pixel
+            top, left = sy + room * uniform((b,), generator, dev), sx + room * uniform((b,), generator, dev)
+            patches = resample_boxes(images, src_img, top, left, side, s)
+        if self.patch_jitter > 0:
+            def factor():
+                return (1 + self.patch_jitter * (2 * uniform((b,), generator, dev) - 1)).view(b, 1, 1, 1)
+
+            mean = patches.mean(dim=(1, 2, 3), keepdim=True)
+            patches = (((patches - mean) * factor() + mean) * factor()).clamp(0, 1)
+        return patches
 
     def _perturb(self, patches: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Optional flips and Gaussian noise, applied to positives and negatives alike (never a giveaway)."""

@@ -39,7 +39,7 @@ def overfit_one_batch(task, images, arch: str = "tinyconv", steps: int = 150, lr
     batch = _as_batch(images)
     device = batch.images.device
     torch.manual_seed(seed)  # model init
-    model = task.build_model(create_encoder(arch))
+    model = task.build_model(create_encoder(arch, batch.images.shape[-1]))
     settings = FitSettings(epochs=1, lr=lr, device=device, optimizer="adam", weight_decay=0.0, schedule="constant",
                            amp="off", channels_last=False, seed=seed)
     step = TrainStep(model, task, settings, total_steps=max(steps, 1), steps_per_epoch=1)  # steps=0: the untrained model
