@@ -215,6 +215,33 @@ def unit_state(runs_dir: Path, unit: Unit) -> str:
     return "done" if all(stages.get(s, {}).get("status") == "done" for s in wanted) else "started"
 
 
+def resumed_words(runs_dir: Path, unit: Unit) -> list[str]:
+    """A unit's words for `pipeline RESUME=1`: only what the stages still to run take (a pipeline that continues
+    at evaluate refuses FT_EPOCHS, and a -p no remaining stage knows; the finished stages recorded theirs)."""
+    stages = runs.read_run_json(Path(runs_dir) / unit.version).get("stages", {})
+    wanted = [s for s in STAGES if unit.point or not STAGES[s].makes_encoder]
+    left = wanted[next((i for i, s in enumerate(wanted) if stages.get(s, {}).get("status") != "done"), len(wanted)):]
+    taken = {n for s in left for n in STAGES[s].names}
+    if "pretrain" in left:
+        from ..tasks import task_params
+
+        taken |= set(task_params(next(w.split("=", 1)[1] for w in unit.words if w.startswith("TASK="))))
+    dropped = ({"EPOCHS", "LR", "BS", "TASK"} if "pretrain" not in left else set()) | (
+        {"FT_EPOCHS", "FT_LR", "FT_BS"} if "transfer" not in left else set())
+    out, i = [], 0
+    while i < len(unit.words):
+        word = unit.words[i]
+        if word == "-p":
+            if unit.words[i + 1] in taken:
+                out += unit.words[i:i + 3]
+            i += 3
+            continue
+        if word.split("=", 1)[0] not in dropped:
+            out.append(word)
+        i += 1
+    return out
+
+
 def mark_sweep(runs_dir: Path, sweep: Sweep, unit: Unit, index: int) -> None:
     """run.json: the sweep, the point (as 'name=value ...'), and the replicate group with SEEDS > 1."""
     run_dir = Path(runs_dir) / unit.version
@@ -260,7 +287,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, stage_cmd: list[str], jobs: int = 1,
             mark_sweep(runs_dir, sweep, unit, index)
             codes[index] = 0
             return
-        words = [*unit.words, "RESUME=1"] if state == "started" else unit.words
+        words = [*resumed_words(runs_dir, unit), "RESUME=1"] if state == "started" else unit.words
         print(f"sweep {sweep.name}: POINT={index} {unit.version}{' (resumed)' if state == 'started' else ''}", file=out,
               flush=True)
         prefix = f"[{unit.label}{'' if not unit.point else f' seed {unit.seed}'}] " if jobs > 1 else ""
