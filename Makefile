@@ -63,8 +63,8 @@ compare: $(STAMP) ## one row per version; writes runs/compare.csv and runs/05-co
 data: $(STAMP) ## fetch or generate DATA and print what it holds: make data DATA=imagewang
 	$(PY) bin/data.py "$(or $(DATA),imagewang)"
 
-lab: $(STAMP) ## open JupyterLab at the project root
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+lab: $(STAMP) ## open JupyterLab at the project root; prints the address and token [LAB_IP=0.0.0.0] [LAB_PORT=8888]
+	$(PY) bin/lab.py $(if $(LAB_IP),--ip "$(LAB_IP)") $(if $(LAB_PORT),--port "$(LAB_PORT)")
 
 tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, kNN vs untrained
 	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     verdicts = baseline_verdicts(table)
     if verdicts:
         print("\ndid pretraining help? (fine-tuned accuracy against the newest FROM=none run fine-tuned alike: "
-              "difference, 95% CI, Welch's p; Holm's p when several share one baseline)")
+              "difference, 95% CI, Welch's p; when several share one baseline, Holm-adjusted CI and p decide)")
         print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):

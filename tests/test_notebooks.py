@@ -113,6 +113,33 @@ def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
                 assert re.fullmatch(wanted, found[1]), (name, bars[0])
 
 
+def test_each_saved_notebook_opens_on_its_answer(pipeline):
+    """The summary under the title carries the stage's headline figures from its own scraps and links to its
+    sections; the template's parameters cell is folded, its tag kept (imgwang.stages.summary)."""
+    from imgwang.stages.summary import SUMMARY_TAG, anchor
+
+    run = pipeline / "v1"
+    pre, t, e = (scraps(run / f"{n}.ipynb") for n in ("01-pretrain", "02-transfer", "03-evaluate"))
+    wanted = {
+        "01-pretrain": [f"**{pre['pretext_val_metric']:.4f}** vs chance {pre['pretext_chance']:.4f}",
+                        f"**{100 * pre['pretrain_knn_acc']:.2f}%** vs {100 * pre['pretrain_knn_init']:.2f}% for the untrained"],
+        "02-transfer": [f"val top-1 {100 * t['val_acc']:.2f}% (1 run)", "no leaderboard entry for this size"],
+        "03-evaluate": [f"kNN: **{100 * e['knn_acc']:.2f}%** vs random-init {100 * e['knn_acc_random']:.2f}%",
+                        f"raw pixels {100 * e['linear_acc_pixels']:.2f}%"],
+        "04-review": [f"**{scraps(run / '04-review.ipynb')['n_val_mistakes']}** mistakes"],
+    }
+    for name, parts in wanted.items():
+        book = nbformat.read(run / f"{name}.ipynb", as_version=4)
+        assert SUMMARY_TAG in book.cells[1].metadata.get("tags", []), name
+        summary = book.cells[1].source
+        assert all(part in summary for part in parts), (name, summary)
+        headings = [line[3:] for c in book.cells[2:] if c.cell_type == "markdown" for line in c.source.splitlines()
+                    if line.startswith("## ")]
+        assert re.findall(r"\]\(#([^)]+)\)", summary) == [anchor(h) for h in headings] != [], name
+        params = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        assert params.metadata["jupyter"]["source_hidden"], name
+
+
 def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsys):
     """bin/task_table.py reads <prefix>-<task> runs that exist instead of running them again."""
     import shutil
@@ -191,6 +218,8 @@ def test_random_init_baseline_and_compare(pipeline):
     lines = (pipeline / "compare.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
     assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
+    summary = nbformat.read(pipeline / "05-compare.ipynb", as_version=4).cells[1].source
+    assert "**2** versions" in summary and "- v1: " in summary  # v1's verdict against the v2 baseline, on top
     compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline

@@ -2,9 +2,10 @@
 
 Every repeat of transfer is scored: accuracy and per-class accuracy are the mean over the repeats'
 classifiers (so eval_acc equals transfer's val_acc), the confusion matrix is their sum. The frozen
-encoder is set beside a random-init encoder of the same architecture and beside raw pixels
-(imgwang.evaluate.pixels); the features each is scored on are extracted once and also give the nearest
-neighbours of a fixed set of images and a t-SNE map (evaluate/neighbours.py, evaluate/embedding.py).
+encoder is set beside a random-init encoder of the same architecture (its BatchNorm statistics estimated
+on fitting-set images first: imgwang.evaluate.bn_stats) and beside raw pixels (imgwang.evaluate.pixels); the
+features each is scored on are extracted once and also give the nearest neighbours of a fixed set of images
+and a t-SNE map (evaluate/neighbours.py, evaluate/embedding.py).
 The scoring set is val/, or with split "dev" the held-out fifth of train/, and then the kNN memory and the
 probe's training set leave it out too.
 """
@@ -23,6 +24,7 @@ from ..data.imagewang import class_label
 from ..data.split import scoring_split as split_for_scoring
 from ..device import resolve_device
 from ..errors import ImgwangError
+from ..evaluate.bn_stats import data_bn_stats
 from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_accuracy
@@ -95,6 +97,9 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     frozen, spaces = {}, {}  # spaces: the features of each, extracted once, for the scores and the pictures
     for name, encoder in frozen_encoders(cfg, runs_dir).items():
         encoder.to(device)
+        if name == "random":  # untouched statistics (mean 0, var 1) would lower the bar (imgwang.evaluate.bn_stats)
+            if n := data_bn_stats(encoder, sd, fit_rows, cfg["bs"], device, seed=cfg["seed"]):
+                print(f"random: BatchNorm statistics estimated on {n} images of the fitting set")
         tf, tl, tr = extract_features(encoder, train, device)
         vf, vl, vr = extract_features(encoder, val, device)
         frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name, split)
@@ -150,7 +155,7 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", spl
     print(describe_knn(knn, k, t, name, scored_on=split))
     print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
     return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
-            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"], "linear_converged": probe["converged"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names, split: str = "val") -> None:

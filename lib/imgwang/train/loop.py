@@ -35,6 +35,7 @@ from ..progress import text_bar
 from ..threads import refresh_share
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .early_stop import EarlyStop, Monitor
+from .freeze import norm_params, set_frozen
 from .grad_stats import GradStats
 from .interrupt import InterruptGuard
 from .plots import plot_grad_stats
@@ -64,6 +65,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
     model = ddp.prepare_model(model, s.device)
     lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
+    encoder_norms = norm_params(getattr(model, "encoder", torch.nn.Module()))
     step = TrainStep(model, objective, s, epochs * steps, steps)
     device, opt, sched, scaler = step.device, step.opt, step.sched, step.scaler
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
@@ -90,8 +92,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
         for epoch in range(first, first if stopped else epochs):
             refresh_share(epoch + 1)  # this stage's share of the CPU cores, if other stages started or ended
             frozen = epoch < s.freeze_epochs
-            for p in trainable_encoder:
-                p.requires_grad_(not frozen)
+            set_frozen(trainable_encoder, frozen, keep=encoder_norms)  # norm layers train on, as fastai's train_bn
             if step.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
                 step.net, runner.net_frozen = ddp.wrap(model, device), frozen
             grads = GradStats(model) if s.grad_stats else None
@@ -99,7 +100,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             set_epoch(train_loader, epoch)
             call_hook(objective, "on_epoch_start", model, epoch, epochs)
             gen = seeded_generator(device, derive_seed(seed, "train", epoch, *ddp.rank_seed_parts()))
-            train = runner.run(train_loader, gen, guard, epoch, train=True, frozen=frozen, grads=grads,
+            train = runner.run(train_loader, gen, guard, epoch, train=True, grads=grads,
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
@@ -141,11 +142,9 @@ class EpochRunner:
         self.step = step
         self.net_frozen = False  # whether step.net (DDP) was built around a frozen encoder
 
-    def run(self, loader, gen, guard, epoch, *, train, frozen=False, grads=None, desc="", progress=True) -> dict:
+    def run(self, loader, gen, guard, epoch, *, train, grads=None, desc="", progress=True) -> dict:
         step, model, objective = self.step, self.step.model, self.step.objective
-        model.train(train)
-        if frozen:
-            model.encoder.eval()  # frozen encoder: BN statistics stay as they are too
+        model.train(train)  # a frozen encoder too: its BatchNorm statistics keep following the data (train.freeze)
         device = gen.device
         sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
         norm_sum, n_steps, images = torch.zeros((), device=device), 0, 0

@@ -26,7 +26,7 @@ class FitSettings:
     warmup_frac: float = 0.1  # share of the steps that warm up (onecycle, cosine)
     flat_frac: float = 0.75  # share of the steps held flat before the cosine (flat_cos)
     head_lr_mult: float = 1.0  # everything but `.encoder` trains at lr * head_lr_mult
-    freeze_epochs: int = 0  # first epochs with the encoder frozen (weights and BatchNorm statistics)
+    freeze_epochs: int = 0  # first epochs with the encoder frozen but its norm layers (as fastai: train.freeze)
     grad_clip: float | None = None  # max global gradient norm; the epoch's mean norm is then recorded
     amp: str | bool = "auto"  # autocast: auto (bf16 on CUDA if supported, else fp16; off on CPU), off, bf16, fp16
     channels_last: str | bool = "auto"  # NHWC memory format (auto: on CUDA)
