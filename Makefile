@@ -15,9 +15,12 @@ STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
 export HF_HUB_OFFLINE := 1
 
+# `make sweep` takes the stage variables and its own (declared in spec.py's SWEEP_VARS).
+SWEEP_VARS := SWEEP JOBS DRY POINT
+
 LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCHS RUNS DRY
 
-.PHONY: help pretrain transfer evaluate review pipeline leaderboard compare data lab tasks-table bench test venv
+.PHONY: help pretrain transfer evaluate review pipeline sweep leaderboard compare data lab tasks-table bench test venv
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
@@ -47,6 +50,9 @@ review: $(STAMP) ## most confident mistakes, worst classes, pretext mistakes wit
 
 pipeline: $(STAMP) ## all four stages into one new version: make pipeline DATA=sample
 	$(PY) bin/stage.py pipeline $(STAGE_ARGS)
+
+sweep: $(STAMP) ## a grid of pipelines, the baseline shared: make sweep TASK=patchwork DATA=sample SWEEP="patch_frac=0.25,0.5 pct_pos=0.5,0.7" SEEDS=2 RUNS=3 [JOBS=2] [RESUME=1] [DRY=1]
+	$(PY) bin/sweep.py $(STAGE_ARGS) $(foreach v,$(SWEEP_VARS),$(if $($(v)),"$(v)=$($(v))"))
 
 leaderboard: $(STAMP) ## the 72.94% entry's recipe: SwAV 100 epochs + 5 fine-tuning runs, SIZE=128 (DRY=1: print the plan)
 	$(PY) bin/leaderboard.py $(foreach v,$(LEADERBOARD_VARS),$(if $($(v)),"$(v)=$($(v))"))

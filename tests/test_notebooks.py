@@ -171,6 +171,24 @@ def test_notebooks_show_their_plots(pipeline):
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
 
 
+def panels(notebook, scrap: str) -> int:
+    """How many axes a glued figure has, from its saved text form '<Figure size ... with N Axes>'; 0 without a PNG."""
+    data = sb.read_notebook(str(notebook)).scraps[scrap].display["data"]
+    found = re.search(r"with (\d+) Axes", data.get("text/plain", ""))
+    return int(found[1]) if "image/png" in data and found else 0
+
+
+def test_evaluate_and_review_show_what_the_encoder_learned(pipeline):
+    """03-evaluate: 6 val images (one per class), each beside its 4 nearest train images in 3 spaces (pretrained,
+    random-init, pixels); a t-SNE map per encoder. 04-review: Grad-CAM of 8 mistakes (image, map for the predicted
+    class, for the true class) and of 8 unsure correct ones (image, map)."""
+    run = pipeline / "v1"
+    assert panels(run / "03-evaluate.ipynb", "nearest_neighbours") == 6 * (1 + 3 * 4)
+    assert panels(run / "03-evaluate.ipynb", "feature_map") == 2
+    assert panels(run / "04-review.ipynb", "cam_mistakes") == 3 * 8  # a tiny model on 300 val images errs often
+    assert panels(run / "04-review.ipynb", "cam_unsure") == 2 * 8
+
+
 def test_random_init_baseline_and_compare(pipeline, capfd):
     import compare  # bin/compare.py
 
@@ -192,6 +210,14 @@ def test_random_init_baseline_and_compare(pipeline, capfd):
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
     assert "image/png" in compared["pretrain_knn_acc"].display["data"]  # v1's kNN monitor over its epochs
+    assert panels(pipeline / "05-compare.ipynb", "pretext_vs_transfer") == 2  # pretext vs gain, kNN vs val_acc
+    from imgwang.stages.compare import compare_table
+    from imgwang.stages.readable import readable_table
+
+    shown, unfinished = readable_table(compare_table(pipeline))
+    assert list(shown.index.get_level_values(1)) == ["v1", "v2"] and unfinished == []
+    assert shown.loc[("", "v2"), "verdict"] == "baseline" and shown.loc[("", "v1"), "verdict"].endswith("no p (1 run)")
+    assert shown.loc[("", "v1"), "epochs"] == "1 + 1" and shown.loc[("", "v1"), "val_acc"].endswith("%")
 
 
 def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path, capfd):

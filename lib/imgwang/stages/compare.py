@@ -20,7 +20,8 @@ from .spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
-    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group", "seed",
+    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group",
+    "sweep", "point", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
     "embedding_std", "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
@@ -82,10 +83,14 @@ def compare_row(run_dir: Path) -> dict:
     pre_cfg, tra_cfg = pre.get("config", {}), tra.get("config", {})
     any_cfg = pre_cfg or tra_cfg or ev.get("config", {}) or {}
     accs = [float(a) for a in tra.get("val_accs", []) if not is_missing(a)]
+    info = read_run_json(run_dir)
+    sweep = info.get("sweep") or {}  # a point (or the baseline) of `make sweep` (stages/sweep.py)
     return {
         "version": run_dir.name,
         "status": run_status(run_dir, scraps),
-        "group": read_run_json(run_dir).get("group"),
+        "group": info.get("group"),
+        "sweep": sweep.get("name"),
+        "point": sweep.get("point"),  # 'patch_frac=0.25 pct_pos=0.5'; the baseline's: 'baseline'
         "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
         "arch": any_cfg.get("arch"),
         "data": any_cfg.get("data"),
@@ -146,7 +151,7 @@ def group_row(entry) -> dict:
     members = entry.members
     first = members[0]
     row = {k: first.get(k) for k in ("task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "train_bs",
-                                      "steps_per_epoch", "pretext_metric", "pretext_chance")}
+                                      "steps_per_epoch", "pretext_metric", "pretext_chance", "sweep", "point")}
     values = entry.values
     row.update(
         version=entry.name, group=entry.name, status=f"group of {len(members)}: {' '.join(r['version'] for r in members)}",

@@ -224,7 +224,7 @@ STAGES = {
         ),
         writes=("predictions.pt", "predictions.csv"),
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
-                "per_class_acc", "evaluate_wall_s", "confusion",
+                "per_class_acc", "evaluate_wall_s", "confusion", "nearest_neighbours", "feature_map",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
         inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
@@ -239,7 +239,7 @@ STAGES = {
         ),
         writes=(),
         scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
-                "pretext_mistakes"),
+                "cam_mistakes", "cam_unsure", "pretext_mistakes"),
         inherits=(Inherit("transfer", ("data", "arch", "size")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"), ("predictions.pt", "evaluate")),
     ),
@@ -255,6 +255,16 @@ RUN_VARS = (
     *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
               f"ft_{name}") for name in ("epochs", "lr", "bs")),
     MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
+)
+
+
+# Make variables of `make sweep` alone (bin/sweep.py; imgwang.stages.sweep): a stage refuses them.
+SWEEP_VARS = (
+    MakeVar("SWEEP", 'sweep: a grid, e.g. "patch_frac=0.25,0.5 pct_pos=0.5,0.7" (TASK\'s or pretraining\'s parameters); '
+            "one pipeline per point and seed (SEEDS), the FROM=none baseline run once and shared", "sweep"),
+    MakeVar("JOBS", "sweep: runs at once (each stage takes its share of the cores); default 1", "jobs"),
+    MakeVar("DRY", "sweep: 1 prints the plan, one line per run with its POINT index, and runs nothing", "dry"),
+    MakeVar("POINT", "sweep: run only run POINT of the plan (one task of a job array; with VERSION=<sweep>)", "point"),
 )
 
 
@@ -364,6 +374,7 @@ def help_text() -> str:
         where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
         lines.append(f"  {var.name:<10}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
     lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
+    lines += [f"  {var.name:<10}{var.doc}" for var in SWEEP_VARS]
     try:  # the tasks need torch: listed when the venv exists
         from ..tasks import task_names
 

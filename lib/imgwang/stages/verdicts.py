@@ -123,7 +123,9 @@ def judge(entries: list[Entry]) -> None:
         if not alike:
             entry.stats = {"verdict": no_baseline(entry, baselines)}
             continue
-        base = alike[-1]  # the newest
+        # a sweep's points meet the sweep's own baseline (so Holm runs across the sweep's points), others the newest
+        own = [b for b in alike if entry.first.get("sweep") and b.first.get("sweep") == entry.first.get("sweep")]
+        base = (own or alike)[-1]
         entry.stats = {"baseline": base.name, **welch(entry.values, base.values)}
         by_baseline.setdefault(base.name, []).append(entry)
     for group in by_baseline.values():
