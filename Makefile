@@ -15,9 +15,12 @@ STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
 export HF_HUB_OFFLINE := 1
 
+# `make sweep` takes the stage variables and its own (declared in spec.py's SWEEP_VARS).
+SWEEP_VARS := SWEEP JOBS DRY POINT
+
 LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCHS RUNS DRY
 
-.PHONY: help pretrain transfer evaluate review pipeline leaderboard compare data lab tasks-table bench test venv
+.PHONY: help pretrain transfer evaluate review pipeline sweep leaderboard compare data lab tasks-table bench test venv
 
 help: ## list targets and variables
 	@echo "imgwang: self-supervised pretraining lab. Targets:"
@@ -48,6 +51,9 @@ review: $(STAMP) ## most confident mistakes, worst classes, pretext mistakes wit
 pipeline: $(STAMP) ## all four stages into one new version: make pipeline DATA=sample
 	$(PY) bin/stage.py pipeline $(STAGE_ARGS)
 
+sweep: $(STAMP) ## a grid of pipelines, the baseline shared: make sweep TASK=patchwork DATA=sample SWEEP="patch_frac=0.25,0.5 pct_pos=0.5,0.7" SEEDS=2 RUNS=3 [JOBS=2] [RESUME=1] [DRY=1]
+	$(PY) bin/sweep.py $(STAGE_ARGS) $(foreach v,$(SWEEP_VARS),$(if $($(v)),"$(v)=$($(v))"))
+
 leaderboard: $(STAMP) ## the 72.94% entry's recipe: SwAV 100 epochs + 5 fine-tuning runs, SIZE=128 (DRY=1: print the plan)
 	$(PY) bin/leaderboard.py $(foreach v,$(LEADERBOARD_VARS),$(if $($(v)),"$(v)=$($(v))"))
 
@@ -57,8 +63,8 @@ compare: $(STAMP) ## one row per version; writes runs/compare.csv and runs/05-co
 data: $(STAMP) ## fetch or generate DATA and print what it holds: make data DATA=imagewang
 	$(PY) bin/data.py "$(or $(DATA),imagewang)"
 
-lab: $(STAMP) ## open JupyterLab at the project root
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+lab: $(STAMP) ## open JupyterLab at the project root; prints the address and token [LAB_IP=0.0.0.0] [LAB_PORT=8888]
+	$(PY) bin/lab.py $(if $(LAB_IP),--ip "$(LAB_IP)") $(if $(LAB_PORT),--port "$(LAB_PORT)")
 
 tasks-table: $(STAMP) ## pretrain every task on DATA (default sample): pretext metric vs chance, kNN vs untrained
 	$(PY) bin/task_table.py --data "$(or $(DATA),sample)" --epochs "$(EPOCHS)"

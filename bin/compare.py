@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""`make compare`: print one row per run version (and per group of pretraining replicates), a verdict
-per pretrained entry, write runs/compare.csv, and execute 05-compare into runs/05-compare.ipynb (the
-same table with learning curves of the runs overlaid)."""
+"""`make compare`: print the finished versions (and groups of pretraining replicates, and sweeps) in the few
+columns a person reads (stages/readable.py), one line per version that did not finish, a verdict per pretrained
+entry; write every column to runs/compare.csv, and execute 05-compare into runs/05-compare.ipynb (the same
+table with learning curves, pretext vs transfer and each sweep's plots)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 from pathlib import Path
 
 from imgwang.runs import COMPARE_NOTEBOOK
-from imgwang.stages.compare import baseline_verdicts, format_table, write_compare
+from imgwang.stages.compare import baseline_verdicts, write_compare
+from imgwang.stages.readable import readable_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,11 +25,14 @@ def main(argv=None) -> int:
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     table, path = write_compare(runs_dir)
-    print(format_table(table))
+    shown, unfinished = readable_table(table)
+    print(shown.to_string() if len(shown) else "(no finished runs yet)")
+    for line in unfinished:
+        print(f"not finished: {line}")
     verdicts = baseline_verdicts(table)
     if verdicts:
         print("\ndid pretraining help? (fine-tuned accuracy against the newest FROM=none run fine-tuned alike: "
-              "difference, 95% CI, Welch's p; Holm's p when several share one baseline)")
+              "difference, 95% CI, Welch's p; when several share one baseline, Holm-adjusted CI and p decide)")
         print("\n".join(f"  {line}" for line in verdicts))
     print(f"\nwritten: {path}")
     if not args.no_notebook and len(table):

@@ -76,6 +76,34 @@ def run_stage(runs_dir, *args, timeout=600, env=None) -> subprocess.CompletedPro
     return subprocess.run(stage_cmd(runs_dir, *args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def stage_here(runs_dir, *args) -> int:
+    """bin/stage.py's main(argv) in this process: the same checks, run.json records and notebook kernels as
+    `make <stage>`, without starting (and importing torch into) one more process. Read its output with
+    pytest's capfd (the kernels' output reaches the file descriptors) or from the executed notebooks."""
+    import stage
+
+    return stage.main([*args, "--runs-dir", str(runs_dir)])
+
+
+TINY_STAGE = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
+FAKE_KEY = "fake-comet-key-5f3a9c"
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, lab_env):
+    """One tiny executed pipeline (4 notebooks in v1) for every test that reads executed notebooks, run as
+    `make pipeline` runs it: offline tracking with an API key in the environment, patchwork with pct_pos 0.6.
+    Tests that change a version work on a copy (or add versions of their own beside v1)."""
+    runs_dir = tmp_path_factory.mktemp("pipeline-runs")
+    tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
+    out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
+                    env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert FAKE_KEY not in out.stdout + out.stderr
+    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
+    return runs_dir
+
+
 def stages_of(run_dir) -> dict:
     """run.json's record of each stage of a version."""
     return json.loads((Path(run_dir) / "run.json").read_text())["stages"]
@@ -96,6 +124,33 @@ def held_env(env: dict | None = None, hold: bool = True) -> dict:
     if hold:
         env["IMGWANG_TEST_HOLD"] = "1"
     return env
+
+
+@pytest.fixture
+def held_here(monkeypatch):
+    """TASK=held_rotation for stages run in this process (stage_here, run_pretrain) and the kernels and
+    ranks they start, never holding (a resumed run); forgotten afterwards, so no other test lists it."""
+    from imgwang.tasks.registry import TASKS
+
+    env = held_env(hold=False)
+    monkeypatch.setenv("IMGWANG_TASKS", env["IMGWANG_TASKS"])
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.delenv("IMGWANG_TEST_HOLD", raising=False)
+    yield
+    TASKS.pop("held_rotation", None)
+    sys.modules.pop("held_task", None)
+
+
+def wait_until(condition, timeout: float, every: float = 0.1) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 def one_torch_thread():

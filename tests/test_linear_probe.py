@@ -7,11 +7,13 @@ import torch
 from imgwang.core.errors import ConfigError, DataError
 from imgwang.evaluate.linear_probe import (
     WD_GRID,
+    ProbeNotConverged,
     _path,
     choose_wd,
     describe,
     linear_probe,
     n_folds,
+    path_to,
 )
 
 
@@ -134,3 +136,28 @@ def test_the_fold_count_parameter_is_checked():
     for bad in (1, 2.5, "x"):
         with pytest.raises(ConfigError, match="PROBE_FOLDS="):
             folds("probe_folds", bad)
+
+
+def test_the_refit_walks_the_warm_started_path_cv_scored():
+    """The model scored on val is the end of the same warm-started path each fold walked (strongest first down
+    to the chosen strength), on all train rows, not a cold start at the chosen strength."""
+    rng = np.random.default_rng(4)
+    (xt, yt), (xv, yv) = gaussian_classes(rng, 20), gaussian_classes(rng, 40)
+    result = linear_probe(xt, yt, xv, yv, n_classes=5)
+    assert path_to(WD_GRID, result["wd"])[0] == max(WD_GRID) and path_to(WD_GRID, result["wd"])[-1] == result["wd"]
+    *_, (_, warm) = _path(xt, yt, path_to(WD_GRID, result["wd"]))
+    assert torch.equal(result["val_pred"], torch.from_numpy(warm.predict(xv)).long())
+    assert result["converged"] and result["cv_not_converged"] == 0
+    assert all(row["not_converged"] == 0 for row in result["grid"])  # these fits all converge at MAX_ITER
+
+
+def test_a_final_fit_that_stops_at_its_iteration_cap_is_flagged_and_warned():
+    rng = np.random.default_rng(5)
+    (xt, yt), (xv, yv) = gaussian_classes(rng, 20), gaussian_classes(rng, 20)
+    with pytest.warns(ProbeNotConverged, match="did not converge|without converging"):
+        result = linear_probe(xt, yt, xv, yv, n_classes=5, max_iter=2)
+    assert not result["converged"]
+    chosen = next(row for row in result["grid"] if row["wd"] == result["wd"])
+    assert result["cv_not_converged"] == chosen["not_converged"] >= 1
+    assert sum(row["not_converged"] for row in result["grid"]) >= len(WD_GRID)  # most of 5 x 13 fold fits
+    assert f"did not converge: the final fit and {chosen['not_converged']} of its fold fits" in describe(result)

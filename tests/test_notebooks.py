@@ -1,27 +1,25 @@
 """The stage notebooks through papermill, as `make` runs them: tiny sizes on the sample data.
 
-One pipeline run is shared by the tests that read its scraps (one kernel start per notebook).
+One pipeline run (conftest's session `pipeline`, a `bin/stage.py` process) is shared by the tests that read
+its scraps; further stages run in this process (conftest's stage_here: the kernels are still their own
+processes) unless a signal must reach bin/stage.py itself.
 """
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
-import sys
-import time
 import zipfile
 
 import nbformat
 import pytest
 import scrapbook as sb
 
-from conftest import REPO, held_env, plain_image_folder, run_stage, scraps, stage_cmd, stages_of
+from conftest import FAKE_KEY, REPO, TINY_STAGE, held_env, plain_image_folder, scraps, stage_cmd, stage_here, stages_of, wait_until
 
-TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off"]
-
-
-FAKE_KEY = "fake-comet-key-5f3a9c"
+TINY = TINY_STAGE
 
 
 def files_holding(folder, secret: str) -> list[str]:
@@ -35,17 +33,6 @@ def files_holding(folder, secret: str) -> list[str]:
                 with zipfile.ZipFile(path) as z:
                     hits += [f"{path}:{m}" for m in z.namelist() if secret.encode() in z.read(m)]
     return hits
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, lab_env):
-    runs_dir = tmp_path_factory.mktemp("runs")
-    tiny = [a if a != "off" else "offline" for a in TINY]  # offline tracking, with a key in the environment
-    out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6", env={**os.environ, "COMET_API_KEY": FAKE_KEY})
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert FAKE_KEY not in out.stdout + out.stderr
-    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
-    return runs_dir
 
 
 def test_the_api_key_reaches_no_file(pipeline):
@@ -113,6 +100,33 @@ def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
                 assert re.fullmatch(wanted, found[1]), (name, bars[0])
 
 
+def test_each_saved_notebook_opens_on_its_answer(pipeline):
+    """The summary under the title carries the stage's headline figures from its own scraps and links to its
+    sections; the template's parameters cell is folded, its tag kept (imgwang.stages.summary)."""
+    from imgwang.stages.summary import SUMMARY_TAG, anchor
+
+    run = pipeline / "v1"
+    pre, t, e = (scraps(run / f"{n}.ipynb") for n in ("01-pretrain", "02-transfer", "03-evaluate"))
+    wanted = {
+        "01-pretrain": [f"**{pre['pretext_val_metric']:.4f}** vs chance {pre['pretext_chance']:.4f}",
+                        f"**{100 * pre['pretrain_knn_acc']:.2f}%** vs {100 * pre['pretrain_knn_init']:.2f}% for the untrained"],
+        "02-transfer": [f"val top-1 {100 * t['val_acc']:.2f}% (1 run)", "no leaderboard entry for this size"],
+        "03-evaluate": [f"kNN: **{100 * e['knn_acc']:.2f}%** vs random-init {100 * e['knn_acc_random']:.2f}%",
+                        f"raw pixels {100 * e['linear_acc_pixels']:.2f}%"],
+        "04-review": [f"**{scraps(run / '04-review.ipynb')['n_val_mistakes']}** mistakes"],
+    }
+    for name, parts in wanted.items():
+        book = nbformat.read(run / f"{name}.ipynb", as_version=4)
+        assert SUMMARY_TAG in book.cells[1].metadata.get("tags", []), name
+        summary = book.cells[1].source
+        assert all(part in summary for part in parts), (name, summary)
+        headings = [line[3:] for c in book.cells[2:] if c.cell_type == "markdown" for line in c.source.splitlines()
+                    if line.startswith("## ")]
+        assert re.findall(r"\]\(#([^)]+)\)", summary) == [anchor(h) for h in headings] != [], name
+        params = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        assert params.metadata["jupyter"]["source_hidden"], name
+
+
 def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsys):
     """bin/task_table.py reads <prefix>-<task> runs that exist instead of running them again."""
     import shutil
@@ -157,43 +171,72 @@ def test_notebooks_show_their_plots(pipeline):
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
 
 
-def test_random_init_baseline_and_compare(pipeline):
+def panels(notebook, scrap: str) -> int:
+    """How many axes a glued figure has, from its saved text form '<Figure size ... with N Axes>'; 0 without a PNG."""
+    data = sb.read_notebook(str(notebook)).scraps[scrap].display["data"]
+    found = re.search(r"with (\d+) Axes", data.get("text/plain", ""))
+    return int(found[1]) if "image/png" in data and found else 0
+
+
+def test_evaluate_and_review_show_what_the_encoder_learned(pipeline):
+    """03-evaluate: 6 val images (one per class), each beside its 4 nearest train images in 3 spaces (pretrained,
+    random-init, pixels); a t-SNE map per encoder. 04-review: Grad-CAM of 8 mistakes (image, map for the predicted
+    class, for the true class) and of 8 unsure correct ones (image, map)."""
+    run = pipeline / "v1"
+    assert panels(run / "03-evaluate.ipynb", "nearest_neighbours") == 6 * (1 + 3 * 4)
+    assert panels(run / "03-evaluate.ipynb", "feature_map") == 2
+    assert panels(run / "04-review.ipynb", "cam_mistakes") == 3 * 8  # a tiny model on 300 val images errs often
+    assert panels(run / "04-review.ipynb", "cam_unsure") == 2 * 8
+
+
+def test_random_init_baseline_and_compare(pipeline, capfd):
+    import compare  # bin/compare.py
+
     tiny = TINY[:6] + TINY[10:]  # EPOCHS and BS set pretraining, which a baseline has none of
-    out = run_stage(pipeline, "pipeline", "--from", "none", *tiny, "FT_EPOCHS=1")  # the baseline: no pretrain stage
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert stage_here(pipeline, "pipeline", "--from", "none", *tiny, "FT_EPOCHS=1") == 0, capfd.readouterr().err[-3000:]
     assert scraps(pipeline / "v2" / "02-transfer.ipynb")["from_version"] == "none"
     assert not (pipeline / "v2" / "01-pretrain.ipynb").exists()
     evaluated = scraps(pipeline / "v2" / "03-evaluate.ipynb")
     assert evaluated["knn_acc"] == evaluated["knn_acc_random"]  # no pretrained encoder: the random one is scored
-    out = subprocess.run([sys.executable, str(REPO / "bin" / "compare.py"), "--runs-dir", str(pipeline)], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "without encryption" not in out.stderr
+    capfd.readouterr()
+    assert compare.main(["--runs-dir", str(pipeline)]) == 0, capfd.readouterr().err[-3000:]
+    assert "without encryption" not in capfd.readouterr().err  # (the kernel's own stderr reaches this fd too)
     lines = (pipeline / "compare.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
     assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
+    summary = nbformat.read(pipeline / "05-compare.ipynb", as_version=4).cells[1].source
+    assert "**2** versions" in summary and "- v1: " in summary  # v1's verdict against the v2 baseline, on top
     compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
     assert "image/png" in compared["pretrain_knn_acc"].display["data"]  # v1's kNN monitor over its epochs
+    assert panels(pipeline / "05-compare.ipynb", "pretext_vs_transfer") == 2  # pretext vs gain, kNN vs val_acc
+    from imgwang.stages.compare import compare_table
+    from imgwang.stages.readable import readable_table
+
+    shown, unfinished = readable_table(compare_table(pipeline))
+    assert list(shown.index.get_level_values(1)) == ["v1", "v2"] and unfinished == []
+    assert shown.loc[("", "v2"), "verdict"] == "baseline" and shown.loc[("", "v1"), "verdict"].endswith("no p (1 run)")
+    assert shown.loc[("", "v1"), "epochs"] == "1 + 1" and shown.loc[("", "v1"), "val_acc"].endswith("%")
 
 
-def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path):
+def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path, capfd):
     folder = plain_image_folder(tmp_path / "photos", 80)
-    out = run_stage(tmp_path / "runs", "pretrain", "--data", str(folder), "--task", "rotation", *TINY[2:])
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert stage_here(tmp_path / "runs", "pretrain", "--data", str(folder), "--task", "rotation", *TINY[2:]) == 0, \
+        capfd.readouterr().err[-3000:]
     s = scraps(tmp_path / "runs" / "v1" / "01-pretrain.ipynb")
     assert 0 <= s["pretext_val_metric"] <= 1 and not {"pretrain_knn_acc", "pretrain_knn_init"} & set(s)  # no classes: no kNN
     assert (tmp_path / "runs" / "v1" / "encoder.pt").exists()
 
 
-def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
-    run = pipeline / "v1"
+def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline, tmp_path, capfd):
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(pipeline / "v1", runs_dir / "v1")  # the shared run stays intact for the other tests
+    run = runs_dir / "v1"
     for classifier in (run / "classifier.pt", *run.glob("checkpoints/transfer-*/classifier.pt")):  # every repeat's
         classifier.write_bytes(b"truncated by a full disk")
-    out = run_stage(pipeline, "evaluate", "--version", "v1", "--force", "1")
-    assert out.returncode == 1
-    assert "error: evaluate failed" in out.stderr
+    assert stage_here(runs_dir, "evaluate", "--version", "v1", "--force", "1") == 1
+    assert "error: evaluate failed" in capfd.readouterr().err
     assert stages_of(run)["evaluate"]["status"] == "failed"
     book = nbformat.read(run / "03-evaluate.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in book.cells for o in c.get("outputs", []))
@@ -202,29 +245,50 @@ def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline):
     assert scraps(moved[0])["eval_acc"] >= 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, lab_env, tmp_path):
-    """What a job manager (SIGTERM) or Ctrl-C (SIGINT) does to a long run: nothing is lost."""
+def ranks_alive(tmp_path) -> list:
+    """Rank processes of launches whose job file lies under tmp_path (their TMPDIR)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
+            found.append(p)
+    return found
+
+
+@pytest.mark.parametrize("signum,nproc", [(signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGTERM", "SIGINT-NPROC2"])
+def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_env, tmp_path, held_here, capfd):
+    """What a job manager (SIGTERM) or Ctrl-C in the terminal (SIGINT; here of `make pretrain NPROC=2`, which
+    bin/stage.py passes to the kernel and everything below it) does to a long run: nothing is lost, no rank
+    outlives it, and RESUME=1 completes the epochs."""
+    import torch
+
     runs_dir = tmp_path / "runs"
     # held_rotation's epoch 2 waits for the signal: the run cannot end before it lands
-    args = ["pretrain", "--version", "v1", "--task", "held_rotation", *TINY[:-6], "--epochs", "2", "--bs", "16", "--comet", "off"]
-    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=held_env(), stdout=subprocess.PIPE,
+    args = ["pretrain", "--version", "v1", "--task", "held_rotation", *TINY[:-6], "--epochs", "2", "--bs", "16",
+            "--comet", "off", "--nproc", str(nproc), "--device", "cpu"]
+    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: the ranks' job file, found below
+    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-3000:]
-    assert "interrupted" in err and "RESUME=1" in err
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 130, (out + err)[-3000:]
+    assert "interrupted" in err and "continue with RESUME=1 VERSION=v1" in err
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted"
     assert (runs_dir / "v1" / "01-pretrain.ipynb").exists()  # the partial notebook is kept
+    assert wait_until(lambda: not ranks_alive(tmp_path), 30, every=0.5), "a rank outlived the interrupt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
 
-    out = run_stage(runs_dir, *args, "--resume", "1", env=held_env(hold=False))
-    assert out.returncode == 0, out.stderr[-3000:]
+    capfd.readouterr()
+    assert stage_here(runs_dir, *args, "--resume", "1") == 0, capfd.readouterr().err[-3000:]
     record = stages_of(runs_dir / "v1")["pretrain"]
     assert record["status"] == "done" and record["resumed"] is True
+    if nproc > 1:
+        assert record["world"]["world_size"] == nproc
+        assert "after epoch 1 of 2" in saved_stdout(runs_dir / "v1" / "01-pretrain.ipynb")
     history = scraps(runs_dir / "v1" / "01-pretrain.ipynb")["pretrain_history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert list(runs_dir.glob("v1/replaced-*/01-pretrain.ipynb"))  # the interrupted notebook, kept aside

@@ -147,8 +147,10 @@ def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_pa
     run("v3", "v3", [0.29, 0.36, 0.33])  # +1.67 points with a wide spread
     table = compare.compare_table(tmp_path)
     lines = compare.baseline_verdicts(table)
-    assert lines[0].startswith("v2: 35.00% ± 1.00 over 3 runs vs v1 31.00% ± 1.00 over 3 runs: +4.00 points, 95% CI +1.73 to +6.27")
-    assert "p = 0.008, Holm over 2 comparisons with v1: p = 0.016: a gain beyond noise" in lines[0]
+    # the CI beside Holm's words is at the level of the Holm step that decided it (v2 first: 1 - 0.05/2; t 3.495 on 4 df x se 0.816 = 2.85)
+    assert lines[0].startswith("v2: 35.00% ± 1.00 over 3 runs vs v1 31.00% ± 1.00 over 3 runs: +4.00 points, "
+                               "Holm-adjusted 97.5% CI +1.15 to +6.85 and p = 0.016 over 2 comparisons with v1 "
+                               "(unadjusted: 95% CI +1.73 to +6.27, p = 0.008): a gain beyond noise")
     assert "speaks for the encoder of v2 only" in lines[0]
     assert "+1.67 points" in lines[1] and "not told apart from noise" in lines[1]
     rows = {r["version"]: r for r in table.to_dict("records")}

@@ -4,32 +4,62 @@ a busy version is refused, a killed stage resumes with its recorded settings, FO
 import os
 import signal
 import subprocess
-import time
 
+import psutil
 import pytest
 import scrapbook as sb
 import stage  # bin/stage.py
 
-from conftest import REPO, run_stage, stage_cmd, stages_of
+from conftest import REPO, held_env, stage_cmd, stage_here, stages_of, wait_until
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off",
         "-p", "knn_every", "0", "--task", "rotation"]
 
+FLIP_TASK = '''
+"""hflip: was the image mirrored left to right? A throw-away task: the whole of it is this file."""
+
+import torch
+
+from imgwang.tasks.base import register
+from imgwang.tasks.classification import ClassificationTask
+
+
+@register
+class HFlip(ClassificationTask):
+    name = "hflip"
+    n_classes = 2
+
+    def __init__(self, *, noise_p: float = 0.0):
+        super().__init__(noise_p=noise_p)
+
+    def make_batch(self, images, generator):
+        b = images.shape[0]
+        flipped = torch.randint(0, 2, (b,), generator=generator, device=generator.device).to(images.device)
+        inputs = torch.where(flipped.view(b, 1, 1, 1) == 1, images.flip(3), images)
+        return inputs, flipped, {"sources": torch.arange(b, device=images.device).unsqueeze(1)}
+'''
+
 
 def test_two_pretrains_started_together_without_version_each_get_their_own(lab_env, tmp_path):
     """As a sweep script starts them, here with a stale Comet key: a local server on 127.0.0.1 answers 401 through
-    comet's URL override. Each run gets its own version, and the key reaches neither the output nor any file."""
+    comet's URL override. Each run gets its own version, and the key reaches neither the output nor any file.
+    One of the two pretrains a task kept in one file outside the lab (IMGWANG_TASKS): a new pretext task is
+    one file that registers itself, and it runs through the stage and its notebook as any other."""
     from test_notebooks import files_holding
     from test_tracking import FAKE_KEY, RefusingComet
 
+    (tmp_path / "flip_task.py").write_text(FLIP_TASK)
     server = RefusingComet()
-    env = {**os.environ, "COMET_URL_OVERRIDE": server.url, "COMET_API_KEY": FAKE_KEY, "no_proxy": "*"}
+    env = {**os.environ, "COMET_URL_OVERRIDE": server.url, "COMET_API_KEY": FAKE_KEY, "no_proxy": "*",
+           "IMGWANG_TASKS": "flip_task",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)}
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         env.pop(var, None)
     runs_dir = tmp_path / "runs"
     try:
-        procs = [subprocess.Popen(stage_cmd(runs_dir, "pretrain", *TINY, "--comet", "online"), cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        procs = [subprocess.Popen(stage_cmd(runs_dir, "pretrain", *TINY, "--comet", "online", "--task", task), cwd=REPO,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for task in ("rotation", "hflip")]
         outs = [p.communicate(timeout=900) for p in procs]
     finally:
         server.httpd.shutdown()
@@ -42,20 +72,32 @@ def test_two_pretrains_started_together_without_version_each_get_their_own(lab_e
     assert said == [f"done: pretrain in {runs_dir / v}" for v in ("v1", "v2")]
     assert any("/logger/add/run" in r for r in server.requests)  # comet did ask, and was refused
     assert all(FAKE_KEY not in out + err for out, err in outs) and files_holding(runs_dir, FAKE_KEY) == []
-    text = (runs_dir / "v1" / "01-pretrain.ipynb").read_text()
-    assert "refused COMET_API_KEY (HTTP 401)" in text and "Invalid apiKey" not in text
+    glued = {v: sb.read_notebook(str(runs_dir / v / "01-pretrain.ipynb")).scraps.data_dict for v in ("v1", "v2")}
+    assert sorted(s["task"] for s in glued.values()) == ["hflip", "rotation"]
+    for v, scraps in glued.items():
+        text = (runs_dir / v / "01-pretrain.ipynb").read_text()
+        assert "refused COMET_API_KEY (HTTP 401)" in text and "Invalid apiKey" not in text
+        if scraps["task"] == "hflip":
+            assert scraps["pretext_chance"] == 0.5 and 0 <= scraps["pretext_val_metric"] <= 1
 
 
-def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(lab_env, tmp_path, capsys):
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(lab_env, tmp_path, capsys, held_here):
     """SIGKILL (as the OOM killer sends) to a running stage; the README's `make pretrain VERSION=v1 RESUME=1`."""
     runs_dir = tmp_path / "runs"
-    args = ["pretrain", "--version", "v1", *TINY, "--epochs", "3", "--bs", "16"]
-    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    # held_rotation's epoch 2 waits (for a signal that does not come): the stage is surely running when killed
+    args = ["pretrain", "--version", "v1", *TINY, "--task", "held_rotation", "--epochs", "2", "--bs", "16"]
+    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=held_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
-    deadline = time.time() + 400
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
+    kernels = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
     try:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         for extra in (["--resume", "1"], ["--force", "1"], []):  # checked before anything else: planned in-process
@@ -66,7 +108,8 @@ def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "running"  # what a killed process leaves
-    time.sleep(2)  # its kernel sees its parent gone within a second and exits
+    # its kernel sees its parent gone (within a second) and exits
+    assert wait_until(lambda: not any(map(alive, kernels)), 60)
 
     changed = ["pretrain", "--version", "v1", "--resume", "1", "--size", "48", "-p", "knn_every", "1"]
     assert stage.main([*changed, "--runs-dir", str(runs_dir)]) == 2
@@ -74,13 +117,12 @@ def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(
     assert len(err) == 1 and "started with KNN_EVERY=0 (given 1), SIZE=32 (given 48)" in err[0], err
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted (process gone)"
 
-    resumed = run_stage(runs_dir, "pretrain", "--version", "v1", "--resume", "1")  # no other variable
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert stage_here(runs_dir, "pretrain", "--version", "v1", "--resume", "1") == 0  # no other variable
     record = stages_of(runs_dir / "v1")["pretrain"]
     assert record["status"] == "done" and record["resumed"] is True
-    assert record["config"]["data"] == "sample" and record["config"]["size"] == 32 and record["config"]["epochs"] == 3
+    assert record["config"]["data"] == "sample" and record["config"]["size"] == 32 and record["config"]["epochs"] == 2
     history = sb.read_notebook(str(runs_dir / "v1" / "01-pretrain.ipynb")).scraps["pretrain_history"].data
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2]
 
 
 def fake_finished_version(run_dir):

@@ -179,7 +179,7 @@ def test_swav_queue_survives_a_checkpoint_round_trip():
     # 2 large + 6 small crops learn slowly on one batch (the small crops pull too): 0.20-0.50 after 150 steps
     # in runs that differed only in how the first step's prototypes were frozen; chance is 1/63
     (dict(), 150, 0.12),
-    (dict(queue_size=64, queue_start_epoch=0, n_small_crops=0), 100, 0.5),  # 1.0 after 100 steps
+    (dict(queue_size=64, queue_start=0.0, n_small_crops=0), 100, 0.5),  # 1.0 after 100 steps
 ])
 def test_swav_overfits_one_batch(params, steps, floor):
     """As every pair task in test_tasks_common (SwAV's loss has a floor well above 0): the partners found,

@@ -148,7 +148,7 @@ def test_sinkhorn_codes_match_the_official_ones_on_fixed_scores():
 
 
 def test_swav_loss_matches_the_official_loop_with_small_crops_and_a_queue():
-    task = get_task("swav", n_prototypes=30, proj_dim=16, n_small_crops=3)
+    task = get_task("swav", n_prototypes=30, proj_dim=16, n_small_crops=3, epsilon=0.05)  # the official default
     bs = 8
     z = F.normalize(torch.randn(5 * bs, 16, generator=gen(7)), dim=1)
     prototypes = F.normalize(torch.randn(30, 16, generator=gen(8)), dim=1)
@@ -190,8 +190,8 @@ def test_swav_prototypes_have_no_bias_and_stay_frozen_for_the_first_iterations()
     assert not model.prototypes.frozen
 
 
-def test_swav_queue_starts_at_its_epoch():
-    task = get_task("swav", n_prototypes=6, proj_dim=8, n_small_crops=0, queue_size=8, queue_start_epoch=2)
+def test_swav_queue_starts_a_fraction_into_the_run():
+    task = get_task("swav", n_prototypes=6, proj_dim=8, n_small_crops=0, queue_size=8, queue_start=0.4)  # 2 of 5
     model = task.build_model(create_encoder("tinyconv"))
     views = task.make_batch(sample_like(4), gen())[0]
     for epoch in range(2):
@@ -259,7 +259,7 @@ def test_dino_model_updates_its_centre_in_training_forwards_and_the_loss_uses_th
     model = task.build_model(create_encoder("tinyconv"))
     views = task.make_batch(sample_like(6), gen(3))[0]
     model.center.fill_(0.25)
-    teacher, student, center = model(views)
+    teacher, student, center, _ = model(views)
     assert torch.all(center == 0.25)
     expected = 0.9 * 0.25 + 0.1 * torch.cat(teacher).mean(0, keepdim=True)
     assert torch.allclose(model.center, expected, atol=1e-6)
@@ -315,8 +315,11 @@ def test_no_collapse_after_a_few_steps_on_sample_like_images(name):
     model = task.build_model(create_encoder("tinyconv"))
     with one_torch_thread():
         untrained = spread(model.encoder)
-        fit(model, task, Loader(), None, FitSettings(epochs=3, lr=3e-3, device="cpu", progress=False))
+        history = fit(model, task, Loader(), None, FitSettings(epochs=3, lr=3e-3, device="cpu", progress=False))
         trained = spread(model.encoder)
     # measured: untrained 0.027, after 9 steps 0.043 (dino) and 0.041 (byol)
     assert trained > 0.75 * untrained, (untrained, trained)
+    # the loop's collapse monitor, every epoch: the 256-d embeddings (dino's bottleneck, byol's projection) spread
+    assert [h["embedding_dim"] for h in history] == [256] * 3
+    assert all(0.2 / 16 < h["embedding_std"] <= 1 for h in history), [h["embedding_std"] for h in history]
     assert task.momentum_at(8, 9) > task.momentum_at(0, 9)

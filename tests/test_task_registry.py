@@ -1,38 +1,13 @@
-"""A new pretext task is one file that registers itself; the registry imports no task and finds every one."""
+"""A new pretext task is one file that registers itself; the registry imports no task and finds every one.
+(A task from one file outside the lab pretraining through the stage: tests/test_stage_runs.py's concurrent pair.)"""
 
-import os
 import subprocess
 import sys
 
 import pytest
-import scrapbook as sb
 
 from conftest import REPO
 from imgwang.core.errors import ConfigError
-
-FLIP_TASK = '''
-"""hflip: was the image mirrored left to right? A throw-away task: the whole of it is this file."""
-
-import torch
-
-from imgwang.tasks.base import register
-from imgwang.tasks.classification import ClassificationTask
-
-
-@register
-class HFlip(ClassificationTask):
-    name = "hflip"
-    n_classes = 2
-
-    def __init__(self, *, noise_p: float = 0.0):
-        super().__init__(noise_p=noise_p)
-
-    def make_batch(self, images, generator):
-        b = images.shape[0]
-        flipped = torch.randint(0, 2, (b,), generator=generator, device=generator.device).to(images.device)
-        inputs = torch.where(flipped.view(b, 1, 1, 1) == 1, images.flip(3), images)
-        return inputs, flipped, {"sources": torch.arange(b, device=images.device).unsqueeze(1)}
-'''
 
 
 def test_the_registry_imports_no_task_and_discovery_finds_every_task_file():
@@ -61,18 +36,3 @@ def test_a_module_named_in_imgwang_tasks_must_exist(monkeypatch):
     monkeypatch.setenv("IMGWANG_TASKS", "no_such_task_module")
     with pytest.raises(ConfigError, match="IMGWANG_TASKS names 'no_such_task_module'"):
         task_names()
-
-
-def test_a_task_from_one_file_pretrains_through_the_stage(lab_env, tmp_path):
-    (tmp_path / "flip_task.py").write_text(FLIP_TASK)
-    env = {**os.environ, "IMGWANG_TASKS": "flip_task",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)}
-    runs_dir = tmp_path / "runs"
-    out = subprocess.run(
-        [sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "TASK=hflip", "DATA=sample", "ARCH=tinyconv",
-         "SIZE=32", "EPOCHS=1", "BS=32", "COMET=off", "-p", "knn_every", "0", "--runs-dir", str(runs_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    scraps = sb.read_notebook(str(runs_dir / "v1" / "01-pretrain.ipynb")).scraps.data_dict
-    assert scraps["task"] == "hflip" and scraps["pretext_chance"] == 0.5 and 0 <= scraps["pretext_val_metric"] <= 1
-    assert (runs_dir / "v1" / "encoder.pt").exists()

@@ -183,7 +183,9 @@ def test_early_stop_counts_epochs_since_the_best():
         EarlyStop(mode="up")
 
 
-def test_freeze_epochs_keep_the_encoder_unchanged_then_train_it():
+def test_freeze_epochs_keep_the_encoder_body_unchanged_while_its_batchnorm_trains_as_in_fastai():
+    """fastai (train_bn=True) keeps a frozen body's norm layers training: their scale and shift learn and the
+    BatchNorm statistics follow the data; every other encoder weight waits for the unfrozen epochs."""
     model, obj, train, val = make_world()
     snapshots = []
 
@@ -192,13 +194,29 @@ def test_freeze_epochs_keep_the_encoder_unchanged_then_train_it():
 
     start = {k: v.clone() for k, v in model.state_dict().items()}
     quick_fit(model, obj, train, val, epochs=3, freeze_epochs=2, on_epoch_end=snap)
-    enc = [k for k in start if k.startswith("encoder.")]
-    assert any("running_mean" in k for k in enc)  # BN statistics are covered too
+    body = ["encoder.0.weight", "encoder.0.bias"]
+    norm = ["encoder.1.weight", "encoder.1.bias", "encoder.1.running_mean", "encoder.1.running_var"]
     for epoch in (0, 1):
-        assert all(torch.equal(snapshots[epoch][k], start[k]) for k in enc), f"encoder moved in epoch {epoch + 1}"
+        assert all(torch.equal(snapshots[epoch][k], start[k]) for k in body), f"the conv moved in epoch {epoch + 1}"
+        moved = [k for k in norm if not torch.equal(snapshots[epoch][k], snapshots[epoch - 1][k] if epoch else start[k])]
+        assert moved == norm, f"epoch {epoch + 1}: only {moved} of the BatchNorm changed"
+    assert snapshots[0]["encoder.1.num_batches_tracked"] == len(train)  # train mode: every batch counted
     assert not torch.equal(snapshots[0]["head.1.weight"], start["head.1.weight"])  # the head trained meanwhile
     assert not torch.equal(snapshots[2]["encoder.0.weight"], start["encoder.0.weight"])
     assert all(p.requires_grad for p in model.parameters())  # unfrozen at the end
+
+
+def test_norm_layers_are_what_a_frozen_encoder_keeps_training():
+    from imgwang.train.freeze import norm_params, set_frozen
+
+    encoder = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.InstanceNorm2d(4, affine=True),
+                            nn.Flatten(), nn.LayerNorm(4), nn.Linear(4, 2))
+    params = list(encoder.parameters())
+    set_frozen(params, True, keep=norm_params(encoder))
+    trained = [name for name, p in encoder.named_parameters() if p.requires_grad]
+    assert trained == ["1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"]  # fastai's norm_types
+    set_frozen(params, False, keep=set())
+    assert all(p.requires_grad for p in params)
 
 
 def test_head_gets_its_own_learning_rate():

@@ -52,6 +52,31 @@ def test_holm_on_a_fixed_list():
     assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
 
 
+def test_holm_levels_on_a_fixed_list():
+    # sorted: 0.005 < 0.05/4 and 0.01 < 0.05/3 rejected at their steps; 0.03 >= 0.05/2 stops Holm, 0.04 judged there
+    levels = stats.holm_levels([0.01, 0.04, 0.03, 0.005])
+    assert levels == pytest.approx([1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05 / 2, 1 - 0.05 / 4])
+    assert stats.holm_levels([0.2]) == [pytest.approx(0.95)]  # one test: the plain 95%
+    out = stats.holm_levels([float("nan"), 0.001])
+    assert math.isnan(out[0]) and out[1] == pytest.approx(0.95)  # an untested one does not count
+
+
+def test_the_holm_level_ci_excludes_zero_exactly_when_the_adjusted_p_says_beyond_noise():
+    rng = np.random.default_rng(0)
+    agree = 0
+    for trial in range(40):
+        m = int(rng.integers(2, 6))
+        base = rng.normal(0.30, 0.01, 4)
+        sides = [rng.normal(0.30 + rng.uniform(-0.03, 0.03), 0.01, 3) for _ in range(m)]
+        p = [stats.welch(a, base)["p_value"] for a in sides]
+        for a, p_holm, level in zip(sides, stats.holm(p), stats.holm_levels(p)):
+            ci = stats.welch(a, base, confidence=level)
+            excludes_zero = ci["ci_low"] > 0 or ci["ci_high"] < 0
+            assert excludes_zero == (p_holm < stats.ALPHA), (trial, p, p_holm, level, ci)
+            agree += excludes_zero
+    assert agree >= 10  # both kinds of case were met
+
+
 def test_runs_needed_grows_as_the_gap_shrinks():
     big, small = stats.runs_needed(0.05, 0.02), stats.runs_needed(0.01, 0.02)
     assert 2 <= big < small

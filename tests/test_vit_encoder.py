@@ -8,12 +8,12 @@ import torch
 
 from conftest import one_torch_thread
 from imgwang import runs
-from imgwang.config import resolve
 from imgwang.models.checkpoint import load_encoder, save_encoder
 from imgwang.models.encoders import create_encoder, encoder_problem
 from imgwang.stages import pretrain, transfer
 from imgwang.stages import stage_data as data
 from imgwang.stages.pretrain import run_pretrain
+from imgwang.stages.resolve import resolve
 from imgwang.stages.transfer import run_transfer
 
 VIT = "vit_tiny_patch16_224"

@@ -26,9 +26,15 @@ from ..core.plain import to_plain
 from ..spec import STAGES
 from . import world
 
-# torchrun ends every rank once one exits with an error: the other ranks wait this long before exiting, so
-# that rank 0, stopped by the same error at the same step, writes the result first.
+# torchrun ends every rank once one exits with an error: the other ranks wait until rank 0, stopped by the same
+# error at the same step, has written the result (on its machine they see the file), at most this long.
 EXIT_DELAY_S = 3
+
+
+def wait_for_lead(result_path: Path, timeout: float = EXIT_DELAY_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not result_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def write_result(path: Path, result: dict) -> None:
@@ -60,7 +66,7 @@ def main(argv=None) -> int:
         if lead:
             write_result(result_path, {"status": "interrupted", "epoch_completed": e.epoch_completed, "message": str(e)})
         else:
-            time.sleep(EXIT_DELAY_S)
+            wait_for_lead(result_path)
         return 130
     except ImgwangError as e:
         if lead:
@@ -68,7 +74,7 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
         else:
             print(f"error (rank {world.rank()}): {e}", file=sys.stderr, flush=True)
-            time.sleep(EXIT_DELAY_S)
+            wait_for_lead(result_path)
         return 1
     finally:
         world.shutdown()

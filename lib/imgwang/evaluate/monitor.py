@@ -4,12 +4,20 @@ A pretext metric can climb while the features stay useless for the real task (th
 weeks to that). Every few epochs the frozen encoder embeds labelled train/ images (up to 100 per class); one
 half of them (every other image of each class) is the kNN memory, the other half the queries. val/ stays untouched: it
 is the score of the transfer stage, and pretraining never looks at it, labels or not.
+
+Epoch 0 is the untrained encoder, the bar the pretext task must clear: it is scored on a copy whose BatchNorm
+statistics are first estimated on the memory images (imgwang.evaluate.bn_stats), as evaluate's random-init
+reference is; untouched statistics (mean 0, var 1) would lower the bar. The model being trained is not touched.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from ..models.checkpoint import kept_encoder
+from .bn_stats import data_bn_stats
 from .features import extract_features
 from .knn import knn_accuracy
 
@@ -28,7 +36,8 @@ def split_for_knn(rows: np.ndarray, labels: np.ndarray, max_per_class: int = MAX
 
 
 def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
-    """`epoch_metrics(model, epoch)` for fit(): {"knn_acc": ...} every `every` epochs and at the last one.
+    """`epoch_metrics(model, epoch)` for fit(): {"knn_acc": ...} every `every` epochs and at the last one; epoch 0
+    (call it before training) scores the untrained encoder with estimated BatchNorm statistics (see above).
     None when there is nothing to monitor (every == 0, or data without classes)."""
     if every <= 0 or not data.layout.labelled:
         return None
@@ -42,7 +51,11 @@ def knn_monitor(data, every: int, last_epoch: int, batch_size: int, device):
     def epoch_metrics(model, epoch: int) -> dict:
         if epoch % every and epoch != last_epoch:
             return {}
-        (mf, ml, _), (qf, ql, _) = (extract_features(model.encoder, loader, device) for loader in loaders)
+        encoder = kept_encoder(model)  # the encoder that will be saved (DINO's teacher)
+        if epoch == 0:  # untrained: a copy with the data's BatchNorm statistics; no random draw, training unchanged
+            encoder = copy.deepcopy(encoder)
+            data_bn_stats(encoder, data, data.train_rows[memory], batch_size, device)
+        (mf, ml, _), (qf, ql, _) = (extract_features(encoder, loader, device) for loader in loaders)
         return {"knn_acc": knn_accuracy(mf, ml, qf, ql, n_classes=n_classes)}
 
     return epoch_metrics

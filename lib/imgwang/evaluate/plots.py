@@ -9,6 +9,7 @@ returned figure yourself when making many in a loop.
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -123,3 +124,10 @@ def plot_pretext_mistakes(mistakes: list[dict], source_images_fn, max_inputs: in
             ax.set_title(cell[1], fontsize=7)
             ax.axis("off")
     return fig
+
+
+def short_class(name: str, n: int = 14) -> str:
+    """A class label for a small title: 'n02086240 Shih-Tzu' -> 'Shih-Tzu' (the WordNet id says nothing at a
+    glance), cut to n characters."""
+    name = re.sub(r"^n\d{8} ", "", str(name))
+    return name if len(name) <= n else name[: n - 1] + "…"

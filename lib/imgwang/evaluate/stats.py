@@ -48,6 +48,26 @@ def holm(p_values) -> list[float]:
     return out
 
 
+def holm_levels(p_values, alpha: float = ALPHA) -> list[float]:
+    """The confidence level of a CI consistent with Holm's decision on each p-value (same order; NaN stays NaN).
+
+    Holm tests the i-th smallest of m p-values (i from 0) at alpha / (m - i) and stops at the first it cannot
+    reject; every later one is judged at that step's level too. A two-sided CI at level 1 - alpha / (m - step)
+    of the step that decided a comparison then excludes 0 exactly when its Holm-adjusted p is below alpha: a
+    rejected one was tested at its own step and p < alpha / (m - i); one after the stop has p at least that of
+    the stopped one. With one test it is the plain 1 - alpha. These intervals match Holm's words; unlike
+    Bonferroni's 1 - alpha / m for all, they are not simultaneous intervals for every difference at once.
+    """
+    p = [float(v) for v in p_values]
+    tested = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m, out, stop = len(tested), [math.nan] * len(p), None
+    for rank, (v, i) in enumerate(tested):
+        if stop is None and not v < alpha / (m - rank):
+            stop = rank  # Holm stops here: this one and all after are not rejected
+        out[i] = 1 - alpha / (m - (rank if stop is None else stop))
+    return out
+
+
 def runs_needed(diff: float, std: float, alpha: float = ALPHA, power: float = 0.8, most: int = 100) -> int | None:
     """Runs per side for a two-sided t-test to detect `diff` with the given power when each run has
     standard deviation `std` (noncentral t). None when there is no spread to plan with or more than `most`."""

@@ -29,6 +29,13 @@ from ..core import atomic
 from ..core.errors import ImgwangError
 
 
+def kept_encoder(model: nn.Module) -> nn.Module:
+    """The encoder a pretext model hands on (saved, transferred, kNN-monitored): its `kept_encoder` where it
+    names one (DINO: the EMA teacher, which DINO evaluates and releases), else its `.encoder`."""
+    kept = getattr(model, "kept_encoder", None)
+    return model.encoder if kept is None else kept
+
+
 def portable_state(encoder: nn.Module) -> dict:
     """The weights under the names the bare model uses (timm's names for a timm encoder)."""
     return getattr(encoder, "body", encoder).state_dict()

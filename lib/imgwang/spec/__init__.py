@@ -185,7 +185,8 @@ STAGES = {
         writes=("encoder.pt", "encoder.safetensors", "pretext_model.pt", "checkpoints/pretrain"),
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
-                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats"),
+                "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats",
+                "embedding_std", "embedding_std_floor", "pretrain_embedding_std"),
         starts_version=True, makes_encoder=True, labelled=False,
         run="imgwang.stages.pretrain:run_pretrain",
         results=("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s", "chance"),
@@ -197,7 +198,7 @@ STAGES = {
             replace(EPOCHS, by_data=(5, 5)), replace(BS, by_data=(32, 64)), LR,
             Param("runs", 1, int, "repeats with different seeds (leaderboard: 5 runs at 5 epochs)",
                   check=checks.positive_int, make="RUNS"),
-            Param("freeze_epochs", 0, int, "train only the head for the first N epochs",
+            Param("freeze_epochs", 0, int, "train only the head and the encoder's norm layers (as fastai) for the first N epochs",
                   check=checks.non_negative_int),
             Param("head_lr_mult", 1.0, float, "the head learns at lr times this", check=checks.positive_float),
             OPTIMIZER, SCHEDULE, FLAT_FRAC, WEIGHT_DECAY,
@@ -234,7 +235,7 @@ STAGES = {
         ),
         writes=("predictions.pt", "predictions.csv"),
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
-                "per_class_acc", "evaluate_wall_s", "confusion",
+                "per_class_acc", "evaluate_wall_s", "confusion", "nearest_neighbours", "feature_map",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
         inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
@@ -249,7 +250,7 @@ STAGES = {
         ),
         writes=(),
         scraps=("config", "n_val_mistakes", "worst_classes", "review_wall_s", "confident_mistakes", "unsure_correct",
-                "pretext_mistakes"),
+                "cam_mistakes", "cam_unsure", "pretext_mistakes"),
         inherits=(Inherit("transfer", ("data", "arch", "size")), Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"), ("predictions.pt", "evaluate")), built_on=("transfer", "evaluate"),
     ),
@@ -265,6 +266,16 @@ RUN_VARS = (
     *(MakeVar(f"FT_{name.upper()}", f"fine-tuning's own {name} (in a pipeline {name.upper()} sets pretraining)",
               f"ft_{name}") for name in ("epochs", "lr", "bs")),
     MakeVar("SEEDS", "pipeline: repeat pretrain -> transfer with pretraining seeds SEED, SEED+1, ...", "seeds"),
+)
+
+
+# Make variables of `make sweep` alone (bin/sweep.py; imgwang.stages.sweep): a stage refuses them.
+SWEEP_VARS = (
+    MakeVar("SWEEP", 'sweep: a grid, e.g. "patch_frac=0.25,0.5 pct_pos=0.5,0.7" (TASK\'s or pretraining\'s parameters); '
+            "one pipeline per point and seed (SEEDS), the FROM=none baseline run once and shared", "sweep"),
+    MakeVar("JOBS", "sweep: runs at once (each stage takes its share of the cores); default 1", "jobs"),
+    MakeVar("DRY", "sweep: 1 prints the plan, one line per run with its POINT index, and runs nothing", "dry"),
+    MakeVar("POINT", "sweep: run only run POINT of the plan (one task of a job array; with VERSION=<sweep>)", "point"),
 )
 
 

@@ -20,9 +20,10 @@ from ..spec import Scraps, scrap_stage
 from .verdicts import build_entries, finetune_settings, judge
 
 COLUMNS = [
-    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group", "seed",
+    "version", "status", "task", "arch", "data", "split", "size", "pretrain_epochs", "pretrain_on_val", "transfer_epochs", "group",
+    "sweep", "point", "seed",
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
-    "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
+    "embedding_std", "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
     "knn_acc_pixels", "linear_acc_pixels", "eval_acc", "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
     "verdict", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
@@ -82,10 +83,14 @@ def compare_row(run_dir: Path) -> dict:
     pre_cfg, tra_cfg = pre.get("config", {}), tra.get("config", {})
     any_cfg = pre_cfg or tra_cfg or ev.get("config", {}) or {}
     accs = [float(a) for a in tra.get("val_accs", []) if not is_missing(a)]
+    info = read_run_json(run_dir)
+    sweep = info.get("sweep") or {}  # a point (or the baseline) of `make sweep` (stages/sweep.py)
     return {
         "version": run_dir.name,
         "status": run_status(run_dir, scraps),
-        "group": read_run_json(run_dir).get("group"),
+        "group": info.get("group"),
+        "sweep": sweep.get("name"),
+        "point": sweep.get("point"),  # 'patch_frac=0.25 pct_pos=0.5'; the baseline's: 'baseline'
         "task": pre.get("task", pre_cfg.get("task", "none" if tra.get("from_version") == "none" else None)),
         "arch": any_cfg.get("arch"),
         "data": any_cfg.get("data"),
@@ -101,6 +106,7 @@ def compare_row(run_dir: Path) -> dict:
         "pretext_chance": pre.get("pretext_chance"),
         "pretrain_knn_acc": pre.get("pretrain_knn_acc"),
         "pretrain_knn_init": pre.get("pretrain_knn_init"),  # the untrained encoder's: the bar to clear
+        "embedding_std": pre.get("embedding_std"),  # collapse monitor: about 1/sqrt(d) healthy, 0 collapsed
         "val_acc": tra.get("val_acc"),
         "val_acc_std": tra.get("val_acc_std") if len(accs) > 1 else None,  # one run measures no spread
         "finetune_std": tra.get("val_acc_std") if len(accs) > 1 else None,
@@ -145,7 +151,7 @@ def group_row(entry) -> dict:
     members = entry.members
     first = members[0]
     row = {k: first.get(k) for k in ("task", "arch", "data", "split", "size", "pretrain_epochs", "transfer_epochs", "train_bs",
-                                      "steps_per_epoch", "pretext_metric", "pretext_chance")}
+                                      "steps_per_epoch", "pretext_metric", "pretext_chance", "sweep", "point")}
     values = entry.values
     row.update(
         version=entry.name, group=entry.name, status=f"group of {len(members)}: {' '.join(r['version'] for r in members)}",
@@ -229,6 +235,7 @@ def format_table(table: pd.DataFrame) -> str:
         show[col] = ["" if is_missing(v) else f"{100 * float(v):+.2f}" for v in show[col]]
     for col in ("p_value", "p_holm"):
         show[col] = ["" if is_missing(v) else f"{float(v):.3f}" for v in show[col]]
+    show["embedding_std"] = ["" if is_missing(v) else f"{float(v):.4f}" for v in show["embedding_std"]]
     for col in ("size", "pretrain_epochs", "transfer_epochs", "runs", "encoders", "train_bs", "steps_per_epoch"):
         show[col] = ["" if is_missing(v) else str(int(v)) for v in show[col]]
     for col in [c for c in show.columns if c.endswith("_wall_s")]:

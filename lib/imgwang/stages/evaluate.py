@@ -2,9 +2,12 @@
 
 Every repeat of transfer is scored: accuracy and per-class accuracy are the mean over the repeats'
 classifiers (so eval_acc equals transfer's val_acc), the confusion matrix is their sum. The frozen
-encoder is set beside a random-init encoder of the same architecture and beside raw pixels
-(imgwang.evaluate.pixels). The scoring set is val/, or with split "dev" the held-out fifth of train/,
-and then the kNN memory and the probe's training set leave it out too.
+encoder is set beside a random-init encoder of the same architecture (its BatchNorm statistics estimated
+on fitting-set images first: imgwang.evaluate.bn_stats) and beside raw pixels (imgwang.evaluate.pixels); the
+features each is scored on are extracted once and also give the nearest neighbours of a fixed set of images
+and a t-SNE map (evaluate/neighbours.py, evaluate/embedding.py).
+The scoring set is val/, or with split "dev" the held-out fifth of train/, and then the kNN memory and the
+probe's training set leave it out too.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from ..core.device import resolve_device
 from ..core.errors import ImgwangError
 from ..data.imagewang import class_label
 from ..data.split import scoring_split as split_for_scoring
+from ..evaluate.bn_stats import data_bn_stats
+from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_accuracy
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
+from ..evaluate.neighbours import neighbour_table, pick_queries
 from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import load_encoder
 from ..models.encoders import create_encoder
@@ -88,23 +94,39 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     save_predictions(run_dir, sd, probs, labels, rows, names, split)  # the last repeat's, as classifier.pt (review)
 
     train = sd.loader(fit_rows, fit_labels, batch_size=cfg["bs"], device=device, mode="eval")
-    frozen = {}
+    frozen, spaces = {}, {}  # spaces: the features of each, extracted once, for the scores and the pictures
     for name, encoder in frozen_encoders(cfg, runs_dir).items():
         encoder.to(device)
-        tf, tl, _ = extract_features(encoder, train, device)
-        vf, vl, _ = extract_features(encoder, val, device)
+        if name == "random":  # untouched statistics (mean 0, var 1) would lower the bar (imgwang.evaluate.bn_stats)
+            if n := data_bn_stats(encoder, sd, fit_rows, cfg["bs"], device, seed=cfg["seed"]):
+                print(f"random: BatchNorm statistics estimated on {n} images of the fitting set")
+        tf, tl, tr = extract_features(encoder, train, device)
+        vf, vl, vr = extract_features(encoder, val, device)
         frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name, split)
-    (tf, tl, _), (vf, vl, _) = pixel_features(train), pixel_features(val)
+        spaces[name] = (tf, tl, tr, vf, vl, vr)
+    (tf, tl, tr), (vf, vl, vr) = pixel_features(train), pixel_features(val)
     tf, vf = standardise(tf, vf)
     frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels", split)
+    spaces["pixels"] = (tf, tl, tr, vf, vl, vr)
     under_test = frozen.get("pretrained", frozen["random"])
+    seen = seen_spaces(spaces, cfg["seed"])
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
         "confusion": confusion, "class_names": names,
         **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
-        "probs": probs, "labels": labels, "rows": rows, "wall_s": time.time() - start,
+        "probs": probs, "labels": labels, "rows": rows, **seen, "data": sd, "wall_s": time.time() - start,
     }
+
+
+def seen_spaces(spaces: dict, seed: int) -> dict:
+    """What each space groups together, from the features already extracted: the nearest training images of a
+    fixed set of scoring images (every space, raw pixels included), and a t-SNE map of the encoders' scoring
+    features (pretrained beside random-init; pixels have no encoder to show)."""
+    vl = next(iter(spaces.values()))[4]
+    queries = pick_queries(vl, seed=seed)
+    encoders = {name: s[3] for name, s in spaces.items() if name != "pixels"}
+    return {"neighbours": neighbour_table(spaces, queries), "feature_maps": feature_maps(encoders, vl, seed=seed)}
 
 
 def evaluate_scraps(cfg: dict, result: dict) -> dict:
@@ -133,7 +155,7 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", spl
     print(describe_knn(knn, k, t, name, scored_on=split))
     print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
     return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
-            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"]}
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"], "linear_converged": probe["converged"]}
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names, split: str = "val") -> None:

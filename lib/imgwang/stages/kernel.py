@@ -2,14 +2,16 @@
 
 `run_notebook` runs the template with its parameters into the output notebook, in a kernel whose sockets are
 encrypted where the stack supports it, passes Ctrl-C and SIGTERM on to the kernel (so training stops after
-its last complete epoch) and sorts how it ended into an `Outcome`. The callers (bin/stage.py, bin/compare.py)
-turn the outcome into their error line, run.json record and exit code.
+its last complete epoch) and sorts how it ended into an `Outcome`. The saved notebook is then tidied: each
+progress bar once (imgwang.core.progress), a summary of its answer on top (imgwang.stages.summary). The callers
+(bin/stage.py, bin/compare.py) turn the outcome into their error line, run.json record and exit code.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from ..core.progress import settle_bars
+from .summary import open_on_answer
 
 INTERRUPTIONS = ("TrainingInterrupted", "KeyboardInterrupt")  # what a signal raises in a cell
 
@@ -76,7 +79,17 @@ def forward_signals_to_kernel() -> dict:
 
 
 def run_notebook(template: Path, out: Path, parameters: dict, cwd: Path, log_output: bool = False) -> Outcome:
-    """Execute `template` into `out` (written even when a cell fails) with the kernel working in `cwd`."""
+    """Execute `template` into `out` (written even when a cell fails) with the kernel working in `cwd`; the saved
+    copy then opens on its answer (imgwang.stages.summary: a summary on top, the template's parameters folded)."""
+    outcome = execute(template, out, parameters, cwd, log_output)
+    try:
+        open_on_answer(out, outcome.status, outcome.error)
+    except Exception as e:  # the notebook as papermill wrote it is still whole: the stage's result stands
+        print(f"warning: could not write the summary cell of {out}: {type(e).__name__}: {e}", file=sys.stderr)
+    return outcome
+
+
+def execute(template: Path, out: Path, parameters: dict, cwd: Path, log_output: bool = False) -> Outcome:
     import papermill as pm
 
     state = forward_signals_to_kernel()

@@ -16,10 +16,11 @@ from ..core.device import resolve_device
 from ..data import loader_augment
 from ..distributed import launch, world
 from ..evaluate.monitor import knn_monitor
-from ..models.checkpoint import save_encoder
+from ..models.checkpoint import kept_encoder, save_encoder
 from ..models.encoders import create_encoder
 from ..spec import STAGES
 from ..tasks import get_task
+from ..train.collapse import collapse_scraps
 from ..train.loop import fit
 from ..train.settings import FitSettings
 from ..train.tracking import make_tracker
@@ -33,6 +34,8 @@ def build_pretext(cfg: dict):
         task.view_size = cfg["size"]  # views at SIZE, cut from the whole stored image
         views = {**loader_augment.DEFAULTS, **cfg}  # a run recorded before views took them: the defaults
         task.view_flip_p, task.view_rotations = views["flip_p"], tuple(views["rotations"])
+    if "bs" in cfg and "epochs" in cfg:  # sizes that follow the run (SwAV's prototypes)
+        task.fit_to_run(batch_size=int(cfg["bs"]), epochs=int(cfg["epochs"]))
     return task, task.build_model(create_encoder(cfg["arch"], cfg["size"]))
 
 
@@ -72,12 +75,13 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
     knn_init = monitor(model.to(device), 0)["knn_acc"] if monitor is not None else None
     tracker.log_params(cfg)
     try:  # end() writes the offline archive, also after an interruption
-        settings = FitSettings.of(cfg, device=device, checkpoint_dir=run_dir / "checkpoints" / "pretrain")
+        settings = FitSettings.of(cfg, device=device, checkpoint_dir=run_dir / "checkpoints" / "pretrain",
+                                  grad_clip=getattr(task, "grad_clip", None))  # DINO clips; other tasks do not
         history = fit(model, task, train, val, settings, tracker=tracker, epoch_metrics=monitor)
     finally:
         tracker.end()
     if lead:
-        save_encoder(model.encoder, run_dir / "encoder.pt", safetensors_copy=True)  # both load into timm as they are
+        save_encoder(kept_encoder(model), run_dir / "encoder.pt", safetensors_copy=True)  # both load into timm as they are
         atomic.torch_save(model.state_dict(), run_dir / "pretext_model.pt")
         if not world.in_torchrun():
             record_world(run_dir, "pretrain", world.current().record(bs))
@@ -102,6 +106,7 @@ def pretrain_scraps(cfg: dict, result: dict) -> dict:
         "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
         "pretext_val_set": result.get("pretext_val_set"),  # which images measured the pretext task
     }
+    scraps.update(collapse_scraps(result["history"]))
     if result["knn_acc"] is not None:  # no classes, or knn_every 0: nothing to glue
         scraps.update(pretrain_knn_acc=result["knn_acc"], pretrain_knn_init=result["knn_acc_init"])
     return scraps

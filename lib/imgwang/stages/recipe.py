@@ -6,6 +6,11 @@ The entry is KeremTurgutlu/self_supervised, examples/swav_iwang_128-new.ipynb (f
 
   - xresnet34 is not a timm model; resnet34d is the same ResNet-D design (3-conv stem 32-32-64, average-pool
     shortcut on strided blocks, last BN of each block zero-initialised), built by timm.
+  - SwAV head as the entry's: fastai's concatenated average + max pooling (`pool` catavgmax: 1,024 features from
+    resnet34d's 512, as xresnet34's), a 256-wide hidden layer (`hidden_dim`; SwAV's 2,048), 128-d projections,
+    3,000 prototypes, epsilon 0.05, no queue and no prototype freezing (`freeze_prototypes_iters` 0), all set
+    explicitly: the task's own small-batch defaults (epsilon 0.03, sized queue and prototypes, frozen first
+    epoch) do not apply.
   - SwAV colour: jitter 0.6 with p 0.3, grayscale p 0.3, no blur, as the entry; its rotation (+-10 deg, p 0.3)
     is not in our augmentation. The entry also resized every image by RandomResizedCrop(160, 0.9-1) before
     cutting its views; ours cuts the views from the stored image (160 px) directly.
@@ -31,7 +36,8 @@ PRETRAIN = {
     "task": "swav", "epochs": 100, "bs": 128, "lr": 1e-2,
     "params": {"optimizer": "adamw", "schedule": "flat_cos", "flat_frac": 0.5, "weight_decay": 1e-2,
                "pretrain_on_val": True},
-    "task_params": {"n_prototypes": 3000, "proj_dim": 128, "temperature": 0.1, "epsilon": 0.05,
+    "task_params": {"n_prototypes": 3000, "proj_dim": 128, "hidden_dim": 256, "pool": "catavgmax",
+                    "freeze_prototypes_iters": 0, "queue_size": 0, "temperature": 0.1, "epsilon": 0.05,
                     "sinkhorn_iterations": 3, "n_small_crops": 6, "small_fraction": 0.75, "min_scale": 0.25,
                     "max_scale": 1.0, "small_min_scale": 0.2, "small_max_scale": 0.35,
                     "jitter": 0.6, "jitter_p": 0.3, "gray_p": 0.3, "blur_p": 0.0},

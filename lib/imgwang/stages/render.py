@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..spec import STAGES, MakeVar, make_vars
+from ..spec import STAGES, SWEEP_VARS, MakeVar, make_vars
 
 CELL_HEADER = "# Parameters (papermill injects new values below this cell)"
 
@@ -66,6 +66,7 @@ def help_text() -> str:
         where = f" [{', '.join(stages)}]" if stages and len(stages) < len(STAGES) else ""
         lines.append(f"  {var.name:<10}{var.doc}{_data_defaults(var)}{_inherited_by(var)}{where}")
     lines.append('  P        further notebook or task parameters, e.g. P="-p pct_pos 0.7 -p patch_frac 0.3"')
+    lines += [f"  {var.name:<10}{var.doc}" for var in SWEEP_VARS]
     try:  # the tasks need torch: listed when the venv exists
         from ..tasks import task_names
 

@@ -1,5 +1,5 @@
-"""Stage 4: where does the model still fail? Confident mistakes, unsure successes, worst classes, and
-the pretext task's own worst examples traced back to their source images."""
+"""Stage 4: where does the model still fail? Confident mistakes, unsure successes (with where the classifier
+looked: Grad-CAM), worst classes, and the pretext task's own worst examples traced back to their source images."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from ..core.device import resolve_device
 from ..core.errors import ImgwangError
+from ..evaluate.gradcam import cams_for
 from ..evaluate.metrics import per_class_accuracy
 from ..evaluate.review import least_confident_correct, pretext_mistakes, top_mistakes, worst_classes
 from ..runs import recorded_config
@@ -42,6 +43,7 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None = None) -> di
         "n_val_mistakes": int((probs.argmax(1) != labels).sum()), "pretext": None,
         "split": preds.get("split", "val"),  # the scoring set evaluate predicted (files from before: val)
     }
+    result["cams"] = where_it_looked(cfg, run_dir, sd, names, mistakes, unsure)
     model_file = run_dir / "pretext_model.pt"
     if pretrain_cfg is not None and model_file.exists():
         device = resolve_device(cfg["device"])
@@ -57,6 +59,20 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None = None) -> di
                              "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}
     result["wall_s"] = time.time() - start
     return result
+
+
+N_CAMS = 8  # columns of a Grad-CAM figure: enough to see a pattern, few enough to read
+
+
+def where_it_looked(cfg: dict, run_dir: Path, sd, names: list[str], mistakes: list[dict], unsure: list[dict]) -> dict:
+    """Grad-CAM of the classifier whose predictions evaluate saved (classifier.pt, the last repeat's) over the most
+    confident mistakes and the least confident correct predictions."""
+    from .evaluate import load_classifier
+
+    device = resolve_device(cfg["device"])
+    model = load_classifier(run_dir, cfg["arch"], len(names))
+    return {"mistakes": cams_for(model, sd, mistakes[:N_CAMS], device, cfg["bs"]),
+            "unsure": cams_for(model, sd, unsure[:N_CAMS], device, cfg["bs"])}
 
 
 def review_scraps(cfg: dict, result: dict) -> dict:

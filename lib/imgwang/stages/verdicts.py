@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluate.stats import ALPHA, holm, pooled_std, runs_needed, sample_std, welch
+from ..evaluate.stats import ALPHA, holm, holm_levels, pooled_std, runs_needed, sample_std, welch
 
 # Transfer parameters that do not change what is measured: where and how a run ran, not how it fine-tuned.
 IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "resume", "from_version", "threads",
@@ -122,14 +122,21 @@ def judge(entries: list[Entry]) -> None:
         if not alike:
             entry.stats = {"verdict": no_baseline(entry, baselines)}
             continue
-        base = alike[-1]  # the newest
+        # a sweep's points meet the sweep's own baseline (so Holm runs across the sweep's points), others the newest
+        own = [b for b in alike if entry.first.get("sweep") and b.first.get("sweep") == entry.first.get("sweep")]
+        base = (own or alike)[-1]
         entry.stats = {"baseline": base.name, **welch(entry.values, base.values)}
         by_baseline.setdefault(base.name, []).append(entry)
     for group in by_baseline.values():
         tested = sum(not math.isnan(e.stats["p_value"]) for e in group)
-        for entry, p in zip(group, holm([e.stats["p_value"] for e in group])):
+        p_values = [e.stats["p_value"] for e in group]
+        for entry, p, level in zip(group, holm(p_values), holm_levels(p_values)):
+            base = next(b for b in baselines if b.name == entry.stats["baseline"])
             entry.stats["p_holm"] = p
-            entry.stats["verdict"] = verdict(entry, next(b for b in baselines if b.name == entry.stats["baseline"]), tested)
+            if not math.isnan(level):  # the CI Holm's decision speaks for (the 95% one stays in ci_low/ci_high)
+                ci = welch(entry.values, base.values, confidence=level)
+                entry.stats.update(ci_level_holm=level, ci_low_holm=ci["ci_low"], ci_high_holm=ci["ci_high"])
+            entry.stats["verdict"] = verdict(entry, base, tested)
 
 
 def no_baseline(entry: Entry, baselines: list[Entry]) -> str:
@@ -141,19 +148,29 @@ def no_baseline(entry: Entry, baselines: list[Entry]) -> str:
 
 
 def verdict(entry: Entry, base: Entry, n_tested: int) -> str:
-    """'+3.44 points, 95% CI -1.20 to +8.00, p = 0.13: not told apart from noise' and what it speaks for."""
+    """'+3.44 points, 95% CI -1.20 to +8.00, p = 0.13: not told apart from noise' and what it speaks for.
+
+    With several comparisons against one baseline the words follow Holm's adjusted p, and so does the first
+    CI: its level is that of the Holm step that decided the comparison (stats.holm_levels), so it excludes 0
+    exactly when the words say "beyond noise"; the unadjusted 95% CI and p follow, named as such."""
     s = entry.stats
     head = f"{entry.describe()} vs {base.name} {base.describe()}: {100 * s['diff']:+.2f} points"
     if math.isnan(s["p_value"]):
         return f"{head}; {too_few(entry, base)}"
     p = s["p_holm"] if n_tested > 1 else s["p_value"]
-    holm_text = f", Holm over {n_tested} comparisons with {base.name}: {p_text(p)}" if n_tested > 1 else ""
     if p < ALPHA:
         words = "a gain beyond noise" if s["diff"] > 0 else "a loss beyond noise"
     else:
         words = "not told apart from noise"
-    return (f"{head}, 95% CI {100 * s['ci_low']:+.2f} to {100 * s['ci_high']:+.2f}, {p_text(s['p_value'])}{holm_text}: "
-            f"{words}; {scope(entry)}")
+    ci95 = f"{100 * s['ci_low']:+.2f} to {100 * s['ci_high']:+.2f}"
+    if n_tested > 1:
+        level = f"{100 * s['ci_level_holm']:.2f}".rstrip("0").rstrip(".")
+        stats_text = (f"Holm-adjusted {level}% CI {100 * s['ci_low_holm']:+.2f} to {100 * s['ci_high_holm']:+.2f} and "
+                      f"{p_text(p)} over {n_tested} comparisons with {base.name} (unadjusted: 95% CI {ci95}, "
+                      f"{p_text(s['p_value'])})")
+    else:
+        stats_text = f"95% CI {ci95}, {p_text(s['p_value'])}"
+    return f"{head}, {stats_text}: {words}; {scope(entry)}"
 
 
 def scope(entry: Entry) -> str:

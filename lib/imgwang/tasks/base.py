@@ -58,6 +58,10 @@ class Task:
     def metric(self, outputs, targets) -> torch.Tensor:
         raise NotImplementedError
 
+    def fit_to_run(self, *, batch_size: int, epochs: int) -> None:
+        """Size what follows the run (SwAV's queue and prototypes) before build_model; most tasks need nothing.
+        An embedding method also defines `embeddings(outputs)` -> (B, d): what the collapse monitor measures."""
+
     # --- training hooks (host-side, never waiting on the device) --------------------------------
     # `step` counts from 0 over the whole run, so a resumed run follows the same schedules.
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:

@@ -13,6 +13,10 @@ Views, each cropped once from the whole image (data/views.py), BYOL's Table 6: r
 0.1-2, kernel 10 % of the side; BYOL: 23 px at 224) with p 1.0 on view 1 and 0.1 on view 2, solarization
 p 0.2 on view 2 only.
 
+The saved encoder (`encoder.pt`, what transfer and evaluate use) is the online one, as BYOL's paper (section 3.1:
+"At the end of training, we only keep the encoder f_theta", theta the online weights); DINO, by contrast,
+evaluates its teacher (tasks/dino.py).
+
 Where we differ: no LARS or BYOL's own weight-decay and learning-rate schedule (the stage's optimizer);
 the target's BatchNorm statistics are its own batch statistics, not averaged (as in BYOL).
 
@@ -109,6 +113,9 @@ class BYOL(ViewTask):
     def metric(self, outputs, targets):
         (p0, p1), (t0, t1), _ = outputs
         return 0.5 * (prediction_accuracy(p0, t1) + prediction_accuracy(p1, t0))
+
+    def embeddings(self, outputs):
+        return outputs[2][0]  # the online projection z of the first view (SimSiam measures its z)
 
 
 def prediction_accuracy(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -15,24 +15,27 @@ DINO_COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)  # DIN
 
 
 class ViewTask(MakesViews, Task):
-    """make_batch -> (views, batch rows, sources); `chance` follows the batch size (pair accuracy by default)."""
+    """make_batch -> (views, batch rows, sources); `chance` follows the largest batch made (pair accuracy by
+    default): the configured batch, whatever size the loader's last batch has."""
 
     metric_name = "pair_accuracy"
     chance = float("nan")  # known once a batch size is seen
     needs_two = ""  # why the task needs two images in a batch, for the error
+    largest_batch = 0  # global rows of the largest batch made: the configured batch, not a short last one
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):
         b = images.shape[0]
         if b < 2:
             raise ConfigError(f"{self.name} needs a batch of at least 2 images ({self.needs_two})")
         views = self.make_views(images, generator)
-        self.chance = self.chance_at(b)
+        self.largest_batch = max(self.largest_batch, global_rows(b))
+        self.chance = self.chance_at(self.largest_batch)
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 
     def chance_at(self, b: int) -> float:
-        """Pair accuracy's: a model that learned nothing picks one of the other 2B - 1 views (of every rank)."""
-        return 1.0 / (2 * global_rows(b) - 1)
+        """Pair accuracy's for a global batch of b: a model that learned nothing picks one of the other 2b - 1 views."""
+        return 1.0 / (2 * b - 1)
 
 
 def check_colour(task: str, jitter: float, jitter_p: float, gray_p: float, blur_p: float) -> None:

@@ -18,7 +18,7 @@ NT-Xent (models/losses.py, checked against lightly's).
 
 Metric "pair_accuracy": for each of the 2B views, is its nearest other view (cosine similarity) its
 partner? A model that learned nothing picks one of the 2B - 1 others at random, so the chance level is
-1 / (2B - 1) for the batch size B last seen (`chance` updates with every make_batch).
+1 / (2B - 1), B the largest batch made (the configured one; `chance` updates with every make_batch).
 """
 
 from __future__ import annotations
@@ -78,3 +78,6 @@ class SimCLR(ViewTask):
 
     def metric(self, outputs, targets):
         return pair_accuracy(outputs[0], outputs[1])
+
+    def embeddings(self, outputs):
+        return outputs[0]  # the first view's projection z, where NT-Xent acts

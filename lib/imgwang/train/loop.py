@@ -35,7 +35,9 @@ from ..core.progress import text_bar
 from ..core.threads import refresh_share
 from ..distributed import ddp, gather, stop, world
 from .checkpointing import FORMAT, load_checkpoint, load_model_state, rng_state, set_rng_state
+from .collapse import collapse_warning, embedding_std
 from .early_stop import EarlyStop, Monitor
+from .freeze import norm_params, set_frozen
 from .grad_stats import GradStats
 from .plots import plot_grad_stats
 from .settings import FitSettings
@@ -64,6 +66,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
     model = ddp.prepare_model(model, s.device)
     lead = world.is_rank_zero()  # monitors (kNN), writes checkpoints and prints
     trainable_encoder = [p for p in getattr(model, "encoder", torch.nn.Module()).parameters() if p.requires_grad]
+    encoder_norms = norm_params(getattr(model, "encoder", torch.nn.Module()))
     step = TrainStep(model, objective, s, epochs * steps, steps)
     device, opt, sched, scaler = step.device, step.opt, step.sched, step.scaler
     default_monitor = ("val_loss" if val_loader is not None else "train_loss", "min")
@@ -90,8 +93,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
         for epoch in range(first, first if stopped else epochs):
             refresh_share(epoch + 1)  # this stage's share of the CPU cores, if other stages started or ended
             frozen = epoch < s.freeze_epochs
-            for p in trainable_encoder:
-                p.requires_grad_(not frozen)
+            set_frozen(trainable_encoder, frozen, keep=encoder_norms)  # norm layers train on, as fastai's train_bn
             if step.net is model or frozen != runner.net_frozen:  # DDP tracks the parameters trainable when built
                 step.net, runner.net_frozen = ddp.wrap(model, device), frozen
             grads = GradStats(model) if s.grad_stats else None
@@ -99,10 +101,11 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             set_epoch(train_loader, epoch)
             call_hook(objective, "on_epoch_start", model, epoch, epochs)
             gen = seeded_generator(device, derive_seed(seed, "train", epoch, *ddp.rank_seed_parts()))
-            train = runner.run(train_loader, gen, guard, epoch, train=True, frozen=frozen, grads=grads,
+            train = runner.run(train_loader, gen, guard, epoch, train=True, grads=grads,
                              desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             train_s = time.perf_counter() - t0
             row = {"epoch": epoch + 1, **prefixed("train", train, objective.metric_name)}
+            row.update({k: train[k] for k in ("embedding_std", "embedding_dim") if k in train})  # collapse monitor
             if val_loader is not None:  # every rank, the whole val set: what one process measures, and a loss's own
                 set_epoch(val_loader, 0)  # collectives (a DINO centre) meet on every rank
                 gen = seeded_generator(device, derive_seed(seed, "val"))
@@ -125,6 +128,8 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             if ckpt is not None and lead:
                 save(ckpt, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best)
             log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop)
+            if lead and collapse_warning(row):
+                print(collapse_warning(row), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(row)
             guard.epoch_completed = epoch + 1
@@ -141,13 +146,13 @@ class EpochRunner:
         self.step = step
         self.net_frozen = False  # whether step.net (DDP) was built around a frozen encoder
 
-    def run(self, loader, gen, guard, epoch, *, train, frozen=False, grads=None, desc="", progress=True) -> dict:
+    def run(self, loader, gen, guard, epoch, *, train, grads=None, desc="", progress=True) -> dict:
         step, model, objective = self.step, self.step.model, self.step.objective
-        model.train(train)
-        if frozen:
-            model.encoder.eval()  # frozen encoder: BN statistics stay as they are too
+        model.train(train)  # a frozen encoder too: its BatchNorm statistics keep following the data (train.freeze)
         device = gen.device
-        sums = torch.zeros(2, device=device)  # loss * n, metric * n: summed on the device, no sync per step
+        embed = getattr(objective, "embeddings", None) if train else None  # the collapse monitor's input
+        sums = torch.zeros(3, device=device)  # loss, metric, embedding std, each * n: on the device, no sync per step
+        dim = 0
         norm_sum, n_steps, images = torch.zeros((), device=device), 0, 0
         refresh = max(1, len(loader) // 10)
         step0 = epoch * len(loader)  # global step of the epoch's first batch: the objective's schedules follow it
@@ -167,8 +172,12 @@ class EpochRunner:
                     outputs, loss = step.forward(inputs, targets)
                 with torch.no_grad():
                     metric = objective.metric(outputs, targets)
+                    spread = torch.zeros((), device=device)
+                    if embed is not None:
+                        z = embed(outputs)
+                        spread, dim = embedding_std(z), z.shape[1]
                 n = len(batch)
-                sums += torch.stack([loss.detach().float(), metric.detach().float()]) * n
+                sums += torch.stack([loss.detach().float(), metric.detach().float(), spread.to(device)]) * n
                 n_steps, images = n_steps + 1, images + n
                 if bars and (i + 1) % refresh == 0:
                     s = sums.tolist()
@@ -178,10 +187,12 @@ class EpochRunner:
                                "(fewer images than one batch with drop_last?)")
         if train and world.is_distributed():  # the epoch's numbers over the global batch
             totals = world.all_reduce_sum(torch.cat([sums, torch.tensor([float(images)], device=device)]))
-            sums, images = totals[:2], int(totals[2].item())
-        loss_sum, metric_sum = sums.tolist()
+            sums, images = totals[:3], int(totals[3].item())
+        loss_sum, metric_sum, spread_sum = sums.tolist()
         out = {"loss": loss_sum / images, "metric": metric_sum / images, "images": images,
                "lrs": step.lrs if train else {}}
+        if embed is not None:
+            out.update(embedding_std=spread_sum / images, embedding_dim=dim)
         if train and step.grad_clip is not None:
             out["grad_norm"] = norm_sum.item() / n_steps
         return out
@@ -289,7 +300,7 @@ def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early
     if "grad_stats" in row:
         tracker.log_figure(f"grad_stats_epoch_{row['epoch']}", plot_grad_stats(row["grad_stats"]))
     parts = [f"epoch {row['epoch']}/{epochs}"]
-    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}", "knn_acc"):
+    for key in ("train_loss", f"train_{metric_name}", "val_loss", f"val_{metric_name}", "knn_acc", "embedding_std"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]

@@ -94,3 +94,25 @@ def plot_grad_stats(stats: dict[str, dict[str, float]], title: str = "gradient |
     ax.set_ylabel("mean |grad| (red = zero: dead layer)")
     ax.set_title(title)
     return fig
+
+
+def plot_embedding_std(history: list[dict]):
+    """The collapse monitor (train/collapse.py): embedding_std per epoch against the healthy 1/sqrt(d) and the
+    warning floor. None when the history has none (a task without embeddings)."""
+    from .collapse import FLOOR_FRACTION, embedding_std_floor
+
+    rows = [h for h in history if "embedding_std" in h]
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt
+
+    dim = rows[-1]["embedding_dim"]
+    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+    ax.plot(*_series(rows, "embedding_std"), marker="o", label="embedding_std (training batches)")
+    ax.axhline(dim ** -0.5, ls="--", color="tab:green", label=f"healthy: 1/sqrt({dim})")
+    ax.axhline(embedding_std_floor(dim), ls=":", color="tab:red", label=f"collapse floor: {FLOOR_FRACTION}/sqrt({dim})")
+    ax.set_ylim(bottom=0)
+    epoch_axis(ax)
+    ax.set_ylabel("std of normalised embeddings")
+    ax.legend(fontsize=8)
+    return fig

@@ -25,11 +25,11 @@ class FitSettings:
     device: str | torch.device  # "cpu", "cuda", "auto" or a torch.device
     weight_decay: float = field(default=0.05, metadata=SHAPES)  # of kernels; none on biases and norms
     optimizer: str = field(default="adamw", metadata=SHAPES)  # imgwang.train.optim: adamw, adam, sgd, ranger
-    schedule: str = field(default="onecycle", metadata=SHAPES)  # imgwang.train.schedule: onecycle, cosine, flat_cos, ...
+    schedule: str = field(default="onecycle", metadata=SHAPES)  # imgwang.train.schedule: onecycle, cosine, flat_cos, constant
     warmup_frac: float = field(default=0.1, metadata=SHAPES)  # share of the steps that warm up (onecycle, cosine)
     flat_frac: float = field(default=0.75, metadata=SHAPES)  # share of the steps held flat before the cosine (flat_cos)
     head_lr_mult: float = field(default=1.0, metadata=SHAPES)  # everything but `.encoder` trains at lr * head_lr_mult
-    freeze_epochs: int = field(default=0, metadata=SHAPES)  # first epochs with the encoder frozen (weights, BN statistics)
+    freeze_epochs: int = field(default=0, metadata=SHAPES)  # first epochs: encoder frozen but its norm layers (fastai; train.freeze)
     grad_clip: float | None = field(default=None, metadata=SHAPES)  # max global gradient norm (the epoch's mean norm is then recorded)
     amp: str | bool = "auto"  # autocast: auto (bf16 on CUDA if supported, else fp16; off on CPU), off, bf16, fp16
     channels_last: str | bool = "auto"  # NHWC memory format (auto: on CUDA)
