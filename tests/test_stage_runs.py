@@ -89,7 +89,7 @@ def alive(process: psutil.Process) -> bool:
 
 
 def test_a_killed_stage_refuses_company_then_resumes_with_its_recorded_settings(lab_env, tmp_path, capsys, held_here):
-    """SIGKILL (as the OOM killer sends) to a running stage; the README's `make pretrain VERSION=v1 RESUME=1`."""
+    """SIGKILL (as the OOM killer sends) to a running stage; docs/reliability.md's `make pretrain VERSION=v1 RESUME=1`."""
     runs_dir = tmp_path / "runs"
     # held_rotation's epoch 2 waits (for a signal that does not come): the stage is surely running when killed
     args = ["pretrain", "--version", "v1", *TINY, "--task", "held_rotation", "--epochs", "2", "--bs", "16"]

@@ -8,7 +8,7 @@ own views), as the researcher chooses it.
 The defaults are the Imagewang leaderboard recipe, fastai's train_imagenette.py and its Imagewang
 fine-tuning loader: RandomResizedCrop(size, min_scale=0.35) + FlipItem(0.5), no rotation. They suit
 photographs. For digits, text, many medical or satellite images a flip or a tight crop changes what an
-image shows: see the README, "Choosing augmentations for non-photographic data".
+image shows: see docs/augmentations.md.
 
 Rotations by multiples of 90 degrees are exact (no resampling, no corners to fill) and cheap: together
 with flips they are the symmetries of a square, the usual augmentation for overhead and microscopy images.
