@@ -15,7 +15,7 @@ STAGE_ARGS = $(foreach v,$(STAGE_VARS),$(if $($(v)),"$(v)=$($(v))")) $(P)
 
 export HF_HUB_OFFLINE := 1
 
-# `make sweep` takes the stage variables and its own (declared in spec.py's SWEEP_VARS).
+# `make sweep` takes the stage variables and its own (declared in lib/imgwang/spec/__init__.py's SWEEP_VARS).
 SWEEP_VARS := SWEEP JOBS DRY POINT
 
 LEADERBOARD_VARS := SIZE VERSION DATA DEVICE SEED COMET PRETRAIN_EPOCHS FT_EPOCHS RUNS DRY

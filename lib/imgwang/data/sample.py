@@ -8,7 +8,7 @@ of the class:
 - the object's hue and saturation (any colour), brightness, position (anywhere it fits), scale (about 2x
   range) and a small rotation (within +-15 degrees; objects stay upright);
 - the background: a gradient between two colours of any hue, with a low-frequency texture;
-- 2 to 4 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
+- 1 to 3 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
   place and angle), which are never arranged as a class object;
 - lighting from above (the top of the image brighter) and sensor noise.
 So no low-level statistic names the class: mean colour, the hue histogram and where the mass of the image

@@ -314,7 +314,7 @@ class Scraps(dict):
 
     def _declared(self, name: str) -> str:
         if name not in STAGES[self.stage].scraps and not name.startswith("_"):
-            raise KeyError(f"{self.stage} glues no scrap {name!r}: see imgwang/stages/spec.py")
+            raise KeyError(f"{self.stage} glues no scrap {name!r}: see imgwang/spec/__init__.py")
         return name
 
     def get(self, name, default=None):

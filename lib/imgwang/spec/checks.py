@@ -1,6 +1,6 @@
 """Checks of single parameter values: each returns the value as its type, or raises ConfigError with one line.
 
-A stage parameter names its check in the stage spec (stages/spec.py); messages use the upper-case name, as
+A stage parameter names its check in the stage spec (spec/__init__.py); messages use the upper-case name, as
 the Make variable is spelled.
 """
 

@@ -1,7 +1,7 @@
 """A stage's plan: its configuration (resolved once, stages/resolve.py), checked against the machine and the run
 folders before compute starts, and the first writes into its run folder.
 
-What a stage takes, inherits, needs and writes is declared in stages/spec.py. Later stages inherit what they
+What a stage takes, inherits, needs and writes is declared in spec/__init__.py. Later stages inherit what they
 must agree on from the version's earlier stages (run.json): transfer takes the architecture of the encoder it
 loads, evaluate and review take the transfer's data, size and architecture. A value given on the command
 line always wins; a contradiction is an error.

@@ -16,7 +16,7 @@ share of the cores, imgwang.core.threads). RESUME=1 skips finished units and con
 RESUME=1`). POINT=i runs unit i alone (of DRY=1's list): one task of a job array on shared storage.
 
 Swept names are checked before anything runs: TASK's parameters (imgwang.tasks), or pretraining's own
-parameters (stages/spec.py) and EPOCHS / LR / BS (which a pipeline gives pretraining); a parameter that also
+parameters (spec/__init__.py) and EPOCHS / LR / BS (which a pipeline gives pretraining); a parameter that also
 sets fine-tuning is refused, since the shared baseline must be fine-tuned alike. Each value is checked as the
 stage would (type, range, and the task built with it).
 """

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 22's check that the published methods learn on the sample: for each method, 30 epochs of pretraining
+# (tinyconv, 64 px), one fine-tuning epoch, then evaluate; prints evaluate's kNN of the pretrained encoder beside
+# the raw-pixel and random-init kNN, the last training loss and the collapse monitor. Two methods at a time.
+#   bash bin/methods_table.sh [prefix] [methods...]      e.g. bash bin/methods_table.sh m30 simclr swav dino byol
+set -euo pipefail
+prefix=${1:-m30}; shift || true
+methods=("$@"); [ ${#methods[@]} -eq 0 ] && methods=(simclr swav dino byol)
+one() {
+  local t=$1 v="$prefix-$1"
+  make -s pretrain DATA=sample TASK="$t" EPOCHS=${EPOCHS:-30} ARCH=tinyconv SIZE=64 VERSION="$v" THREADS=1 COMET=off
+  make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off
+  make -s evaluate VERSION="$v" THREADS=1 COMET=off
+}
+for ((i = 0; i < ${#methods[@]}; i += 2)); do
+  pids=()
+  for t in "${methods[@]:i:2}"; do one "$t" > "runs/$prefix-$t.log" 2>&1 & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || echo "a run failed: see runs/$prefix-*.log"; done
+done
+.venv/bin/python - "$prefix" "${methods[@]}" <<'PY'
+import math, sys
+import scrapbook as sb
+prefix, methods = sys.argv[1], sys.argv[2:]
+print(f"{'method':8} {'knn_acc':>8} {'pixels':>8} {'random':>8} {'margin':>8} {'loss':>8} {'ln K':>6} {'emb_std':>8} {'floor':>7}")
+for t in methods:
+    try:
+        pre = sb.read_notebook(f"runs/{prefix}-{t}/01-pretrain.ipynb").scraps.data_dict
+        ev = sb.read_notebook(f"runs/{prefix}-{t}/03-evaluate.ipynb").scraps.data_dict
+    except Exception as e:  # a run that failed: say so and go on
+        print(f"{t:8} missing ({e})"); continue
+    knn, px, rnd = (float(ev[k]) for k in ("knn_acc", "knn_acc_pixels", "knn_acc_random"))
+    hist = pre.get("pretrain_history") or []
+    loss = float(hist[-1]["train_loss"]) if hist else float("nan")
+    cfg = pre.get("config", {})
+    k = (cfg.get("task_params") or {}).get("n_prototypes") or (min(3000, 16 * int(cfg["bs"])) if t == "swav" else None)
+    lnk = f"{math.log(k):.3f}" if k else ""
+    print(f"{t:8} {knn:8.4f} {px:8.4f} {rnd:8.4f} {knn - max(px, rnd):+8.4f} {loss:8.3f} {lnk:>6} "
+          f"{float(pre.get('embedding_std', 'nan')):8.4f} {float(pre.get('embedding_std_floor', 'nan')):7.4f}")
+PY
