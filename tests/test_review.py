@@ -193,6 +193,7 @@ def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_p
     probs = torch.softmax(torch.randn(n, 20, generator=torch.Generator().manual_seed(0)), 1)
     torch.save({"probs": probs, "labels": torch.from_numpy(sd.val_labels), "rows": torch.from_numpy(sd.val_rows),
                 "class_names": [f"c{i}" for i in range(20)]}, tmp_path / "predictions.pt")
+    untrained_classifier(tmp_path)  # what Grad-CAM looks through
 
     result = run_review(review_cfg, tmp_path, pretrain_cfg)
     pretext = result["pretext"]
@@ -201,6 +202,13 @@ def test_review_stage_shows_pretext_mistakes_at_the_pretrain_size(lab_env, tmp_p
     assert all(x.shape[-2:] == (24, 24) for m in pretext["mistakes"] for x in m["inputs"])
     assert all(m["row"] in set(sd.val_rows.tolist()) for m in result["mistakes"])
     assert result["split"] == "val"  # a predictions file without its split: val, the only one before SPLIT
+
+
+def untrained_classifier(run_dir, n_classes: int = 20) -> None:
+    """The classifier.pt a transfer leaves (review's Grad-CAM looks through it), untrained."""
+    from imgwang.stages.transfer import build_classifier
+
+    torch.save(build_classifier("tinyconv", n_classes, None).state_dict(), run_dir / "classifier.pt")
 
 
 def test_review_names_the_split_evaluate_scored(lab_env, tmp_path):
@@ -215,6 +223,7 @@ def test_review_names_the_split_evaluate_scored(lab_env, tmp_path):
     probs = torch.softmax(torch.randn(len(rows), 20, generator=torch.Generator().manual_seed(0)), 1)
     save_predictions(tmp_path, sd, probs, torch.as_tensor(labels), torch.as_tensor(rows), [f"c{i}" for i in range(20)], "dev")
     assert load_predictions(tmp_path)["split"] == "dev"
+    untrained_classifier(tmp_path)
     cfg = resolve("review", dict(data="sample", arch="tinyconv", device="cpu", seed=0, size=24, bs=16, n_show=4))
     assert run_review(cfg, tmp_path)["split"] == "dev"
 

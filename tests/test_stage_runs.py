@@ -11,6 +11,7 @@ import scrapbook as sb
 import stage  # bin/stage.py
 
 from conftest import REPO, held_env, stage_cmd, stage_here, stages_of, wait_until
+from imgwang.stages import driver
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off",
         "-p", "knn_every", "0", "--task", "rotation"]
@@ -144,7 +145,7 @@ def test_force_on_pretrain_moves_later_stages_aside_and_marks_them_stale(lab_env
     runs_dir = tmp_path / "runs"
     fake_finished_version(runs_dir / "v1")
     planned = []
-    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or plan.prepare_run_dir() or 0)
+    monkeypatch.setattr(driver, "execute", lambda plan, repo: planned.append(plan) or plan.prepare_run_dir() or 0)
     assert stage.main(["pretrain", "--version", "v1", "--force", "1", *TINY, "--runs-dir", str(runs_dir)]) == 0
     run = runs_dir / "v1"
     recorded = stages_of(run)
@@ -171,7 +172,7 @@ def test_pipeline_resume_continues_at_the_first_unfinished_stage(lab_env, tmp_pa
     transfer_config = stages_of(run)["transfer"]["config"]
     runs.update_run_json(run, lambda info: [info["stages"].pop(s) for s in ("evaluate", "review")])
     planned = []
-    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or 0)
+    monkeypatch.setattr(driver, "execute", lambda plan, repo: planned.append(plan) or 0)
     assert stage.main(["pipeline", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0  # the newest version
     assert [(p.stage, p.version, p.resume) for p in planned] == [
         ("transfer", "v1", True), ("evaluate", "v1", False), ("review", "v1", False)]
@@ -212,6 +213,6 @@ def test_a_kernel_killed_for_memory_is_interrupted_with_a_resume_hint(lab_env, t
     assert len(err) == 1 and "pretrain interrupted (kernel died)" in err[0] and "RESUME=1 VERSION=v1" in err[0]
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted (kernel died)"
     planned = []
-    monkeypatch.setattr(stage, "execute", lambda plan: planned.append(plan) or 0)
+    monkeypatch.setattr(driver, "execute", lambda plan, repo: planned.append(plan) or 0)
     assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0
     assert planned[0].resume and planned[0].parameters["size"] == 32

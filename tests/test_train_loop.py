@@ -9,7 +9,9 @@ from torch import nn
 
 from imgwang.core.errors import ConfigError, ImgwangError
 from imgwang.data.batch import Batch
-from imgwang.train import EarlyStop, FitSettings, fit, load_checkpoint, make_optimizer, make_scheduler, param_groups, plot_grad_stats
+from imgwang.spec.checks import optimizer_name
+from imgwang.stages.resolve import resolve
+from imgwang.train import EarlyStop, FitSettings, fit, load_checkpoint, make_scheduler, param_groups, plot_grad_stats
 
 # --- a tiny in-memory world (also used by test_train_resume.py and test_tracking.py) ------------------
 
@@ -254,7 +256,7 @@ def test_schedules_peak_at_the_group_lr():
     with pytest.raises(ConfigError):
         make_scheduler(opt, "linear", total_steps=10)
     with pytest.raises(ConfigError):
-        make_optimizer(TinyNet(), "lion", 1e-3, 0.0)
+        optimizer_name("optimizer", "lion")  # the one check of the name (the spec's), before any stage builds one
 
 
 def test_best_and_last_checkpoints(tmp_path):
@@ -272,8 +274,8 @@ def test_best_and_last_checkpoints(tmp_path):
 
 def test_bad_arguments_fail_before_training(tmp_path):
     model, obj, train, val = make_world()
-    with pytest.raises(ConfigError, match="optimizer"):
-        quick_fit(model, obj, train, val, optimizer="lion")
+    with pytest.raises(ConfigError, match="optimizer=.lion"):  # a stage refuses it while resolving, before fit
+        resolve("pretrain", {"data": "sample", "arch": "tinyconv", "device": "cpu", "optimizer": "lion"})
     with pytest.raises(ConfigError, match="cannot monitor"):
         quick_fit(model, obj, train, val, early_stop=EarlyStop(metric="val_acc"))
     with pytest.raises(ConfigError, match="checkpoint_dir"):

@@ -70,7 +70,7 @@ def where_it_looked(cfg: dict, run_dir: Path, sd, names: list[str], mistakes: li
     from .evaluate import load_classifier
 
     device = resolve_device(cfg["device"])
-    model = load_classifier(run_dir, cfg["arch"], len(names))
+    model = load_classifier(run_dir, cfg["arch"], len(names), img_size=cfg["size"])
     return {"mistakes": cams_for(model, sd, mistakes[:N_CAMS], device, cfg["bs"]),
             "unsure": cams_for(model, sd, unsure[:N_CAMS], device, cfg["bs"])}
 

@@ -37,7 +37,7 @@ def pretrain_show_loader(data, cfg: dict, device, task=None, n: int = 64):
     from .stage_data import pretext_split
 
     rows = pretext_split(data, cfg.get("pretrain_on_val", False))[0]
-    whole = task.makes_views
+    whole = task is not None and task.makes_views
     return data.loader(rows, batch_size=min(n, len(rows)), device=device, mode="pretrain", seed=cfg.get("seed", 0),
                        augment=None if whole else loader_augment.chosen(cfg), whole=whole)
 

@@ -47,7 +47,7 @@ def mean_ci(values: list[float], std: float | None = None, n: int | None = None)
 def sweep_points(table: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
     """(one row per point: its parameters, each metric's mean and CI half-width, verdict; the baseline's
     fine-tuned mean and CI, {} when it has not finished)."""
-    rows = table[(table["sweep"] == name) & [str(s).startswith("complete") for s in table["status"]]].copy()
+    rows = table[(table["sweep"] == name) & table["status"].astype(str).str.startswith("complete")].copy()
     rows["pretext_above_chance"] = [None if missing(m) or missing(c) else float(m) - float(c)
                                     for m, c in zip(rows["pretext_val_metric"], rows["pretext_chance"])]
     baseline = {}
