@@ -178,6 +178,11 @@ def test_pipeline_resume_continues_at_the_first_unfinished_stage(lab_env, tmp_pa
         ("transfer", "v1", True), ("evaluate", "v1", False), ("review", "v1", False)]
     assert {k: planned[0].parameters[k] for k in transfer_config} == transfer_config  # as recorded
 
+    planned.clear()  # a signal while transfer completes: it is kept, and evaluate never starts
+    monkeypatch.setattr(driver, "execute", lambda plan, repo: planned.append(plan) or driver.DONE_THEN_SIGNALLED)
+    assert stage.main(["pipeline", "--resume", "1", "--runs-dir", str(runs_dir)]) == 130
+    assert [p.stage for p in planned] == ["transfer"]
+
     planned.clear()
     for s in ("transfer", "evaluate", "review"):
         runs.update_stage(run, s, status="done")

@@ -51,9 +51,15 @@ def run(args, repo: Path) -> int:
         try:
             if group:
                 replicates.mark_group(plans[0].run_dir, group, k, len(groups))
-            for plan in plans:
+            for i, plan in enumerate(plans):
                 lock.set_stage(plan.stage)
                 rc = execute(plan, repo)
+                if rc == DONE_THEN_SIGNALLED:  # Ctrl-C or SIGTERM asked to stop: no further stage starts
+                    if i + 1 < len(plans) or k + 1 < len(groups):
+                        print(f"error: stopped by a signal after {plan.stage}; continue with RESUME=1 "
+                              f"VERSION={plan.version}", file=sys.stderr)
+                        return 130
+                    rc = 0
                 if rc:
                     return rc
         finally:
@@ -171,8 +177,12 @@ def check_used(args, plans: list[StagePlan]) -> None:
         raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: no stage of {args.stage} takes it")
 
 
+DONE_THEN_SIGNALLED = -1  # execute's code for a stage that completed while a signal asked the command to stop
+
+
 def execute(plan: StagePlan, repo: Path) -> int:
-    """Run one planned stage's notebook; record how it ended in run.json; one `error:` line when it did not."""
+    """Run one planned stage's notebook; record how it ended in run.json; one `error:` line when it did not.
+    Returns the exit code, or DONE_THEN_SIGNALLED when the stage completed but a signal came meanwhile."""
     from .kernel import run_notebook
 
     plan.prepare_run_dir()
@@ -184,7 +194,7 @@ def execute(plan: StagePlan, repo: Path) -> int:
         if outcome.signalled:  # the signal came after training finished: the stage still completed
             print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
         runs.update_stage(plan.run_dir, plan.stage, status="done", ended=now(), wall_s=round(time.time() - start, 1))
-        return 0
+        return DONE_THEN_SIGNALLED if outcome.signalled else 0
     text = runs.error_text(outcome.error)
     runs.update_stage(plan.run_dir, plan.stage, status=outcome.status, ended=now(), error=text)
     first = outcome.error.splitlines()[0] if outcome.error else ""
