@@ -180,3 +180,15 @@ def plain_image_folder(folder: Path, n: int, sample: Path | None = None, subfold
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
     return folder
+
+
+def ranks_alive(tmp_path) -> list:
+    """Rank processes of launches whose job file lies under tmp_path (their TMPDIR)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
+            found.append(p)
+    return found

@@ -12,11 +12,10 @@ import subprocess
 import sys
 import threading
 
-import psutil
 import pytest
 import torch
 
-from conftest import REPO, free_port, held_env, wait_until
+from conftest import REPO, free_port, held_env, ranks_alive, wait_until
 from imgwang.stages.resolve import resolve
 
 DRIVER = """
@@ -59,16 +58,6 @@ def start(tmp_path, name, p, hold=False, ignore_sigint=False):
     return subprocess.Popen([sys.executable, str(script), json.dumps(p), str(tmp_path / f"{name}.json")],
                             env=held_env(env, hold), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, preexec_fn=ignore)
-
-
-def ranks_alive(tmp_path) -> list:
-    """Rank processes of launches from this test (their job file lies under the test's TMPDIR)."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
-            found.append(p)
-    return found
 
 
 def test_ctrl_c_stops_every_rank_keeps_the_last_epoch_and_resume_completes(lab_env, tmp_path, held_here, capsys):

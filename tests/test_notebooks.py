@@ -17,7 +17,19 @@ import nbformat
 import pytest
 import scrapbook as sb
 
-from conftest import FAKE_KEY, REPO, TINY_STAGE, held_env, plain_image_folder, scraps, stage_cmd, stage_here, stages_of, wait_until
+from conftest import (
+    FAKE_KEY,
+    REPO,
+    TINY_STAGE,
+    held_env,
+    plain_image_folder,
+    ranks_alive,
+    scraps,
+    stage_cmd,
+    stage_here,
+    stages_of,
+    wait_until,
+)
 
 TINY = TINY_STAGE
 
@@ -243,18 +255,6 @@ def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline, tmp_path, cap
     moved = list(run.glob("replaced-*/03-evaluate.ipynb"))
     assert len(moved) == 1  # FORCE=1 moved the good notebook aside, never deleted it
     assert scraps(moved[0])["eval_acc"] >= 0
-
-
-def ranks_alive(tmp_path) -> list:
-    """Rank processes of launches whose job file lies under tmp_path (their TMPDIR)."""
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
-            found.append(p)
-    return found
 
 
 @pytest.mark.parametrize("signum,nproc", [(signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGTERM", "SIGINT-NPROC2"])

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core import atomic
+from ..core.plain import from_plain
 from ..evaluate.stats import pooled_std, sample_std
 from ..runs import STAGES, read_run_json, reconcile, stage_record, versions
 from ..spec import STAGES as SPEC
@@ -43,7 +44,7 @@ def read_scraps(notebook: Path) -> dict:
     try:
         import scrapbook as sb
 
-        return {k: clean(v) for k, v in sb.read_notebook(str(notebook)).scraps.data_dict.items()}
+        return from_plain(sb.read_notebook(str(notebook)).scraps.data_dict)
     except Exception as e:  # a half-written or hand-edited notebook must not break the table
         return {"_error": f"{type(e).__name__}: {e}"}
 
@@ -51,10 +52,6 @@ def read_scraps(notebook: Path) -> dict:
 def stage_scraps(run_dir: Path, stage: str) -> Scraps:
     """The scraps of one stage of a run, readable only by the names the stage spec declares."""
     return Scraps(stage, read_scraps(run_dir / STAGES[stage]))
-
-
-def clean(value):
-    return float("nan") if value == "nan" else value  # scrapbook turns NaN into the string 'nan'
 
 
 def run_scraps(run_dir: Path) -> dict[str, dict]:
