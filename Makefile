@@ -76,4 +76,4 @@ bench: $(STAMP) ## data-path and training-step throughput; two runs at once agai
 
 test: $(STAMP) ## ruff, then the test suite (14.5 min on 2 idle CPU cores, fresh clone at 2920193; goal 5: docs/results.md)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n 2 --dist loadgroup --no-loadscope-reorder

@@ -24,13 +24,42 @@ import scrapbook as sb  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-torch.set_num_threads(2)
+# Under `make test` two pytest-xdist workers share the 2 cores: one thread each (two threads each would spin-wait
+# against the other worker and run ~10x slower); a run of one file keeps both cores.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+torch.set_num_threads(1 if WORKER else 2)
+
+
+def shared_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder `name`, filled by make(folder) once for the whole test run. Under pytest-xdist every worker
+    asks for it: the first makes it under a file lock, the others wait for it and reuse it (a failure is kept
+    and reported to each). Without xdist it is a plain folder of this session."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    base = base.parent if WORKER else base  # xdist: .../pytest-N/popen-gwK; the run's own folder is shared
+    folder, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
+    with FileLock(str(base / f"{name}.lock")):
+        if failed.exists():
+            pytest.fail(f"shared set-up {name} failed in another worker: {failed.read_text()}", pytrace=False)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            try:
+                make(folder)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}"[-4000:])
+                raise
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
 def lab_env(tmp_path_factory):
-    """Data and cache folders for the whole session (the sample is generated once), runs elsewhere."""
-    root = tmp_path_factory.mktemp("lab")
+    """Data and cache folders for the whole run (the sample is generated once, for every xdist worker), runs
+    elsewhere."""
+    from imgwang.data.resolve import resolve_data
+
+    root = shared_once(tmp_path_factory, "lab", lambda root: resolve_data("sample", root / "data"))
     env = {"IMGWANG_DATA": str(root / "data"), "IMGWANG_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -93,15 +122,18 @@ FAKE_KEY = "fake-comet-key-5f3a9c"
 def pipeline(tmp_path_factory, lab_env):
     """One tiny executed pipeline (4 notebooks in v1) for every test that reads executed notebooks, run as
     `make pipeline` runs it: offline tracking with an API key in the environment, patchwork with pct_pos 0.6.
-    Tests that change a version work on a copy (or add versions of their own beside v1)."""
-    runs_dir = tmp_path_factory.mktemp("pipeline-runs")
-    tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
-    out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
-                    env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert FAKE_KEY not in out.stdout + out.stderr
-    assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
-    return runs_dir
+    Tests that change a version work on a copy (or add versions of their own beside v1). Made once per run,
+    shared by the xdist workers (shared_once)."""
+
+    def make(runs_dir):
+        tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
+        out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
+                        env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert FAKE_KEY not in out.stdout + out.stderr
+        assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
+
+    return shared_once(tmp_path_factory, "pipeline-runs", make)
 
 
 def stages_of(run_dir) -> dict:
@@ -192,3 +224,35 @@ def ranks_alive(tmp_path) -> list:
         if "imgwang.distributed.worker" in cmd and str(tmp_path) in cmd:
             found.append(p)
     return found
+
+
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup --no-loadscope-reorder`, in the
+# Makefile). The longest tests (process tests, tens of seconds to minutes each) start first, in this order, so
+# the short ones fill the other worker around them instead of one long test ending the run alone.
+START_FIRST = [
+    "test_distributed_stage.py",  # ~2.5 min of NPROC=2 stages, then it reads the pipeline the next one makes
+    "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`)
+    "test_sweep.py::test_one_point",
+    "test_notebooks.py::test_random_init_baseline",
+    "test_notebooks.py::test_a_signal",
+    "test_distributed_launch.py::test_two_nodes",
+    "test_distributed_launch.py::test_ctrl_c",
+    "test_stage_runs.py::test_two_pretrains",
+    "test_stage_runs.py::test_a_killed",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that share a module- or class-scoped fixture run on one worker (an xdist_group per file), so the
+    fixture is paid once; then the START_FIRST tests move to the front."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        scopes = {d.scope for ds in (defs.name2fixturedefs.values() if defs else ()) for d in ds}
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+    def rank(item):
+        where = f"{item.path.name}::{item.name}"
+        return next((i for i, start in enumerate(START_FIRST) if where.startswith(start)), len(START_FIRST))
+
+    items.sort(key=rank)
