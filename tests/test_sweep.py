@@ -59,8 +59,13 @@ def test_a_bad_sweep_is_refused_in_one_line_before_anything_runs(words, says, tm
 
 
 def test_one_point_and_its_baseline_run_resume_and_compare(lab_env, tmp_path):
+    """On a sample a tenth of the usual size: what is asserted is the sweep's bookkeeping (each of its seven
+    notebooks is a real stage run), not figures that need the full sample."""
+    from imgwang.data.sample import make_sample
+
     runs_dir = tmp_path / "runs"
-    words = ["TASK=patchwork", *TINY, "SWEEP=pct_pos=0.6", "VERSION=sw"]
+    mini = make_sample(tmp_path / "mini-sample", n_train=6, n_unsup=96, n_val=6)
+    words = ["TASK=patchwork", *TINY, f"DATA={mini}", "SWEEP=pct_pos=0.6", "VERSION=sw"]
     out = sweep(runs_dir, *words)
     assert out.returncode == 0, out.stderr[-3000:]
     point, base = runs_dir / "sw-pct_pos0.6-seed0", runs_dir / "sw-baseline"
