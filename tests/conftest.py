@@ -226,9 +226,10 @@ def ranks_alive(tmp_path) -> list:
     return found
 
 
-# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup --no-loadscope-reorder`, in the
-# Makefile). The longest tests (process tests, tens of seconds to minutes each) start first, in this order, so
-# the short ones fill the other worker around them instead of one long test ending the run alone.
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup --no-loadscope-reorder`, in
+# the Makefile; the scheduler is pytest_xdist_make_scheduler's, below). The longest tests (process tests, tens
+# of seconds to minutes each) start first, in this order, so the short ones fill the other worker around them
+# instead of one long test ending the run alone.
 START_FIRST = [
     "test_distributed_stage.py",  # NPROC=2 stages, then it reads the pipeline the next one makes meanwhile
     "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`)
@@ -249,16 +250,38 @@ START_FIRST = [
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that share a module- or class-scoped fixture run on one worker (an xdist_group per file), so the
-    fixture is paid once; then the START_FIRST tests move to the front."""
-    for item in items:
-        defs = getattr(item, "_fixtureinfo", None)
-        scopes = {d.scope for ds in (defs.name2fixturedefs.values() if defs else ()) for d in ds}
-        if scopes & {"module", "class", "package"}:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    """The START_FIRST tests move to the front (a stable sort: the rest keep their order)."""
 
     def rank(item):
         where = f"{item.path.name}::{item.name}"
         return next((i for i, start in enumerate(START_FIRST) if where.startswith(start)), len(START_FIRST))
 
     items.sort(key=rank)
+
+
+def files_with_shared_fixtures() -> set[str]:
+    """Test files that define a module- or class-scoped fixture: their tests must run on one worker, or each
+    worker would pay for the fixture again."""
+    import re
+
+    scoped = re.compile(r"scope=[\"'](module|class|package)[\"']")
+    return {p.name for p in Path(__file__).parent.glob("test_*.py") if scoped.search(p.read_text())}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` that also keeps each file of files_with_shared_fixtures() on one worker; every other
+    test is scheduled on its own. (xdist 3.8 marks groups by rewriting item._nodeid, which pytest 9 no longer
+    reads, so xdist_group marks added here would be lost.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    shared = files_with_shared_fixtures()
+
+    class SharedFixturesOnOneWorker(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if Path(path).name in shared else super()._split_scope(nodeid)
+
+    return SharedFixturesOnOneWorker(config, log)
