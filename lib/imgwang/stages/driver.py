@@ -17,10 +17,13 @@ from pathlib import Path
 from .. import runs
 from ..core.clock import now
 from ..core.errors import ConfigError, ImgwangError
+from ..core.plain import to_plain
 from ..runs import claim
 from ..spec import PIPELINE, STAGES
 from . import replicates
-from .plan import StagePlan, plan_stage, truthy
+from . import resolve as resolving
+from .plan import check_machine_and_files, place, truthy
+from .stage_plan import StagePlan
 
 
 def run(args, repo: Path) -> int:
@@ -131,6 +134,19 @@ def plan_all(args, stages: list[str], repo: Path) -> list[StagePlan]:
     return plans
 
 
+def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
+    """One stage of the command, planned: its version and run folder (stages/plan.py), its configuration resolved
+    once (stages/resolve.py), that configuration checked against the machine and the files (stages/plan.py)."""
+    spec = STAGES[stage]
+    where = place(stage, args, in_pipeline)
+    given = resolving.given_values(spec, vars(args), args.p, where.recorded, in_pipeline, where.resume)
+    cfg, task = resolving.resolve_with_task(stage, given, runs_dir=where.runs_dir, version=where.version,
+                                            in_pipeline=in_pipeline)
+    check_machine_and_files(stage, where, cfg, task, in_pipeline)
+    return StagePlan(stage, where.version, where.runs_dir, repo / "notebooks" / spec.notebook, cfg, where.force,
+                     where.resume, runs.environment_info(repo))
+
+
 def plan_replicates(args, stages: list[str], n: int, repo: Path) -> list[tuple[str, list[StagePlan]]]:
     """SEEDS=n: n versions of the pipeline, each pretrained with its own seed (imgwang.stages.replicates)."""
     seed = STAGES["pretrain"].param("seed").check("seed", args.seed or 0)
@@ -189,7 +205,8 @@ def execute(plan: StagePlan, repo: Path) -> int:
     rel = shown(plan.notebook_out, repo)
     print(f"{plan.stage}: executing {plan.template.name} -> {rel}", flush=True)
     start = time.time()
-    outcome = run_notebook(plan.template, plan.notebook_out, plan.parameters, cwd=repo, log_output=True)
+    config = {"config": to_plain(plan.parameters)}  # the notebook's start() takes it as it is
+    outcome = run_notebook(plan.template, plan.notebook_out, config, cwd=repo, log_output=True)
     if outcome.ok:
         if outcome.signalled:  # the signal came after training finished: the stage still completed
             print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)
