@@ -2,9 +2,30 @@
 machine joining a multi-node run. bin/stage.py only turns words into `args` (an argparse namespace whose
 attributes are the spec's Make variables, `p` and `runs_dir`) and calls `run(args, repo)`.
 
-Every stage of the command is planned (resolved and checked) before the first one runs: a bad value stops
-with one `error:` line, exit code 2, and runs/ as it was. Then the version is claimed (when new) and locked,
-and each stage's notebook is executed by imgwang.stages.kernel; run.json records how each ended.
+Every stage of the command is planned before the first one runs (`plan_stage`: its version placed, its
+configuration resolved once by stages/resolve.py, then checked against the machine and the files by
+stages/plan.py): a bad value stops with one `error:` line, exit code 2, and runs/ as it was. Then the version
+is claimed (when new) and locked, and each stage's notebook is executed by imgwang.stages.kernel with the
+resolved configuration as its one parameter, `config`; run.json records it and how each stage ended.
+
+How a value travels, `make pipeline EPOCHS=5` followed to the training loop (10 stops, one return):
+  1. bin/stage.py main: `EPOCHS=5` -> `--epochs 5` -> args.epochs "5"
+  2. driver.plan_all -> stage_args (in a pipeline EPOCHS is pretraining's, FT_EPOCHS fine-tuning's) -> plan_stage
+  3. resolve.given_values, resolve_with_task: the spec's entry for it (default 0, by_data 3 on sample / 20,
+     check spec.checks.positive_int) applied in the one pass -> 5
+  4. driver (the one return): plan_stage keeps it in the StagePlan; execute -> kernel.run_notebook(config=...)
+  5. kernel.execute -> papermill.execute_notebook
+  6. papermill: the injected cell `config = {..., "epochs": 5, ...}` of runs/<v>/01-pretrain.ipynb
+  7. notebook.start: takes `config` as it is (a notebook run by hand resolves its values through resolve)
+  8. stages.pretrain.run_pretrain(cfg)
+  9. train.settings.FitSettings.of(cfg)
+ 10. train.loop.fit: settings.epochs
+Off the path, nothing read back on the way: plan.check_machine_and_files reads the configuration (EPOCHS only
+for a RESUME, which must keep it); StagePlan.prepare_run_dir records it in run.json for later stages, RESUME
+and `make compare`; run_pretrain sizes SwAV's prototypes and the kNN monitor by it. `crop_scale` is checked in
+the same pass (spec.checks.crop_scale; a task that cuts its own views takes none) and applied once, by
+data.loader_augment.make_loader_augment, whichever loader asks for it (StageData.loader with
+loader_augment.chosen(cfg)).
 """
 
 from __future__ import annotations
@@ -19,7 +40,7 @@ from ..core.clock import now
 from ..core.errors import ConfigError, ImgwangError
 from ..core.plain import to_plain
 from ..runs import claim
-from ..spec import PIPELINE, STAGES
+from ..spec import PIPELINE, STAGES, stage_spec
 from . import replicates
 from . import resolve as resolving
 from .plan import check_machine_and_files, place, truthy
@@ -137,7 +158,7 @@ def plan_all(args, stages: list[str], repo: Path) -> list[StagePlan]:
 def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
     """One stage of the command, planned: its version and run folder (stages/plan.py), its configuration resolved
     once (stages/resolve.py), that configuration checked against the machine and the files (stages/plan.py)."""
-    spec = STAGES[stage]
+    spec = stage_spec(stage)  # an unknown stage: one ConfigError line
     where = place(stage, args, in_pipeline)
     given = resolving.given_values(spec, vars(args), args.p, where.recorded, in_pipeline, where.resume)
     cfg, task = resolving.resolve_with_task(stage, given, runs_dir=where.runs_dir, version=where.version,
