@@ -8,12 +8,15 @@ stages/plan.py): a bad value stops with one `error:` line, exit code 2, and runs
 is claimed (when new) and locked, and each stage's notebook is executed by imgwang.stages.kernel with the
 resolved configuration as its one parameter, `config`; run.json records it and how each stage ended.
 
-How a value travels, `make pipeline EPOCHS=5` followed to the training loop (10 stops, one return):
-  1. bin/stage.py main: `EPOCHS=5` -> `--epochs 5` -> args.epochs "5"
-  2. driver.plan_all -> stage_args (in a pipeline EPOCHS is pretraining's, FT_EPOCHS fine-tuning's) -> plan_stage
-  3. resolve.given_values, resolve_with_task: the spec's entry for it (default 0, by_data 3 on sample / 20,
-     check spec.checks.positive_int) applied in the one pass -> 5
-  4. driver (the one return): plan_stage keeps it in the StagePlan; execute -> kernel.run_notebook(config=...)
+How a value travels: `make pipeline EPOCHS=5` followed from bin/stage.py's entry to the training loop, 10 stops
+and one return (a helper that hands the value straight back to its caller, which passes it on untouched, is not
+listed twice: spec.checks returns 5 into resolve, whose last steps, the NaN check and the rules across values,
+leave it as it is; listed again, resolve makes it 11 stops and 2 returns):
+  entry  bin/stage.py main: `EPOCHS=5` -> `--epochs 5` -> args.epochs "5"
+  1. driver.plan_all -> stage_args (in a pipeline EPOCHS is pretraining's, FT_EPOCHS fine-tuning's) -> plan_stage
+  2. resolve.given_values, resolve_with_task: the spec's entry for it (default 0, by_data 3 on sample / 20)
+  3. spec.checks.positive_int, called in that one pass -> 5
+  4. driver, the one return: plan_stage keeps it in the StagePlan; execute -> kernel.run_notebook
   5. kernel.execute -> papermill.execute_notebook
   6. papermill: the injected cell `config = {..., "epochs": 5, ...}` of runs/<v>/01-pretrain.ipynb
   7. notebook.start: takes `config` as it is (a notebook run by hand resolves its values through resolve)
