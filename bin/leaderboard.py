@@ -68,7 +68,7 @@ def parse_args(argv):
 
 def plan(args, cli):
     """Both stages' StagePlans, checked; the version is fixed by the first."""
-    from imgwang.stages.plan import plan_stage
+    from imgwang.stages.driver import plan_stage
 
     size = cli_int("SIZE", args.size)
     argvs = recipe.stage_argvs(args.version or "", size, args.data, args.device, args.seed,

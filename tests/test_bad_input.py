@@ -210,7 +210,7 @@ def test_a_bad_split_and_dev_scoring_of_a_classifier_that_saw_dev_are_refused(la
     """SPLIT must be val or dev; evaluate on dev needs a transfer fine-tuned on the rest of train/."""
     from imgwang import runs
     from imgwang.core.errors import ConfigError
-    from imgwang.stages.plan import plan_stage
+    from imgwang.stages.driver import plan_stage
 
     with pytest.raises(ConfigError, match="unknown SPLIT='test'"):
         plan_stage("transfer", stage.parse_args(["transfer", "VERSION=v9", "SPLIT=test", "FROM=none", "DATA=sample",

@@ -3,8 +3,6 @@ the stage spec with values of every kind, and either accepts it or refuses it wi
 another exception, and planning refuses before a run folder exists. Bounded and seeded: seconds, and the same
 examples every run."""
 
-from pathlib import Path
-
 import pytest
 import stage  # bin/stage.py
 from hypothesis import HealthCheck, given, settings
@@ -110,14 +108,12 @@ def test_seeds_outside_the_generators_range_are_refused():
 
 
 def test_the_notebook_takes_the_planned_configuration_as_it_is(lab_env, tmp_path, monkeypatch):
-    """Under bin/stage.py the notebook's start() reads the configuration planning recorded; it resolves nothing."""
-    from imgwang import notebook, runs
+    """Under bin/stage.py the notebook's start() takes the configuration the driver injected; it resolves nothing."""
+    from imgwang import notebook
     from imgwang.stages import resolve as resolving
 
     monkeypatch.setattr(notebook, "take_thread_share", lambda *a: None)
-    run_dir = Path(tmp_path) / "v1"
     cfg = resolve("pretrain", {**BASE, "task": "simclr"}, runs_dir=tmp_path, version="v1")
-    runs.update_stage(run_dir, "pretrain", status="running", config=cfg)
     monkeypatch.setattr(resolving, "resolve", lambda *a, **k: pytest.fail("resolved twice"))
-    got, _ = notebook.start("pretrain", {**STAGES["pretrain"].defaults(), **cfg})
+    got, _ = notebook.start("pretrain", {**STAGES["pretrain"].defaults(), "config": cfg})
     assert got == cfg and list(got) == [n for n in STAGES["pretrain"].names if n in cfg]

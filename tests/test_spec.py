@@ -23,10 +23,11 @@ def test_each_parameters_cell_is_the_one_the_spec_renders(name):
     book = json.loads(template.read_text())
     cell = next(c for c in book["cells"] if "parameters" in c["metadata"].get("tags", []))
     assert "".join(cell["source"]) == render.parameters_source(name)
-    # and papermill, which injects and documents them, reads the same names and defaults
+    # and papermill, which injects and documents them, reads the same names and defaults, then `config` (what
+    # bin/stage.py injects: the resolved configuration)
     inspected = pm.inspect_notebook(str(template))
-    assert list(inspected) == spec.STAGES[name].names
-    assert {k: ast.literal_eval(v["default"]) for k, v in inspected.items()} == spec.STAGES[name].defaults()
+    assert list(inspected) == [*spec.STAGES[name].names, "config"]
+    assert {k: ast.literal_eval(v["default"]) for k, v in inspected.items()} == {**spec.STAGES[name].defaults(), "config": {}}
 
 
 def test_the_makefile_passes_every_make_variable_of_the_spec():

@@ -11,15 +11,15 @@ from .spec import stage_spec
 
 
 def start(stage: str, namespace: dict) -> tuple[dict, Path]:
-    """The stage's configuration and its run folder (created). Under bin/stage.py it is the one planning resolved
-    and recorded in run.json before this notebook started, taken as it is; run by hand in Jupyter, the values of
-    the notebook's namespace (`globals()`) are resolved by the same function planning uses."""
+    """The stage's configuration and its run folder (created). Under bin/stage.py the notebook's `config`
+    parameter holds the configuration the driver resolved, taken as it is; run by hand in Jupyter (`config`
+    empty), the values of the notebook's namespace (`globals()`) are resolved by the same function."""
     from .stages.resolve import resolve
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub: weights are never downloaded
     spec = stage_spec(stage)
-    cfg = planned(stage, namespace)
-    if cfg is None:
+    cfg = namespace.get("config")
+    if not cfg:
         runs_dir = Path(namespace["runs_dir"])
         version = namespace["version"] or (runs.next_version(runs_dir) if spec.starts_version else runs.newest_version(runs_dir))
         defaults = spec.defaults()
@@ -30,19 +30,6 @@ def start(stage: str, namespace: dict) -> tuple[dict, Path]:
     print(f"{stage} in {run_dir}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("version", "runs_dir")))
     take_thread_share(stage, cfg, run_dir)
     return cfg, run_dir
-
-
-def planned(stage: str, namespace: dict) -> dict | None:
-    """The configuration bin/stage.py recorded for this stage as it started it (None: run by hand), in the
-    spec's order."""
-    version, runs_dir = namespace.get("version"), namespace.get("runs_dir")
-    if not version or not runs_dir:
-        return None
-    record = runs.stage_record(Path(runs_dir) / version, stage)
-    config = record.get("config") or {}
-    if record.get("status") != "running" or config.get("version") != version:
-        return None
-    return {**{n: config[n] for n in stage_spec(stage).names if n in config}, **config}
 
 
 def take_thread_share(stage: str, cfg: dict, run_dir: Path) -> None:

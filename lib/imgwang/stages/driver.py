@@ -2,9 +2,33 @@
 machine joining a multi-node run. bin/stage.py only turns words into `args` (an argparse namespace whose
 attributes are the spec's Make variables, `p` and `runs_dir`) and calls `run(args, repo)`.
 
-Every stage of the command is planned (resolved and checked) before the first one runs: a bad value stops
-with one `error:` line, exit code 2, and runs/ as it was. Then the version is claimed (when new) and locked,
-and each stage's notebook is executed by imgwang.stages.kernel; run.json records how each ended.
+Every stage of the command is planned before the first one runs (`plan_stage`: its version placed, its
+configuration resolved once by stages/resolve.py, then checked against the machine and the files by
+stages/plan.py): a bad value stops with one `error:` line, exit code 2, and runs/ as it was. Then the version
+is claimed (when new) and locked, and each stage's notebook is executed by imgwang.stages.kernel with the
+resolved configuration as its one parameter, `config`; run.json records it and how each stage ended.
+
+How a value travels: `make pipeline EPOCHS=5` followed from bin/stage.py's entry to the training loop, 10 stops
+and one return (a helper that hands the value straight back to its caller, which passes it on untouched, is not
+listed twice: spec.checks returns 5 into resolve, whose last steps, the NaN check and the rules across values,
+leave it as it is; listed again, resolve makes it 11 stops and 2 returns):
+  entry  bin/stage.py main: `EPOCHS=5` -> `--epochs 5` -> args.epochs "5"
+  1. driver.plan_all -> stage_args (in a pipeline EPOCHS is pretraining's, FT_EPOCHS fine-tuning's) -> plan_stage
+  2. resolve.given_values, resolve_with_task: the spec's entry for it (default 0, by_data 3 on sample / 20)
+  3. spec.checks.positive_int, called in that one pass -> 5
+  4. driver, the one return: plan_stage keeps it in the StagePlan; execute -> kernel.run_notebook
+  5. kernel.execute -> papermill.execute_notebook
+  6. papermill: the injected cell `config = {..., "epochs": 5, ...}` of runs/<v>/01-pretrain.ipynb
+  7. notebook.start: takes `config` as it is (a notebook run by hand resolves its values through resolve)
+  8. stages.pretrain.run_pretrain(cfg)
+  9. train.settings.FitSettings.of(cfg)
+ 10. train.loop.fit: settings.epochs
+Off the path, nothing read back on the way: plan.check_machine_and_files reads the configuration (EPOCHS only
+for a RESUME, which must keep it); StagePlan.prepare_run_dir records it in run.json for later stages, RESUME
+and `make compare`; run_pretrain sizes SwAV's prototypes and the kNN monitor by it. `crop_scale` is checked in
+the same pass (spec.checks.crop_scale; a task that cuts its own views takes none) and applied once, by
+data.loader_augment.make_loader_augment, whichever loader asks for it (StageData.loader with
+loader_augment.chosen(cfg)).
 """
 
 from __future__ import annotations
@@ -17,10 +41,13 @@ from pathlib import Path
 from .. import runs
 from ..core.clock import now
 from ..core.errors import ConfigError, ImgwangError
+from ..core.plain import to_plain
 from ..runs import claim
-from ..spec import PIPELINE, STAGES
+from ..spec import PIPELINE, STAGES, stage_spec
 from . import replicates
-from .plan import StagePlan, plan_stage, truthy
+from . import resolve as resolving
+from .plan import check_machine_and_files, place, truthy
+from .stage_plan import StagePlan
 
 
 def run(args, repo: Path) -> int:
@@ -131,6 +158,19 @@ def plan_all(args, stages: list[str], repo: Path) -> list[StagePlan]:
     return plans
 
 
+def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
+    """One stage of the command, planned: its version and run folder (stages/plan.py), its configuration resolved
+    once (stages/resolve.py), that configuration checked against the machine and the files (stages/plan.py)."""
+    spec = stage_spec(stage)  # an unknown stage: one ConfigError line
+    where = place(stage, args, in_pipeline)
+    given = resolving.given_values(spec, vars(args), args.p, where.recorded, in_pipeline, where.resume)
+    cfg, task = resolving.resolve_with_task(stage, given, runs_dir=where.runs_dir, version=where.version,
+                                            in_pipeline=in_pipeline)
+    check_machine_and_files(stage, where, cfg, task, in_pipeline)
+    return StagePlan(stage, where.version, where.runs_dir, repo / "notebooks" / spec.notebook, cfg, where.force,
+                     where.resume, runs.environment_info(repo))
+
+
 def plan_replicates(args, stages: list[str], n: int, repo: Path) -> list[tuple[str, list[StagePlan]]]:
     """SEEDS=n: n versions of the pipeline, each pretrained with its own seed (imgwang.stages.replicates)."""
     seed = STAGES["pretrain"].param("seed").check("seed", args.seed or 0)
@@ -189,7 +229,8 @@ def execute(plan: StagePlan, repo: Path) -> int:
     rel = shown(plan.notebook_out, repo)
     print(f"{plan.stage}: executing {plan.template.name} -> {rel}", flush=True)
     start = time.time()
-    outcome = run_notebook(plan.template, plan.notebook_out, plan.parameters, cwd=repo, log_output=True)
+    config = {"config": to_plain(plan.parameters)}  # the notebook's start() takes it as it is
+    outcome = run_notebook(plan.template, plan.notebook_out, config, cwd=repo, log_output=True)
     if outcome.ok:
         if outcome.signalled:  # the signal came after training finished: the stage still completed
             print(f"{plan.stage}: signal received after the work was done; results kept", file=sys.stderr)

@@ -1,74 +1,79 @@
-"""A stage's plan: its configuration (resolved once, stages/resolve.py), checked against the machine and the run
-folders before compute starts, and the first writes into its run folder.
+"""Where a stage runs and whether the machine and the files allow it: checks only, no value decided here.
 
-What a stage takes, inherits, needs and writes is declared in spec/__init__.py. Later stages inherit what they
-must agree on from the version's earlier stages (run.json): transfer takes the architecture of the encoder it
-loads, evaluate and review take the transfer's data, size and architecture. A value given on the command
-line always wins; a contradiction is an error.
+`place` names the stage's version (given, the next free one, or the newest), reads FORCE and RESUME, and, for
+a RESUME, the settings run.json recorded; `check_machine_and_files` takes the configuration the resolver (stages/resolve.py)
+made and checks it against the machine and the run folders: the data, memory and disk, the encoder, the files
+the stage needs, FROM's encoder, no overwrite, a RESUME's settings unchanged. The driver (stages/driver.py)
+calls place, resolve and check_machine_and_files in that order, before anything is written.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runs
-from ..core.clock import now
 from ..core.errors import ConfigError
 from ..runs import claim
-from ..spec import STAGES, Stage, stage_spec
+from ..spec import Stage, stage_spec
 from . import preflight as input_checks
-from . import resolve as resolving
 from . import resume as resuming
 
 
-@dataclass
-class StagePlan:
-    stage: str
+@dataclass(frozen=True)
+class Place:
+    """A stage's run folder and how it is to be used there."""
+
     version: str
     runs_dir: Path
-    template: Path
-    parameters: dict
-    force: bool = False
-    resume: bool = False
-    environment: dict = field(default_factory=dict)
-
-    @property
-    def spec(self) -> Stage:
-        return STAGES[self.stage]
+    new_version: bool  # the next free version, claimed once everything is checked
+    force: bool
+    resume: bool
+    recorded: dict  # RESUME=1: the settings the stage started with (run.json); else {}
 
     @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.version
 
-    @property
-    def notebook_out(self) -> Path:
-        return self.run_dir / self.spec.notebook
 
-    def prepare_run_dir(self) -> None:
-        """Create the folder, move old files aside when forced, record the stage as running."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.force:  # with what the later stages of this version built from the old files
-            later = resuming.dependents(self.run_dir, self.stage)
-            files = [f for s in (self.stage, *later) for f in written_files(self.run_dir, STAGES[s])]
-            moved = runs.move_aside(self.run_dir, files)
-            if moved:
-                print(f"FORCE=1: earlier {self.stage} files moved to {moved}")
-            stale = runs.mark_stale(self.run_dir, later, f"{self.stage} ran again (FORCE=1) on {now()}")
-            if stale:
-                print(f"FORCE=1: {', '.join(stale)} of {self.version} were built on the old {self.stage}: "
-                      f"marked stale, their files moved aside too; run them again")
-        elif self.resume and self.notebook_out.exists():
-            moved = runs.move_aside(self.run_dir, [self.notebook_out.name])
-            print(f"RESUME=1: the interrupted notebook was moved to {moved}")
+def place(stage: str, args, in_pipeline: bool = False) -> Place:
+    """The version `args` names (or the next free one for a stage that starts a version, else the newest),
+    checked free of another command, and FORCE / RESUME with the settings a RESUME continues."""
+    spec = stage_spec(stage)
+    runs_dir = Path(args.runs_dir)
+    version = runs.check_version_name(args.version) if args.version else (
+        runs.next_version(runs_dir) if spec.starts_version or in_pipeline else runs.newest_version(runs_dir))
+    runs.check_version_path(runs_dir, version)
+    new_version = not args.version and (spec.starts_version or in_pipeline)
+    if not new_version:
+        claim.check_not_busy(runs_dir / version)
+    force, resume = truthy(args.force), truthy(args.resume)
+    if force and resume:
+        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
+    recorded = resuming.recorded_settings(runs_dir / version, stage) if resume else {}
+    return Place(version, runs_dir, new_version, force, resume, recorded)
 
-        def created(info):
-            if "environment" not in info:
-                info.update(version=self.version, created=now(), environment=self.environment)
 
-        runs.update_run_json(self.run_dir, created)
-        runs.update_stage(self.run_dir, self.stage, status="running", started=now(), ended=None, error=None,
-                          resumed=self.resume, config=self.parameters)
+def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pipeline: bool = False) -> None:
+    """The resolved configuration against the machine and the run folders (stages/preflight.py)."""
+    spec = stage_spec(stage)
+    if where.resume:
+        resuming.check_same_settings(stage, where.version, where.recorded, params)
+    input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
+    root = check_data(params["data"], spec)
+    check_resources(params, root, task)
+    for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
+        if not (where.run_dir / needed).exists():
+            raise ConfigError(f"{where.run_dir}/{needed} does not exist: run `make {maker} VERSION={where.version}` first")
+    if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == where.version):
+        encoder = runs.encoder_path(where.runs_dir, params["from_version"])
+        input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
+    if not where.new_version:
+        check_overwrite(where.run_dir, spec, where.force, where.resume)
+
+
+def truthy(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def written_files(run_dir: Path, spec: Stage) -> list[str]:
@@ -77,48 +82,6 @@ def written_files(run_dir: Path, spec: Stage) -> list[str]:
     for pattern in spec.writes:
         names += [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob(pattern))] if "*" in pattern else [pattern]
     return names
-
-
-def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
-    """What bin/stage.py was given, resolved and checked (stages/resolve.py), then checked against the machine
-    and the run folders: the data, memory and disk, the files the stage needs, FROM's encoder, no overwrite."""
-    spec = stage_spec(stage)
-    runs_dir = Path(args.runs_dir)
-    version = runs.check_version_name(args.version) if args.version else (
-        runs.next_version(runs_dir) if spec.starts_version or in_pipeline else runs.newest_version(runs_dir))
-    runs.check_version_path(runs_dir, version)
-    run_dir = runs_dir / version
-    new_version = not args.version and (spec.starts_version or in_pipeline)  # claimed after the checks
-    if not new_version:
-        claim.check_not_busy(run_dir)
-    force, resume = truthy(args.force), truthy(args.resume)
-    if force and resume:
-        raise ConfigError("FORCE=1 and RESUME=1 contradict each other: FORCE starts over, RESUME continues")
-    recorded = resuming.recorded_settings(run_dir, stage) if resume else {}
-    make_values = {p.name: getattr(args, p.name, "") for p in spec.params}
-    given = resolving.given_values(spec, make_values, args.p, recorded, in_pipeline)
-    if "resume" in spec.names:
-        given["resume"] = resume
-    params, task = resolving.resolve_with_task(stage, given, runs_dir=runs_dir, version=version, in_pipeline=in_pipeline)
-    if resume:
-        resuming.check_same_settings(stage, version, recorded, params)
-    input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
-    root = check_data(params["data"], spec)
-    check_resources(params, root, task)
-    for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
-        if not (run_dir / needed).exists():
-            raise ConfigError(f"{run_dir}/{needed} does not exist: run `make {maker} VERSION={version}` first")
-    if params.get("from_version", "none") != "none" and not (in_pipeline and params["from_version"] == version):
-        encoder = runs.encoder_path(runs_dir, params["from_version"])
-        input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
-    if not new_version:
-        check_overwrite(run_dir, spec, force, resume)
-    template = repo / "notebooks" / spec.notebook
-    return StagePlan(stage, version, runs_dir, template, params, force, resume, runs.environment_info(repo))
-
-
-def truthy(value) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def check_resources(params: dict, root: Path, task) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from ..spec import STAGES, SWEEP_VARS, MakeVar, make_vars
 
 CELL_HEADER = "# Parameters (papermill injects new values below this cell)"
+CONFIG_LINE = ("config: dict = {}  # set by bin/stage.py: the configuration it resolved, taken as it is; "
+               "empty (run by hand): the values above are resolved")
 
 
 def _literal(value) -> str:
@@ -23,7 +25,7 @@ def parameters_source(stage: str) -> str:
     """The notebook's parameters cell: what papermill reads and `papermill --help-notebook` shows."""
     lines = [CELL_HEADER]
     lines += [f"{p.name}: {p.type.__name__} = {_literal(p.default)}  # {p.doc}" for p in STAGES[stage].params]
-    return "\n".join(lines)
+    return "\n".join([*lines, CONFIG_LINE])
 
 
 def write_parameters_cells(notebooks: Path) -> list[str]:

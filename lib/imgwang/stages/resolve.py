@@ -12,7 +12,8 @@ evaluate's split). Every refusal is one ConfigError line; nothing is written any
 
 `given_values` turns what bin/stage.py was given (Make variables, `-p NAME VALUE` texts, the settings a
 RESUME continues with) into the `given` of `resolve`. A notebook run by hand resolves what it holds through
-`resolve` too (imgwang.notebook.start); under bin/stage.py it takes the configuration as planned.
+`resolve` too (imgwang.notebook.start); under bin/stage.py the driver resolves (stages/driver.plan_stage) and the
+notebook takes the result as its `config` parameter.
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ def launch_settings(given: dict) -> dict:
 
 # ---- what was given ---------------------------------------------------------------------------------------
 
-def given_values(spec: Stage, make_values: dict, p_values: list, recorded: dict, in_pipeline: bool) -> dict:
+def given_values(spec: Stage, make_values: dict, p_values: list, recorded: dict, in_pipeline: bool,
+                 resume: bool = False) -> dict:
     """The `given` of `resolve` from Make variables (texts, empty = not given), `-p NAME VALUE` pairs (YAML
-    texts) and, for RESUME=1, the recorded settings (what is given must then agree: checked once resolved).
-    In a pipeline a `-p` name this stage does not take belongs to another stage."""
+    texts) and, for RESUME=1, the recorded settings (what is given must then agree: checked once resolved) and
+    the stage's `resume` flag. In a pipeline a `-p` name this stage does not take belongs to another stage."""
     given = {p.name: make_values[p.name] for p in spec.params
              if p.make and not p.internal and make_values.get(p.name, "") != ""}
     takes_task_params = spec.param("task_params") is not None
@@ -101,6 +103,8 @@ def given_values(spec: Stage, make_values: dict, p_values: list, recorded: dict,
         task_params = {**(recorded.get("task_params") or {}), **task_params}
     if takes_task_params:
         given["task_params"] = task_params
+    if "resume" in spec.names:
+        given["resume"] = resume
     return given
 
 

@@ -5,7 +5,7 @@ documented defaults, then papermill's injected values) filling the first screen,
 screens down. After execution (imgwang.stages.kernel) the saved copy is post-processed:
 - the template's `parameters` cell keeps its tag (papermill can still run the notebook again) but its
   source is hidden (JupyterLab's cell metadata `jupyter.source_hidden`: one click shows it); papermill's
-  injected cell, the values this run changed, stays in view;
+  injected cell, the configuration this run resolved (`config`), stays in view;
 - a markdown cell under the title gives the stage's headline figures, read from the scraps the notebook
   glued (pretrain: pretext metric vs chance, kNN monitor vs the untrained encoder; transfer: top-1 ± std and
   the leaderboard line; evaluate: kNN and probe vs the random-init and raw-pixel references; review: the
