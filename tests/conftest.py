@@ -34,12 +34,12 @@ def shared_once(tmp_path_factory, name: str, make) -> Path:
     """The folder `name`, filled by make(folder) once for the whole test run. Under pytest-xdist every worker
     asks for it: the first makes it under a file lock, the others wait for it and reuse it (a failure is kept
     and reported to each). Without xdist it is a plain folder of this session."""
-    from filelock import FileLock
+    from imgwang.core.filelock import exclusive
 
     base = tmp_path_factory.getbasetemp()
     base = base.parent if WORKER else base  # xdist: .../pytest-N/popen-gwK; the run's own folder is shared
     folder, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
-    with FileLock(str(base / f"{name}.lock")):
+    with exclusive(base / f"{name}.lock"):
         if failed.exists():
             pytest.fail(f"shared set-up {name} failed in another worker: {failed.read_text()}", pytrace=False)
         if not done.exists():
