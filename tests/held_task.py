@@ -41,16 +41,19 @@ def wait_for_signal(timeout: float) -> bool:
         if callable(handler):
             handler(signum, frame)
 
+    def came() -> bool:
+        return got.is_set() or already_signalled(previous.values())
+
     for sig in previous:
         signal.signal(sig, note)
     try:
         deadline = time.monotonic() + timeout
-        while not (got.is_set() or already_signalled(previous.values())) and time.monotonic() < deadline:
+        while not came() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return got.is_set() or already_signalled(previous.values())
+    return came()
 
 
 def already_signalled(handlers) -> bool:
