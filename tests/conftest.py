@@ -260,11 +260,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def files_with_shared_fixtures() -> set[str]:
-    """Test files that define a module- or class-scoped fixture: their tests must run on one worker, or each
-    worker would pay for the fixture again."""
+    """Test files that define a module- or class-scoped fixture (their tests must run on one worker, or each
+    worker would pay for the fixture again), or that say `ONE_WORKER = True` (their tests share module state)."""
     import re
 
-    scoped = re.compile(r"scope=[\"'](module|class|package)[\"']")
+    scoped = re.compile(r"scope=[\"'](module|class|package)[\"']|^ONE_WORKER = True", re.MULTILINE)
     return {p.name for p in Path(__file__).parent.glob("test_*.py") if scoped.search(p.read_text())}
 
 

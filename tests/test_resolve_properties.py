@@ -81,6 +81,7 @@ def test_planning_refuses_before_any_run_folder_exists(lab_env, tmp_path_factory
 
 
 PLANNED = []
+ONE_WORKER = True  # PLANNED is filled by the test above and read by the one below: one worker, in order
 
 
 def test_some_of_those_words_were_planned():
