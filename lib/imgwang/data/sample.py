@@ -2,23 +2,32 @@
 
 What a class is: an object identity. Each of the 20 classes (named by the real Imagewang wnids, so class
 names resolve) is one fixed composite object: three flat parts (ellipses, boxes, triangles) with a fixed
-shape, size and spatial arrangement, and a fixed relative shading between them (one part darker than
-another). Nothing else about an image belongs to its class. Every image draws at random, independently
-of the class:
-- the object's hue and saturation (any colour), brightness, position (anywhere it fits), scale (about 2x
-  range) and a small rotation (within +-15 degrees; objects stay upright);
-- the background: a gradient between two colours of any hue, with a low-frequency texture;
-- 1 to 3 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
+shape, size and spatial arrangement, a fixed relative shading between them, and one surface texture of its
+own painted on every part (stripes, checker, dots or grid, at a class angle and period; TEXTURES). Nothing
+else about an image belongs to its class. Every image draws at random, independently of the class:
+- the object's colour: hue, saturation and brightness, from bands (OBJECT_HUE, OBJECT_SATURATION);
+- its position (the centre anywhere that keeps at least half the object in the frame), scale (about 1.5x
+  range), a mirror image (p 0.5) and a small rotation (within +-15 degrees; objects stay upright);
+- the background: a gradient between two colours from a band of hues (BACKGROUND_HUE), with a faint
+  low-frequency texture;
+- 0 to 2 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
   place and angle), which are never arranged as a class object;
 - lighting from above (the top of the image brighter) and sensor noise.
 So no low-level statistic names the class: mean colour, the hue histogram and where the mass of the image
-lies are all drawn per image; only the object's shape and arrangement (and its internal shading) survive.
+lies are drawn per image; only the object's shape, arrangement, shading and texture survive.
 
-Which invariances it rewards: an encoder that is invariant to colour and hue (colour jitter, grayscale),
-position and scale (random resized crops), small rotations and mirror images, and that ignores background
-and clutter, keeps the class; one that keys on colour, position or pixel layout loses it (raw-pixel kNN is
-near chance). No two classes are mirror images of each other, so flips never merge classes. "Up" stays
-meaningful (objects upright, light from above), so rotation-prediction pretext tasks have something to learn.
+Why colours come from bands (generator 3): the colour of an image must not tell it apart from the others
+once the views' colour jitter has run, or view methods (simclr, swav, dino, byol) learn to match colours
+instead of objects. With hues over the whole circle (generator 2) they did: simclr found its partner view by
+colour and its kNN stayed at chance, while the same run on grey views learnt the classes (docs/results.md,
+"Why the view methods do not learn sample v2"). The bands are about as wide as the jitter (BYOL's and DINO's
+hue +-0.1, SimCLR's +-0.2).
+
+Which invariances it rewards: an encoder that is invariant to colour (colour jitter, grayscale), position and
+scale (random resized crops), small rotations and mirror images, and that ignores background and clutter,
+keeps the class; one that keys on colour, position or pixel layout loses it. No two classes' objects are
+mirror images of each other, so flips never merge classes. "Up" stays meaningful (objects upright, light from
+above), so rotation-prediction pretext tasks have something to learn.
 
 Same seed -> byte-identical files; each image depends only on (seed, split, class, index).
 """
@@ -34,9 +43,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES
+
 from ..core.errors import DataError
 
-GENERATOR_VERSION = 2  # bump when the drawing changes, so old samples are rebuilt (2: object identities)
+GENERATOR_VERSION = 3  # bump when the drawing changes, so old samples are rebuilt (2: object identities,
+# 3: class textures, colour bands, objects up to half out of the frame and mirrored)
 PARAMS_FILE = "sample.json"
 MARKER = ".complete"
 WNIDS = sorted(CLASS_NAMES)  # train/ class folders, same order as load_layout's class index
@@ -45,11 +56,19 @@ SUPERSAMPLE = 2  # draw at 2x and downsample: anti-aliased edges for free
 PART_KINDS = ("ellipse", "box", "triangle")
 PARTS_PER_OBJECT = 3
 SHADES = (1.0, 0.72, 0.48)  # relative brightness of an object's parts (a class fixes which part gets which)
-# surface pattern of a part, in the object's own axes (so it turns and scales with the object); horizontal and
-# vertical stripes and a checker are their own mirror images, so no pattern is a flipped version of another
-PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checker")
-PERIOD = 0.16  # pattern half-period, in object units (the object's larger half-side is 1)
-PATTERN_DARKEN = 0.5  # the pattern's dark cells: the part's colour at half its brightness
+# Each class's surface texture (kind, angle in degrees in the object's axes, period in object units; the object's
+# larger half-side is 1), painted on every part of its object. Classes 0-7: stripes, 8-11 checkers, 12-15 dots,
+# 16-19 grids. Stripes at 45 and 135 degrees are mirror twins; their objects are not (MAX_SILHOUETTE_IOU).
+TEXTURES = tuple((kind, angle, period) for kind, angles in (("stripes", (0, 45, 90, 135)), ("checker", (0, 45)),
+                                                            ("dots", (0, 45)), ("grid", (0, 45)))
+                 for angle in angles for period in (0.2, 0.34))
+TEXTURE_DARKEN = 0.5  # the texture's dark cells: the part's colour at half its brightness
+# Colours vary per image within bands about as wide as the views' colour jitter (DINO's and BYOL's hue +-0.1,
+# SimCLR's +-0.2), so an image's colour does not single it out from the others once its views are jittered
+# (with hues over the whole circle, view methods learn colour matching instead of the object: docs/results.md).
+OBJECT_HUE = (0.58, 0.73)  # blues to violets
+OBJECT_SATURATION = (0.45, 0.65)
+BACKGROUND_HUE = (0.08, 0.22)  # oranges to olives
 CLASS_SEED = 20240  # the 20 objects are drawn once from this seed (not from the sample's seed)
 MAX_SILHOUETTE_IOU = 0.55  # accepted objects overlap less than this with every other one and its mirror image
 MAX_TILT = np.deg2rad(15)
@@ -82,8 +101,8 @@ def _random_object(rng: np.random.Generator) -> list[tuple]:
         parts.append((kind, cx, cy, hw, hh))
     order = rng.permutation(PARTS_PER_OBJECT)  # which part is drawn last (in front), and which shade is where
     shades = rng.permutation(SHADES)
-    patterns = [PATTERNS[k] for k in rng.integers(len(PATTERNS), size=PARTS_PER_OBJECT)]
-    return [(*parts[k], float(s), p) for k, s, p in zip(order, shades, patterns)]
+    rng.integers(5, size=PARTS_PER_OBJECT)  # generator v2 drew each part's pattern here: kept, so the shapes stay
+    return [(*parts[k], float(s)) for k, s in zip(order, shades)]
 
 
 def _normalised(parts: list[tuple]) -> list[tuple]:
@@ -106,8 +125,7 @@ def _silhouette(parts: list[tuple], side: int = 32, mirror: bool = False) -> np.
 
 @lru_cache(maxsize=1)
 def class_objects() -> tuple:
-    """The 20 class objects, drawn once from CLASS_SEED: each a list of (kind, cx, cy, hw, hh, shade,
-    pattern),
+    """The 20 class objects' shapes, drawn once from CLASS_SEED: each a list of (kind, cx, cy, hw, hh, shade),
     centred and scaled to [-1, 1]. Objects are redrawn until no silhouette overlaps another one, or its
     mirror image, by MAX_SILHOUETTE_IOU or more, so no two classes are alike or mirror twins."""
     rng = np.random.default_rng(CLASS_SEED)
@@ -140,9 +158,11 @@ def _placed(points: np.ndarray, cx: float, cy: float, scale: float, angle: float
     return list(zip((cx + scale * x).tolist(), (cy + scale * y).tolist()))
 
 
-def _draw_pattern(canvas: Image.Image, where: list[tuple], pattern: str, colour: tuple, cx: float, cy: float,
-                  scale: float, angle: float) -> None:
-    """Paint the dark cells of `pattern` inside the placed polygon `where`, in the object's own axes."""
+def _paint_texture(canvas: Image.Image, where: list[tuple], texture: tuple, colour: tuple, cx: float, cy: float,
+                   scale: float, angle: float) -> None:
+    """Paint the dark cells of `texture` (kind, angle in degrees, period) inside the placed polygon `where`, in
+    the object's own axes (so it turns and scales with the object)."""
+    kind, texture_angle, period = texture
     xs, ys = zip(*where)
     x0, y0 = max(int(min(xs)), 0), max(int(min(ys)), 0)
     x1, y1 = min(int(max(xs)) + 2, canvas.width), min(int(max(ys)) + 2, canvas.height)
@@ -152,24 +172,28 @@ def _draw_pattern(canvas: Image.Image, where: list[tuple], pattern: str, colour:
     ImageDraw.Draw(mask).polygon([(x - x0, y - y0) for x, y in where], fill=255)
     dy, dx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     dx, dy = dx - cx, dy - cy
-    c, s = np.cos(angle), np.sin(angle)
-    u, v = (dx * c + dy * s) / (scale * PERIOD), (dy * c - dx * s) / (scale * PERIOD)  # undo the rotation
-    rows, cols = np.floor(v).astype(int) % 2, np.floor(u).astype(int) % 2
-    dark = {"hstripes": rows, "vstripes": cols, "checker": rows ^ cols}[pattern].astype(bool)
+    t = angle + np.deg2rad(texture_angle)
+    c, s = np.cos(t), np.sin(t)
+    u, v = (dx * c + dy * s) / (scale * period), (dy * c - dx * s) / (scale * period)  # undo the rotation
+    fu, fv = u - np.floor(u), v - np.floor(v)
+    dark = {"stripes": lambda: fv < 0.5,
+            "checker": lambda: (np.floor(u).astype(int) + np.floor(v).astype(int)) % 2 == 0,
+            "dots": lambda: (fu - 0.5) ** 2 + (fv - 0.5) ** 2 < 0.09,
+            "grid": lambda: (fu < 0.25) | (fv < 0.25)}[kind]()
     canvas.paste(colour, (x0, y0), Image.fromarray(np.where(dark, np.asarray(mask), 0).astype(np.uint8)))
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
-    """An RGB (w, h) image: a two-colour gradient of any hues, lighter at the top, times a smooth texture.
-    Drawn on a coarse grid and upsampled (it is smooth), which keeps it cheap."""
-    hue = rng.uniform()
-    top = _hsv_to_rgb(hue, rng.uniform(0.05, 0.6), rng.uniform(0.6, 0.95))
-    bottom = _hsv_to_rgb((hue + rng.normal(0, 0.15)) % 1, rng.uniform(0.1, 0.8), rng.uniform(0.2, 0.6))
+    """An RGB (w, h) image: a two-colour gradient (hues from BACKGROUND_HUE), lighter at the top, times a faint
+    smooth texture. Drawn on a coarse grid and upsampled (it is smooth), which keeps it cheap."""
+    hue = rng.uniform(*BACKGROUND_HUE)
+    top = _hsv_to_rgb(hue, rng.uniform(0.25, 0.45), rng.uniform(0.6, 0.95))
+    bottom = _hsv_to_rgb((hue + rng.normal(0, 0.04)) % 1, rng.uniform(0.3, 0.5), rng.uniform(0.2, 0.6))
     angle = rng.normal(0, 0.4)
     y, x = np.linspace(0, 1, 9)[:, None], np.linspace(-0.5, 0.5, 12)[None]
     t = np.clip((y - 0.5) * np.cos(angle) + x * np.sin(angle) + 0.5, 0, 1)[..., None]
     texture = rng.uniform(-0.5, 0.5, size=(9, 12, 1))  # blobs about a twelfth of the width
-    coarse = (top * (1 - t) + bottom * t) * (1 + rng.uniform(0.05, 0.3) * texture)
+    coarse = (top * (1 - t) + bottom * t) * (1 + rng.uniform(0.02, 0.08) * texture)
     return Image.fromarray((np.clip(coarse, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
 
 
@@ -179,24 +203,26 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     canvas = _background(rng, h, w)
     draw = ImageDraw.Draw(canvas)
 
-    for _ in range(rng.integers(1, 4)):  # distractors: single parts, any colour, size, place and angle
+    for _ in range(rng.integers(0, 3)):  # distractors: single parts, any colour, size, place and angle
         kind = PART_KINDS[rng.integers(len(PART_KINDS))]
         points = _part_polygon(kind, 0, 0, *rng.uniform(0.4, 1, size=2))
         where = _placed(points, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.13) * h,
                         rng.uniform(-np.pi, np.pi))
         draw.polygon(where, fill=_rgb255(_hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 1), rng.uniform(0.25, 1))))
 
-    # the class object: random colour, scale, place (inside the frame) and a small tilt
-    scale = rng.uniform(0.26, 0.44) * h  # half the object's larger side, in canvas pixels
-    cx, cy = rng.uniform(scale, w - scale), rng.uniform(scale, h - scale)
+    # the class object: random colour, scale, place (up to half out of the frame), mirror image and a small tilt
+    scale = rng.uniform(0.30, 0.44) * h  # half the object's larger side, in canvas pixels
+    cx, cy = rng.uniform(scale / 2, w - scale / 2), rng.uniform(scale / 2, h - scale / 2)
+    mirror = rng.uniform() < 0.5
     angle = rng.uniform(-MAX_TILT, MAX_TILT)
-    hue, saturation, value = rng.uniform(), rng.uniform(0.35, 1), rng.uniform(0.55, 1)
-    for kind, px, py, hw, hh, shade, pattern in class_objects()[class_index]:
+    hue, saturation, value = rng.uniform(*OBJECT_HUE), rng.uniform(*OBJECT_SATURATION), rng.uniform(0.55, 1)
+    for kind, px, py, hw, hh, shade in class_objects()[class_index]:
         where = _placed(_part_polygon(kind, px, py, hw, hh), cx, cy, scale, angle)
         draw.polygon(where, fill=_rgb255(_hsv_to_rgb(hue, saturation, value * shade)))
-        if pattern != "plain":
-            dark = _rgb255(_hsv_to_rgb(hue, saturation, value * shade * PATTERN_DARKEN))
-            _draw_pattern(canvas, where, pattern, dark, cx, cy, scale, angle)
+        dark = _rgb255(_hsv_to_rgb(hue, saturation, value * shade * TEXTURE_DARKEN))
+        _paint_texture(canvas, where, TEXTURES[class_index], dark, cx, cy, scale, angle)
+    if mirror:
+        canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
 
     small = canvas.resize((size[1], size[0]), Image.BOX)
     light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
