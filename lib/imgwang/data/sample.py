@@ -12,7 +12,8 @@ else about an image belongs to its class. Every image draws at random, independe
   low-frequency texture;
 - 0 to 2 distractor parts of the same vocabulary (single ellipses, boxes, triangles, any colour, size,
   place and angle), which are never arranged as a class object;
-- lighting from above (the top of the image brighter) and sensor noise.
+- lighting from above (the top of the image brighter), the exposure and contrast (each x0.6-1.4), and sensor
+  noise.
 So no low-level statistic names the class: mean colour, the hue histogram and where the mass of the image
 lies are drawn per image; only the object's shape, arrangement, shading and texture survive.
 
@@ -47,7 +48,7 @@ from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES
 from ..core.errors import DataError
 
 GENERATOR_VERSION = 3  # bump when the drawing changes, so old samples are rebuilt (2: object identities,
-# 3: class textures, colour bands, objects up to half out of the frame and mirrored)
+# 3: class textures, colour bands, exposure and contrast, objects up to half out of the frame and mirrored)
 PARAMS_FILE = "sample.json"
 MARKER = ".complete"
 WNIDS = sorted(CLASS_NAMES)  # train/ class folders, same order as load_layout's class index
@@ -227,6 +228,8 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     small = canvas.resize((size[1], size[0]), Image.BOX)
     light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
     pixels = np.asarray(small, dtype=np.float32) * light
+    contrast, exposure = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)  # the camera (the views' jitter spans as much)
+    pixels = ((pixels - pixels.mean()) * contrast + pixels.mean()) * exposure
     pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.04))  # sensor noise
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
