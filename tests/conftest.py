@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO / "bin"))  # `import stage` etc.: the scripts the Ma
 
 import matplotlib  # noqa: E402
 
+import imgwang  # noqa: E402,F401  (first: scrapbook's import below then skips rfc3987_syntax, see imgwang/__init__)
+
 matplotlib.use("Agg")  # tests draw off-screen (kernels keep their own backend: MPLBACKEND stays unset)
 
 import matplotlib.pyplot as plt  # noqa: E402
