@@ -120,17 +120,26 @@ TINY_STAGE = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epoch
 FAKE_KEY = "fake-comet-key-5f3a9c"
 
 
+# The shared pipeline: `make sweep` of one point, which runs `bin/stage.py pipeline` twice, as `make pipeline` runs
+# it: the point (patchwork with pct_pos 0.6, four notebooks) and the sweep's baseline (FROM=none, three notebooks).
+SWEEP_WORDS = ["TASK=patchwork", "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "FT_EPOCHS=1",
+               "COMET=offline", "SWEEP=pct_pos=0.6", "VERSION=sw"]
+PIPELINE_VERSION = "sw-pct_pos0.6-seed0"  # the point's version: a whole pipeline
+BASELINE_VERSION = "sw-baseline"
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, lab_env):
-    """One tiny executed pipeline (4 notebooks in v1) for every test that reads executed notebooks, run as
-    `make pipeline` runs it: offline tracking with an API key in the environment, patchwork with pct_pos 0.6.
-    Tests that change a version work on a copy (or add versions of their own beside v1). Made once per run,
-    shared by the xdist workers (shared_once)."""
+    """The runs folder of one tiny executed sweep, for every test that reads executed notebooks: PIPELINE_VERSION
+    (four notebooks) and BASELINE_VERSION (three), run as `make sweep` runs them (bin/sweep.py), with offline
+    tracking and an API key in the environment; its output kept in sweep.out. Tests that change a version work on
+    a copy (or add versions of their own beside these). Made once per run, shared by the xdist workers."""
 
     def make(runs_dir):
-        tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
-        out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
-                        env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
+        out = subprocess.run([sys.executable, str(REPO / "bin" / "sweep.py"), *SWEEP_WORDS, "--runs-dir", str(runs_dir)],
+                             cwd=REPO, capture_output=True, text=True, env={**os.environ, "COMET_API_KEY": FAKE_KEY},
+                             timeout=1800)  # 10 min was too short under load
+        (runs_dir / "sweep.out").write_text(out.stdout)
         assert out.returncode == 0, out.stderr[-3000:]
         assert FAKE_KEY not in out.stdout + out.stderr
         assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)

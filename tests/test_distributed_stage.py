@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import scrapbook as sb
 
-from conftest import one_torch_thread, stage_here
+from conftest import PIPELINE_VERSION, one_torch_thread, stage_here
 
 TINY = ["DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "DEVICE=cpu", "SEED=0"]
 NOTEBOOK = {"pretrain": "01-pretrain.ipynb", "transfer": "02-transfer.ipynb"}
@@ -59,7 +59,7 @@ def test_two_processes_glue_what_one_process_glues(runs, pipeline, stage):
     runs_dir, ones = runs
     notebook = NOTEBOOK[stage]
     one, two = ones[stage], scraps(runs_dir, "two", notebook)
-    assert set(scraps(pipeline, "v1", notebook)) == set(two)  # the figures too: the one-process notebook's scraps
+    assert set(scraps(pipeline, PIPELINE_VERSION, notebook)) == set(two)  # the figures too: the one-process notebook's scraps
     assert set(one) <= set(two)
     assert (world(runs_dir, "one", stage)["world_size"], world(runs_dir, "two", stage)["world_size"]) == (1, 2)
     w = world(runs_dir, "two", stage)
