@@ -242,20 +242,19 @@ def ranks_alive(tmp_path) -> list:
 # of seconds to minutes each) start first, in this order, so the short ones fill the other worker around them
 # instead of one long test ending the run alone.
 START_FIRST = [
-    "test_distributed_stage.py",  # NPROC=2 stages, then it reads the pipeline the next one makes meanwhile
-    "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`)
-    "test_sweep.py::test_one_point",
-    "test_notebooks.py::test_a_signal",
-    "test_notebooks.py::test_random_init_baseline",
+    "test_distributed_stage.py",  # NPROC=2 stages (one interrupted), then it reads the pipeline the next one makes
+    "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`: a sweep)
+    "test_stage_runs.py::test_a_killed",
+    "test_notebooks.py::test_sigterm",
     "test_distributed_launch.py::test_two_nodes",
-    "test_bench.py",
+    "test_stage_runs.py::test_two_pretrains",
     "test_distributed_launch.py::test_ctrl_c",
     "test_distributed_step.py",
+    "test_notebooks.py::test_random_init_baseline",  # `make compare` on the pipeline: made by now
     "test_finetune_protocol.py::test_evaluate_scores",
-    "test_stage_runs.py::test_two_pretrains",
     "test_stage_seeds.py",
-    "test_stage_runs.py::test_a_killed",
     "test_notebooks.py::test_a_plain_folder",
+    "test_bench.py",
     "test_bad_input.py::test_make_reports",
 ]
 

@@ -262,23 +262,22 @@ def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline, tmp_path, cap
     assert scraps(moved[0])["eval_acc"] >= 0
 
 
-@pytest.mark.parametrize("signum,nproc", [(signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGTERM", "SIGINT-NPROC2"])
-def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_env, tmp_path, held_here, capfd):
-    """What a job manager (SIGTERM) or Ctrl-C in the terminal (SIGINT; here of `make pretrain NPROC=2`, which
-    bin/stage.py passes to the kernel and everything below it) does to a long run: nothing is lost, no rank
-    outlives it, and RESUME=1 completes the epochs."""
+def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path, held_here, capfd):
+    """What a job manager (SIGTERM to bin/stage.py, which passes it to the kernel) does to a long run: nothing is
+    lost, and RESUME=1 completes the epochs. (Ctrl-C in the terminal of `make pretrain NPROC=2`, ranks and all:
+    tests/test_distributed_stage.py.)"""
     import torch
 
     runs_dir = tmp_path / "runs"
     # held_rotation's epoch 2 waits for the signal: the run cannot end before it lands
     args = ["pretrain", "--version", "v1", "--task", "held_rotation", *TINY[:-6], "--epochs", "2", "--bs", "16",
-            "--comet", "off", "--nproc", str(nproc), "--device", "cpu"]
-    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: the ranks' job file, found below
+            "--comet", "off", "--nproc", "1", "--device", "cpu"]
+    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: a rank's job file, found below
     proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
     wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
-    proc.send_signal(signum)
+    proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 130, (out + err)[-3000:]
     assert "interrupted" in err and "continue with RESUME=1 VERSION=v1" in err
@@ -291,9 +290,6 @@ def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_en
     assert stage_here(runs_dir, *args, "--resume", "1") == 0, capfd.readouterr().err[-3000:]
     record = stages_of(runs_dir / "v1")["pretrain"]
     assert record["status"] == "done" and record["resumed"] is True
-    if nproc > 1:
-        assert record["world"]["world_size"] == nproc
-        assert "after epoch 1 of 2" in saved_stdout(runs_dir / "v1" / "01-pretrain.ipynb")
     history = scraps(runs_dir / "v1" / "01-pretrain.ipynb")["pretrain_history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert list(runs_dir.glob("v1/replaced-*/01-pretrain.ipynb"))  # the interrupted notebook, kept aside
