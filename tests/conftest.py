@@ -55,6 +55,23 @@ def shared_once(tmp_path_factory, name: str, make) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def workers_count_as_stages(tmp_path_factory):
+    """Under xdist each worker is entered in a registry of running stages kept for this run (imgwang.core.threads),
+    so a stage a test starts takes its share beside the other worker (one thread on 2 cores) rather than every
+    core, whose threads would spin-wait against the other worker's; and no stage outside the suite changes it."""
+    if not WORKER:
+        yield
+        return
+    from imgwang.core import threads
+
+    folder = tmp_path_factory.getbasetemp().parent / "stage-registry"  # the run's folder, shared by the workers
+    os.environ[threads.REGISTRY_ENV] = str(folder)  # inherited by the stages, kernels and ranks tests start
+    entry = threads.register("cpu", f"pytest {WORKER}", folder)
+    yield
+    threads.unregister(entry)
+
+
 @pytest.fixture(scope="session")
 def lab_env(tmp_path_factory):
     """Data and cache folders for the whole run (the sample is generated once, for every xdist worker), runs
@@ -122,8 +139,9 @@ FAKE_KEY = "fake-comet-key-5f3a9c"
 
 # The shared pipeline: `make sweep` of one point, which runs `bin/stage.py pipeline` twice, as `make pipeline` runs
 # it: the point (patchwork with pct_pos 0.6, four notebooks) and the sweep's baseline (FROM=none, three notebooks).
+# probe_folds 2: each evaluate's three linear probes cross-validate on 2 folds, not 5 (~5 s instead of ~10-15 s).
 SWEEP_WORDS = ["TASK=patchwork", "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "FT_EPOCHS=1",
-               "COMET=offline", "SWEEP=pct_pos=0.6", "VERSION=sw"]
+               "COMET=offline", "SWEEP=pct_pos=0.6", "VERSION=sw", "-p", "probe_folds", "2"]
 PIPELINE_VERSION = "sw-pct_pos0.6-seed0"  # the point's version: a whole pipeline
 BASELINE_VERSION = "sw-baseline"
 
@@ -248,9 +266,12 @@ START_FIRST = [
     "test_notebooks.py::test_sigterm",
     "test_distributed_launch.py::test_two_nodes",
     "test_stage_runs.py::test_two_pretrains",
+    "test_task_simple.py::test_task_learns_what_generalises",
     "test_distributed_launch.py::test_ctrl_c",
+    "test_task_contrastive.py::test_swav_overfits",
     "test_distributed_step.py",
     "test_notebooks.py::test_random_init_baseline",  # `make compare` on the pipeline: made by now
+    "test_threads.py::test_bench_share",
     "test_finetune_protocol.py::test_evaluate_scores",
     "test_stage_seeds.py",
     "test_notebooks.py::test_a_plain_folder",
