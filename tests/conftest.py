@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO / "bin"))  # `import stage` etc.: the scripts the Ma
 
 import matplotlib  # noqa: E402
 
+import imgwang  # noqa: E402,F401  (first: scrapbook's import below then skips rfc3987_syntax, see imgwang/__init__)
+
 matplotlib.use("Agg")  # tests draw off-screen (kernels keep their own backend: MPLBACKEND stays unset)
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +53,23 @@ def shared_once(tmp_path_factory, name: str, make) -> Path:
                 raise
             done.touch()
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workers_count_as_stages(tmp_path_factory):
+    """Under xdist each worker is entered in a registry of running stages kept for this run (imgwang.core.threads),
+    so a stage a test starts takes its share beside the other worker (one thread on 2 cores) rather than every
+    core, whose threads would spin-wait against the other worker's; and no stage outside the suite changes it."""
+    if not WORKER:
+        yield
+        return
+    from imgwang.core import threads
+
+    folder = tmp_path_factory.getbasetemp().parent / "stage-registry"  # the run's folder, shared by the workers
+    os.environ[threads.REGISTRY_ENV] = str(folder)  # inherited by the stages, kernels and ranks tests start
+    entry = threads.register("cpu", f"pytest {WORKER}", folder)
+    yield
+    threads.unregister(entry)
 
 
 @pytest.fixture(scope="session")
@@ -118,17 +137,27 @@ TINY_STAGE = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epoch
 FAKE_KEY = "fake-comet-key-5f3a9c"
 
 
+# The shared pipeline: `make sweep` of one point, which runs `bin/stage.py pipeline` twice, as `make pipeline` runs
+# it: the point (patchwork with pct_pos 0.6, four notebooks) and the sweep's baseline (FROM=none, three notebooks).
+# probe_folds 2: each evaluate's three linear probes cross-validate on 2 folds, not 5 (~5 s instead of ~10-15 s).
+SWEEP_WORDS = ["TASK=patchwork", "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "FT_EPOCHS=1",
+               "COMET=offline", "SWEEP=pct_pos=0.6", "VERSION=sw", "-p", "probe_folds", "2"]
+PIPELINE_VERSION = "sw-pct_pos0.6-seed0"  # the point's version: a whole pipeline
+BASELINE_VERSION = "sw-baseline"
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, lab_env):
-    """One tiny executed pipeline (4 notebooks in v1) for every test that reads executed notebooks, run as
-    `make pipeline` runs it: offline tracking with an API key in the environment, patchwork with pct_pos 0.6.
-    Tests that change a version work on a copy (or add versions of their own beside v1). Made once per run,
-    shared by the xdist workers (shared_once)."""
+    """The runs folder of one tiny executed sweep, for every test that reads executed notebooks: PIPELINE_VERSION
+    (four notebooks) and BASELINE_VERSION (three), run as `make sweep` runs them (bin/sweep.py), with offline
+    tracking and an API key in the environment; its output kept in sweep.out. Tests that change a version work on
+    a copy (or add versions of their own beside these). Made once per run, shared by the xdist workers."""
 
     def make(runs_dir):
-        tiny = [a if a != "off" else "offline" for a in TINY_STAGE]  # offline tracking, with a key in the environment
-        out = run_stage(runs_dir, "pipeline", *tiny, "FT_EPOCHS=1", "-p", "pct_pos", "0.6",
-                        env={**os.environ, "COMET_API_KEY": FAKE_KEY}, timeout=1800)  # 10 min was too short under load
+        out = subprocess.run([sys.executable, str(REPO / "bin" / "sweep.py"), *SWEEP_WORDS, "--runs-dir", str(runs_dir)],
+                             cwd=REPO, capture_output=True, text=True, env={**os.environ, "COMET_API_KEY": FAKE_KEY},
+                             timeout=1800)  # 10 min was too short under load
+        (runs_dir / "sweep.out").write_text(out.stdout)
         assert out.returncode == 0, out.stderr[-3000:]
         assert FAKE_KEY not in out.stdout + out.stderr
         assert "without encryption" not in out.stderr  # the kernels' sockets are encrypted (imgwang.stages.kernel)
@@ -231,20 +260,22 @@ def ranks_alive(tmp_path) -> list:
 # of seconds to minutes each) start first, in this order, so the short ones fill the other worker around them
 # instead of one long test ending the run alone.
 START_FIRST = [
-    "test_distributed_stage.py",  # NPROC=2 stages, then it reads the pipeline the next one makes meanwhile
-    "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`)
-    "test_sweep.py::test_one_point",
-    "test_notebooks.py::test_a_signal",
-    "test_notebooks.py::test_random_init_baseline",
-    "test_distributed_launch.py::test_two_nodes",
-    "test_bench.py",
-    "test_distributed_launch.py::test_ctrl_c",
-    "test_distributed_step.py",
-    "test_finetune_protocol.py::test_evaluate_scores",
-    "test_stage_runs.py::test_two_pretrains",
-    "test_stage_seeds.py",
+    "test_distributed_stage.py",  # NPROC=2 stages (one interrupted), then it reads the pipeline the next one makes
+    "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`: a sweep)
     "test_stage_runs.py::test_a_killed",
+    "test_notebooks.py::test_sigterm",
+    "test_distributed_launch.py::test_two_nodes",
+    "test_stage_runs.py::test_two_pretrains",
+    "test_task_simple.py::test_task_learns_what_generalises",
+    "test_distributed_launch.py::test_ctrl_c",
+    "test_task_contrastive.py::test_swav_overfits",
+    "test_distributed_step.py",
+    "test_notebooks.py::test_random_init_baseline",  # `make compare` on the pipeline: made by now
+    "test_threads.py::test_bench_share",
+    "test_finetune_protocol.py::test_evaluate_scores",
+    "test_stage_seeds.py",
     "test_notebooks.py::test_a_plain_folder",
+    "test_bench.py",
     "test_bad_input.py::test_make_reports",
 ]
 

@@ -1,8 +1,9 @@
 """The stage notebooks through papermill, as `make` runs them: tiny sizes on the sample data.
 
-One pipeline run (conftest's session `pipeline`, a `bin/stage.py` process) is shared by the tests that read
-its scraps; further stages run in this process (conftest's stage_here: the kernels are still their own
-processes) unless a signal must reach bin/stage.py itself.
+One sweep of one point (conftest's session `pipeline`: bin/sweep.py, whose two `bin/stage.py pipeline` processes
+make the pipeline PIPELINE_VERSION and its baseline BASELINE_VERSION) is shared by the tests that read their scraps; further
+stages run in this process (conftest's stage_here: the kernels are still their own processes) unless a signal
+must reach bin/stage.py itself.
 """
 
 import json
@@ -18,7 +19,9 @@ import pytest
 import scrapbook as sb
 
 from conftest import (
+    BASELINE_VERSION,
     FAKE_KEY,
+    PIPELINE_VERSION,
     REPO,
     TINY_STAGE,
     held_env,
@@ -48,20 +51,20 @@ def files_holding(folder, secret: str) -> list[str]:
 
 
 def test_the_api_key_reaches_no_file(pipeline):
-    assert list((pipeline / "v1" / "comet").iterdir()), "offline tracking wrote nothing"
+    assert list((pipeline / PIPELINE_VERSION / "comet").iterdir()), "offline tracking wrote nothing"
     assert files_holding(pipeline, FAKE_KEY) == []
 
 
 def test_tracking_says_where_its_archive_is_in_one_line_without_comet_chatter(pipeline):
-    text = "".join((pipeline / "v1" / f"{name}.ipynb").read_text() for name in ("01-pretrain", "02-transfer"))
-    archives = sorted((pipeline / "v1" / "comet").glob("*.zip"))
+    text = "".join((pipeline / PIPELINE_VERSION / f"{name}.ipynb").read_text() for name in ("01-pretrain", "02-transfer"))
+    archives = sorted((pipeline / PIPELINE_VERSION / "comet").glob("*.zip"))
     assert len(archives) == 2  # one experiment per training stage
     assert all(f"comet offline: archive {a.resolve()}" in text or f"comet offline: archive {a}" in text for a in archives)
     assert "COMET WARNING" not in text and "COMET INFO" not in text
 
 
 def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
-    run = pipeline / "v1"
+    run = pipeline / PIPELINE_VERSION
     for name in ("01-pretrain", "02-transfer", "03-evaluate", "04-review"):
         assert (run / f"{name}.ipynb").exists()
     info = json.loads((run / "run.json").read_text())
@@ -75,7 +78,7 @@ def test_pipeline_writes_four_executed_notebooks_and_run_json(pipeline):
 
 
 def test_pretrain_scraps(pipeline):
-    s = scraps(pipeline / "v1" / "01-pretrain.ipynb")
+    s = scraps(pipeline / PIPELINE_VERSION / "01-pretrain.ipynb")
     assert s["task"] == "patchwork" and s["pretext_metric_name"] == "accuracy"
     assert s["pretext_chance"] == pytest.approx(0.6)  # chance follows pct_pos
     assert s["config"]["arch"] == "tinyconv" and s["config"]["seed"] == 0 and s["config"]["lr"] > 0  # defaults resolved
@@ -94,7 +97,7 @@ def saved_stdout(notebook) -> str:
 def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
     """The bars are text in the cells' saved output (imgwang.core.progress), not widgets whose state a saved notebook
     loses, and the saved text holds each bar's final state only: reopened in any viewer, a run shows 100%, n/n."""
-    run = pipeline / "v1"
+    run = pipeline / PIPELINE_VERSION
     for name in ("01-pretrain", "02-transfer", "03-evaluate", "04-review"):
         book = nbformat.read(run / f"{name}.ipynb", as_version=4)
         kinds = {kind for c in book.cells for o in c.get("outputs", []) for kind in o.get("data", {})}
@@ -117,7 +120,7 @@ def test_each_saved_notebook_opens_on_its_answer(pipeline):
     sections; the template's parameters cell is folded, its tag kept (imgwang.stages.summary)."""
     from imgwang.stages.summary import SUMMARY_TAG, anchor
 
-    run = pipeline / "v1"
+    run = pipeline / PIPELINE_VERSION
     pre, t, e = (scraps(run / f"{n}.ipynb") for n in ("01-pretrain", "02-transfer", "03-evaluate"))
     wanted = {
         "01-pretrain": [f"**{pre['pretext_val_metric']:.4f}** vs chance {pre['pretext_chance']:.4f}",
@@ -145,9 +148,9 @@ def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsy
 
     import task_table  # bin/task_table.py
 
-    shutil.copytree(pipeline / "v1", tmp_path / "t-patchwork")
+    shutil.copytree(pipeline / PIPELINE_VERSION, tmp_path / "t-patchwork")
     assert task_table.main(["--tasks", "patchwork", "--prefix", "t", "--runs-dir", str(tmp_path)]) == 0
-    s = scraps(pipeline / "v1" / "01-pretrain.ipynb")
+    s = scraps(pipeline / PIPELINE_VERSION / "01-pretrain.ipynb")
     row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
     assert row[0] == "| patchwork" and row[2] == f"{s['pretext_val_metric']:.3f}" and row[3] == "0.600"
     assert row[5] == f"{s['pretrain_knn_acc']:.3f}" and row[6] == f"{s['pretrain_knn_init']:.3f}"
@@ -155,9 +158,9 @@ def test_the_tasks_table_reads_a_finished_pretrain_run(pipeline, tmp_path, capsy
 
 
 def test_transfer_evaluate_review_scraps(pipeline):
-    run = pipeline / "v1"
+    run = pipeline / PIPELINE_VERSION
     t = scraps(run / "02-transfer.ipynb")
-    assert t["from_version"] == "v1" and len(t["val_accs"]) == 1 and t["val_acc"] == t["val_accs"][0]
+    assert t["from_version"] == PIPELINE_VERSION and len(t["val_accs"]) == 1 and t["val_acc"] == t["val_accs"][0]
     assert str(t["val_acc_std"]) == "nan" and len(t["transfer_history"]) == 1  # one run measures no spread
     assert t["train_bs"] == 32 and t["steps_per_epoch"] == 15  # the sample's 480 labelled images
     e = scraps(run / "03-evaluate.ipynb")
@@ -179,7 +182,7 @@ def test_notebooks_show_their_plots(pipeline):
     for name, scrap in (("01-pretrain", "pretrain_curves"), ("01-pretrain", "pretrain_knn"), ("03-evaluate", "confusion"),
                         ("01-pretrain", "task_examples"), ("02-transfer", "train_examples"),
                         ("04-review", "pretext_mistakes")):
-        book = sb.read_notebook(str(pipeline / "v1" / f"{name}.ipynb"))
+        book = sb.read_notebook(str(pipeline / PIPELINE_VERSION / f"{name}.ipynb"))
         assert "image/png" in book.scraps[scrap].display["data"], f"{name}: {scrap} has no picture"
 
 
@@ -194,7 +197,7 @@ def test_evaluate_and_review_show_what_the_encoder_learned(pipeline):
     """03-evaluate: 6 val images (one per class), each beside its 4 nearest train images in 3 spaces (pretrained,
     random-init, pixels); a t-SNE map per encoder. 04-review: Grad-CAM of 8 mistakes (image, map for the predicted
     class, for the true class) and of 8 unsure correct ones (image, map)."""
-    run = pipeline / "v1"
+    run = pipeline / PIPELINE_VERSION
     assert panels(run / "03-evaluate.ipynb", "nearest_neighbours") == 6 * (1 + 3 * 4)
     assert panels(run / "03-evaluate.ipynb", "feature_map") == 2
     assert panels(run / "04-review.ipynb", "cam_mistakes") == 3 * 8  # a tiny model on 300 val images errs often
@@ -202,34 +205,36 @@ def test_evaluate_and_review_show_what_the_encoder_learned(pipeline):
 
 
 def test_random_init_baseline_and_compare(pipeline, capfd):
+    """The baseline (`make pipeline FROM=none`, run by the sweep) and `make compare` of it beside the pipeline."""
     import compare  # bin/compare.py
 
-    tiny = TINY[:6] + TINY[10:]  # EPOCHS and BS set pretraining, which a baseline has none of
-    assert stage_here(pipeline, "pipeline", "--from", "none", *tiny, "FT_EPOCHS=1") == 0, capfd.readouterr().err[-3000:]
-    assert scraps(pipeline / "v2" / "02-transfer.ipynb")["from_version"] == "none"
-    assert not (pipeline / "v2" / "01-pretrain.ipynb").exists()
-    evaluated = scraps(pipeline / "v2" / "03-evaluate.ipynb")
+    base = pipeline / BASELINE_VERSION
+    assert scraps(base / "02-transfer.ipynb")["from_version"] == "none"
+    assert not (base / "01-pretrain.ipynb").exists()
+    evaluated = scraps(base / "03-evaluate.ipynb")
     assert evaluated["knn_acc"] == evaluated["knn_acc_random"]  # no pretrained encoder: the random one is scored
     capfd.readouterr()
     assert compare.main(["--runs-dir", str(pipeline)]) == 0, capfd.readouterr().err[-3000:]
     assert "without encryption" not in capfd.readouterr().err  # (the kernel's own stderr reaches this fd too)
     lines = (pipeline / "compare.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in lines[1:]] == ["v1", "v2"]
-    assert ",complete," in lines[1] and ",complete (baseline)," in lines[2]
+    assert [line.split(",")[0] for line in lines[1:]] == [BASELINE_VERSION, PIPELINE_VERSION]
+    assert ",complete (baseline)," in lines[1] and ",complete," in lines[2]
     summary = nbformat.read(pipeline / "05-compare.ipynb", as_version=4).cells[1].source
-    assert "**2** versions" in summary and "- v1: " in summary  # v1's verdict against the v2 baseline, on top
+    assert "**2** versions" in summary and f"- {PIPELINE_VERSION}: " in summary  # its verdict against the baseline, on top
     compared = sb.read_notebook(str(pipeline / "05-compare.ipynb")).scraps
     assert compared["n_runs"].data == 2
     assert "image/png" in compared["accuracy_bars"].display["data"]  # pretrained beside the baseline
-    assert "image/png" in compared["pretrain_knn_acc"].display["data"]  # v1's kNN monitor over its epochs
+    assert "image/png" in compared["pretrain_knn_acc"].display["data"]  # the pipeline's kNN monitor over its epochs
     assert panels(pipeline / "05-compare.ipynb", "pretext_vs_transfer") == 2  # pretext vs gain, kNN vs val_acc
     from imgwang.stages.compare import compare_table
     from imgwang.stages.readable import readable_table
 
     shown, unfinished = readable_table(compare_table(pipeline))
-    assert list(shown.index.get_level_values(1)) == ["v1", "v2"] and unfinished == []
-    assert shown.loc[("", "v2"), "verdict"] == "baseline" and shown.loc[("", "v1"), "verdict"].endswith("no p (1 run)")
-    assert shown.loc[("", "v1"), "epochs"] == "1 + 1" and shown.loc[("", "v1"), "val_acc"].endswith("%")
+    assert sorted(shown.index.get_level_values(1)) == [BASELINE_VERSION, PIPELINE_VERSION] and unfinished == []
+    group = "sweep sw"  # (tests/test_sweep.py checks the grouping)
+    assert shown.loc[(group, BASELINE_VERSION), "verdict"] == "baseline"
+    assert shown.loc[(group, PIPELINE_VERSION), "verdict"].endswith("no p (1 run)")
+    assert shown.loc[(group, PIPELINE_VERSION), "epochs"] == "1 + 1" and shown.loc[(group, PIPELINE_VERSION), "val_acc"].endswith("%")
 
 
 def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_path, capfd):
@@ -243,11 +248,11 @@ def test_a_plain_folder_of_images_pretrains_through_the_notebook(lab_env, tmp_pa
 
 def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline, tmp_path, capfd):
     runs_dir = tmp_path / "runs"
-    shutil.copytree(pipeline / "v1", runs_dir / "v1")  # the shared run stays intact for the other tests
-    run = runs_dir / "v1"
+    shutil.copytree(pipeline / PIPELINE_VERSION, runs_dir / PIPELINE_VERSION)  # the shared run stays intact for the other tests
+    run = runs_dir / PIPELINE_VERSION
     for classifier in (run / "classifier.pt", *run.glob("checkpoints/transfer-*/classifier.pt")):  # every repeat's
         classifier.write_bytes(b"truncated by a full disk")
-    assert stage_here(runs_dir, "evaluate", "--version", "v1", "--force", "1") == 1
+    assert stage_here(runs_dir, "evaluate", "--version", PIPELINE_VERSION, "--force", "1") == 1
     assert "error: evaluate failed" in capfd.readouterr().err
     assert stages_of(run)["evaluate"]["status"] == "failed"
     book = nbformat.read(run / "03-evaluate.ipynb", as_version=4)
@@ -257,23 +262,22 @@ def test_a_failing_stage_is_recorded_and_keeps_its_error(pipeline, tmp_path, cap
     assert scraps(moved[0])["eval_acc"] >= 0
 
 
-@pytest.mark.parametrize("signum,nproc", [(signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGTERM", "SIGINT-NPROC2"])
-def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_env, tmp_path, held_here, capfd):
-    """What a job manager (SIGTERM) or Ctrl-C in the terminal (SIGINT; here of `make pretrain NPROC=2`, which
-    bin/stage.py passes to the kernel and everything below it) does to a long run: nothing is lost, no rank
-    outlives it, and RESUME=1 completes the epochs."""
+def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path, held_here, capfd):
+    """What a job manager (SIGTERM to bin/stage.py, which passes it to the kernel) does to a long run: nothing is
+    lost, and RESUME=1 completes the epochs. (Ctrl-C in the terminal of `make pretrain NPROC=2`, ranks and all:
+    tests/test_distributed_stage.py.)"""
     import torch
 
     runs_dir = tmp_path / "runs"
     # held_rotation's epoch 2 waits for the signal: the run cannot end before it lands
     args = ["pretrain", "--version", "v1", "--task", "held_rotation", *TINY[:-6], "--epochs", "2", "--bs", "16",
-            "--comet", "off", "--nproc", str(nproc), "--device", "cpu"]
-    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: the ranks' job file, found below
+            "--comet", "off", "--nproc", "1", "--device", "cpu"]
+    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: a rank's job file, found below
     proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
     wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
-    proc.send_signal(signum)
+    proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 130, (out + err)[-3000:]
     assert "interrupted" in err and "continue with RESUME=1 VERSION=v1" in err
@@ -286,9 +290,6 @@ def test_a_signal_keeps_the_last_epoch_and_resume_finishes(signum, nproc, lab_en
     assert stage_here(runs_dir, *args, "--resume", "1") == 0, capfd.readouterr().err[-3000:]
     record = stages_of(runs_dir / "v1")["pretrain"]
     assert record["status"] == "done" and record["resumed"] is True
-    if nproc > 1:
-        assert record["world"]["world_size"] == nproc
-        assert "after epoch 1 of 2" in saved_stdout(runs_dir / "v1" / "01-pretrain.ipynb")
     history = scraps(runs_dir / "v1" / "01-pretrain.ipynb")["pretrain_history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert list(runs_dir.glob("v1/replaced-*/01-pretrain.ipynb"))  # the interrupted notebook, kept aside

@@ -2,19 +2,12 @@
 with its shared baseline, RESUME=1, and what `make compare` makes of it."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, stages_of
+from conftest import BASELINE_VERSION, PIPELINE_VERSION, REPO, SWEEP_WORDS, stages_of
 
 TINY = ["DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "COMET=off", "FT_EPOCHS=1", "THREADS=1"]
-
-
-def sweep(runs_dir, *words, timeout=900):
-    return subprocess.run([sys.executable, str(REPO / "bin" / "sweep.py"), *words, "--runs-dir", str(runs_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def in_process(runs_dir, capsys, *words):
@@ -58,27 +51,26 @@ def test_a_bad_sweep_is_refused_in_one_line_before_anything_runs(words, says, tm
     assert not (tmp_path / "runs").exists()
 
 
-def test_one_point_and_its_baseline_run_resume_and_compare(lab_env, tmp_path):
-    """On a sample a tenth of the usual size: what is asserted is the sweep's bookkeeping (each of its seven
-    notebooks is a real stage run), not figures that need the full sample."""
-    from imgwang.data.sample import make_sample
-
-    runs_dir = tmp_path / "runs"
-    mini = make_sample(tmp_path / "mini-sample", n_train=6, n_unsup=96, n_val=6)
-    words = ["TASK=patchwork", *TINY, f"DATA={mini}", "SWEEP=pct_pos=0.6", "VERSION=sw"]
-    out = sweep(runs_dir, *words)
-    assert out.returncode == 0, out.stderr[-3000:]
-    point, base = runs_dir / "sw-pct_pos0.6-seed0", runs_dir / "sw-baseline"
+def test_one_point_and_its_baseline_run_resume_and_compare(pipeline, capsys):
+    """conftest's shared `pipeline` is one sweep of one point (bin/sweep.py, SWEEP_WORDS): each of its seven
+    notebooks is a real stage run. What is asserted is the sweep's bookkeeping, RESUME=1 and `make compare`'s
+    grouping; the notebooks' contents are tests/test_notebooks.py's."""
+    runs_dir = pipeline
+    point, base = runs_dir / PIPELINE_VERSION, runs_dir / BASELINE_VERSION
+    said = (runs_dir / "sweep.out").read_text()
+    assert f"sweep sw: POINT=0 {PIPELINE_VERSION}" in said and f"sweep sw: POINT=1 {BASELINE_VERSION}" in said
+    assert said.strip().splitlines()[-1] == "done: sweep sw, 2 runs; `make compare` groups it"
     assert all(r["status"] == "done" for r in stages_of(point).values()) and len(stages_of(point)) == 4
     assert set(stages_of(base)) == {"transfer", "evaluate", "review"}  # FROM=none: nothing to pretrain
     info = json.loads((point / "run.json").read_text())
     assert info["sweep"]["name"] == "sw" and info["sweep"]["point"] == "pct_pos=0.6" and "group" not in info
     assert info["stages"]["pretrain"]["config"]["task_params"]["pct_pos"] == 0.6
 
-    again = sweep(runs_dir, *words)  # without RESUME=1 a sweep never runs into its own versions
-    assert again.returncode == 2 and "RESUME=1" in again.stderr
-    resumed = sweep(runs_dir, *words, "RESUME=1")
-    assert resumed.returncode == 0 and resumed.stdout.count("done already") == 2
+    # in this process: neither runs a stage (the versions are there and done)
+    code, out, err = in_process(runs_dir, capsys, *SWEEP_WORDS)  # without RESUME=1 a sweep never runs into its own versions
+    assert code == 2 and "RESUME=1" in err
+    code, out, err = in_process(runs_dir, capsys, *SWEEP_WORDS, "RESUME=1")
+    assert code == 0 and out.count("done already") == 2, err
 
     from imgwang.stages.compare import compare_table
     from imgwang.stages.readable import readable_table

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 import stage  # bin/stage.py
 
-from conftest import REPO, scraps, stages_of
+from conftest import PIPELINE_VERSION, REPO, scraps, stages_of
 from imgwang import notebook, runs
 from imgwang.core.plain import to_plain
 from imgwang.spec import PIPELINE, STAGES
@@ -43,7 +43,7 @@ def test_the_notebook_gets_the_resolved_configuration_and_reads_nothing_back(lab
 
 
 def test_the_executed_notebooks_hold_the_configuration_that_run_json_and_the_scrap_record(pipeline):
-    run_dir = pipeline / "v1"
+    run_dir = pipeline / PIPELINE_VERSION
     for name, record in stages_of(run_dir).items():
         book = run_dir / STAGES[name].notebook
         injected = next(c for c in nbformat.read(book, as_version=4).cells

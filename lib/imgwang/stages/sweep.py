@@ -269,10 +269,11 @@ def describe(sweep: Sweep, runs_dir: Path) -> list[str]:
 
 
 def run_sweep(sweep: Sweep, runs_dir: Path, stage_cmd: list[str], jobs: int = 1, only: int | None = None,
-              out=sys.stdout) -> int:
+              out=None) -> int:
     """Run the units (points first, the baseline last), `jobs` at once. A unit refused before compute (exit 2)
     stops the sweep; others go on when one fails. SIGINT / SIGTERM reach every running unit (each keeps its last
     complete epoch), no new unit starts, exit 130."""
+    out = out or sys.stdout  # the stream at call time (a default argument would keep the one at import)
     chosen = list(enumerate(sweep.units)) if only is None else [(only, sweep.units[only])]
     stop = threading.Event()
     running: dict[int, subprocess.Popen] = {}
