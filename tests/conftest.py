@@ -187,6 +187,20 @@ def held_env(env: dict | None = None, hold: bool = True) -> dict:
     return env
 
 
+def signal_held_stage(runs_dir, args, version: str, sig, job_tmp):
+    """Start bin/stage.py with `args` (a held_rotation pretrain, one thread per process, its ranks' job files in
+    `job_tmp`), send `sig` to it once epoch 1 is saved, and wait for it to end: (returncode, stdout, stderr)."""
+    import subprocess
+
+    env = {**held_env(), "TMPDIR": str(job_tmp), "OMP_NUM_THREADS": "1"}  # TMPDIR: a rank's job file
+    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    last = runs_dir / version / "checkpoints" / "pretrain" / "last.pt"
+    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=900)
+    return proc.returncode, out, err
+
 @pytest.fixture
 def held_here(monkeypatch):
     """TASK=held_rotation for stages run in this process (stage_here, run_pretrain) and the kernels and

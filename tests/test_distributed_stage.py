@@ -17,7 +17,6 @@ step itself is tests/test_distributed_step.py's job.
 
 import json
 import signal
-import subprocess
 import sys
 
 import nbformat
@@ -25,7 +24,7 @@ import pytest
 import scrapbook as sb
 import torch
 
-from conftest import PIPELINE_VERSION, REPO, held_env, one_torch_thread, ranks_alive, stage_cmd, stage_here, wait_until
+from conftest import PIPELINE_VERSION, held_env, one_torch_thread, ranks_alive, signal_held_stage, stage_here, wait_until
 
 TINY = ["DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "DEVICE=cpu", "SEED=0"]
 NOTEBOOK = {"pretrain": "01-pretrain.ipynb", "transfer": "02-transfer.ipynb"}
@@ -36,14 +35,9 @@ PRETRAIN = ["pretrain", "VERSION=two", "NPROC=2", "TASK=held_rotation", *TINY]
 def interrupt_pretrain(runs_dir, ranks_tmp) -> dict:
     """The NPROC=2 pretrain through bin/stage.py, Ctrl-C (SIGINT to bin/stage.py) once epoch 1 is saved: what
     the interrupt left, for test_ctrl_c_in_the_terminal_keeps_the_last_epoch_and_resume_finishes."""
-    env = {**held_env(), "TMPDIR": str(ranks_tmp), "OMP_NUM_THREADS": "1"}  # TMPDIR: the ranks' job file, found below
-    proc = subprocess.Popen(stage_cmd(runs_dir, *PRETRAIN), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    code, out, err = signal_held_stage(runs_dir, PRETRAIN, "two", signal.SIGINT, ranks_tmp)  # ranks' job files: below
     last = runs_dir / "two" / "checkpoints" / "pretrain" / "last.pt"
-    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=900)
-    return {"code": proc.returncode, "said": out + err, "err": err,
+    return {"code": code, "said": out + err, "err": err,
             "status": json.loads((runs_dir / "two" / "run.json").read_text())["stages"]["pretrain"]["status"],
             "partial_notebook": (runs_dir / "two" / NOTEBOOK["pretrain"]).exists(),
             "ranks_gone": wait_until(lambda: not ranks_alive(ranks_tmp), 30, every=0.5),

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import zipfile
 
 import nbformat
@@ -22,13 +21,11 @@ from conftest import (
     BASELINE_VERSION,
     FAKE_KEY,
     PIPELINE_VERSION,
-    REPO,
     TINY_STAGE,
-    held_env,
     plain_image_folder,
     ranks_alive,
     scraps,
-    stage_cmd,
+    signal_held_stage,
     stage_here,
     stages_of,
     wait_until,
@@ -272,14 +269,9 @@ def test_sigterm_keeps_the_last_epoch_and_resume_finishes(lab_env, tmp_path, hel
     # held_rotation's epoch 2 waits for the signal: the run cannot end before it lands
     args = ["pretrain", "--version", "v1", "--task", "held_rotation", *TINY[:-6], "--epochs", "2", "--bs", "16",
             "--comet", "off", "--nproc", "1", "--device", "cpu"]
-    env = {**held_env(), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}  # TMPDIR: a rank's job file, found below
-    proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    code, out, err = signal_held_stage(runs_dir, args, "v1", signal.SIGTERM, tmp_path)  # a rank's job file: below
     last = runs_dir / "v1" / "checkpoints" / "pretrain" / "last.pt"
-    wait_until(lambda: last.exists() or proc.poll() is not None, 1200, every=0.2)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=900)
-    assert proc.returncode == 130, (out + err)[-3000:]
+    assert code == 130, (out + err)[-3000:]
     assert "interrupted" in err and "continue with RESUME=1 VERSION=v1" in err
     assert stages_of(runs_dir / "v1")["pretrain"]["status"] == "interrupted"
     assert (runs_dir / "v1" / "01-pretrain.ipynb").exists()  # the partial notebook is kept
