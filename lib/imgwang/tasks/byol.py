@@ -5,9 +5,8 @@ BYOLPredictionHead) predicts, for each of two views, the target network's projec
 the loss is BYOL's 2 - 2 cos(prediction, target) (lightly's NegativeCosineSimilarity gives -cos), averaged
 over the two directions (BYOL sums them: half of its value). The target network (encoder +
 projector) is an exponential moving average of the online one and gets no gradient: after every optimizer
-step target <- tau target + (1 - tau) online, tau on BYOL's cosine schedule from `momentum` to 1 over the run
-(lightly's cosine_schedule and update_momentum). `momentum` None (the default) is BYOL's 0.996 on runs of
-2,500 steps or more and lower on shorter ones, so that the target forgets its random start (tasks/ema.py).
+step target <- tau target + (1 - tau) online, tau on BYOL's cosine schedule from `momentum` 0.996 to 1 over
+the run (lightly's cosine_schedule and update_momentum).
 
 Views, each cropped once from the whole image (data/views.py), BYOL's Table 6: random resized crop, area
 0.08-1 (`min_scale`), flip, colour jitter 0.4/0.4/0.2/0.1 at p 0.8, grayscale p 0.2, Gaussian blur (sigma
@@ -35,12 +34,12 @@ import torch.nn.functional as F
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..core.errors import ConfigError
 from ..data.augment import make_augment
 from .base import register
-from .ema import momentum_at
 from .multiview import DINO_COLOUR, ViewTask, check_scale
 
 
@@ -78,15 +77,15 @@ class BYOL(ViewTask):
     name = "byol"
     needs_two = "its heads' BatchNorm needs a batch"
 
-    def __init__(self, *, min_scale: float = 0.08, proj_dim: int = 256, momentum: float | None = None,
+    def __init__(self, *, min_scale: float = 0.08, proj_dim: int = 256, momentum: float = 0.996,
                  noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         check_scale("byol", "min_scale", min_scale, 1.0)
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
+        if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"byol momentum must be in [0, 1], got {momentum}")
         if proj_dim < 1:
             raise ConfigError(f"byol proj_dim must be >= 1, got {proj_dim}")
-        self.min_scale, self.proj_dim, self.momentum = float(min_scale), int(proj_dim), momentum
+        self.min_scale, self.proj_dim, self.momentum = float(min_scale), int(proj_dim), float(momentum)
         self._criterion = NegativeCosineSimilarity()
 
     def view_kinds(self, side: int):
@@ -101,7 +100,7 @@ class BYOL(ViewTask):
         return BYOLModel(encoder, self.proj_dim)
 
     def momentum_at(self, step: int, total_steps: int) -> float:
-        return momentum_at(self.momentum, step, total_steps)
+        return cosine_schedule(step, max(1, total_steps), self.momentum, 1.0)
 
     def after_step(self, model, step: int, total_steps: int) -> None:
         model.update_target(self.momentum_at(step, total_steps))

@@ -4,9 +4,7 @@ Vision Transformers"; facebookresearch/dino, main_dino.py).
 A student (encoder -> lightly's DINOProjectionHead) matches, on every view, the centred and sharpened
 softmax of a teacher that sees only the 2 global views. The teacher is an exponential moving average of
 the student and gets no gradient: after every optimizer step teacher <- m teacher + (1 - m) student, m on
-a cosine schedule from `momentum` to 1 over the run (lightly's cosine_schedule and update_momentum); `momentum`
-None (the default) is DINO's 0.996 on runs of 2,500 steps or more and lower on shorter ones, so that the teacher
-forgets its random start (tasks/ema.py).
+a cosine schedule from `momentum` 0.996 to 1 over the run (lightly's cosine_schedule and update_momentum).
 Collapse is held off by centring (a running mean of the teacher logits, momentum `center_momentum` 0.9,
 updated after each training forward, used by the next) and sharpening (teacher temperature below the
 student's 0.1). Loss: models/losses.py `dino_loss`, checked against lightly's DINOLoss.
@@ -47,6 +45,7 @@ output its partner? Chance 1 / (2B - 1).
 from __future__ import annotations
 
 import torch
+from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from ..core.errors import ConfigError
@@ -55,7 +54,6 @@ from ..data.views import small_side
 from ..models.dino import DINOModel
 from ..models.losses import dino_loss
 from .base import register
-from .ema import momentum_at
 from .multiview import DINO_COLOUR, ViewTask, check_scale, check_small_crops, pair_accuracy
 
 # DINO's ResNet-50 command (README) with main_dino.py's defaults, and its ViT defaults (see the docstring).
@@ -72,7 +70,7 @@ class DINO(ViewTask):
                  min_scale: float | None = None, local_max_scale: float | None = None, local_min_scale: float = 0.05,
                  student_temp: float = 0.1, teacher_temp: float | None = None, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: int | None = None, center_momentum: float = 0.9,
-                 momentum: float | None = None, freeze_last_layer: int = 1, grad_clip: float = 3.0, noise_p: float = 0.0):
+                 momentum: float = 0.996, freeze_last_layer: int = 1, grad_clip: float = 3.0, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if out_dim < 2:
             raise ConfigError(f"dino out_dim must be >= 2, got {out_dim}")
@@ -84,14 +82,14 @@ class DINO(ViewTask):
         if not grad_clip > 0:
             raise ConfigError(f"dino grad_clip (largest gradient norm) must be > 0, got {grad_clip}")
         for name, m in (("center_momentum", center_momentum), ("momentum", momentum)):
-            if m is not None and not 0.0 <= m <= 1.0:
+            if not 0.0 <= m <= 1.0:
                 raise ConfigError(f"dino {name} must be in [0, 1], got {m}")
         self.given = dict(min_scale=min_scale, local_max_scale=local_max_scale, teacher_temp=teacher_temp,
                           warmup_teacher_temp_epochs=warmup_teacher_temp_epochs)
         self.local_min_scale = float(local_min_scale)
         self.out_dim, self.n_local_crops, self.local_fraction = int(out_dim), int(n_local_crops), float(local_fraction)
         self.student_temp, self.warmup_teacher_temp = float(student_temp), float(warmup_teacher_temp)
-        self.center_momentum, self.momentum, self.freeze_last_layer = float(center_momentum), momentum, int(freeze_last_layer)
+        self.center_momentum, self.momentum, self.freeze_last_layer = float(center_momentum), float(momentum), int(freeze_last_layer)
         self.grad_clip = float(grad_clip)
         self.settle(vit=False)  # a CNN until build_model sees the encoder
 
@@ -138,7 +136,7 @@ class DINO(ViewTask):
         model.last_layer_frozen = epoch < self.freeze_last_layer
 
     def momentum_at(self, step: int, total_steps: int) -> float:
-        return momentum_at(self.momentum, step, total_steps)
+        return cosine_schedule(step, max(1, total_steps), self.momentum, 1.0)
 
     def after_step(self, model, step: int, total_steps: int) -> None:
         model.update_teacher(self.momentum_at(step, total_steps))
