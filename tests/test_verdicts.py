@@ -180,3 +180,12 @@ def test_seeds_plans_one_version_per_pretraining_seed_with_distinct_fine_tuning_
     (tmp_path / "rep-seed6").mkdir()
     with pytest.raises(ConfigError, match="rep-seed6 already exists"):
         driver.plan_replicates(args, ["pretrain"], 3, REPO)
+
+
+def test_the_compare_column_words_p_as_the_verdict_sentence_does():
+    from imgwang.stages.readable import short_verdict
+
+    row = {"verdict": "+17.67 points ...", "vs_baseline": 0.1767, "p_holm": 0.00058, "p_value": 0.00058}
+    assert short_verdict(row) == "+17.67 points, p < 0.001 *"  # was "p = 0.001": rounded up past the sentence's
+    assert short_verdict({**row, "p_holm": 0.0123}) == "+17.67 points, p = 0.012 *"
+    assert short_verdict({**row, "p_holm": 0.34}) == "+17.67 points, p = 0.34"

@@ -8,6 +8,8 @@ import math
 
 import pandas as pd
 
+from .verdicts import p_text
+
 SHOWN = ["task", "arch", "data", "epochs", "pretext vs chance", "val_acc", "kNN", "probe", "kNN pixels",
          "probe pixels", "verdict"]
 
@@ -75,7 +77,7 @@ def short_verdict(row: dict) -> str:
     if missing(p):
         return f"{100 * float(diff):+.2f} points, no p (1 run)"
     mark = " *" if float(p) < 0.05 else ""
-    return f"{100 * float(diff):+.2f} points, p = {float(p):.3f}{mark}"
+    return f"{100 * float(diff):+.2f} points, {p_text(float(p))}{mark}"  # worded as the verdict sentence
 
 
 def pct(v) -> str:
