@@ -1,6 +1,7 @@
 """Shared test set-up (offline, small thread count, importable lib and bin/ scripts) and the helpers
 several test files use: `from conftest import gen, smooth_images, ...`."""
 
+import contextlib
 import json
 import os
 import socket
@@ -175,6 +176,15 @@ def scraps(notebook) -> dict:
     return sb.read_notebook(str(notebook)).scraps.data_dict
 
 
+def saved_text(notebook, stream: str | None = None) -> str:
+    """The text a saved notebook's cells printed: every stream, or only `stream` ("stdout" or "stderr")."""
+    import nbformat
+
+    book = nbformat.read(notebook, as_version=4)
+    return "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", [])
+                   if stream is None or o.get("name") == stream)
+
+
 def held_env(env: dict | None = None, hold: bool = True) -> dict:
     """The environment of a stage (and so of its kernel and ranks) that can run TASK=held_rotation
     (tests/held_task.py); `hold`: its epoch 2 waits for a signal (a resumed run's does not)."""
@@ -190,8 +200,6 @@ def held_env(env: dict | None = None, hold: bool = True) -> dict:
 def signal_held_stage(runs_dir, args, version: str, sig, job_tmp):
     """Start bin/stage.py with `args` (a held_rotation pretrain, one thread per process, its ranks' job files in
     `job_tmp`), send `sig` to it once epoch 1 is saved, and wait for it to end: (returncode, stdout, stderr)."""
-    import subprocess
-
     env = {**held_env(), "TMPDIR": str(job_tmp), "OMP_NUM_THREADS": "1"}  # TMPDIR: a rank's job file
     proc = subprocess.Popen(stage_cmd(runs_dir, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -201,19 +209,30 @@ def signal_held_stage(runs_dir, args, version: str, sig, job_tmp):
     out, err = proc.communicate(timeout=900)
     return proc.returncode, out, err
 
-@pytest.fixture
-def held_here(monkeypatch):
+
+@contextlib.contextmanager
+def held_task_here():
     """TASK=held_rotation for stages run in this process (stage_here, run_pretrain) and the kernels and
     ranks they start, never holding (a resumed run); forgotten afterwards, so no other test lists it."""
     from imgwang.tasks.registry import TASKS
 
     env = held_env(hold=False)
-    monkeypatch.setenv("IMGWANG_TASKS", env["IMGWANG_TASKS"])
-    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
-    monkeypatch.delenv("IMGWANG_TEST_HOLD", raising=False)
-    yield
-    TASKS.pop("held_rotation", None)
-    sys.modules.pop("held_task", None)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("IMGWANG_TASKS", "PYTHONPATH"):
+            mp.setenv(name, env[name])
+        mp.delenv("IMGWANG_TEST_HOLD", raising=False)
+        try:
+            yield
+        finally:
+            TASKS.pop("held_rotation", None)
+            sys.modules.pop("held_task", None)
+
+
+@pytest.fixture
+def held_here():
+    """held_task_here() for one test."""
+    with held_task_here():
+        yield
 
 
 def wait_until(condition, timeout: float, every: float = 0.1) -> bool:

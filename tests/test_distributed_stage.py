@@ -17,14 +17,21 @@ step itself is tests/test_distributed_step.py's job.
 
 import json
 import signal
-import sys
 
-import nbformat
 import pytest
 import scrapbook as sb
 import torch
 
-from conftest import PIPELINE_VERSION, held_env, one_torch_thread, ranks_alive, signal_held_stage, stage_here, wait_until
+from conftest import (
+    PIPELINE_VERSION,
+    held_task_here,
+    one_torch_thread,
+    ranks_alive,
+    saved_text,
+    signal_held_stage,
+    stage_here,
+    wait_until,
+)
 
 TINY = ["DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=2", "BS=32", "COMET=off", "DEVICE=cpu", "SEED=0"]
 NOTEBOOK = {"pretrain": "01-pretrain.ipynb", "transfer": "02-transfer.ipynb"}
@@ -52,39 +59,25 @@ def runs(tmp_path_factory, lab_env):
     from imgwang import runs as run_records
     from imgwang.stages.pretrain import pretrain_scraps, run_pretrain
     from imgwang.stages.transfer import run_transfer, transfer_scraps
-    from imgwang.tasks.registry import TASKS
 
     runs_dir = tmp_path_factory.mktemp("runs")
     interrupted = interrupt_pretrain(runs_dir, tmp_path_factory.mktemp("ranks"))
-    resumed_env = held_env(hold=False)  # held_rotation for this process's stages and their kernels, never holding
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("IMGWANG_TASKS", "PYTHONPATH"):
-            mp.setenv(name, resumed_env[name])
-        mp.delenv("IMGWANG_TEST_HOLD", raising=False)
-        try:
-            assert stage_here(runs_dir, *PRETRAIN, "RESUME=1") == 0, "resume"
-            assert stage_here(runs_dir, "transfer", "VERSION=two", "NPROC=2", *TINY) == 0, "transfer"
-            for stage in ("pretrain", "transfer"):
-                said = saved_output(runs_dir / "two" / NOTEBOOK[stage])
-                assert f"{stage}: torchrun, 2 process(es)" in said
-            one = {}
-            (runs_dir / "one").mkdir()
-            cfg = {**scraps(runs_dir, "two", NOTEBOOK["pretrain"])["config"], "nproc": 1, "version": "one", "resume": False}
-            with one_torch_thread():
-                one["pretrain"] = pretrain_scraps(cfg, run_pretrain(cfg, runs_dir / "one"))
-                run_records.update_stage(runs_dir / "one", "pretrain", status="done", config=cfg)
-                cfg = {**scraps(runs_dir, "two", NOTEBOOK["transfer"])["config"], "nproc": 1, "version": "one",
-                       "from_version": "one"}
-                one["transfer"] = transfer_scraps(cfg, run_transfer(cfg, runs_dir / "one", runs_dir))
-        finally:  # forgotten afterwards, so no other test lists it
-            TASKS.pop("held_rotation", None)
-            sys.modules.pop("held_task", None)
+    with held_task_here():  # the resume and what follows run held_rotation in this process, never holding
+        assert stage_here(runs_dir, *PRETRAIN, "RESUME=1") == 0, "resume"
+        assert stage_here(runs_dir, "transfer", "VERSION=two", "NPROC=2", *TINY) == 0, "transfer"
+        for stage in ("pretrain", "transfer"):
+            said = saved_text(runs_dir / "two" / NOTEBOOK[stage])
+            assert f"{stage}: torchrun, 2 process(es)" in said
+        one = {}
+        (runs_dir / "one").mkdir()
+        cfg = {**scraps(runs_dir, "two", NOTEBOOK["pretrain"])["config"], "nproc": 1, "version": "one", "resume": False}
+        with one_torch_thread():
+            one["pretrain"] = pretrain_scraps(cfg, run_pretrain(cfg, runs_dir / "one"))
+            run_records.update_stage(runs_dir / "one", "pretrain", status="done", config=cfg)
+            cfg = {**scraps(runs_dir, "two", NOTEBOOK["transfer"])["config"], "nproc": 1, "version": "one",
+                   "from_version": "one"}
+            one["transfer"] = transfer_scraps(cfg, run_transfer(cfg, runs_dir / "one", runs_dir))
     return runs_dir, one, interrupted
-
-
-def saved_output(notebook) -> str:
-    book = nbformat.read(notebook, as_version=4)
-    return "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []))
 
 
 def scraps(runs_dir, version, notebook):
@@ -131,10 +124,10 @@ def test_ctrl_c_in_the_terminal_keeps_the_last_epoch_and_resume_finishes(runs):
     assert interrupted["ranks_gone"], "a rank outlived the interrupt"
     assert interrupted["last_epoch"] == 1
     (partial,) = runs_dir.glob("two/replaced-*/01-pretrain.ipynb")  # the interrupted notebook, kept aside
-    assert "interrupt: stopping every rank" in saved_output(partial)  # the kernel's launch passed Ctrl-C on
+    assert "interrupt: stopping every rank" in saved_text(partial)  # the kernel's launch passed Ctrl-C on
 
     record = json.loads((runs_dir / "two" / "run.json").read_text())["stages"]["pretrain"]
     assert record["status"] == "done" and record["resumed"] is True and record["world"]["world_size"] == 2
-    said = saved_output(runs_dir / "two" / NOTEBOOK["pretrain"])
+    said = saved_text(runs_dir / "two" / NOTEBOOK["pretrain"])
     assert "resumed from" in said and "after epoch 1 of 2" in said
     assert [h["epoch"] for h in scraps(runs_dir, "two", NOTEBOOK["pretrain"])["pretrain_history"]] == [1, 2]

@@ -24,6 +24,7 @@ from conftest import (
     TINY_STAGE,
     plain_image_folder,
     ranks_alive,
+    saved_text,
     scraps,
     signal_held_stage,
     stage_here,
@@ -86,11 +87,6 @@ def test_pretrain_scraps(pipeline):
     assert 0 <= s["pretrain_knn_init"] <= 1  # the untrained encoder's, the bar the pretext task must clear
 
 
-def saved_stdout(notebook) -> str:
-    book = nbformat.read(notebook, as_version=4)
-    return "".join(o.text for c in book.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
-
-
 def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
     """The bars are text in the cells' saved output (imgwang.core.progress), not widgets whose state a saved notebook
     loses, and the saved text holds each bar's final state only: reopened in any viewer, a run shows 100%, n/n."""
@@ -101,7 +97,7 @@ def test_saved_notebooks_show_each_progress_bar_once_finished(pipeline):
         assert not any("widget" in kind for kind in kinds), (name, kinds)
     steps = scraps(run / "02-transfer.ipynb")["steps_per_epoch"]
     for name, wanted in (("01-pretrain", r"\d+"), ("02-transfer", str(steps))):
-        text = saved_stdout(run / f"{name}.ipynb")
+        text = saved_text(run / f"{name}.ipynb", "stdout")
         assert "\r" not in text, name  # no overwritten frames left for a viewer to draw
         for desc in ("epoch 1/1", "  val"):
             bars = [line for line in text.splitlines() if line.startswith(desc + ":")]

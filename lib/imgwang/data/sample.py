@@ -229,7 +229,8 @@ def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]
     light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
     pixels = np.asarray(small, dtype=np.float32) * light
     contrast, exposure = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)  # the camera (the views' jitter spans as much)
-    pixels = ((pixels - pixels.mean()) * contrast + pixels.mean()) * exposure
+    mean = pixels.mean()
+    pixels = ((pixels - mean) * contrast + mean) * exposure
     pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.04))  # sensor noise
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
