@@ -20,6 +20,7 @@ done
 .venv/bin/python - "$prefix" "${methods[@]}" <<'PY'
 import math, sys
 import scrapbook as sb
+import torch
 prefix, methods = sys.argv[1], sys.argv[2:]
 print(f"{'method':8} {'knn_acc':>8} {'pixels':>8} {'random':>8} {'margin':>8} {'loss':>8} {'ln K':>6} {'emb_std':>8} {'floor':>7}")
 for t in methods:
@@ -32,7 +33,9 @@ for t in methods:
     hist = pre.get("pretrain_history") or []
     loss = float(hist[-1]["train_loss"]) if hist else float("nan")
     cfg = pre.get("config", {})
-    k = (cfg.get("task_params") or {}).get("n_prototypes") or (min(3000, 16 * int(cfg["bs"])) if t == "swav" else None)
+    k = None  # swav's prototype count, as trained (it follows the batch and the data: tasks/swav.py)
+    if t == "swav":
+        k = torch.load(f"runs/{prefix}-{t}/pretext_model.pt", map_location="cpu", weights_only=True)["prototypes.weight"].shape[0]
     lnk = f"{math.log(k):.3f}" if k else ""
     print(f"{t:8} {knn:8.4f} {px:8.4f} {rnd:8.4f} {knn - max(px, rnd):+8.4f} {loss:8.3f} {lnk:>6} "
           f"{float(pre.get('embedding_std', 'nan')):8.4f} {float(pre.get('embedding_std_floor', 'nan')):7.4f}")
