@@ -91,31 +91,6 @@ def test_swav_sizes_its_prototypes_to_the_batch_and_starts_a_queue_a_fraction_in
     assert (given.queue_size, given.n_prototypes) == (3840, 3000)
 
 
-@pytest.mark.parametrize("bs, n_images, prototypes", [
-    (64, 1120, 70),     # the sample: 1,120 images, one prototype per 16
-    (64, 22419, 1024),  # Imagewang's unsup + train: the batch rule decides
-    (256, 22419, 1401),
-    (4096, 10**6, 3000),
-    (64, 20, 2),        # a handful of images: never below 2
-])
-def test_swav_keeps_at_least_16_images_per_prototype(bs, n_images, prototypes):
-    task = get_task("swav")
-    task.fit_to_run(batch_size=bs, epochs=30, n_images=n_images)
-    assert task.n_prototypes == prototypes
-    given = get_task("swav", n_prototypes=300)
-    given.fit_to_run(batch_size=bs, epochs=30, n_images=n_images)
-    assert given.n_prototypes == 300  # a count given wins
-
-
-def test_the_pretrain_stage_sizes_swav_by_the_images_it_pretrains_on(lab_env):
-    from imgwang.stages.pretrain import build_pretext
-    from imgwang.stages.resolve import resolve
-
-    cfg = resolve("pretrain", dict(data="sample", task="swav", arch="tinyconv", size=32, bs=64, epochs=3, device="cpu"))
-    task, model = build_pretext(cfg, n_images=1120)
-    assert task.n_prototypes == 70 and model.prototypes.weight.shape[0] == 70
-
-
 def test_chance_follows_the_configured_batch_not_a_short_last_one():
     task = get_task("simclr")
     task.make_batch(smooth_images(8, size=16), gen())

@@ -27,16 +27,15 @@ from ..train.tracking import make_tracker
 from .stage_data import load_stage_data, pretext_split
 
 
-def build_pretext(cfg: dict, n_images: int | None = None):
-    """The task and its model around a fresh encoder, as configured (also used by review); `n_images`: how many
-    images it pretrains on (pretext_split's first part), which SwAV's prototype count follows."""
+def build_pretext(cfg: dict):
+    """The task and its model around a fresh encoder, as configured (also used by review)."""
     task = get_task(cfg["task"], **cfg.get("task_params", {}))
     if task.makes_views:
         task.view_size = cfg["size"]  # views at SIZE, cut from the whole stored image
         views = {**loader_augment.DEFAULTS, **cfg}  # a run recorded before views took them: the defaults
         task.view_flip_p, task.view_rotations = views["flip_p"], tuple(views["rotations"])
     if "bs" in cfg and "epochs" in cfg:  # sizes that follow the run (SwAV's prototypes)
-        task.fit_to_run(batch_size=int(cfg["bs"]), epochs=int(cfg["epochs"]), n_images=n_images)
+        task.fit_to_run(batch_size=int(cfg["bs"]), epochs=int(cfg["epochs"]))
     return task, task.build_model(create_encoder(cfg["arch"], cfg["size"]))
 
 
@@ -63,9 +62,9 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
     tracker = make_tracker(cfg["comet"] if lead else "off", run_name=f"{run_dir.name}-pretrain", log_dir=run_dir / "comet")
     sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     torch.manual_seed(cfg["seed"])  # initial weights fixed by the seed, whatever ran before in the kernel
-    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
-    task, model = build_pretext(cfg, n_images=len(train_rows))
+    task, model = build_pretext(cfg)
     bs = cfg["bs"]
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     if lead:
         print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
     train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard(),
@@ -122,10 +121,10 @@ def pretrain_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         return {}
     record_world(run_dir, "pretrain", got["world"])
     device = resolve_device(cfg["device"])
-    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
-    task, model = build_pretext(cfg, n_images=len(train_rows))
+    task, model = build_pretext(cfg)
     model.load_state_dict(torch.load(run_dir / "pretext_model.pt", map_location="cpu", weights_only=True))
     task.chance = got["chance"]  # a chance that follows the batch (simclr, swav): the ranks' global batch's
+    train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     return {"task": task, "model": model.to(device), "data": sd, "device": device,
             "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
             **{k: got[k] for k in STAGES["pretrain"].results}}

@@ -47,13 +47,13 @@ def run_review(cfg: dict, run_dir: Path, pretrain_cfg: dict | None = None) -> di
     model_file = run_dir / "pretext_model.pt"
     if pretrain_cfg is not None and model_file.exists():
         device = resolve_device(cfg["device"])
+        task, model = build_pretext(pretrain_cfg)
+        model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True), strict=True)
+        model.to(device)
         # the pretext model sees images at the size it was trained at, which need not be the transfer size
         same = (pretrain_cfg["data"], pretrain_cfg["size"]) == (cfg["data"], cfg["size"])
         psd = sd if same else load_stage_data(pretrain_cfg["data"], pretrain_cfg["size"])
-        seen, held_out, _ = pretext_split(psd, pretrain_cfg.get("pretrain_on_val", False))  # held_out: never seen
-        task, model = build_pretext(pretrain_cfg, n_images=len(seen))
-        model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True), strict=True)
-        model.to(device)
+        _, held_out, _ = pretext_split(psd, pretrain_cfg.get("pretrain_on_val", False))  # images it never saw
         val = psd.loader(held_out, batch_size=pretrain_cfg["bs"], device=device, mode="eval")
         result["pretext"] = {"task": task, "data": psd,
                              "mistakes": pretext_mistakes(task, model, val, device, k=k, seed=cfg["seed"])}

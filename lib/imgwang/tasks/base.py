@@ -58,9 +58,8 @@ class Task:
     def metric(self, outputs, targets) -> torch.Tensor:
         raise NotImplementedError
 
-    def fit_to_run(self, *, batch_size: int, epochs: int, n_images: int | None = None) -> None:
-        """Size what follows the run (SwAV's prototypes: the batch and `n_images`, the images pretrained on) before
-        build_model; most tasks need nothing.
+    def fit_to_run(self, *, batch_size: int, epochs: int) -> None:
+        """Size what follows the run (SwAV's queue and prototypes) before build_model; most tasks need nothing.
         An embedding method also defines `embeddings(outputs)` -> (B, d): what the collapse monitor measures."""
 
     # --- training hooks (host-side, never waiting on the device) --------------------------------

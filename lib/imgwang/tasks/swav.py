@@ -30,14 +30,6 @@ stuck at ln(n_prototypes), every prototype scored alike), as published at SwAV's
     scores: measured, batch 64 against 3,000 prototypes sat at ln(3000) = 8.006 (issue 22: 30 epochs on the
     sample; here 8.0045 after 3 epochs, tinyconv 64 px); against 1,024 the loss fell from 6.85 to 6.44 in 3
     epochs (ln(1024) = 6.93; sample v2, tinyconv 64 px).
-  - and at most one prototype per 16 images pretrained on (`n_images` // IMAGES_PER_PROTOTYPE; SwAV has one
-    per 427 ImageNet images): with about as many prototypes as images, Sinkhorn's equal split gives each image
-    a prototype of its own, the codes become instance codes, and whatever tells one image from another (its
-    colour, which the views' soft jitter leaves) wins over what images of a class share. Measured on sample
-    generator 3 (1,120 images, batch 64, 30 epochs, tinyconv 64 px; kNN, one run each, noise about ±2.7
-    points): 1,024 prototypes 10.00%, 128 15.67%, 64 17.67%, 32 14.00% (random-init encoder 13.67%). The
-    sample's 1,120 images get 70; Imagewang's 22,419 get 1,401, so there the batch rule (1,024 at batch 64)
-    still decides.
   - `queue_size` 0 (no queue) unless given; with one, it fills from the epoch a fraction `queue_start` into the
     run. SwAV's batch-256 script queues 3,840 projections from epoch 15 of 200 (75,000 steps in); its README
     warns that a queue started too early or too large disturbs training. Measured on the sample (sample v2,
@@ -79,7 +71,6 @@ from .base import register
 from .multiview import ViewTask, check_colour, check_scale, check_small_crops, pair_accuracy
 
 PUBLISHED_PROTOTYPES, PROTOTYPES_PER_BATCH_IMAGE = 3000, 16  # SwAV's count; the small-batch rule (docstring)
-IMAGES_PER_PROTOTYPE = 16  # the small-data rule (docstring): a prototype must stand for a group of images
 
 
 @register
@@ -127,12 +118,10 @@ class SwAV(ViewTask):
         self._criterion = SwaVLoss(temperature=self.temperature, sinkhorn_iterations=int(sinkhorn_iterations),
                                    sinkhorn_epsilon=float(epsilon))
 
-    def fit_to_run(self, *, batch_size: int, epochs: int, n_images: int | None = None) -> None:
-        """The prototype count for the configured batch and the images pretrained on, where not given (the rules
-        in the docstring above)."""
+    def fit_to_run(self, *, batch_size: int, epochs: int) -> None:
+        """The prototype count for the configured batch, where not given (the rule in the docstring above)."""
         if self.given_prototypes is None:
-            by_data = PUBLISHED_PROTOTYPES if n_images is None else n_images // IMAGES_PER_PROTOTYPE
-            self.n_prototypes = max(2, min(PUBLISHED_PROTOTYPES, PROTOTYPES_PER_BATCH_IMAGE * batch_size, by_data))
+            self.n_prototypes = max(2, min(PUBLISHED_PROTOTYPES, PROTOTYPES_PER_BATCH_IMAGE * batch_size))
 
     def view_kinds(self, side: int):
         kinds = [(2, make_augment(side, "pretrain", scale=self.scale, **self.colour))]
