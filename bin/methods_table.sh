@@ -3,14 +3,16 @@
 # (tinyconv, 64 px), one fine-tuning epoch, then evaluate; prints evaluate's kNN of the pretrained encoder beside
 # the raw-pixel and random-init kNN, the last training loss and the collapse monitor. Two methods at a time.
 #   bash bin/methods_table.sh [prefix] [methods...]      e.g. bash bin/methods_table.sh m30 simclr swav dino byol
+#   SEED=1 bash bin/methods_table.sh s1 simclr ...         every stage at that seed (the random-init reference too)
 set -euo pipefail
 prefix=${1:-m30}; shift || true
 methods=("$@"); [ ${#methods[@]} -eq 0 ] && methods=(simclr swav dino byol)
 one() {
   local t=$1 v="$prefix-$1"
-  make -s pretrain DATA=sample TASK="$t" EPOCHS=${EPOCHS:-30} ARCH=tinyconv SIZE=64 VERSION="$v" THREADS=1 COMET=off
-  make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off
-  make -s evaluate VERSION="$v" THREADS=1 COMET=off
+  local seed=${SEED:-0}
+  make -s pretrain DATA=sample TASK="$t" EPOCHS=${EPOCHS:-30} ARCH=tinyconv SIZE=64 VERSION="$v" THREADS=1 COMET=off SEED=$seed
+  make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off SEED=$seed
+  make -s evaluate VERSION="$v" THREADS=1 COMET=off SEED=$seed
 }
 for ((i = 0; i < ${#methods[@]}; i += 2)); do
   pids=()
