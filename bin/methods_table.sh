@@ -35,7 +35,7 @@ for t in methods:
     hist = pre.get("pretrain_history") or []
     loss = float(hist[-1]["train_loss"]) if hist else float("nan")
     cfg = pre.get("config", {})
-    k = None  # swav's prototype count, as trained (it follows the batch and the data: tasks/swav.py)
+    k = None  # swav's prototype count, as trained (read from its model, whatever rule or -p set it)
     if t == "swav":
         k = torch.load(f"runs/{prefix}-{t}/pretext_model.pt", map_location="cpu", weights_only=True)["prototypes.weight"].shape[0]
     lnk = f"{math.log(k):.3f}" if k else ""
