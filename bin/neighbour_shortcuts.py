@@ -21,7 +21,8 @@ from imgwang.core.errors import ImgwangError
 from imgwang.evaluate.bn_stats import data_bn_stats
 from imgwang.evaluate.features import extract_features
 from imgwang.evaluate.knn import knn_accuracy
-from imgwang.evaluate.shortcuts import image_statistics, neighbour_overlap, neighbours, same_class_share, statistic_ratio
+from imgwang.evaluate.neighbours import nearest
+from imgwang.evaluate.shortcuts import K, image_statistics, neighbour_overlap, same_class_share, statistic_ratio
 from imgwang.models.checkpoint import load_encoder
 from imgwang.models.encoders import create_encoder
 from imgwang.runs import encoder_path, recorded_config
@@ -66,14 +67,14 @@ def main(argv=None) -> int:
             load_encoder(enc, paths[version])
         return enc.eval()
 
-    print(f"{data}, {arch}, {size} px: {len(fit_rows)} train / {len(score_rows)} val images, k = 20 cosine neighbours")
+    print(f"{data}, {arch}, {size} px: {len(fit_rows)} train / {len(score_rows)} val images, k = {K} cosine neighbours")
     print("| encoder | task | kNN | same-class share | colour-statistic ratio | overlap with random init |")
     print("|---|---|---|---|---|---|")
     reference = None
     for version in [None, *args.version]:
         enc = encoder(version)
         (tf, tl, _), (vf, vl, _) = extract_features(enc, train, "cpu"), extract_features(enc, val, "cpu")
-        idx = neighbours(tf, vf)
+        idx = nearest(tf, vf, K)
         reference = idx if reference is None else reference
         knn = knn_accuracy(tf, tl, vf, vl, n_classes=len(sd.classes))
         task = "-" if version is None else cfgs[version].get("task", "?")

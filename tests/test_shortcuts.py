@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import gen
-from imgwang.evaluate.shortcuts import image_statistics, neighbour_overlap, neighbours, same_class_share, statistic_ratio
+from imgwang.evaluate.neighbours import nearest
+from imgwang.evaluate.shortcuts import image_statistics, neighbour_overlap, same_class_share, statistic_ratio
 
 
 def coloured_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -32,8 +33,8 @@ def test_neighbours_found_by_colour_are_close_in_colour_and_random_ones_are_not(
     train, query = coloured_images(1000, seed=0), coloured_images(50, seed=2)
     train_stats, query_stats = image_statistics(train), image_statistics(query)
     mean, std = train_stats.mean(0), train_stats.std(0)
-    by_colour = neighbours((train_stats - mean) / std, (query_stats - mean) / std, k=5)
-    by_chance = neighbours(torch.randn(1000, 16, generator=gen(3)), torch.randn(50, 16, generator=gen(4)), k=5)
+    by_colour = nearest((train_stats - mean) / std, (query_stats - mean) / std, k=5)
+    by_chance = nearest(torch.randn(1000, 16, generator=gen(3)), torch.randn(50, 16, generator=gen(4)), k=5)
     assert statistic_ratio(train_stats, query_stats, by_colour) < 0.5
     assert 0.8 < statistic_ratio(train_stats, query_stats, by_chance) < 1.2
 

@@ -1,7 +1,8 @@
 """What the nearest neighbours in a frozen space share: the class, or the image's colour and brightness?
 
 The kNN accuracy says how often neighbours agree on the class, not what they agree on instead. Three measures
-say more, from features already extracted (cosine neighbours, as the kNN vote's):
+say more, from features already extracted and their K cosine neighbours (imgwang.evaluate.neighbours.nearest,
+as the kNN vote's):
 - `same_class_share`: the share of each scoring image's k nearest training images that carry its class;
 - `statistic_ratio`: the mean distance, in per-image colour statistics (`image_statistics`: each channel's mean
   and standard deviation, standardised on the training images), from a scoring image to its k neighbours, over
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import torch
 
-from .neighbours import nearest
-
 K = 20  # the kNN vote's k (imgwang.evaluate.knn): the neighbours that vote
 
 
@@ -25,11 +24,6 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) images -> (N, 2C): each channel's mean, then each channel's standard deviation."""
     x = torch.as_tensor(images).float()
     return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
-
-
-def neighbours(train_feats, query_feats, k: int = K) -> torch.Tensor:
-    """(n_queries, k) positions of each query's k most cosine-similar training rows."""
-    return nearest(train_feats, query_feats, k)
 
 
 def same_class_share(train_labels, query_labels, idx: torch.Tensor) -> float:
