@@ -297,7 +297,7 @@ START_FIRST = [
     "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`: a sweep)
     "test_stage_runs.py::test_a_killed",
     "test_notebooks.py::test_sigterm",
-    "test_distributed_launch.py::test_two_nodes",
+    "test_distributed_launch.py::test_two_nodes",  # then it reads the pipeline
     "test_stage_runs.py::test_two_pretrains",
     "test_task_simple.py::test_task_learns_what_generalises",
     "test_distributed_launch.py::test_ctrl_c",

@@ -1,4 +1,5 @@
-"""torchrun launches from a kernel-like process: Ctrl-C in the kernel alone stops every rank; two nodes.
+"""torchrun launches from a kernel-like process: Ctrl-C in the kernel alone stops every rank; two nodes (a
+transfer: its launch, two ranks fine-tuning and the kernel rebuilding their result, over two machines).
 
 The driver below is what a stage notebook's kernel does (run_pretrain with NPROC / NNODES set), run as
 its own process so the test can interrupt it as Jupyter would (SIGINT to the kernel only). Ctrl-C in the
@@ -16,7 +17,7 @@ import threading
 import pytest
 import torch
 
-from conftest import REPO, free_port, held_env, ranks_alive, wait_until
+from conftest import BASELINE_VERSION, REPO, free_port, held_env, ranks_alive, saved_text, scraps, wait_until
 
 DRIVER = """
 import json, signal, sys
@@ -85,29 +86,40 @@ def test_ctrl_c_in_the_kernel_alone_stops_every_rank_and_keeps_the_last_epoch(la
     assert torch.load(last, weights_only=True)["epoch"] == stopped < epochs
 
 
-def test_two_nodes_on_loopback_complete_an_epoch(lab_env, tmp_path):
-    """`make pretrain NNODES=2 NODE_RANK=0|1 MASTER=...` on two "machines" (two launches on this one)."""
+def test_two_nodes_on_loopback_fine_tune_as_one_process_does(lab_env, tmp_path, request):
+    """`make transfer NNODES=2 NODE_RANK=0|1 MASTER=...` on two "machines" (two launches on this one), from
+    random init, against the shared pipeline's baseline: the same configuration fine-tuned by one process."""
     master = f"127.0.0.1:{free_port()}"
     runs_dir = tmp_path / "runs"
     common = ["NNODES=2", f"MASTER={master}", "NPROC=1", "DEVICE=cpu"]
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    node0 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "VERSION=v1", "NODE_RANK=0",
-                              *common, "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "BS=32", "COMET=off",
-                              "TASK=rotation", "--runs-dir", str(runs_dir)], cwd=REPO, env=env, text=True,
+    node0 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "VERSION=v1", "NODE_RANK=0",
+                              *common, "FROM=none", "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "COMET=off",
+                              "SEED=0", "--runs-dir", str(runs_dir)], cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    node1 = subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), "pretrain", "NODE_RANK=1", *common,
+    node1 = subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "NODE_RANK=1", *common,
                             "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, env=env, text=True,
                            capture_output=True, timeout=600, check=False)
     out0 = node0.communicate(timeout=600)[0]
     assert node0.returncode == 0, out0[-3000:]
     assert node1.returncode == 0, node1.stdout[-2000:] + node1.stderr[-2000:]
-    assert "node 1 took part in pretrain" in node1.stdout
+    assert "node 1 took part in transfer" in node1.stdout
     assert not (tmp_path / "node1-runs").exists()  # the other machine writes nothing
-    run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["pretrain"]
+    assert "rendezvous at " + master in out0
+    run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["transfer"]
     assert run["status"] == "done"
     w = run["world"]
-    assert (w["world_size"], w["nodes"], w["backend"], w["global_batch"]) == (2, 2, "gloo", 32)
-    assert "rendezvous at " + master in out0
+    assert (w["world_size"], w["nodes"], w["backend"], w["global_batch"], w["per_process_batch"]) == (2, 2, "gloo", 32, 16)
+
+    two = scraps(runs_dir / "v1" / "02-transfer.ipynb")
+    assert "transfer: torchrun, 1 process(es) on node 0 of 2" in saved_text(runs_dir / "v1" / "02-transfer.ipynb")
+    # asked for only now, so this worker fine-tunes meanwhile instead of waiting for the other to make it
+    one = scraps(request.getfixturevalue("pipeline") / BASELINE_VERSION / "02-transfer.ipynb")
+    assert set(two) == set(one)  # the figures too
+    same = ("arch", "size", "epochs", "bs", "from_version", "seed", "lr")
+    assert {k: two["config"][k] for k in same} == {k: one["config"][k] for k in same}
+    assert len(two["val_accs"]) == 1 and abs(two["val_acc"] - one["val_acc"]) < 0.1
+    assert len(two["transfer_history"]) == len(one["transfer_history"]) == 1
 
 
 def test_bad_launch_settings_fail_before_compute():
