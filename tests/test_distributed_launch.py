@@ -17,7 +17,7 @@ import threading
 import pytest
 import torch
 
-from conftest import BASELINE_VERSION, REPO, free_port, held_env, ranks_alive, saved_text, scraps, wait_until
+from conftest import BASELINE_VERSION, REPO, free_port, held_env, ranks_alive, saved_text, scraps, stage_here, wait_until
 
 DRIVER = """
 import json, signal, sys
@@ -86,33 +86,36 @@ def test_ctrl_c_in_the_kernel_alone_stops_every_rank_and_keeps_the_last_epoch(la
     assert torch.load(last, weights_only=True)["epoch"] == stopped < epochs
 
 
-def test_two_nodes_on_loopback_fine_tune_as_one_process_does(lab_env, tmp_path, request):
-    """`make transfer NNODES=2 NODE_RANK=0|1 MASTER=...` on two "machines" (two launches on this one), from
-    random init, against the shared pipeline's baseline: the same configuration fine-tuned by one process."""
+def test_two_nodes_on_loopback_fine_tune_as_one_process_does(lab_env, tmp_path, request, monkeypatch, capfd):
+    """`make transfer NNODES=2 NODE_RANK=0|1 MASTER=...` on two "machines" (two launches on this one: node 1 a
+    process of its own, node 0 bin/stage.py's main in this one), from random init, against the shared
+    pipeline's baseline: the same configuration fine-tuned by one process."""
     master = f"127.0.0.1:{free_port()}"
     runs_dir = tmp_path / "runs"
     common = ["NNODES=2", f"MASTER={master}", "NPROC=1", "DEVICE=cpu"]
-    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    node0 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "VERSION=v1", "NODE_RANK=0",
-                              *common, "FROM=none", "DATA=sample", "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "COMET=off",
-                              "SEED=0", "--runs-dir", str(runs_dir)], cwd=REPO, env=env, text=True,
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    node1 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "NODE_RANK=1", *common,
+                              "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, env={**os.environ}, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    node1 = subprocess.run([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "NODE_RANK=1", *common,
-                            "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, env=env, text=True,
-                           capture_output=True, timeout=600, check=False)
-    out0 = node0.communicate(timeout=600)[0]
-    assert node0.returncode == 0, out0[-3000:]
-    assert node1.returncode == 0, node1.stdout[-2000:] + node1.stderr[-2000:]
-    assert "node 1 took part in transfer" in node1.stdout
+    try:
+        code0 = stage_here(runs_dir, "transfer", "VERSION=v1", "NODE_RANK=0", *common, "FROM=none", "DATA=sample",
+                           "ARCH=tinyconv", "SIZE=32", "EPOCHS=1", "COMET=off", "SEED=0")
+        out1 = node1.communicate(timeout=600)[0]
+    finally:
+        node1.kill()
+    out0 = "".join(capfd.readouterr())
+    assert code0 == 0, out0[-3000:]
+    assert node1.returncode == 0, out1[-3000:]
+    assert "node 1 took part in transfer" in out1
     assert not (tmp_path / "node1-runs").exists()  # the other machine writes nothing
-    assert "rendezvous at " + master in out0
     run = json.loads((runs_dir / "v1" / "run.json").read_text())["stages"]["transfer"]
     assert run["status"] == "done"
     w = run["world"]
     assert (w["world_size"], w["nodes"], w["backend"], w["global_batch"], w["per_process_batch"]) == (2, 2, "gloo", 32, 16)
 
     two = scraps(runs_dir / "v1" / "02-transfer.ipynb")
-    assert "transfer: torchrun, 1 process(es) on node 0 of 2" in saved_text(runs_dir / "v1" / "02-transfer.ipynb")
+    said = saved_text(runs_dir / "v1" / "02-transfer.ipynb")
+    assert "transfer: torchrun, 1 process(es) on node 0 of 2" in said and "rendezvous at " + master in said
     # asked for only now, so this worker fine-tunes meanwhile instead of waiting for the other to make it
     one = scraps(request.getfixturevalue("pipeline") / BASELINE_VERSION / "02-transfer.ipynb")
     assert set(two) == set(one)  # the figures too
