@@ -78,6 +78,25 @@ def test_dino_takes_the_resnet_settings_on_a_cnn_and_the_vit_settings_on_a_vit()
     given = get_task("dino", min_scale=0.3, teacher_temp=0.05, **SMALL["dino"])
     given.build_model(create_encoder("tinyconv"))
     assert (given.min_scale, given.teacher_temp) == (0.3, 0.05)  # a value given wins
+    given_bn = get_task("dino", use_bn_in_head=False, **SMALL["dino"]).build_model(create_encoder("tinyconv"))
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in given_bn.head.modules())  # DINO's --use_bn_in_head
+
+
+def test_dino_without_norm_last_layer_trains_the_norm_of_its_last_layer_except_while_frozen():
+    """DINO's --norm_last_layer false: the last layer's weight_g (each output's norm) learns too, and the first
+    epoch's freeze holds it as it holds weight_v."""
+    task = get_task("dino", norm_last_layer=False, **SMALL["dino"])
+    model = task.build_model(create_encoder("tinyconv"))
+    assert model.head.last_layer.weight_g.requires_grad
+    assert not get_task("dino", **SMALL["dino"]).build_model(create_encoder("tinyconv")).head.last_layer.weight_g.requires_grad
+    views, targets, _ = task.make_batch(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                                        torch.Generator().manual_seed(1))
+    for epoch, frozen in ((0, True), (1, False)):
+        task.on_epoch_start(model, epoch, 10)
+        model.zero_grad()
+        task.loss(model(views), targets).backward()
+        moved = model.head.last_layer.weight_g.grad.abs().sum() > 0
+        assert moved is not frozen and (model.head.last_layer.weight_v.grad.abs().sum() > 0) is not frozen
 
 
 @pytest.mark.parametrize("bs, prototypes", [(64, 1024), (128, 2048), (256, 3000), (4096, 3000)])

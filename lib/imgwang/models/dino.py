@@ -27,10 +27,12 @@ class DINOModel(nn.Module):
     student's of every view, the centre the loss must use (the one before this forward's update), and the
     student's L2-normalised bottleneck of the first global view (what the collapse monitor measures)."""
 
-    def __init__(self, encoder: nn.Module, out_dim: int, center_momentum: float, batch_norm: bool = True):
+    def __init__(self, encoder: nn.Module, out_dim: int, center_momentum: float, batch_norm: bool = True,
+                 norm_last_layer: bool = True):
         super().__init__()
         self.encoder = encoder
-        self.head, self.teacher_head = (_head(encoder.num_features, out_dim, batch_norm) for _ in range(2))
+        self.head, self.teacher_head = (_head(encoder.num_features, out_dim, batch_norm, norm_last_layer)
+                                        for _ in range(2))
         self.teacher_encoder = copy.deepcopy(encoder)  # the teacher starts as the student
         self.teacher_head.load_state_dict(self.head.state_dict())  # (a weight-normed layer cannot be deep-copied)
         deactivate_requires_grad(self.teacher_encoder)
@@ -41,7 +43,9 @@ class DINOModel(nn.Module):
         # bookkeeping whole, and with the optimizer's moments still zero and the layer weight-normalised
         # (norm_last_layer: only the direction of weight_v counts, weight decay only scales it) it stays put.
         self.last_layer_frozen = False
-        self.head.last_layer.weight_v.register_hook(self._gate)
+        for weight in (self.head.last_layer.weight_v, self.head.last_layer.weight_g):
+            if weight.requires_grad:  # weight_g (the norm) trains only without norm_last_layer
+                weight.register_hook(self._gate)
 
     @property
     def kept_encoder(self) -> nn.Module:
@@ -76,7 +80,8 @@ def run_head(head: DINOProjectionHead, features: torch.Tensor):
         return head.last_layer(bottleneck), bottleneck
 
 
-def _head(in_features: int, out_dim: int, batch_norm: bool) -> DINOProjectionHead:
+def _head(in_features: int, out_dim: int, batch_norm: bool, norm_last_layer: bool) -> DINOProjectionHead:
     with warnings.catch_warnings():  # lightly builds the last layer with torch's older weight_norm
         warnings.simplefilter("ignore", FutureWarning)
-        return DINOProjectionHead(in_features, 2048, 256, out_dim, batch_norm=batch_norm)
+        return DINOProjectionHead(in_features, 2048, 256, out_dim, batch_norm=batch_norm,
+                                  norm_last_layer=norm_last_layer)

@@ -34,7 +34,9 @@ Where we differ: the head's output has `out_dim` 4,096 (DINO: 65,536, sized for 
 at the batch sizes run here); 6 local crops (DINO's default: 8), to keep the step affordable; gradients are
 clipped by their global norm (DINO clips each parameter's norm to 3.0); no SGD, weight-decay or lr schedule of
 its own (the ResNet command: SGD, lr 0.03, weight decay 1e-4; here the stage's). The head's last layer is
-frozen for `freeze_last_layer` epochs (1, as DINO).
+frozen for `freeze_last_layer` epochs (1, as DINO) and weight-normalised with its norm fixed (`norm_last_layer`,
+DINO's default; false lets the norm learn, as DINO suggests for better but less stable runs). On sample
+generator 3 neither head option lifts the kNN (docs/results.md).
 Collapse monitor: `embeddings` are the student's L2-normalised 256-d bottleneck of the first global view
 (train/collapse.py).
 
@@ -70,7 +72,8 @@ class DINO(ViewTask):
                  min_scale: float | None = None, local_max_scale: float | None = None, local_min_scale: float = 0.05,
                  student_temp: float = 0.1, teacher_temp: float | None = None, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: int | None = None, center_momentum: float = 0.9,
-                 momentum: float = 0.996, freeze_last_layer: int = 1, grad_clip: float = 3.0, noise_p: float = 0.0):
+                 momentum: float = 0.996, freeze_last_layer: int = 1, grad_clip: float = 3.0,
+                 norm_last_layer: bool = True, use_bn_in_head: bool | None = None, noise_p: float = 0.0):
         super().__init__(noise_p=noise_p)
         if out_dim < 2:
             raise ConfigError(f"dino out_dim must be >= 2, got {out_dim}")
@@ -91,6 +94,8 @@ class DINO(ViewTask):
         self.student_temp, self.warmup_teacher_temp = float(student_temp), float(warmup_teacher_temp)
         self.center_momentum, self.momentum, self.freeze_last_layer = float(center_momentum), float(momentum), int(freeze_last_layer)
         self.grad_clip = float(grad_clip)
+        self.norm_last_layer = bool(norm_last_layer)
+        self.use_bn_in_head = use_bn_in_head
         self.settle(vit=False)  # a CNN until build_model sees the encoder
 
     def settle(self, vit: bool) -> None:
@@ -118,7 +123,9 @@ class DINO(ViewTask):
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         self.settle(vit=is_vit(encoder))
-        return DINOModel(encoder, self.out_dim, self.center_momentum, batch_norm=not self.vit)
+        bn = not self.vit if self.use_bn_in_head is None else bool(self.use_bn_in_head)
+        return DINOModel(encoder, self.out_dim, self.center_momentum, batch_norm=bn,
+                         norm_last_layer=self.norm_last_layer)
 
     # --- the training loop's hooks ---------------------------------------------------------------------
     def teacher_temp_at(self, epoch: int, epochs: int) -> float:
