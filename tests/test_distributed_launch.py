@@ -95,7 +95,7 @@ def test_two_nodes_on_loopback_fine_tune_as_one_process_does(lab_env, tmp_path, 
     common = ["NNODES=2", f"MASTER={master}", "NPROC=1", "DEVICE=cpu"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     node1 = subprocess.Popen([sys.executable, str(REPO / "bin" / "stage.py"), "transfer", "NODE_RANK=1", *common,
-                              "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, env={**os.environ}, text=True,
+                              "--runs-dir", str(tmp_path / "node1-runs")], cwd=REPO, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         code0 = stage_here(runs_dir, "transfer", "VERSION=v1", "NODE_RANK=0", *common, "FROM=none", "DATA=sample",

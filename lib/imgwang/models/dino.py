@@ -41,7 +41,8 @@ class DINOModel(nn.Module):
         self.center_momentum = center_momentum
         # DINO cancels the last layer's gradient in its first epoch(s); a zero gradient (not none) keeps DDP's
         # bookkeeping whole, and with the optimizer's moments still zero and the layer weight-normalised
-        # (norm_last_layer: only the direction of weight_v counts, weight decay only scales it) it stays put.
+        # (only the direction of weight_v counts, weight decay only scales it) it stays put; a learning norm
+        # (weight_g, without norm_last_layer) only shrinks by the weight decay meanwhile.
         self.last_layer_frozen = False
         for weight in (self.head.last_layer.weight_v, self.head.last_layer.weight_g):
             if weight.requires_grad:  # weight_g (the norm) trains only without norm_last_layer

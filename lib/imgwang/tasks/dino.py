@@ -59,8 +59,8 @@ from .base import register
 from .multiview import DINO_COLOUR, ViewTask, check_scale, check_small_crops, pair_accuracy
 
 # DINO's ResNet-50 command (README) with main_dino.py's defaults, and its ViT defaults (see the docstring).
-CNN = dict(min_scale=0.14, local_max_scale=0.14, teacher_temp=0.04, warmup_teacher_temp_epochs=0)
-VIT = dict(min_scale=0.4, local_max_scale=0.4, teacher_temp=0.07, warmup_teacher_temp_epochs=30)
+CNN = dict(min_scale=0.14, local_max_scale=0.14, teacher_temp=0.04, warmup_teacher_temp_epochs=0, use_bn_in_head=True)
+VIT = dict(min_scale=0.4, local_max_scale=0.4, teacher_temp=0.07, warmup_teacher_temp_epochs=30, use_bn_in_head=False)
 
 
 @register
@@ -88,22 +88,22 @@ class DINO(ViewTask):
             if not 0.0 <= m <= 1.0:
                 raise ConfigError(f"dino {name} must be in [0, 1], got {m}")
         self.given = dict(min_scale=min_scale, local_max_scale=local_max_scale, teacher_temp=teacher_temp,
-                          warmup_teacher_temp_epochs=warmup_teacher_temp_epochs)
+                          warmup_teacher_temp_epochs=warmup_teacher_temp_epochs, use_bn_in_head=use_bn_in_head)
         self.local_min_scale = float(local_min_scale)
         self.out_dim, self.n_local_crops, self.local_fraction = int(out_dim), int(n_local_crops), float(local_fraction)
         self.student_temp, self.warmup_teacher_temp = float(student_temp), float(warmup_teacher_temp)
         self.center_momentum, self.momentum, self.freeze_last_layer = float(center_momentum), float(momentum), int(freeze_last_layer)
         self.grad_clip = float(grad_clip)
         self.norm_last_layer = bool(norm_last_layer)
-        self.use_bn_in_head = use_bn_in_head
         self.settle(vit=False)  # a CNN until build_model sees the encoder
 
     def settle(self, vit: bool) -> None:
         """The settings of the encoder's family (see the docstring), where not given."""
         chosen = {**(VIT if vit else CNN), **{k: v for k, v in self.given.items() if v is not None}}
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in chosen.values()):
-            raise ConfigError(f"dino {', '.join(self.given)} must be numbers, got {chosen}")
-        self.vit = vit
+        numbers = {k: v for k, v in chosen.items() if k != "use_bn_in_head"}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
+            raise ConfigError(f"dino {', '.join(numbers)} must be numbers, got {numbers}")
+        self.vit, self.use_bn_in_head = vit, bool(chosen["use_bn_in_head"])
         self.min_scale, self.local_scale = float(chosen["min_scale"]), (self.local_min_scale, float(chosen["local_max_scale"]))
         self.teacher_temp, self.warmup_teacher_temp_epochs = float(chosen["teacher_temp"]), int(chosen["warmup_teacher_temp_epochs"])
         check_scale("dino", "min_scale", self.min_scale, 1.0)
@@ -123,8 +123,7 @@ class DINO(ViewTask):
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
         self.settle(vit=is_vit(encoder))
-        bn = not self.vit if self.use_bn_in_head is None else bool(self.use_bn_in_head)
-        return DINOModel(encoder, self.out_dim, self.center_momentum, batch_norm=bn,
+        return DINOModel(encoder, self.out_dim, self.center_momentum, batch_norm=self.use_bn_in_head,
                          norm_last_layer=self.norm_last_layer)
 
     # --- the training loop's hooks ---------------------------------------------------------------------
