@@ -7,6 +7,11 @@
 Each version's pretraining config gives the data, arch and size (all versions must share them); a random-init
 encoder of that arch, its BatchNorm statistics estimated as evaluate's reference's, is the first row. Features
 are extracted as `make evaluate` extracts them (fitting set: train, scoring set: val).
+
+On the generated sample a second table says which of the image's own random draws the neighbours share
+(imgwang.data.sample.NUISANCES, drawn again from each image's seed): for each, the mean distance from a scoring
+image to its k neighbours over its mean distance to every training image (1: the neighbours share it no more than
+any image does; 0: they all have the scoring image's value).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import torch
 
 from imgwang.core.errors import ImgwangError
+from imgwang.data import sample
 from imgwang.evaluate.bn_stats import data_bn_stats
 from imgwang.evaluate.features import extract_features
 from imgwang.evaluate.knn import knn_accuracy
@@ -70,17 +76,34 @@ def main(argv=None) -> int:
     print(f"{data}, {arch}, {size} px: {len(fit_rows)} train / {len(score_rows)} val images, k = {K} cosine neighbours")
     print("| encoder | task | kNN | same-class share | colour-statistic ratio | overlap with random init |")
     print("|---|---|---|---|---|---|")
-    reference = None
+    reference, neighbours = None, {}
     for version in [None, *args.version]:
         enc = encoder(version)
         (tf, tl, _), (vf, vl, _) = extract_features(enc, train, "cpu"), extract_features(enc, val, "cpu")
         idx = nearest(tf, vf, K)
         reference = idx if reference is None else reference
+        neighbours[version or "random init"] = idx
         knn = knn_accuracy(tf, tl, vf, vl, n_classes=len(sd.classes))
         task = "-" if version is None else cfgs[version].get("task", "?")
         print(f"| {version or 'random init'} | {task} | {100 * knn:.2f}% | {same_class_share(tl, vl, idx):.3f} | "
               f"{statistic_ratio(train_stats, val_stats, idx):.2f} | {neighbour_overlap(reference, idx):.2f} |", flush=True)
+    if sample.is_generated(sd.root):
+        print_shared_nuisances(sd, fit_rows, score_rows, neighbours)
     return 0
+
+
+def print_shared_nuisances(sd, fit_rows, score_rows, neighbours: dict) -> None:
+    def values(rows):
+        scenes = [sample.nuisance_values(sample.scene_of(sd.root, sd.cache.paths[r])[1]) for r in rows]
+        return torch.tensor([[s[name] for name in sample.NUISANCES] for s in scenes], dtype=torch.float64)
+
+    train_values, val_values = values(fit_rows), values(score_rows)
+    print("\nWhat the neighbours share of each image's random draws (1: no more than any image; 0: the same value)")
+    print("| encoder | " + " | ".join(name.replace("_", " ") for name in sample.NUISANCES) + " |")
+    print("|---|" + "---|" * len(sample.NUISANCES))
+    for name, idx in neighbours.items():
+        ratios = [statistic_ratio(train_values[:, j:j + 1], val_values[:, j:j + 1], idx) for j in range(len(sample.NUISANCES))]
+        print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |", flush=True)
 
 
 if __name__ == "__main__":

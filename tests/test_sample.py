@@ -16,7 +16,20 @@ from imgwang.data.download import MARKER as DOWNLOAD_MARKER
 from imgwang.data.imagewang import CLASS_NAMES, IMAGEWOOF_CLASSES, class_label, leaderboard_entry
 from imgwang.data.layout import load_layout
 from imgwang.data.resolve import resolve_data
-from imgwang.data.sample import GENERATOR_VERSION, MARKER, MAX_SILHOUETTE_IOU, _silhouette, class_objects, draw_image, make_sample
+from imgwang.data.sample import (
+    GENERATOR_VERSION,
+    MARKER,
+    MAX_SILHOUETTE_IOU,
+    NUISANCES,
+    WNIDS,
+    _silhouette,
+    class_objects,
+    draw_image,
+    make_sample,
+    nuisance_values,
+    paint,
+    scene_of,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_train=8, n_unsup=24, n_val=6, image_size=(36, 48))
@@ -158,6 +171,30 @@ def test_no_two_class_objects_look_alike_even_mirrored():
         for j, other in enumerate(objects[:i]):
             for theirs in (silhouettes[j], _silhouette(other, mirror=True)):
                 assert (mine & theirs).sum() / (mine | theirs).sum() < MAX_SILHOUETTE_IOU, (i, j)
+
+
+def test_a_stored_image_is_its_scene_repainted(tmp_path):
+    """scene_of draws an image's nuisances again from its seed: painting them gives the stored pixels (the PNGs are
+    lossless) and the class of its folder; unsup images name the class they were drawn from."""
+    sample = make_sample(tmp_path / "s", seed=5, n_train=8, n_unsup=8, n_val=8, image_size=(16, 24))  # i = 7: a PNG
+    pngs = sorted(sample.rglob("*.png"))
+    assert {p.relative_to(sample).parts[0] for p in pngs} == {"train", "val", "unsup"}
+    for path in pngs:
+        class_index, scene = scene_of(sample, path)
+        if path.parent.name != "unsup":
+            assert WNIDS[class_index] == path.parent.name
+        stored = np.asarray(Image.open(path).convert("RGB"))
+        assert np.array_equal(paint(class_index, scene, stored.shape[:2]), stored), path
+        values = nuisance_values(scene)
+        assert set(values) == set(NUISANCES) and all(np.isfinite(v) for v in values.values())
+
+
+def test_scene_of_refuses_images_it_did_not_make(sample, tmp_path):
+    with pytest.raises(DataError, match="not a sample"):
+        folder = plain_image_folder(tmp_path / "plain", 2, sample)
+        scene_of(folder, next(folder.iterdir()))
+    with pytest.raises(DataError, match="train/, val/ or unsup/"):
+        scene_of(sample, sample / "elsewhere" / "x_00001.png")
 
 
 def test_leaderboard_lookup():

@@ -3,11 +3,13 @@ neighbours), and bin/neighbour_shortcuts.py's refusal of versions it cannot comp
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import gen
+from imgwang.data.sample import make_sample, nuisance_values, scene_of
 from imgwang.evaluate.neighbours import nearest
 from imgwang.evaluate.shortcuts import image_statistics, neighbour_overlap, same_class_share, statistic_ratio
 
@@ -54,11 +56,31 @@ def test_overlap_is_one_for_the_same_neighbours_and_zero_for_disjoint_ones():
         neighbour_overlap(a, a[:, :2])
 
 
-def test_the_script_refuses_a_version_without_an_encoder_in_one_line(tmp_path, capsys):
+def load_script():
     path = Path(__file__).resolve().parents[1] / "bin" / "neighbour_shortcuts.py"
     spec = importlib.util.spec_from_file_location("neighbour_shortcuts", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_script_refuses_a_version_without_an_encoder_in_one_line(tmp_path, capsys):
+    script = load_script()
     assert script.main(["--version", "v9", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "v9" in err[0]
+
+
+def test_the_script_names_the_sample_draw_that_neighbours_share(tmp_path, capsys):
+    """Neighbours found by exposure alone (20 of 120: a sixth of the range) share exposure, not the object's place."""
+    script = load_script()
+    root = make_sample(tmp_path / "s", seed=1, n_train=6, n_unsup=0, n_val=6, image_size=(16, 24))
+    paths = sorted((root / "train").rglob("*.*")) + sorted((root / "val").rglob("*.*"))
+    fit, score = list(range(120)), list(range(120, len(paths)))
+    exposure = torch.tensor([[nuisance_values(scene_of(root, p)[1])["exposure"]] for p in paths])
+    by_exposure = (exposure[score] - exposure[fit].T).abs().topk(20, largest=False).indices
+    sd = SimpleNamespace(root=root, cache=SimpleNamespace(paths=paths))
+    script.print_shared_nuisances(sd, fit, score, {"by exposure": by_exposure})
+    header, _, row = capsys.readouterr().out.strip().splitlines()[-3:]
+    ratios = dict(zip(header.strip("| ").split(" | ")[1:], (float(r) for r in row.strip("| ").split(" | ")[1:])))
+    assert ratios["exposure"] < 0.25 and ratios["centre x"] > 0.7 and ratios["object hue"] > 0.7

@@ -184,54 +184,79 @@ def _paint_texture(canvas: Image.Image, where: list[tuple], texture: tuple, colo
     canvas.paste(colour, (x0, y0), Image.fromarray(np.where(dark, np.asarray(mask), 0).astype(np.uint8)))
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+def _background(scene: dict, h: int, w: int) -> Image.Image:
     """An RGB (w, h) image: a two-colour gradient (hues from BACKGROUND_HUE), lighter at the top, times a faint
     smooth texture. Drawn on a coarse grid and upsampled (it is smooth), which keeps it cheap."""
-    hue = rng.uniform(*BACKGROUND_HUE)
-    top = _hsv_to_rgb(hue, rng.uniform(0.25, 0.45), rng.uniform(0.6, 0.95))
-    bottom = _hsv_to_rgb((hue + rng.normal(0, 0.04)) % 1, rng.uniform(0.3, 0.5), rng.uniform(0.2, 0.6))
-    angle = rng.normal(0, 0.4)
+    hue = scene["background_hue"]
+    top = _hsv_to_rgb(hue, *scene["background_top_sv"])
+    bottom = _hsv_to_rgb((hue + scene["background_hue_shift"]) % 1, *scene["background_bottom_sv"])
+    angle = scene["background_angle"]
     y, x = np.linspace(0, 1, 9)[:, None], np.linspace(-0.5, 0.5, 12)[None]
     t = np.clip((y - 0.5) * np.cos(angle) + x * np.sin(angle) + 0.5, 0, 1)[..., None]
-    texture = rng.uniform(-0.5, 0.5, size=(9, 12, 1))  # blobs about a twelfth of the width
-    coarse = (top * (1 - t) + bottom * t) * (1 + rng.uniform(0.02, 0.08) * texture)
+    coarse = (top * (1 - t) + bottom * t) * (1 + scene["background_texture_strength"] * scene["background_texture"])
     return Image.fromarray((np.clip(coarse, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+
+
+def draw_scene(rng: np.random.Generator, size: tuple[int, int]) -> dict:
+    """Every random choice of one image, independent of its class, drawn in a fixed order (the files depend on it):
+    background, distractors, the object's scale, place, mirror image, tilt and colour, the camera. Positions and
+    scale are in pixels of the supersampled canvas; `centre_x` is where the object ends up (after the mirror)."""
+    h, w = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
+    scene = {"background_hue": rng.uniform(*BACKGROUND_HUE),
+             "background_top_sv": (rng.uniform(0.25, 0.45), rng.uniform(0.6, 0.95)),
+             "background_hue_shift": rng.normal(0, 0.04),
+             "background_bottom_sv": (rng.uniform(0.3, 0.5), rng.uniform(0.2, 0.6)),
+             "background_angle": rng.normal(0, 0.4),
+             "background_texture": rng.uniform(-0.5, 0.5, size=(9, 12, 1)),  # blobs about a twelfth of the width
+             "background_texture_strength": rng.uniform(0.02, 0.08)}
+    distractors = []  # single parts, any colour, size, place and angle
+    for _ in range(rng.integers(0, 3)):
+        kind = PART_KINDS[rng.integers(len(PART_KINDS))]
+        half_sides = rng.uniform(0.4, 1, size=2)
+        distractors.append((kind, half_sides, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.13) * h,
+                            rng.uniform(-np.pi, np.pi), (rng.uniform(), rng.uniform(0.2, 1), rng.uniform(0.25, 1))))
+    scale = rng.uniform(0.30, 0.44) * h  # half the object's larger side, in canvas pixels
+    cx, cy = rng.uniform(scale / 2, w - scale / 2), rng.uniform(scale / 2, h - scale / 2)  # up to half out of frame
+    mirror = bool(rng.uniform() < 0.5)
+    scene.update(distractors=distractors, scale=scale, drawn_x=cx, centre_x=w - cx if mirror else cx, centre_y=cy,
+                 mirror=mirror, tilt=rng.uniform(-MAX_TILT, MAX_TILT),
+                 object_hsv=(rng.uniform(*OBJECT_HUE), rng.uniform(*OBJECT_SATURATION), rng.uniform(0.55, 1)),
+                 contrast=rng.uniform(0.6, 1.4), exposure=rng.uniform(0.6, 1.4))  # the camera (the jitter spans as much)
+    scene["noise"] = rng.standard_normal((size[0], size[1], 3), dtype=np.float32)
+    scene["noise_level"] = rng.uniform(0.01, 0.04)  # sensor noise, as a fraction of the range
+    return scene
 
 
 def draw_image(class_index: int, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """One (H, W, 3) uint8 image of the class object, with every nuisance drawn at random."""
+    return paint(class_index, draw_scene(rng, size), size)
+
+
+def paint(class_index: int, scene: dict, size: tuple[int, int]) -> np.ndarray:
+    """The image of a class object in a scene (draw_scene): no randomness here."""
     h, w = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
-    canvas = _background(rng, h, w)
+    canvas = _background(scene, h, w)
     draw = ImageDraw.Draw(canvas)
+    for kind, half_sides, x, y, part_scale, angle, hsv in scene["distractors"]:
+        where = _placed(_part_polygon(kind, 0, 0, *half_sides), x, y, part_scale, angle)
+        draw.polygon(where, fill=_rgb255(_hsv_to_rgb(*hsv)))
 
-    for _ in range(rng.integers(0, 3)):  # distractors: single parts, any colour, size, place and angle
-        kind = PART_KINDS[rng.integers(len(PART_KINDS))]
-        points = _part_polygon(kind, 0, 0, *rng.uniform(0.4, 1, size=2))
-        where = _placed(points, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.13) * h,
-                        rng.uniform(-np.pi, np.pi))
-        draw.polygon(where, fill=_rgb255(_hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 1), rng.uniform(0.25, 1))))
-
-    # the class object: random colour, scale, place (up to half out of the frame), mirror image and a small tilt
-    scale = rng.uniform(0.30, 0.44) * h  # half the object's larger side, in canvas pixels
-    cx, cy = rng.uniform(scale / 2, w - scale / 2), rng.uniform(scale / 2, h - scale / 2)
-    mirror = rng.uniform() < 0.5
-    angle = rng.uniform(-MAX_TILT, MAX_TILT)
-    hue, saturation, value = rng.uniform(*OBJECT_HUE), rng.uniform(*OBJECT_SATURATION), rng.uniform(0.55, 1)
+    cx, cy, scale, angle = scene["drawn_x"], scene["centre_y"], scene["scale"], scene["tilt"]
+    hue, saturation, value = scene["object_hsv"]
     for kind, px, py, hw, hh, shade in class_objects()[class_index]:
         where = _placed(_part_polygon(kind, px, py, hw, hh), cx, cy, scale, angle)
         draw.polygon(where, fill=_rgb255(_hsv_to_rgb(hue, saturation, value * shade)))
         dark = _rgb255(_hsv_to_rgb(hue, saturation, value * shade * TEXTURE_DARKEN))
         _paint_texture(canvas, where, TEXTURES[class_index], dark, cx, cy, scale, angle)
-    if mirror:
+    if scene["mirror"]:
         canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
 
     small = canvas.resize((size[1], size[0]), Image.BOX)
     light = np.linspace(1.12, 0.88, size[0], dtype=np.float32)[:, None, None]  # lit from above
     pixels = np.asarray(small, dtype=np.float32) * light
-    contrast, exposure = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)  # the camera (the views' jitter spans as much)
     mean = pixels.mean()
-    pixels = ((pixels - mean) * contrast + mean) * exposure
-    pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * (255 * rng.uniform(0.01, 0.04))  # sensor noise
+    pixels = ((pixels - mean) * scene["contrast"] + mean) * scene["exposure"]
+    pixels += scene["noise"] * (255 * scene["noise_level"])
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
@@ -247,21 +272,70 @@ def _file_name(stem: str, i: int) -> str:
     return f"{stem}_{i:05d}" + (".png" if i % 16 == 7 else ".JPEG")
 
 
-def _write_split(folder: Path, split_id: int, class_indices, per_class: int, seed: int, size) -> None:
+SPLIT_IDS = {"train": 0, "val": 1, "unsup": 2}  # part of each image's random seed
+UNSUP_CLASS = 999  # unsup images seed with this in the class's place, then draw their class
+
+
+def _image_rng(seed: int, split: str, class_index: int, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLIT_IDS[split], class_index, i])  # independent of counts and order
+
+
+# The scalar nuisances of a scene, by name (nuisance_values): what an encoder's neighbours may share instead of the class.
+NUISANCES = ("background_hue", "background_top_value", "background_bottom_value", "distractors", "centre_x", "centre_y",
+             "scale", "mirror", "tilt", "object_hue", "object_saturation", "object_value", "contrast", "exposure",
+             "noise_level")
+
+
+def nuisance_values(scene: dict) -> dict[str, float]:
+    """NUISANCES of a scene (draw_scene), each a number."""
+    hue, saturation, value = scene["object_hsv"]
+    return {"background_hue": scene["background_hue"], "background_top_value": scene["background_top_sv"][1],
+            "background_bottom_value": scene["background_bottom_sv"][1], "distractors": len(scene["distractors"]),
+            "centre_x": scene["centre_x"], "centre_y": scene["centre_y"], "scale": scene["scale"],
+            "mirror": float(scene["mirror"]), "tilt": scene["tilt"], "object_hue": hue, "object_saturation": saturation,
+            "object_value": value, "contrast": scene["contrast"], "exposure": scene["exposure"],
+            "noise_level": scene["noise_level"]}
+
+
+def _write_split(folder: Path, split: str, class_indices, per_class: int, seed: int, size) -> None:
     for c in class_indices:
         class_dir = folder / WNIDS[c]
         class_dir.mkdir(parents=True)
         for i in range(per_class):
-            rng = np.random.default_rng([seed, split_id, c, i])  # independent of counts and order
-            _save(draw_image(c, rng, size), class_dir / _file_name(WNIDS[c], i))
+            _save(draw_image(c, _image_rng(seed, split, c, i), size), class_dir / _file_name(WNIDS[c], i))
 
 
 def _write_unsup(folder: Path, n: int, seed: int, size) -> None:
     folder.mkdir(parents=True)
     for i in range(n):
-        rng = np.random.default_rng([seed, 2, 999, i])
+        rng = _image_rng(seed, "unsup", UNSUP_CLASS, i)
         c = int(rng.integers(len(WNIDS)))  # unlabelled images come from the same 20 classes
         _save(draw_image(c, rng, size), folder / _file_name("unsup", i))
+
+
+def is_generated(root: Path) -> bool:
+    """A folder this generator made, at its current version."""
+    params = _read_params(Path(root))
+    return bool(params) and params.get("version") == GENERATOR_VERSION and (Path(root) / MARKER).is_file()
+
+
+def scene_of(root: Path, path: Path) -> tuple[int, dict]:
+    """(class index, scene) of a stored sample image, drawn again from its seed: what every nuisance of that image
+    was (position, scale, colour, exposure, ...), e.g. to ask what an encoder's neighbours share."""
+    params, path = _read_params(Path(root)), Path(path)
+    if not is_generated(root):
+        raise DataError(f"{root} is not a sample of generator {GENERATOR_VERSION}: its scenes cannot be redrawn")
+    split = path.parent.name if path.parent.name == "unsup" else path.parent.parent.name
+    if split not in SPLIT_IDS:
+        raise DataError(f"{path} is not under {root}'s train/, val/ or unsup/")
+    i, size = int(path.stem.rsplit("_", 1)[1]), tuple(params["image_size"])
+    if split == "unsup":
+        rng = _image_rng(params["seed"], split, UNSUP_CLASS, i)
+        c = int(rng.integers(len(WNIDS)))
+    else:
+        c = WNIDS.index(path.parent.name)
+        rng = _image_rng(params["seed"], split, c, i)
+    return c, draw_scene(rng, size)
 
 
 def make_sample(root: Path, seed: int = 0, n_train: int = 24, n_unsup: int = 640, n_val: int = 30,
@@ -284,8 +358,8 @@ def make_sample(root: Path, seed: int = 0, n_train: int = 24, n_unsup: int = 640
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
     try:
         size = tuple(params["image_size"])
-        _write_split(staging / "train", 0, range(len(WNIDS)), n_train, seed, size)
-        _write_split(staging / "val", 1, [WNIDS.index(w) for w in VAL_WNIDS], n_val, seed, size)
+        _write_split(staging / "train", "train", range(len(WNIDS)), n_train, seed, size)
+        _write_split(staging / "val", "val", [WNIDS.index(w) for w in VAL_WNIDS], n_val, seed, size)
         _write_unsup(staging / "unsup", n_unsup, seed, size)
         (staging / PARAMS_FILE).write_text(json.dumps(params, indent=1))
         (staging / MARKER).write_text("")
