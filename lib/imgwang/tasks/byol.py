@@ -14,8 +14,9 @@ Views, each cropped once from the whole image (data/views.py), BYOL's Table 6: r
 p 0.2 on view 2 only.
 
 The saved encoder (`encoder.pt`, what transfer and evaluate use) is the online one, as BYOL's paper (section 3.1:
-"At the end of training, we only keep the encoder f_theta", theta the online weights); DINO, by contrast,
-evaluates its teacher (tasks/dino.py).
+"At the end of training, we only keep the encoder f_theta", theta the online weights) and its code (byol/
+eval_experiment.py evaluates the checkpoint's `online_params`); DINO, by contrast, evaluates its teacher
+(tasks/dino.py). On the sample the target's kNN is within a run's noise of the online one's (docs/results.md).
 
 Where we differ: no LARS or BYOL's own weight-decay and learning-rate schedule (the stage's optimizer);
 the target's BatchNorm statistics are its own batch statistics, not averaged (as in BYOL).
