@@ -5,15 +5,17 @@
 #   bash bin/methods_table.sh [prefix] [methods...]      e.g. bash bin/methods_table.sh m30 simclr swav dino byol
 #   SEED=1 bash bin/methods_table.sh s1 simclr ...         every stage at that seed (the random-init reference too)
 #   ARCH=resnet18 bash bin/methods_table.sh r18 byol ...    another encoder (default tinyconv)
+#   P="-p n_prototypes 64" bash bin/methods_table.sh k64 swav    task parameters for pretraining only
 set -euo pipefail
 prefix=${1:-m30}; shift || true
 methods=("$@"); [ ${#methods[@]} -eq 0 ] && methods=(simclr swav dino byol)
 one() {
   local t=$1 v="$prefix-$1"
   local seed=${SEED:-0}
-  make -s pretrain DATA=sample TASK="$t" EPOCHS=${EPOCHS:-30} ARCH=${ARCH:-tinyconv} SIZE=64 VERSION="$v" THREADS=1 COMET=off SEED=$seed
-  make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off SEED=$seed
-  make -s evaluate VERSION="$v" THREADS=1 COMET=off SEED=$seed
+  make -s pretrain DATA=sample TASK="$t" EPOCHS=${EPOCHS:-30} ARCH=${ARCH:-tinyconv} SIZE=64 VERSION="$v" THREADS=1 COMET=off SEED=$seed \
+    P="${P:-}"
+  make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off SEED=$seed P=
+  make -s evaluate VERSION="$v" THREADS=1 COMET=off SEED=$seed P=
 }
 for ((i = 0; i < ${#methods[@]}; i += 2)); do
   pids=()

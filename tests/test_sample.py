@@ -193,8 +193,9 @@ def test_scene_of_refuses_images_it_did_not_make(sample, tmp_path):
     with pytest.raises(DataError, match="not a sample"):
         folder = plain_image_folder(tmp_path / "plain", 2, sample)
         scene_of(folder, next(folder.iterdir()))
-    with pytest.raises(DataError, match="train/, val/ or unsup/"):
-        scene_of(sample, sample / "elsewhere" / "x_00001.png")
+    for stray in ("elsewhere/x_00001.png", "train/n00000000/x_00001.png", "unsup/notes.png"):
+        with pytest.raises(DataError, match="train/, val/ or unsup/"):
+            scene_of(sample, sample / stray)
 
 
 def test_leaderboard_lookup():

@@ -326,9 +326,10 @@ def scene_of(root: Path, path: Path) -> tuple[int, dict]:
     if not is_generated(root):
         raise DataError(f"{root} is not a sample of generator {GENERATOR_VERSION}: its scenes cannot be redrawn")
     split = path.parent.name if path.parent.name == "unsup" else path.parent.parent.name
-    if split not in SPLIT_IDS:
-        raise DataError(f"{path} is not under {root}'s train/, val/ or unsup/")
-    i, size = int(path.stem.rsplit("_", 1)[1]), tuple(params["image_size"])
+    number = path.stem.rsplit("_", 1)[-1]
+    if split not in SPLIT_IDS or (split != "unsup" and path.parent.name not in WNIDS) or not number.isdigit():
+        raise DataError(f"{path} is not a sample image under {root}'s train/, val/ or unsup/")
+    i, size = int(number), tuple(params["image_size"])
     if split == "unsup":
         rng = _image_rng(params["seed"], split, UNSUP_CLASS, i)
         c = int(rng.integers(len(WNIDS)))
