@@ -6,7 +6,9 @@
 #   SEED=1 bash bin/methods_table.sh s1 simclr ...         every stage at that seed (the random-init reference too)
 #   ARCH=resnet18 bash bin/methods_table.sh r18 byol ...    another encoder (default tinyconv)
 #   P="-p n_prototypes 64" bash bin/methods_table.sh k64 swav    task parameters for pretraining only
+#   EPOCHS=150 bash bin/methods_table.sh t150 byol dino     more pretraining epochs (default 30)
 set -euo pipefail
+{  # read whole before running: editing this file during a run (hours) must not change the run
 prefix=${1:-m30}; shift || true
 methods=("$@"); [ ${#methods[@]} -eq 0 ] && methods=(simclr swav dino byol)
 one() {
@@ -45,3 +47,5 @@ for t in methods:
     print(f"{t:8} {knn:8.4f} {px:8.4f} {rnd:8.4f} {knn - max(px, rnd):+8.4f} {loss:8.3f} {lnk:>6} "
           f"{float(pre.get('embedding_std', 'nan')):8.4f} {float(pre.get('embedding_std_floor', 'nan')):7.4f}")
 PY
+exit
+}
