@@ -323,3 +323,14 @@ def test_no_collapse_after_a_few_steps_on_sample_like_images(name):
     assert [h["embedding_dim"] for h in history] == [256] * 3
     assert all(0.2 / 16 < h["embedding_std"] <= 1 for h in history), [h["embedding_std"] for h in history]
     assert task.momentum_at(8, 9) > task.momentum_at(0, 9)
+
+
+def test_pretraining_notes_a_run_too_short_for_a_slow_starting_method():
+    from imgwang.stages.pretrain import slow_start_note
+
+    byol, dino, simclr = get_task("byol"), get_task("dino"), get_task("simclr")
+    note = slow_start_note(byol, 510)
+    assert note.startswith("note: byol starts slowly") and "510" in note and "5,000" in note
+    assert slow_start_note(dino, 17 * 30) is not None
+    assert slow_start_note(byol, 5000) is None and slow_start_note(dino, 6000) is None
+    assert slow_start_note(simclr, 10) is None  # simclr learns the sample's classes within 510 steps

@@ -37,6 +37,7 @@ class Task:
     chance: float = 0.0  # the metric's value for a model that learned nothing (a class attribute when fixed)
     makes_views: bool = False  # cuts its own views from the whole stored image: the loader does not augment
     forbids_augment: dict[str, str] = {}  # loader augmentation parameter -> why this task refuses it
+    slow_start_steps: int | None = None  # steps before its frozen features are expected to beat random init
 
     def __init__(self, *, noise_p: float = 0.0):
         if not 0.0 <= noise_p <= 1.0:
