@@ -13,6 +13,7 @@ from imgwang.data.augment import gaussian_blur, make_augment
 from imgwang.data.sample import draw_image
 from imgwang.models.encoders import create_encoder
 from imgwang.models.losses import dino_loss, update_center
+from imgwang.stages.pretrain import slow_start_note
 from imgwang.tasks import get_task
 
 
@@ -326,8 +327,6 @@ def test_no_collapse_after_a_few_steps_on_sample_like_images(name):
 
 
 def test_pretraining_notes_a_run_too_short_for_a_slow_starting_method():
-    from imgwang.stages.pretrain import slow_start_note
-
     byol, dino, simclr = get_task("byol"), get_task("dino"), get_task("simclr")
     note = slow_start_note(byol, 510)
     assert note.startswith("note: byol starts slowly") and "510" in note and "5,000" in note

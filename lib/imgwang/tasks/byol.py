@@ -82,7 +82,8 @@ class BYOL(ViewTask):
     name = "byol"
     needs_two = "its heads' BatchNorm needs a batch"
     # Measured on the sample (docs/results.md): at 510 and 2,550 steps its kNN stayed within 2 points of
-    # the random-init encoder's, at 5,100 it cleared it by 7-11 points (3 seeds); pretraining says so when a run is shorter.
+    # the random-init encoder's, at 5,100 it cleared it by 7-11 points (3 seeds).
+    # Pretraining prints a note when a run is shorter.
     slow_start_steps = 5000
 
     def __init__(self, *, min_scale: float = 0.08, proj_dim: int = 256, momentum: float = 0.996,

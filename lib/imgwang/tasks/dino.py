@@ -68,7 +68,8 @@ class DINO(ViewTask):
     name = "dino"
     needs_two = "the centre and BatchNorm are batch statistics"
     # Measured on the sample (docs/results.md): at 510 and 2,550 steps its kNN stayed within a point of
-    # the random-init encoder's, at 5,100 it cleared it by 5 points at seed 0 and by 1 at seed 1; pretraining says so when a run is shorter.
+    # the random-init encoder's, at 5,100 it cleared it by 1-7 points (4 seeds, mean 4.3).
+    # Pretraining prints a note when a run is shorter.
     slow_start_steps = 5000
 
     def __init__(self, *, out_dim: int = 4096, n_local_crops: int = 6, local_fraction: float = 0.43,
