@@ -69,8 +69,7 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
         print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
     train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard(),
                                  loader_augment.chosen(cfg))
-    note = slow_start_note(task, len(train) * cfg["epochs"])
-    if lead and note:
+    if lead and (note := slow_start_note(task, len(train) * cfg["epochs"])):
         print(note)
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
