@@ -3,8 +3,8 @@ and on val/ beside the same seed's random-init encoder."""
 
 import csv
 
-import pytest
 import pretrain_sweep
+import pytest
 
 
 def test_run_lines_route_stage_options_and_task_parameters_with_typed_values():
