@@ -9,11 +9,12 @@ comment). Every run is `make pretrain DATA=sample ARCH=tinyconv SIZE=64 EPOCHS=3
 own run_pretrain, in-process, without the notebook and with the kNN monitor off). Each encoder is then scored as
 `make evaluate` scores it (k = 20 cosine neighbours among the sample's train/ images, BatchNorm statistics its
 own) on two query sets:
-  knn_tune  3,000 images (300 per val class; --tune-per-class) drawn from another generator seed: never in the sample, so the search
-            tunes on them, not on val/ (and with ten times val/'s images its noise is about a third);
+  knn_tune  3,000 images (300 per val class; --tune-per-class) drawn from another generator seed: never in the
+            sample, so the search tunes on them, not on val/ (with ten times val/'s images, a third of its noise);
   knn_val   the sample's val/: evaluate's knn_acc, for reading beside the done-when figures only.
 The random-init encoder of each seed (BatchNorm statistics estimated on train/, as evaluate's reference) is scored
 the same way. Rows go to the CSV as runs finish; a table of the means per setting is printed at the end.
+Every run's configuration is resolved before any compute: a bad line or value stops with one `error:` line, exit 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from imgwang.core.errors import ImgwangError
 from imgwang.data.sample import make_sample
 from imgwang.evaluate.bn_stats import data_bn_stats
 from imgwang.evaluate.features import extract_features
@@ -43,9 +45,12 @@ from imgwang.stages.resolve import parse_value, resolve
 from imgwang.stages.stage_data import load_stage_data
 from imgwang.train.collapse import collapse_scraps
 
-REPO = Path(__file__).resolve().parents[1]
 BASE = dict(data="sample", arch="tinyconv", size=64, epochs=30, comet="off", knn_every=0, threads=1)
 TUNE_SEED = 7  # the tuning draw's generator seed (the sample's is 0)
+
+
+class BadLine(ImgwangError):
+    pass
 
 
 def parse_runs(text: str) -> list[dict]:
@@ -54,28 +59,34 @@ def parse_runs(text: str) -> list[dict]:
         words = shlex.split(line, comments=True)
         if not words:
             continue
+        if len(words) < 3 or not words[2].isdigit():
+            raise BadLine(f"{line!r}: a run line starts with a name, a task and a seed")
         name, task, seed, rest = words[0], words[1], int(words[2]), words[3:]
         given, params, i = {}, {}, 0
         while i < len(rest):
-            if rest[i] == "-p":
+            if rest[i] == "-p" and i + 2 < len(rest):
                 params[rest[i + 1]] = parse_value(rest[i + 2])  # as bin/stage.py reads -p values
                 i += 3
-            elif rest[i] in ("--lr", "--bs", "--epochs"):
-                given[rest[i][2:]] = float(rest[i + 1]) if rest[i] == "--lr" else int(rest[i + 1])
+            elif rest[i] in ("--lr", "--bs", "--epochs") and i + 1 < len(rest):
+                number = float if rest[i] == "--lr" else int
+                try:
+                    given[rest[i][2:]] = number(rest[i + 1])
+                except ValueError:
+                    raise BadLine(f"{line!r}: {rest[i]} takes a number, got {rest[i + 1]!r}") from None
                 i += 2
             else:
-                raise SystemExit(f"error: {line!r}: unknown word {rest[i]!r}")
+                raise BadLine(f"{line!r}: unknown word {rest[i]!r} (options: --lr, --bs, --epochs, -p NAME VALUE)")
         runs.append(dict(name=name, task=task, seed=seed, given=given, params=params,
                          setting=" ".join(words[3:]) or "default"))
     return runs
 
 
 def query_sets(size: int, tune_root: Path, device):
-    """(train features loader, {set name: query loader}) of the sample and the tuning draw."""
+    """(the sample's StageData, its train/ rows, a loader of them (the kNN's memory), {set name: query loader})."""
     sd = load_stage_data("sample", size, progress=False)
     tune = load_stage_data(str(tune_root), size, progress=False)
     if list(tune.classes) != list(sd.classes):
-        raise SystemExit("error: the tuning draw's classes differ from the sample's")
+        raise ImgwangError("the tuning draw's classes differ from the sample's")
     fit_rows, fit_labels, val_rows, val_labels = sd.labelled("val")
     _, _, tune_rows, tune_labels = tune.labelled("val")
     bank = sd.loader(fit_rows, fit_labels, batch_size=256, device=device, mode="eval")
@@ -94,15 +105,20 @@ def scores(encoder, bank, queries, device, n_classes) -> dict:
     return out
 
 
+def config(run: dict, device: str) -> dict:
+    """The run's resolved pretraining configuration (a bad value raises ConfigError)."""
+    stage_names = {param.name for param in STAGES["pretrain"].params}  # -p names the stage's options or the task's
+    stage_opts = {k: v for k, v in run["params"].items() if k in stage_names}
+    task_params = {k: v for k, v in run["params"].items() if k not in stage_names}
+    return resolve("pretrain", dict(BASE, task=run["task"], task_params=task_params, seed=run["seed"], device=device,
+                                    **run["given"], **stage_opts))
+
+
 def one_run(run: dict, runs_dir: str, tune_root: str, device: str) -> dict:
     torch.set_num_threads(1)
     run_dir = Path(runs_dir) / run["name"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    stage_names = {param.name for param in STAGES["pretrain"].params}  # -p names the stage's options or the task's
-    stage_opts = {k: v for k, v in run["params"].items() if k in stage_names}
-    task_params = {k: v for k, v in run["params"].items() if k not in stage_names}
-    cfg = resolve("pretrain", dict(BASE, task=run["task"], task_params=task_params, seed=run["seed"], device=device,
-                                   **run["given"], **stage_opts))
+    cfg = config(run, device)
     start = time.time()
     with open(run_dir / "log.txt", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print("config:", cfg, flush=True)
@@ -138,8 +154,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--tune-per-class", type=int, default=300, help="tuning images for each val class")
     args = p.parse_args(argv)
-    runs = parse_runs(Path(args.runs).read_text())
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    try:
+        runs = parse_runs(Path(args.runs).read_text())
+        names = [r["name"] for r in runs]
+        if len(set(names)) != len(names):
+            raise BadLine("two runs have the same name (each writes its own folder)")
+        for run in runs:
+            config(run, device)
+    except (ImgwangError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     tune_root = Path(args.runs_dir) / "tune-draw"
     make_sample(tune_root, seed=TUNE_SEED, n_train=1, n_unsup=0, n_val=args.tune_per_class)
     refs = random_references({r["seed"] for r in runs}, tune_root, device)

@@ -15,8 +15,22 @@ def test_run_lines_route_stage_options_and_task_parameters_with_typed_values():
     assert run["given"] == {"lr": 1e-3, "bs": 32}
     assert run["params"] == {"weight_decay": 0.5, "momentum": 0.99}  # numbers, as -p values reach the stage
     assert run["setting"] == "--lr 1e-3 --bs 32 -p weight_decay 0.5 -p momentum 0.99"
-    with pytest.raises(SystemExit, match="unknown word"):
+    with pytest.raises(pretrain_sweep.BadLine, match="unknown word"):
         pretrain_sweep.parse_runs("x byol 0 --warp 9\n")
+    with pytest.raises(pretrain_sweep.BadLine, match="a name, a task and a seed"):
+        pretrain_sweep.parse_runs("x byol\n")
+
+
+@pytest.mark.parametrize("lines, says", [("a byol 0 -p momentum 2.0\n", "momentum"),
+                                          ("a byol 0\na simclr 1\n", "same name"),
+                                          ("a nosuchtask 0\n", "nosuchtask")])
+def test_a_bad_run_file_stops_with_one_error_line_before_any_compute(lab_env, tmp_path, capsys, lines, says):
+    (tmp_path / "runs.txt").write_text(lines)
+    code = pretrain_sweep.main(["--runs", str(tmp_path / "runs.txt"), "--out", str(tmp_path / "out.csv"),
+                                "--runs-dir", str(tmp_path / "sweep"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and says in err[0]
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "out.csv").exists()
 
 
 def test_a_run_is_scored_on_the_tuning_draw_and_val_beside_its_random_init(lab_env, tmp_path):
