@@ -32,14 +32,15 @@ from pathlib import Path
 
 import torch
 
+from imgwang.core.device import resolve_device
 from imgwang.core.errors import ImgwangError
 from imgwang.data.sample import make_sample
 from imgwang.evaluate.bn_stats import data_bn_stats
 from imgwang.evaluate.features import extract_features
 from imgwang.evaluate.knn import knn_accuracy
-from imgwang.models.checkpoint import load_encoder
-from imgwang.models.encoders import create_encoder
+from imgwang.models.checkpoint import kept_encoder
 from imgwang.spec import STAGES
+from imgwang.stages.evaluate import frozen_encoders
 from imgwang.stages.pretrain import run_pretrain
 from imgwang.stages.resolve import parse_value, resolve
 from imgwang.stages.stage_data import load_stage_data
@@ -81,10 +82,9 @@ def parse_runs(text: str) -> list[dict]:
     return runs
 
 
-def query_sets(size: int, tune_root: Path, device):
-    """(the sample's StageData, its train/ rows, a loader of them (the kNN's memory), {set name: query loader})."""
-    sd = load_stage_data("sample", size, progress=False)
-    tune = load_stage_data(str(tune_root), size, progress=False)
+def query_sets(sd, tune_root: Path, device):
+    """(a loader of the sample's train/ images, the kNN's memory; {set name: query loader}) for StageData `sd`."""
+    tune = load_stage_data(str(tune_root), sd.size, progress=False)
     if list(tune.classes) != list(sd.classes):
         raise ImgwangError("the tuning draw's classes differ from the sample's")
     fit_rows, fit_labels, val_rows, val_labels = sd.labelled("val")
@@ -92,7 +92,7 @@ def query_sets(size: int, tune_root: Path, device):
     bank = sd.loader(fit_rows, fit_labels, batch_size=256, device=device, mode="eval")
     queries = {"knn_val": sd.loader(val_rows, val_labels, batch_size=256, device=device, mode="eval"),
                "knn_tune": tune.loader(tune_rows, tune_labels, batch_size=256, device=device, mode="eval")}
-    return sd, fit_rows, bank, queries
+    return bank, queries
 
 
 def scores(encoder, bank, queries, device, n_classes) -> dict:
@@ -107,9 +107,9 @@ def scores(encoder, bank, queries, device, n_classes) -> dict:
 
 def config(run: dict, device: str) -> dict:
     """The run's resolved pretraining configuration (a bad value raises ConfigError)."""
-    stage_names = {param.name for param in STAGES["pretrain"].params}  # -p names the stage's options or the task's
-    stage_opts = {k: v for k, v in run["params"].items() if k in stage_names}
-    task_params = {k: v for k, v in run["params"].items() if k not in stage_names}
+    spec = STAGES["pretrain"]  # -p names one of the stage's options, else a task parameter (as bin/stage.py)
+    stage_opts = {k: v for k, v in run["params"].items() if spec.param(k) is not None}
+    task_params = {k: v for k, v in run["params"].items() if spec.param(k) is None}
     return resolve("pretrain", dict(BASE, task=run["task"], task_params=task_params, seed=run["seed"], device=device,
                                     **run["given"], **stage_opts))
 
@@ -123,10 +123,9 @@ def one_run(run: dict, runs_dir: str, tune_root: str, device: str) -> dict:
     with open(run_dir / "log.txt", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print("config:", cfg, flush=True)
         result = run_pretrain(cfg, run_dir)
-        sd, _, bank, queries = query_sets(cfg["size"], Path(tune_root), result["device"])
-        encoder = create_encoder(cfg["arch"], cfg["size"])
-        load_encoder(encoder, run_dir / "encoder.pt")
-        got = scores(encoder, bank, queries, result["device"], len(sd.classes))
+        bank, queries = query_sets(result["data"], Path(tune_root), result["device"])
+        # the encoder run_pretrain saved as encoder.pt, still in memory
+        got = scores(kept_encoder(result["model"]), bank, queries, result["device"], len(result["data"].classes))
     last = result["history"][-1]
     return {"name": run["name"], "task": run["task"], "seed": run["seed"], "setting": run["setting"], **got,
             "train_loss": last["train_loss"], "pair_acc": result["val_metric"], "chance": result["chance"],
@@ -135,12 +134,13 @@ def one_run(run: dict, runs_dir: str, tune_root: str, device: str) -> dict:
 
 
 def random_references(seeds, tune_root: Path, device) -> dict:
-    sd, fit_rows, bank, queries = query_sets(BASE["size"], tune_root, device)
+    """{seed: scores} of evaluate's random-init reference: its encoder, BatchNorm statistics from train/."""
+    sd = load_stage_data(BASE["data"], BASE["size"], progress=False)
+    bank, queries = query_sets(sd, tune_root, device)
     refs = {}
     for seed in sorted(seeds):
-        torch.manual_seed(seed)
-        encoder = create_encoder(BASE["arch"], BASE["size"]).to(device)
-        data_bn_stats(encoder, sd, fit_rows, 64, device, seed=seed)
+        encoder = frozen_encoders(dict(BASE, seed=seed, from_version="none"), runs_dir=None)["random"].to(device)
+        data_bn_stats(encoder, sd, sd.train_rows, 64, device, seed=seed)
         refs[seed] = scores(encoder, bank, queries, device, len(sd.classes))
     return refs
 
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--tune-per-class", type=int, default=300, help="tuning images for each val class")
     args = p.parse_args(argv)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     try:
+        device = str(resolve_device(args.device))
         runs = parse_runs(Path(args.runs).read_text())
         names = [r["name"] for r in runs]
         if len(set(names)) != len(names):
