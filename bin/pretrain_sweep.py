@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import ctypes
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -114,6 +116,13 @@ def config(run: dict, device: str) -> dict:
                                     **run["given"], **stage_opts))
 
 
+def die_with_parent() -> None:
+    """Pool initializer: a worker gets SIGTERM when the sweep's process dies (killed, or stopped by `timeout`), so no
+    run goes on alone holding a core (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def one_run(run: dict, runs_dir: str, tune_root: str, device: str) -> dict:
     torch.set_num_threads(1)
     run_dir = Path(runs_dir) / run["name"]
@@ -172,7 +181,8 @@ def main(argv=None) -> int:
     fields = ["name", "task", "seed", "setting", "knn_tune", "knn_val", "random_tune", "random_val", "train_loss",
               "pair_acc", "chance", "embedding_std", "wall_s"]
     rows = []
-    with open(args.out, "w", newline="") as f, ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+    with open(args.out, "w", newline="") as f, ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
+                                                              initializer=die_with_parent) as pool:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
         writer.writeheader()
         futures = {pool.submit(one_run, r, args.runs_dir, str(tune_root), device): r for r in runs}
