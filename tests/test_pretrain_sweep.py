@@ -34,7 +34,7 @@ def test_a_bad_run_file_stops_with_one_error_line_before_any_compute(lab_env, tm
 
 
 def test_a_run_is_scored_on_the_tuning_draw_and_val_beside_its_random_init(lab_env, tmp_path):
-    (tmp_path / "runs.txt").write_text("r byol 1 --epochs 1 -p weight_decay 0.5 -p momentum 0.9\n")
+    (tmp_path / "runs.txt").write_text("r byol 1 --epochs 1 --bs 256 -p weight_decay 0.5 -p momentum 0.9\n")
     out = tmp_path / "out.csv"
     assert pretrain_sweep.main(["--runs", str(tmp_path / "runs.txt"), "--out", str(out), "--jobs", "1",
                                 "--runs-dir", str(tmp_path / "sweep"), "--device", "cpu", "--tune-per-class", "3"]) == 0
