@@ -293,7 +293,7 @@ def ranks_alive(tmp_path) -> list:
 # of seconds to minutes each) start first, in this order, so the short ones fill the other worker around them
 # instead of one long test ending the run alone.
 START_FIRST = [
-    "test_distributed_stage.py",  # NPROC=2 stages (one interrupted), then it reads the pipeline the next one makes
+    "test_distributed_stage.py",  # NPROC=2 stages (one interrupted), while the other worker makes the pipeline
     "test_notebooks.py::test_pipeline_writes",  # makes the shared pipeline (conftest's `pipeline`: a sweep)
     "test_stage_runs.py::test_a_killed",
     "test_notebooks.py::test_sigterm",

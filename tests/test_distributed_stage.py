@@ -7,13 +7,13 @@ rest of this file compares (one run serves both: each NPROC=2 stage starts a ker
 Transfer's own launch (two ranks fine-tuning, rebuilt in the kernel) is tests/test_distributed_launch.py's
 two-node test: a world of 2 processes over two launches.
 
-What is asserted of NPROC=2 against NPROC=1: both complete; the NPROC=2 notebook glues the same scraps as the
-one-process notebook of the shared pipeline; run.json's `world` says 2 processes, the same global batch split
-16 + 16; the numbers agree within a tolerance with the same configuration run in one process (the kernel's
-code, run_pretrain, here). Not equality: BS is the global batch and the batches, steps and schedule are the
-same, but rank 1 augments its half of every batch with its own random stream (one process draws one stream for
-the whole batch), so the two runs differ as two augmentation draws do. Exactness of the step itself is
-tests/test_distributed_step.py's job.
+What is asserted of NPROC=2 against NPROC=1: both complete; the NPROC=2 notebook glues the data scraps a one-process
+run of the same configuration gives (the notebook's data scraps are pretrain_scraps of its run) and the figures;
+run.json's `world` says 2 processes, the same global batch split 16 + 16; the numbers agree within a tolerance with
+that one-process run (the kernel's code, run_pretrain, here). Not equality: BS is the global batch and the batches,
+steps and schedule are the same, but rank 1 augments its half of every batch with its own random stream (one process
+draws one stream for the whole batch), so the two runs differ as two augmentation draws do. Exactness of the step
+itself is tests/test_distributed_step.py's job.
 """
 
 import json
@@ -24,7 +24,6 @@ import scrapbook as sb
 import torch
 
 from conftest import (
-    PIPELINE_VERSION,
     held_task_here,
     one_torch_thread,
     ranks_alive,
@@ -81,14 +80,12 @@ def world(runs_dir, version):
     return json.loads((runs_dir / version / "run.json").read_text())["stages"]["pretrain"]["world"]
 
 
-def test_two_processes_glue_what_one_process_glues(runs, request):
+def test_two_processes_glue_what_one_process_glues(runs):
     runs_dir, one, _ = runs
-    # the shared pipeline asked for only now: a session fixture in the signature would be set up before `runs`,
-    # and this worker would wait for the other to make it instead of making its NPROC=2 runs meanwhile
-    pipeline = request.getfixturevalue("pipeline")
-    two = scraps(runs_dir, "two", NOTEBOOK)
-    assert set(scraps(pipeline, PIPELINE_VERSION, NOTEBOOK)) == set(two)  # the figures too: the one-process notebook's scraps
-    assert set(one) <= set(two)
+    glued = sb.read_notebook(str(runs_dir / "two" / NOTEBOOK)).scraps
+    two = glued.data_dict
+    assert set(two) == set(one)  # rank 0's results reach the notebook whole: the one-process run's scraps, no fewer
+    assert {"task_examples", "pretrain_curves", "pretrain_knn"} <= set(glued)  # and the figures drawn from them
     assert (world(runs_dir, "one")["world_size"], world(runs_dir, "two")["world_size"]) == (1, 2)
     w = world(runs_dir, "two")
     assert (w["backend"], w["global_batch"], w["per_process_batch"], w["nodes"]) == ("gloo", 32, 16, 1)

@@ -15,13 +15,13 @@ from imgwang.models import (
     CosineSimilarityHead,
     DotProductHead,
     MLPHead,
-    ProjectionHead,
     contrastive_loss,
     create_encoder,
     inverse_sigmoid,
     list_archs,
     load_encoder,
     nt_xent_loss,
+    projection_head,
     save_encoder,
 )
 
@@ -183,7 +183,7 @@ def test_batch_of_one_through_every_head():
         "mlp": (MLPHead(8, 1), (x,), (1, 1)),
         "mlp3": (MLPHead(8, 3), (x,), (1, 3)),
         "classifier": (ClassifierHead(8, 5), (maps,), (1, 5)),
-        "projection": (ProjectionHead(8, 4, hidden=16), (x,), (1, 4)),
+        "projection": (projection_head(8, 4, hidden=16), (x,), (1, 4)),
         "dot": (DotProductHead(), (x, torch.randn(1, 3, 8)), (1, 3)),
         "cosine": (CosineSimilarityHead(), (x, torch.randn(1, 3, 8)), (1, 3)),
         "candidates": (MLPHead(8, 1), (torch.randn(1, 3, 8),), (1, 3, 1)),

@@ -9,7 +9,7 @@ from .heads import (  # noqa: F401
     CosineSimilarityHead,
     DotProductHead,
     MLPHead,
-    ProjectionHead,
     inverse_sigmoid,
+    projection_head,
 )
 from .losses import contrastive_loss, nt_xent_loss  # noqa: F401

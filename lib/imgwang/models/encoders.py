@@ -23,14 +23,15 @@ import difflib
 import functools
 import os
 
+import torch
+from torch import nn
+
+from ..core.errors import ConfigError
+
 # A pretrained-weights lookup would block for ~47 s offline before failing; we never want weights anyway.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import timm  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from ..core.errors import ConfigError  # noqa: E402
+# timm is imported where a timm model is named, not here: it imports torchvision and torch._dynamo, 4-5 s of every
+# process's start on a 2-core CPU, which a tinyconv stage (the sample's, the tests') never needs.
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,13 +97,19 @@ def _as_channels_first(maps: torch.Tensor, channels: int) -> torch.Tensor:
 
 def list_archs() -> list[str]:
     """Every name `create_encoder` accepts: our tinyconv first, then all timm models."""
+    import timm
+
     return ["tinyconv", *timm.list_models()]
 
 
 def _unknown(arch) -> str | None:
     if not isinstance(arch, str) or not arch:
         return f"ARCH must be a model name such as tinyconv or resnet18, got {arch!r}"
-    if arch != "tinyconv" and not timm.is_model(arch):
+    if arch == "tinyconv":
+        return None
+    import timm
+
+    if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, list_archs(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         return (f"unknown ARCH={arch!r}: not a timm model name (e.g. tinyconv, resnet18, resnet34d, "
@@ -112,6 +119,8 @@ def _unknown(arch) -> str | None:
 
 def _timm_body(arch: str, **kwargs) -> nn.Module:
     # Random init always (the Imagewang protocol forbids pretrained weights); no classifier, no pooling.
+    import timm
+
     return timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **kwargs)
 
 

@@ -11,7 +11,6 @@ import math
 from typing import Sequence
 
 import torch
-from lightly.models.modules.heads import SimCLRProjectionHead
 from torch import nn
 from torch.nn import functional as F
 
@@ -114,13 +113,13 @@ class ClassifierHead(nn.Sequential):
         )
 
 
-class ProjectionHead(SimCLRProjectionHead):
-    """SimCLR's projector (lightly): Linear-BN-ReLU layers then a Linear; our argument names."""
+def projection_head(in_features: int, out_features: int = 128, hidden: int = 2048, num_layers: int = 2,
+                    batchnorm: bool = True) -> nn.Module:
+    """SimCLR's projector (lightly's SimCLRProjectionHead): Linear-BN-ReLU layers then a Linear; our argument names."""
+    from lightly.models.modules.heads import SimCLRProjectionHead  # here, not above: it imports timm (models/encoders.py)
 
-    def __init__(self, in_features: int, out_features: int = 128, hidden: int = 2048, num_layers: int = 2,
-                 batchnorm: bool = True):
-        super().__init__(input_dim=in_features, hidden_dim=hidden, output_dim=out_features,
-                         num_layers=num_layers, batch_norm=batchnorm)
+    return SimCLRProjectionHead(input_dim=in_features, hidden_dim=hidden, output_dim=out_features,
+                                num_layers=num_layers, batch_norm=batchnorm)
 
 
 class Prototypes(nn.Module):

@@ -118,9 +118,9 @@ def parse_value(text: str):
 
 def task_param_defaults(task) -> dict:
     """A task's parameters with their defaults (empty for an unknown task: that error comes from get_task)."""
-    from ..tasks import task_names, task_params
+    from ..tasks import is_task, task_params
 
-    return task_params(task) if task in task_names() else {}
+    return task_params(task) if is_task(task) else {}
 
 
 def coerce_types(given: dict, defaults: dict, what: str = "") -> dict:

@@ -88,9 +88,9 @@ def parse_grid(text: str) -> dict[str, list]:
 def check_grid(grid: dict[str, list], task: str, fixed_task_params: dict) -> dict[str, list]:
     """Every swept name known and allowed, every value of the type and range the stage or task accepts, every
     point's task buildable. Returns the values converted (e.g. '1e-3' -> 0.001)."""
-    from ..tasks import get_task, task_names, task_params
+    from ..tasks import get_task, is_task, task_names, task_params
 
-    if task not in task_names():
+    if not is_task(task):
         raise ConfigError(f"unknown TASK={task!r}; known tasks: {', '.join(task_names())}")
     own = task_params(task)
     pretrain, finetune = STAGES["pretrain"], {n for s in STAGES.values() if s.name != "pretrain" for n in s.names}
@@ -153,9 +153,9 @@ def plan_sweep(words: dict, p_pairs: list[tuple[str, str]], runs_dir: Path, only
     seeds = checks.positive_int("SEEDS", words.get("SEEDS") or 1)
     n_runs = checks.positive_int("RUNS", words.get("RUNS") or 1)
     seed = checks.non_negative_int("SEED", words.get("SEED") or 0)
-    from ..tasks import task_params
+    from ..tasks import is_task, task_params
 
-    own = task_params(task) if task in _task_names() else {}
+    own = task_params(task) if is_task(task) else {}
     fixed_task = coerce_types({k: parse_value(v) for k, v in p_pairs if k in own}, own, what="task parameter ")
     grid = check_grid(parse_grid(words.get("SWEEP")), task, fixed_task)
     clash = sorted(set(grid) & ({k for k, _ in p_pairs} | {n.lower() for n in words if n.lower() in PIPELINE_SETS}))
@@ -187,12 +187,6 @@ def plan_sweep(words: dict, p_pairs: list[tuple[str, str]], runs_dir: Path, only
         raise ConfigError(f"sweep {name} has versions already ({', '.join(existing[:3])}{', ...' if len(existing) > 3 else ''}): "
                           f"RESUME=1 continues it, or choose another VERSION")
     return sweep
-
-
-def _task_names():
-    from ..tasks import task_names
-
-    return task_names()
 
 
 def as_word(value) -> str:

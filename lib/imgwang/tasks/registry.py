@@ -1,5 +1,8 @@
 """The registry of pretext tasks by name. It imports no task: each task file registers itself with
-`@register`, and the first lookup imports every module of this package (and those named in IMGWANG_TASKS).
+`@register`. A lookup by name imports the task's own file (tasks/<name>.py) when it holds the task; listing the
+tasks, or a name no file is named after, imports every module of this package (and those named in IMGWANG_TASKS).
+Why not always every module: byol, dino and swav import lightly, which imports timm, torchvision and torch._dynamo,
+about 8 s of CPU at each stage's start that a patchwork or rotation run never needs.
 
 A new task is one file in lib/imgwang/tasks/ (a `Task` subclass with `@register`) plus its tests; a task
 kept outside the repository is an importable module named in IMGWANG_TASKS (comma-separated), e.g.
@@ -9,6 +12,7 @@ kept outside the repository is an importable module named in IMGWANG_TASKS (comm
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
@@ -44,11 +48,22 @@ def task_names() -> list[str]:
     return sorted(TASKS)
 
 
+def is_task(name: str) -> bool:
+    """Whether `name` is a registered task, importing its own file first and every module only if that fails."""
+    if name in TASKS:
+        return True
+    package = __name__.rpartition(".")[0]
+    if isinstance(name, str) and name.isidentifier() and importlib.util.find_spec(f"{package}.{name}") is not None:
+        importlib.import_module(f"{package}.{name}")
+    if name not in TASKS:
+        discover()
+    return name in TASKS
+
+
 def get_task(name: str, **params):
     """Build a registered task; unknown names or parameters raise one clear ConfigError."""
-    names = task_names()
-    if name not in TASKS:
-        raise ConfigError(f"unknown TASK={name!r}; known tasks: {', '.join(names)}")
+    if not is_task(name):
+        raise ConfigError(f"unknown TASK={name!r}; known tasks: {', '.join(task_names())}")
     accepted = task_params(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -58,5 +73,6 @@ def get_task(name: str, **params):
 
 def task_params(name: str) -> dict[str, object]:
     """Parameter names of a task with their defaults (noise_p included)."""
+    is_task(name)
     sig = inspect.signature(TASKS[name].__init__)
     return {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY}

@@ -66,9 +66,9 @@ class SimCLR(ViewTask):
         return [(2, make_augment(side, "pretrain", scale=(self.min_scale, 1.0), **self.colour))]
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        from ..models.heads import ProjectionHead
+        from ..models.heads import projection_head
 
-        return TwoViewModel(encoder, ProjectionHead(encoder.num_features, self.proj_dim))
+        return TwoViewModel(encoder, projection_head(encoder.num_features, self.proj_dim))
 
     def loss(self, outputs, targets):
         from ..models.losses import nt_xent_loss
