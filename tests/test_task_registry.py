@@ -11,11 +11,18 @@ from imgwang.core.errors import ConfigError
 
 
 def test_the_registry_imports_no_task_and_discovery_finds_every_task_file():
+    """Importing the registry imports no task; a lookup by name imports the task's own file only, so patchwork's
+    stage never pays for lightly (which imports timm, torchvision and torch._dynamo: seconds at every stage's
+    start); an unknown name still looks in every file before it is refused."""
     code = ("import sys, imgwang.tasks.registry as r; "
             "print(sorted(m for m in sys.modules if m.startswith('imgwang.tasks.') and m.split('.')[-1] not in "
-            "('registry', 'base')))")
+            "('registry', 'base'))); r.get_task('patchwork'); "
+            "print(sorted(m for m in ('lightly', 'timm', 'torchvision', 'imgwang.tasks.byol') if m in sys.modules), "
+            "r.is_task('byol'), 'lightly' in sys.modules, r.is_task('no_such_task'), 'imgwang.tasks.swav' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "[]"
+    assert out.stdout.split("\n")[1].split() == ["[]", "True", "True", "False", "True"]
     import importlib
     import inspect
 
