@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 22's check that the published methods learn on the sample: for each method, 30 epochs of pretraining
 # (tinyconv, 64 px), one fine-tuning epoch, then evaluate; prints evaluate's kNN of the pretrained encoder beside
-# the raw-pixel and random-init kNN, the last training loss and the collapse monitor. Two methods at a time.
+# the raw-pixel and random-init kNN, the last training loss and the collapse monitor. Two methods at a time (JOBS).
 #   bash bin/methods_table.sh [prefix] [methods...]      e.g. bash bin/methods_table.sh m30 simclr swav dino byol
 #   SEED=1 bash bin/methods_table.sh s1 simclr ...         every stage at that seed (the random-init reference too)
 #   ARCH=resnet18 bash bin/methods_table.sh r18 byol ...    another encoder (default tinyconv)
 #   P="-p n_prototypes 64" bash bin/methods_table.sh k64 swav    task parameters for pretraining only
 #   EPOCHS=150 bash bin/methods_table.sh t150 byol dino     more pretraining epochs (default 30)
+#   JOBS=4 bash bin/methods_table.sh gpu                    four methods at once (a GPU machine)
 set -euo pipefail
 {  # read whole before running: editing this file during a run (hours) must not change the run
 prefix=${1:-m30}; shift || true
@@ -19,9 +20,10 @@ one() {
   make -s transfer DATA=sample EPOCHS=1 VERSION="$v" THREADS=1 COMET=off SEED=$seed P=
   make -s evaluate VERSION="$v" THREADS=1 COMET=off SEED=$seed P=
 }
-for ((i = 0; i < ${#methods[@]}; i += 2)); do
+jobs=${JOBS:-2}
+for ((i = 0; i < ${#methods[@]}; i += jobs)); do
   pids=()
-  for t in "${methods[@]:i:2}"; do one "$t" > "runs/$prefix-$t.log" 2>&1 & pids+=($!); done
+  for t in "${methods[@]:i:jobs}"; do one "$t" > "runs/$prefix-$t.log" 2>&1 & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || echo "a run failed: see runs/$prefix-*.log"; done
 done
 .venv/bin/python - "$prefix" "${methods[@]}" <<'PY'
