@@ -51,7 +51,7 @@ export PYTHONPATH="/tmp/site:$PWD/lib" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 import json
 import scrapbook as sb
 import torch
-print("cuda:", torch.cuda.get_device_name(0))
+print("GPU:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none, the stages ran on the CPU")
 for stage, record in json.load(open("runs/gpu-pipeline/run.json"))["stages"].items():
     print(stage, record["status"], record["wall_s"], "s")
 scraps = {n: sb.read_notebook(f"runs/gpu-pipeline/{n}.ipynb").scraps.data_dict for n in ("01-pretrain", "02-transfer", "03-evaluate")}
