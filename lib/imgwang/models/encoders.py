@@ -30,8 +30,8 @@ from ..core.errors import ConfigError
 
 # A pretrained-weights lookup would block for ~47 s offline before failing; we never want weights anyway.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# timm is imported where a timm model is named, not here: it imports torchvision and torch._dynamo, 4-5 s of every
-# process's start on a 2-core CPU, which a tinyconv stage (the sample's, the tests') never needs.
+# timm is imported where a timm model is named, not here: it imports torchvision and torch._dynamo, seconds of every
+# process's start on a 2-core CPU (tasks/registry.py), which a tinyconv stage (the sample's, the tests') never needs.
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

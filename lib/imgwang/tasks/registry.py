@@ -1,8 +1,9 @@
 """The registry of pretext tasks by name. It imports no task: each task file registers itself with
 `@register`. A lookup by name imports the task's own file (tasks/<name>.py) when it holds the task; listing the
 tasks, or a name no file is named after, imports every module of this package (and those named in IMGWANG_TASKS).
-Why not always every module: byol, dino and swav import lightly, which imports timm, torchvision and torch._dynamo,
-about 8 s of CPU at each stage's start that a patchwork or rotation run never needs.
+Why not always every module: byol, dino and swav import lightly, which imports timm, torchvision and torch._dynamo:
+measured on a 2-core CPU, 2.5-2.8 s at the start of a process that trains nothing (evaluate, review, bin/stage.py),
+1.3 s of one that trains (torch's optimizers import torch._dynamo anyway), which a patchwork run never needs.
 
 A new task is one file in lib/imgwang/tasks/ (a `Task` subclass with `@register`) plus its tests; a task
 kept outside the repository is an importable module named in IMGWANG_TASKS (comma-separated), e.g.
