@@ -86,3 +86,19 @@ def test_evaluate_scores_every_repeat_and_dev_keeps_its_images_out(lab_env, tmp_
     assert ev["eval_acc"] == pytest.approx(result["val_acc"])
     assert ev["confusion"].sum() == 2 * len(dev_rows)  # summed over the repeats
     assert set(ev["frozen"]) == {"random", "pixels"} and 0 <= ev["frozen"]["pixels"]["linear_acc"] <= 1
+
+
+def test_transfer_says_when_it_fine_tunes_at_another_size_than_the_encoder_was_pretrained_at(tmp_path):
+    """SIZE is each stage's own (the data's default when not given): a pretrain at SIZE=64 on a folder followed by
+    `make transfer` fine-tunes at 128 px. The stage says so, naming the size that would match."""
+    from imgwang import runs
+    from imgwang.stages.transfer import size_note
+
+    (tmp_path / "v1").mkdir()
+    runs.update_stage(tmp_path / "v1", "pretrain", status="done", config={"size": 64, "arch": "tinyconv"})
+    note = size_note(tmp_path, "v1", 128)
+    assert note.startswith("note:") and "64 px" in note and "128 px" in note and "SIZE=64" in note
+    assert size_note(tmp_path, "v1", 64) is None  # the same size: nothing to say
+    assert size_note(tmp_path, "none", 128) is None  # a random-init baseline has no pretraining size
+    (tmp_path / "v2").mkdir()
+    assert size_note(tmp_path, "v2", 128) is None  # no pretrain recorded: the stage's own check refuses it elsewhere

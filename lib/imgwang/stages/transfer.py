@@ -49,6 +49,20 @@ def pretrained_on_val(runs_dir: Path, from_version: str) -> bool | None:
     return bool(recorded.get("pretrain_on_val", False))
 
 
+def size_note(runs_dir: Path, from_version: str, size: int) -> str | None:
+    """A line when FROM's encoder was pretrained at another image size than this fine-tuning's. Each stage takes
+    SIZE from its own command line or the data's default, not from the version: `make pretrain SIZE=64` on a
+    folder (whose default is 128) followed by `make transfer` fine-tunes at 128 px. Said, not changed, since a
+    different size can be meant (and a FROM=none baseline has no pretraining size to follow)."""
+    if from_version == "none":
+        return None
+    pretrained = recorded_config(Path(runs_dir) / from_version, "pretrain").get("size")
+    if not pretrained or int(pretrained) == int(size):
+        return None
+    return (f"note: {from_version}'s encoder was pretrained at {pretrained} px and fine-tunes here at {size} px; "
+            f"SIZE={pretrained} fine-tunes at its pretraining size")
+
+
 def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     """Fine-tune RUNS times from FROM's encoder (or none); `cfg` is resolved (imgwang.stages.resolve)."""
     if launch.wanted(cfg):
@@ -57,6 +71,8 @@ def run_transfer(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     device = world.local_device(resolve_device(cfg["device"]))
     lead = world.is_rank_zero()  # under torchrun: rank 0 loads the encoder (DDP copies its weights), tracks, writes
     source = None if cfg["from_version"] == "none" or not lead else encoder_path(runs_dir, cfg["from_version"])
+    if lead and (note := size_note(runs_dir, cfg["from_version"], cfg["size"])):
+        print(note)
     sd = load_stage_data(cfg["data"], cfg["size"], progress=lead)
     n_classes = len(sd.classes)
     objective = Classification(n_classes, label_smoothing=cfg["label_smoothing"])
