@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from conftest import gen, smooth_images
+from conftest import gen, one_torch_thread, smooth_images
 from imgwang.data.batch import Batch
 from imgwang.evaluate import bn_stats, monitor
 from imgwang.evaluate.bn_stats import batchnorms, bn_rows, estimate_bn_stats
@@ -94,3 +94,18 @@ def test_the_monitor_scores_the_untrained_encoder_with_estimated_statistics(lab_
     used.clear()
     epoch_metrics(model, 1)
     assert all(e is model.encoder for e, _ in used) and len(sizes) == 1
+
+
+def test_bn_reference_scores_the_random_encoder_before_and_after_estimating_its_statistics(lab_env, capsys):
+    """bin/bn_reference.py: evaluate's random-init encoder of a seed, scored by evaluate's rules with a new
+    BatchNorm's statistics and with them estimated on the fitting set; a bad ARCH is one error line, exit 2."""
+    import bn_reference
+
+    with one_torch_thread():
+        rows = bn_reference.measure("sample", "tinyconv", 32, [0], bs=64)
+    assert [r["statistics"] for r in rows] == ["untouched", "estimated"] and {r["seed"] for r in rows} == {0}
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("knn_acc", "linear_acc"))
+    assert (rows[0]["knn_acc"], rows[0]["linear_cv_acc"]) != (rows[1]["knn_acc"], rows[1]["linear_cv_acc"])  # other features
+    assert bn_reference.main(["--arch", "no_such_model", "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "no_such_model" in err[0]
