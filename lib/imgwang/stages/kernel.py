@@ -34,6 +34,15 @@ class StageKernelManager(AsyncKernelManager):
     def _transport_encryption_default(self) -> str:
         return "auto" if zmq.has("curve") else "disabled"
 
+    async def _async_interrupt_kernel(self) -> None:
+        # jupyter_client interrupts the kernel before asking it to shut down. papermill shuts it down only after
+        # the last cell has ended (or failed, or was interrupted by our own forwarded signal), so that SIGINT has
+        # nothing to stop: it only races the kernel's last reply and prints "ERROR | KeyboardInterrupt caught in
+        # kernel." under a stage that succeeded. A kernel that does not answer the shutdown request is still killed.
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
 
 @dataclass
 class Outcome:
