@@ -115,3 +115,19 @@ def test_a_plain_folder_of_images_is_unlabelled_with_every_tenth_held_out(tmp_pa
     assert layout.unlabelled() == [p for i, p in enumerate(images) if i % 10]
     assert not set(layout.unlabelled()) & {p for p, _ in layout.val}
     assert load_layout(make_tree(tmp_path / "labelled", ["train/a/1.jpg", "val/a/2.jpg"])).labelled
+
+
+def test_images_in_subfolders_and_other_pil_formats_count(tmp_path):
+    """unsup/ sorted into shards and class folders with subfolders (as torchvision's ImageFolder reads them) lose
+    no image; hidden subfolders stay out; BMP, TIFF and GIF count as images."""
+    root = make_tree(tmp_path, ["train/cat/1.jpg", "train/cat/day2/2.jpg", "val/cat/v/3.jpg",
+                                "unsup/0.jpg", "unsup/shard1/a.jpg", "unsup/shard1/deep/b.jpg",
+                                "unsup/.cache/c.jpg", "train/cat/.ipynb_checkpoints/d.jpg"])
+    for name in ("e.bmp", "f.TIF", "g.tiff", "h.gif"):
+        Image.new("RGB", (6, 4), (10, 200, 10)).save(root / "unsup" / name)
+    layout = load_layout(root)
+    rel = [p.relative_to(root).as_posix() for p in layout.unsup]
+    assert rel == ["unsup/0.jpg", "unsup/e.bmp", "unsup/f.TIF", "unsup/g.tiff", "unsup/h.gif",
+                   "unsup/shard1/a.jpg", "unsup/shard1/deep/b.jpg"]
+    assert [p.relative_to(root).as_posix() for p, _ in layout.train] == ["train/cat/1.jpg", "train/cat/day2/2.jpg"]
+    assert [p.name for p, _ in layout.val] == ["3.jpg"]

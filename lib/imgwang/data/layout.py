@@ -2,7 +2,9 @@
 
 Imagewang layout: train/<class>/*, val/<class>/*, optional unsup/*. The class index comes from the
 sorted train folders; val reuses it (Imagewang's val holds only the 10 Imagewoof classes of the 20 train
-classes), so a val folder must name a train class.
+classes), so a val folder must name a train class. Images in subfolders count too (train/<class>/<any>/x.jpg,
+unsup/<shard>/x.jpg), as torchvision's ImageFolder counts them: a folder of unlabelled images sorted into
+shards must not be dropped without a word.
 
 A folder with neither train/ nor val/ is a plain folder of images (in any subfolders): every image is
 unlabelled, and every 10th (in sorted order) is held out to measure the pretext task on images training
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from ..core.errors import DataError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}  # what PIL reads (a GIF: its first frame)
 EXPECTED_LAYOUT = ("root/train/<class>/*.jpg, root/val/<class>/*.jpg, optional root/unsup/*.jpg; or, to "
                    "pretrain only, a folder of images without train/ and val/")
 HELD_OUT_EVERY = 10  # a plain folder: every 10th image measures the pretext task
@@ -25,8 +27,10 @@ def is_image(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name so every run sees the same order."""
-    return sorted(p for p in folder.iterdir() if is_image(p))
+    """Image files below `folder`, in any subfolder (hidden files and folders skipped), sorted by path so every
+    run sees the same order."""
+    return sorted(p for p in folder.rglob("*")
+                  if is_image(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -101,8 +105,7 @@ def is_plain_folder(root: Path) -> bool:
 
 def plain_folder_layout(root: Path) -> Layout:
     """Every image below `root` (hidden files and folders skipped), unlabelled; every 10th held out."""
-    images = sorted(p for p in root.rglob("*")
-                    if is_image(p) and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    images = list_images(root)
     if len(images) < 2:
         found = "no images" if not images else "only one image"
         raise _not_in_layout(root, f"no train/ or val/ folder, and {found} to pretrain on")
