@@ -83,6 +83,7 @@ def test_val_class_not_in_train_is_a_data_error(tmp_path):
     (["train/1.jpg", "val/a/1.jpg"], "train/ has no class folders"),
     (["train/a/readme.txt", "val/a/1.jpg"], "no images in train"),
     (["train/a/1.jpg", "val/a/readme.txt"], "no images in val"),
+    (["train/a/1.jpg", "train/b/readme.txt", "val/a/2.jpg"], "no images in train/b/"),
     (["notes/readme.txt"], "no train/ or val/ folder, and no images to pretrain on"),
     (["only.jpg", ".hidden/x.jpg"], "no train/ or val/ folder, and only one image to pretrain on"),
 ])

@@ -92,6 +92,9 @@ def load_layout(root: Path) -> Layout:
     val = _labelled(root / "val", class_index, root)
     if not train:
         raise _not_in_layout(root, "no images in train/<class>/")
+    if empty := sorted(set(classes) - {classes[k] for _, k in train}):  # a class no fine-tuning could learn
+        shown = ", ".join(f"train/{name}/" for name in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise _not_in_layout(root, f"no images in {shown}")
     if not val:
         raise _not_in_layout(root, "no images in val/<class>/")
     unsup = list_images(root / "unsup") if (root / "unsup").is_dir() else []
