@@ -37,6 +37,14 @@ def not_in_layout(tmp_path):
     return str(folder)
 
 
+def one_class(tmp_path):
+    folder = tmp_path / "one-class"
+    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "val/cat/c.jpg"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    return str(folder)
+
+
 def plain_images(tmp_path):
     folder = tmp_path / "street-photos"
     (folder / "day2").mkdir(parents=True)
@@ -81,6 +89,7 @@ def lacking_device(tmp_path):
 
 
 FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images, "{non_utf8}": non_utf8_names,
+           "{one_class}": one_class,
            "{tinyconv_encoder}": tinyconv_encoder, "{file_v7}": file_named_v7, "{lacking_device}": lacking_device}
 
 CASES = [
@@ -117,6 +126,7 @@ CASES = [
     (["transfer", "VERSION=v3", "FROM=v1", "ARCH=resnet18", "DATA=sample"], "ARCH=resnet18 but the pretrain stage of v1"),
     (["pipeline", "--data", "{plain_images}"], "without classes: it can be pretrained on, not used by transfer"),
     (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
+    (["pipeline", "--data", "{one_class}"], "has one class in train/ (cat): transfer needs two or more"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
     (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_folds", "1"], "PROBE_FOLDS=1 must be a whole number of at least 2"),

@@ -98,9 +98,9 @@ def check_resources(params: dict, root: Path, task) -> None:
 
 
 def check_data(data: str, spec: Stage) -> Path:
-    """The data exists (fetched or generated if need be) and, for a stage that needs labels, has classes.
-    Returns its root."""
-    from ..data.layout import is_plain_folder
+    """The data exists (fetched or generated if need be) and, for a stage that needs labels, has two classes or
+    more. Returns its root."""
+    from ..data.layout import is_plain_folder, load_layout
     from ..data.resolve import KNOWN, resolve_data
 
     root = resolve_data(data)  # lists and checks the layout once
@@ -111,6 +111,10 @@ def check_data(data: str, spec: Stage) -> Path:
             f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {spec.name}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
             f"DATA=<folder in Imagewang layout>`")
+    if spec.labelled and len(classes := load_layout(root).classes) < 2:
+        raise ConfigError(
+            f"DATA={data} has one class in train/ ({classes[0]}): {spec.name} needs two or more to tell apart; "
+            f"the images can still be pretrained on (make pretrain)")
     return root
 
 
