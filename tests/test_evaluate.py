@@ -218,6 +218,32 @@ def test_plot_confusion_shows_present_rows_and_every_predicted_column():
     assert len(full.axes[0].get_yticklabels()) == 4
 
 
+def test_many_classes_show_the_busiest_and_every_row_keeps_its_images():
+    """100 classes: the confusion shows the 25 with the most mistakes, plus an "other" column; the per-class table
+    the 25 lowest, saying how many there are."""
+    from imgwang.evaluate.plots import per_class_table
+
+    names = [f"c{i:03d}" for i in range(100)]
+    labels = np.repeat(np.arange(100), 3)
+    pred = labels.copy()
+    pred[3 * np.arange(30)] = 99 - np.arange(30)  # classes 0-29 each lose one image, to classes 99-70
+    pred[1] = 50  # class 0 loses a second one, to class 50 (one mistake into it: not among the busiest)
+    fig = plot_confusion(confusion_matrix(pred, labels, 100), names)
+    (ax,) = fig.axes
+    shown = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(shown) == 26 and shown[-1] == "other" and "c000" in shown and "c050" not in shown
+    assert [t.get_text() for t in ax.get_yticklabels()] == shown[:-1]
+    grid = ax.images[0].get_array()
+    assert (np.asarray(grid).sum(1) == 3).all()  # whatever is not shown lands in "other"
+    assert "25 of" in ax.get_title()
+    accuracy = per_class_accuracy(pred, labels, names)
+    table = per_class_table(accuracy)
+    assert list(table.data.index[:2]) == ["c000", "c001"] and len(table.data) == 25
+    assert "25 lowest of 100" in table.caption
+    small = per_class_table(dict(list(accuracy.items())[:10]))
+    assert len(small.data) == 10 and small.caption is None
+
+
 HISTORY = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "train_accuracy": 0.1 * e,
             "val_accuracy": 0.08 * e, "seconds": 1.0, "lr": 0.1} for e in range(4)]
 

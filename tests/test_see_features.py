@@ -1,6 +1,7 @@
 """What an encoder learned, in pictures: nearest neighbours, the t-SNE map, Grad-CAM (small, fast checks; the
 executed notebooks' figures are checked in test_notebooks.py)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,10 @@ def test_tsne_map_keeps_clusters_apart_and_draws_one_panel_per_space():
     spread = max(float((xy[labels == c] - centres[c]).norm(dim=1).mean()) for c in range(3))
     assert float(torch.cdist(centres, centres).fill_diagonal_(1e9).min()) > 2 * spread  # islands, not a mix
     assert len(plot_feature_maps(maps, ["a", "b", "c"]).axes) == 2
+    assert plot_feature_maps(maps, ["a", "b", "c"]).axes[-1].get_legend() is not None
+    many = {"maps": {"pretrained": np.random.default_rng(0).normal(size=(60, 2))}, "labels": np.arange(60) % 30}
+    wide = plot_feature_maps(many, [f"class {i}" for i in range(30)])
+    assert wide.axes[-1].get_legend() is None and "30 classes" in wide._suptitle.get_text()  # beyond tab20's colours
     kept = subsample(torch.arange(1000) % 4, n=100, seed=0)
     assert len(kept) == 100 and all((torch.arange(1000)[kept] % 4 == c).sum() == 25 for c in range(4))
 
@@ -74,3 +79,15 @@ def test_grad_cam_over_average_pooling_and_a_linear_head_is_the_class_activation
     items = [{"true": 0, "pred": 1, "prob_pred": 0.9, "image": images[i], "cam_pred": cam[i], "cam_true": cam[i]}
              for i in range(3)]
     assert len(plot_cams(items, ["a", "b"], "mistakes").axes) == 3 * 3  # image, map for pred, map for true
+
+
+def test_an_empty_grid_is_one_line_of_text_not_a_black_image():
+    """No mistakes (or no correct prediction) to show: a line of text, not an empty 8 x 8 black picture."""
+    from types import SimpleNamespace
+
+    from imgwang.stages.show import mistakes_grid
+
+    for fig in (plot_cams([], ["a"], "most confident mistakes"),
+                mistakes_grid([], {"data": SimpleNamespace(cache=None), "class_names": ["a"]})):
+        (ax,) = fig.axes
+        assert not ax.images and [t.get_text() for t in ax.texts] == ["nothing to show"]

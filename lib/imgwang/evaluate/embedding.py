@@ -56,7 +56,8 @@ def feature_maps(spaces: dict, labels, seed: int = 0) -> dict:
 
 
 def plot_feature_maps(maps: dict, class_names: list[str]):
-    """One t-SNE panel per space, the same images coloured by class, a shared legend."""
+    """One t-SNE panel per space, the same images coloured by class, a shared legend (up to 20 classes: beyond
+    that tab20's colours repeat and a legend would outgrow the panels)."""
     import matplotlib.pyplot as plt
 
     labels = np.asarray(maps["labels"])
@@ -72,6 +73,10 @@ def plot_feature_maps(maps: dict, class_names: list[str]):
         ax.set_title(f"{name} ({len(labels)} images)", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5, frameon=False)
-    fig.suptitle("t-SNE of frozen features, coloured by class", fontsize=9)
+    title = "t-SNE of frozen features, coloured by class"
+    if len(present) <= colours.N:
+        axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5, frameon=False)
+    else:
+        title += f" ({len(present)} classes: colours repeat, no legend)"
+    fig.suptitle(title, fontsize=9)
     return fig

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .plots import nothing_to_show, to_hwc_uint8
 from .plots import short_class as short
-from .plots import to_hwc_uint8
 
 
 def grad_cam(model, images: torch.Tensor, classes) -> torch.Tensor:
@@ -60,10 +60,7 @@ def plot_cams(cams: list[dict], class_names: list[str], title: str):
 
 
     if not cams:
-        fig, ax = plt.subplots(figsize=(3, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
-        return fig
+        return nothing_to_show()
     mistakes = any(c["pred"] != c["true"] for c in cams)
     rows = ["image", "pred"] + (["true"] if mistakes else [])
     fig, axes = plt.subplots(len(rows), len(cams), figsize=(1.3 * len(cams) + 0.6, 1.45 * len(rows)), squeeze=False,

@@ -16,13 +16,19 @@ import numpy as np
 
 from ..core.errors import DataError
 
+MOST_CLASSES_SHOWN = 25  # a confusion matrix or per-class table beyond this is a wall of numbers, not a picture
 
-def plot_confusion(cm, class_names, present_only: bool = True, title: str = "confusion (rows = true class)"):
+
+def plot_confusion(cm, class_names, present_only: bool = True, title: str = "confusion (rows = true class)",
+                   most: int = MOST_CLASSES_SHOWN):
     """Heat map of a confusion matrix with the counts written in the non-empty cells.
 
     present_only: rows are the classes that occur in the evaluation set (Imagewang val holds 10 of 20), and
     columns are those classes plus any other class that received a prediction, so no mistake is hidden.
     Otherwise every class gets a row and a column.
+    With more than `most` such classes (a folder of 100 or 1,000 classes), it shows the `most` classes with the
+    most mistakes (made on them or into them) and one last column, "other", with what their images were
+    mistaken for outside them: every row still sums to its class's images.
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
@@ -32,10 +38,18 @@ def plot_confusion(cm, class_names, present_only: bool = True, title: str = "con
     if present_only:
         rows = np.flatnonzero(cm.sum(1) > 0)
         cols = np.flatnonzero((cm.sum(1) > 0) | (cm.sum(0) > 0))
+    names = [class_names[c] for c in cols]
+    if len(cols) > most:
+        title = f"{title}: the {most} of {len(cols)} classes with the most mistakes"
+        cols = busiest_classes(cm, cols, most)
+        rows = np.array([r for r in cols if r in set(rows)], dtype=int)
+        names = [class_names[c] for c in cols] + ["other"]
     sub = cm[np.ix_(rows, cols)]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(cols), 1.0 + 0.4 * len(rows)), layout="constrained")
+    if len(names) > len(cols):
+        sub = np.concatenate([sub, (cm[rows].sum(1) - sub.sum(1))[:, None]], axis=1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(names), 1.0 + 0.4 * len(rows)), layout="constrained")
     ax.imshow(sub, cmap="Blues", aspect="auto")
-    ax.set_xticks(range(len(cols)), [class_names[c] for c in cols], rotation=90)
+    ax.set_xticks(range(len(names)), names, rotation=90)
     ax.set_yticks(range(len(rows)), [class_names[r] for r in rows])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -44,6 +58,35 @@ def plot_confusion(cm, class_names, present_only: bool = True, title: str = "con
     for i, j in zip(*np.nonzero(sub)):
         ax.text(j, i, str(int(sub[i, j])), ha="center", va="center", fontsize=7,
                 color="white" if sub[i, j] > threshold else "black")
+    return fig
+
+
+def busiest_classes(cm: np.ndarray, candidates: np.ndarray, most: int) -> np.ndarray:
+    """The `most` candidates with the most mistakes, made on their images or into them (ties: the lower index),
+    in index order."""
+    wrong = cm - np.diag(np.diag(cm))
+    mistakes = wrong.sum(1) + wrong.sum(0)
+    order = sorted(candidates, key=lambda c: (-mistakes[c], c))
+    return np.sort(np.asarray(order[:most], dtype=int))
+
+
+def per_class_table(per_class_acc: dict[str, float], most: int = MOST_CLASSES_SHOWN):
+    """Per-class accuracy, lowest first, as a styled table; with more than `most` classes only the `most` lowest,
+    the caption saying how many there are (all of them stay in the `per_class_acc` scrap)."""
+    import pandas as pd
+
+    table = pd.Series(per_class_acc, name="accuracy", dtype=float).sort_values(kind="stable").to_frame()
+    styled = table.head(most).style.format("{:.1%}")
+    if len(table) > most:
+        styled = styled.set_caption(f"the {most} lowest of {len(table)} classes (all of them: the per_class_acc scrap)")
+    return styled
+
+
+def nothing_to_show(text: str = "nothing to show"):
+    """A small figure holding one line of text, where a grid has no images (no mistakes, no correct prediction)."""
+    fig, ax = plt.subplots(figsize=(3, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
     return fig
 
 

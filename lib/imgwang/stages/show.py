@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..data import loader_augment
-from ..evaluate.plots import image_grid
+from ..evaluate.plots import image_grid, nothing_to_show
 from ..evaluate.review import first_tensor
 
 
@@ -91,7 +91,7 @@ def mistakes_grid(items: list[dict], result: dict):
     """Images of classified examples titled true / predicted (probability)."""
     cache, names = result["data"].cache, result["class_names"]
     if not items:
-        return image_grid(np.zeros((1, 3, 8, 8), np.uint8), ["nothing to show"])
+        return nothing_to_show()
     images = np.stack([np.asarray(cache.array[i["row"]]) for i in items])
     titles = [f"true {short(names[i['true']])}\npred {short(names[i['pred']])} {i['prob_pred']:.2f}" for i in items]
     return image_grid(images, titles)
