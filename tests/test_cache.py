@@ -104,6 +104,23 @@ def test_load_rgb_matches_pil_resize_and_raises_specific_error(tmp_path):
     assert isinstance(e.value, DataError) and e.value.reason == "file not found"
 
 
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    """A portrait stored as sideways pixels with orientation 6 ("rotate 90 clockwise to view") decodes as the
+    portrait a viewer shows: its red top half ends up on top, not on the left."""
+    portrait = np.zeros((64, 32, 3), np.uint8)
+    portrait[:32] = (255, 0, 0)  # red over the top half of the picture as taken
+    sideways = Image.fromarray(portrait).rotate(90, expand=True)  # as the sensor stored it: red on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    sideways.save(tmp_path / "plain.jpg", quality=95)
+    upright_red = load_rgb(tmp_path / "phone.jpg", 32)[0].astype(int)  # the centre 32 x 32: red on its top half
+    stored_red = load_rgb(tmp_path / "plain.jpg", 32)[0].astype(int)  # no tag: as stored, red on its left half
+    top_right, bottom_left = (slice(0, 8), slice(24, 32)), (slice(24, 32), slice(0, 8))
+    assert upright_red[top_right].mean() > 200 and upright_red[bottom_left].mean() < 50
+    assert stored_red[bottom_left].mean() > 200 and stored_red[top_right].mean() < 50
+
+
 def test_reuse_does_not_decode_and_changes_rebuild(odd_folder, tmp_path, monkeypatch):
     paths = list(odd_folder.iterdir())
     first = build_cache(paths, S, tmp_path / "c", progress=False)

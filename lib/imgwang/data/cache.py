@@ -39,7 +39,7 @@ from ..core.progress import text_bar
 from ..core.threads import process_budget
 from .images import BadImageError, load_rgb
 
-FORMAT_VERSION = 2  # 2: rows stored (S, S, 3)
+FORMAT_VERSION = 3  # 2: rows stored (S, S, 3); 3: photos turned upright by their EXIF orientation
 CHUNK = 64  # images per worker task: big enough to amortise IPC, small enough for a live progress bar
 POOL_MIN_IMAGES = 256  # below this a worker pool costs more to start than it saves
 

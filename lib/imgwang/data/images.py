@@ -3,7 +3,10 @@
 ImageNet-derived folders hold grayscale, CMYK, palette and PNG-in-JPEG files and the odd truncated
 one. `load_rgb` turns every readable file into the same thing, (3, S, S) uint8 RGB: shorter side resized
 to S (antialiased), centre-cropped; anything unreadable raises `BadImageError` with a short reason, so
-the cache can skip it and say why. PIL detects the format from the bytes, never from the extension.
+the cache can skip it and say why. PIL detects the format from the bytes, never from the extension. A photo
+whose EXIF says how the camera was held (phones store portraits as sideways pixels plus an orientation tag) is
+turned upright first, as every image viewer shows it: otherwise a folder of phone photos mixes orientations,
+and a rotation pretext task or a look at the review grids would see them sideways.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..core.errors import DataError
 
@@ -36,7 +39,7 @@ def load_rgb(path, size: int) -> np.ndarray:
         with Image.open(path) as img:
             _draft_for(img, size)
             img.load()  # decode now, so truncation surfaces here and not later
-            rgb = to_rgb(img)
+            rgb = to_rgb(upright(img))
     except BadImageError:
         raise
     except FileNotFoundError:
@@ -63,6 +66,17 @@ def _draft_for(img: Image.Image, size: int) -> None:
     scale = size / min(w, h)
     if scale < 1:
         img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
+
+
+EXIF_ORIENTATION = 0x0112  # 1: as stored; 2-8: mirrored and/or rotated
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as its EXIF orientation says it was taken (most files have none: returned as they are)."""
+    has_exif = "exif" in img.info or img.format == "TIFF"  # (a TIFF keeps it among its own tags)
+    if not has_exif or img.getexif().get(EXIF_ORIENTATION, 1) in (0, 1):  # parse EXIF only where there is some
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
