@@ -151,6 +151,19 @@ def test_history_has_every_key_and_one_row_per_epoch(capsys):
     assert out.count("epoch ") >= 3 and "val_accuracy" in out  # one readable summary line per epoch
 
 
+def test_an_epoch_line_says_how_long_the_rest_of_the_run_will_take(capsys):
+    from imgwang.train.loop import duration, log_epoch
+    from imgwang.train.tracking import Tracker
+
+    assert [duration(s) for s in (4.4, 59.6, 245, 3599, 7620)] == ["4s", "1m00s", "4m05s", "59m59s", "2h07m"]
+    row = {"epoch": 3, "train_loss": 0.5, "lr": 1e-3, "seconds": 10.0, "images_per_s": 64.0}
+    log_epoch(Tracker(), row, 10, True, 30, "accuracy", False, None, left_s=270.0)
+    log_epoch(Tracker(), {**row, "epoch": 30}, 10, True, 30, "accuracy", False, None, left_s=0.0)
+    first, last = capsys.readouterr().out.splitlines()
+    assert first.startswith("epoch 3/30") and first.endswith("about 4m30s left")
+    assert last.startswith("epoch 30/30") and "left" not in last
+
+
 def test_generators_train_varies_by_epoch_val_is_fixed():
     """Task randomness: train draws differ from epoch to epoch, val draws repeat (comparable val metrics)."""
     model, obj, train, val = make_world()

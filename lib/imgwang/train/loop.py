@@ -87,7 +87,7 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
         tracker.log_params(plan)
     runner = EpochRunner(step)
 
-    first = len(history)
+    first, started = len(history), time.perf_counter()
     with InterruptGuard() as local_guard, restore_requires_grad(trainable_encoder):
         guard = stop.shared(local_guard)  # under torchrun every rank stops at the same step
         for epoch in range(first, first if stopped else epochs):
@@ -127,7 +127,9 @@ def fit(model, objective, train_loader, val_loader, settings: FitSettings, *, ea
             is_best = best.improved(row)
             if ckpt is not None and lead:
                 save(ckpt, plan, model, opt, sched, scaler, early_stop, best, history, stopped, is_best)
-            log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop)
+            per_epoch = (time.perf_counter() - started) / (epoch + 1 - first)  # with val, kNN and checkpoints
+            log_epoch(tracker, row, steps, progress, epochs, objective.metric_name, stopped, early_stop,
+                      left_s=0.0 if stopped else per_epoch * (epochs - epoch - 1))
             if lead and collapse_warning(row):
                 print(collapse_warning(row), flush=True)
             if on_epoch_end is not None:
@@ -294,7 +296,7 @@ def restore(path: Path, plan, model, opt, sched, scaler, early_stop, best) -> tu
     return state["history"], state["stopped"]
 
 
-def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early_stop) -> None:
+def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early_stop, left_s: float = 0.0) -> None:
     numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}
     tracker.log_metrics(numbers, step=row["epoch"] * steps, epoch=row["epoch"])
     if "grad_stats" in row:
@@ -304,10 +306,22 @@ def log_epoch(tracker, row, steps, progress, epochs, metric_name, stopped, early
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]
+    if left_s >= 1:  # what the epochs so far took each, times the epochs left
+        parts.append(f"about {duration(left_s)} left")
     say(progress, "  ".join(parts))
     if stopped:
         say(progress, f"early stop: {early_stop.metric} has not improved for {early_stop.patience} epochs "
                       f"(best {early_stop.best:.4f} at epoch {early_stop.best_epoch})")
+
+
+def duration(seconds: float) -> str:
+    """12s, 4m05s, 2h07m: short enough for the end of an epoch line."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def say(progress: bool, line: str) -> None:
