@@ -333,3 +333,19 @@ def test_pretraining_notes_a_run_too_short_for_a_slow_starting_method():
     assert slow_start_note(dino, 17 * 30) is not None
     assert slow_start_note(byol, 5000) is None and slow_start_note(dino, 6000) is None
     assert slow_start_note(simclr, 10) is None  # simclr learns the sample's classes within 510 steps
+
+
+def test_the_slow_start_note_is_glued_and_opens_the_notebook_beside_the_knn_it_explains():
+    from imgwang.stages.pretrain import pretrain_scraps
+    from imgwang.stages.summary import pretrain_lines
+
+    history = [{"epoch": 1, "train_loss": 0.6, "embedding_std": 0.05, "embedding_dim": 256}]
+    result = {"task": get_task("byol"), "val_metric": 0.06, "val_loss": 0.63, "history": history,
+              "images_per_s": 150.0, "wall_s": 200.0, "knn_acc": 0.07, "knn_acc_init": 0.09}
+    quiet = pretrain_scraps({}, {**result, "note": None})
+    noted = pretrain_scraps({}, {**result, "note": slow_start_note(get_task("byol"), 510)})
+    assert "pretrain_note" not in quiet and noted["pretrain_note"].startswith("note: byol starts slowly")
+    lines = pretrain_lines(noted, None)
+    knn = next(i for i, line in enumerate(lines) if line.startswith("kNN monitor"))
+    assert lines[knn + 1] == noted["pretrain_note"]
+    assert not any(line.startswith("note:") for line in pretrain_lines(quiet, None))

@@ -69,7 +69,8 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
         print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
     train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard(),
                                  loader_augment.chosen(cfg))
-    if lead and (note := slow_start_note(task, len(train) * cfg["epochs"])):
+    note = slow_start_note(task, len(train) * cfg["epochs"])
+    if lead and note:
         print(note)
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
     # The untrained encoder's kNN accuracy: random conv features already separate some classes, and a
@@ -94,7 +95,7 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
         "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
         "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),
-        "wall_s": time.time() - start,
+        "wall_s": time.time() - start, "note": note,
     }
 
 
@@ -118,6 +119,8 @@ def pretrain_scraps(cfg: dict, result: dict) -> dict:
         "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
         "pretext_val_set": result.get("pretext_val_set"),  # which images measured the pretext task
     }
+    if result.get("note"):  # the slow-start note, for the notebook's summary beside the kNN it explains
+        scraps["pretrain_note"] = result["note"]
     scraps.update(collapse_scraps(result["history"]))
     if result["knn_acc"] is not None:  # no classes, or knn_every 0: nothing to glue
         scraps.update(pretrain_knn_acc=result["knn_acc"], pretrain_knn_init=result["knn_acc_init"])

@@ -118,6 +118,8 @@ def pretrain_lines(s: dict, path: Path) -> list[str]:
         out.append(f"kNN monitor on labelled train images: **{pct(s['pretrain_knn_acc'])}** vs "
                    f"{pct(s.get('pretrain_knn_init'))} for the untrained encoder "
                    f"({points(s['pretrain_knn_acc'], s.get('pretrain_knn_init'))})")
+    if s.get("pretrain_note"):
+        out.append(s["pretrain_note"])
     if "pretrain_wall_s" in s:
         out.append(f"{num(s['pretrain_wall_s']) / 60:.1f} min, {num(s.get('pretrain_images_per_s')):.0f} images/s")
     return out
