@@ -8,7 +8,8 @@ Layout in `cache_dir`, all named by a key hashed from (format version, size, the
 each file's byte size and mtime):
 
     <key>.u8           raw uint8 rows (N, S, S, 3), C order
-    <key>.json         kept paths (row order), skipped (path, reason), size; written last = the commit mark
+    <key>.json         kept paths (row order), skipped (path, reason), size, each row's digest (exact copies
+                       between splits are found by it: imgwang.data.copies); written last = the commit mark
     <key>.skipped.txt  the human-readable report
 
 A build decodes into `<key>.<pid>.*.tmp` files and moves them into place (imgwang.core.atomic) only when complete
@@ -39,7 +40,7 @@ from ..core.progress import text_bar
 from ..core.threads import process_budget
 from .images import BadImageError, load_rgb
 
-FORMAT_VERSION = 3  # 2: rows stored (S, S, 3); 3: photos turned upright by their EXIF orientation
+FORMAT_VERSION = 3  # 2: rows stored (S, S, 3); 3: photos turned upright by their EXIF orientation, row digests
 CHUNK = 64  # images per worker task: big enough to amortise IPC, small enough for a live progress bar
 POOL_MIN_IMAGES = 256  # below this a worker pool costs more to start than it saves
 
@@ -57,6 +58,7 @@ class ImageCache:
         self.pixels = np.memmap(self.data_path, dtype=np.uint8, mode="r", shape=(len(self.paths), self.size, self.size, 3))
         self.array = planar(self.pixels)
         self._row = {_norm(p): i for i, p in enumerate(self.paths)}
+        self.digests: list[str] | None = meta.get("digests")  # row i's pixels hashed (row_digests); None: made by hand
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -107,12 +109,19 @@ def build_cache(paths, size: int, cache_dir, progress: bool = True, workers: int
         if not kept:
             first = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
             raise DataError(f"none of the {len(files)} files could be read as an image (e.g. {first})")
-    meta = {"version": FORMAT_VERSION, "key": key, "size": size, "paths": kept, "skipped": skipped}
+        digests = row_digests(tmp_data, len(kept), size)
+    meta = {"version": FORMAT_VERSION, "key": key, "size": size, "paths": kept, "skipped": skipped, "digests": digests}
     atomic.write_json(meta_path, meta, temp=tmp_meta)  # last: only now does the cache exist
 
     cache = ImageCache(data_path, meta)
     (cache_dir / f"{key}.skipped.txt").write_text(cache.report() + "\n")
     return cache
+
+
+def row_digests(data_path: Path, n: int, size: int) -> list[str]:
+    """A 64-bit BLAKE2b digest of each stored row: equal digests, the same decoded picture."""
+    pixels = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, size, size, 3))
+    return [hashlib.blake2b(pixels[i], digest_size=8).hexdigest() for i in range(n)]
 
 
 def storage_size(size: int) -> int:
