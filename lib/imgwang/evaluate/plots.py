@@ -42,7 +42,7 @@ def plot_confusion(cm, class_names, present_only: bool = True, title: str = "con
     if len(cols) > most:
         title = f"{title}: the {most} of {len(cols)} classes with the most mistakes"
         cols = busiest_classes(cm, cols, most)
-        rows = np.array([r for r in cols if r in set(rows)], dtype=int)
+        rows = np.intersect1d(cols, rows)
         names = [class_names[c] for c in cols] + ["other"]
     sub = cm[np.ix_(rows, cols)]
     if len(names) > len(cols):
