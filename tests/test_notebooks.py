@@ -165,6 +165,9 @@ def test_transfer_evaluate_review_scraps(pipeline):
     assert e["eval_acc"] == pytest.approx(t["val_acc"])  # the same classifier scored on the same val set
     assert len(e["per_class_acc"]) == 10  # only the classes val holds
     assert 0 <= e["knn_acc_pixels"] <= 1 and 0 <= e["linear_acc_pixels"] <= 1 and e["eval_accs"] == [e["eval_acc"]]
+    for reference in ("random", "pixels"):  # the pretrained kNN against each reference, paired on the same images
+        low, high, p = (e[f"knn_vs_{reference}_{part}"] for part in ("ci_low", "ci_high", "p_value"))
+        assert low <= e["knn_acc"] - e[f"knn_acc_{reference}"] <= high and 0 < p <= 1
     r = scraps(run / "04-review.ipynb")
     n_val = len((run / "predictions.csv").read_text().splitlines()) - 1
     assert n_val == 300  # the sample's 10 val classes x 30 images, every one predicted

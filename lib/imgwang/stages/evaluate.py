@@ -27,10 +27,11 @@ from ..data.split import scoring_split as split_for_scoring
 from ..evaluate.bn_stats import data_bn_stats
 from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
-from ..evaluate.knn import describe_knn, knn_accuracy
+from ..evaluate.knn import describe_knn, knn_accuracy, knn_predict
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.neighbours import neighbour_table, pick_queries
+from ..evaluate.paired import describe_paired, paired_accuracy
 from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import load_encoder
 from ..models.encoders import create_encoder
@@ -109,14 +110,34 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels", split)
     spaces["pixels"] = (tf, tl, tr, vf, vl, vr)
     under_test = frozen.get("pretrained", frozen["random"])
+    paired = knn_against_references(cfg, spaces, len(names), split)
     seen = seen_spaces(spaces, cfg["seed"])
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
         "confusion": confusion, "class_names": names,
         **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
+        "knn_paired": paired,
         "probs": probs, "labels": labels, "rows": rows, **seen, "data": sd, "wall_s": time.time() - start,
     }
+
+
+def knn_against_references(cfg: dict, spaces: dict, n_classes: int, split: str) -> dict:
+    """The pretrained encoder's kNN against each reference's on the same scoring images (imgwang.evaluate.paired):
+    {reference: paired_accuracy result}; {} without a pretrained encoder."""
+    if "pretrained" not in spaces:
+        return {}
+    k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
+
+    def correct(name):
+        tf, tl, _, vf, vl, _ = spaces[name]
+        return (knn_predict(tf, tl, vf, k, t, n_classes).cpu() == torch.as_tensor(vl).long().cpu()).numpy()
+
+    mine, paired = correct("pretrained"), {}
+    for reference, label in (("random", "random-init"), ("pixels", "raw pixels")):
+        paired[reference] = paired_accuracy(mine, correct(reference))
+        print(describe_paired(paired[reference], f"kNN, pretrained against {label}", split))
+    return paired
 
 
 def seen_spaces(spaces: dict, seed: int) -> dict:
@@ -140,6 +161,9 @@ def evaluate_scraps(cfg: dict, result: dict) -> dict:
     for reference in ("random", "pixels"):  # the frozen references, scored by the same rules
         for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"):
             scraps[f"{key}_{reference}"] = result["frozen"][reference][key]
+        if reference in result.get("knn_paired", {}):  # the pretrained kNN against it, on the same images
+            paired = result["knn_paired"][reference]
+            scraps.update({f"knn_vs_{reference}_{key}": paired[key] for key in ("ci_low", "ci_high", "p_value")})
     return scraps
 
 

@@ -151,10 +151,19 @@ def evaluate_lines(s: dict, path: Path) -> list[str]:
     out = [f"fine-tuned classifier: {split} top-1 **{pct(s['eval_acc'])}**"]
     encoder = f"frozen encoder of {cfg.get('from_version')}" if pretrained else "frozen random-init encoder (no pretraining)"
     for key, name in (("knn_acc", "kNN"), ("linear_acc", "linear probe")):
-        refs = [f"{label} {pct(s.get(f'{key}_{ref}'))} ({points(s[key], s.get(f'{key}_{ref}'))})"
+        refs = [f"{label} {pct(s.get(f'{key}_{ref}'))} ({points(s[key], s.get(f'{key}_{ref}'))}{paired_ci(s, key, ref)})"
                 for ref, label in (("random", "random-init"), ("pixels", "raw pixels")) if pretrained or ref == "pixels"]
         out.append(f"{encoder}, {name}: **{pct(s[key])}** vs {' and '.join(refs)}")
     return out
+
+
+def paired_ci(s: dict, key: str, reference: str) -> str:
+    """'; 95% CI a to b, p' of the pretrained kNN against a reference on the same images, where glued."""
+    low, high, p = (num(s.get(f"knn_vs_{reference}_{part}")) for part in ("ci_low", "ci_high", "p_value"))
+    if key != "knn_acc" or math.isnan(p):
+        return ""
+    ci = "" if math.isnan(low) else f"95% CI {100 * low:+.2f} to {100 * high:+.2f}, "
+    return f"; {ci}p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}"
 
 
 def review_lines(s: dict, path: Path) -> list[str]:

@@ -1,0 +1,44 @@
+"""Is one set of frozen features' kNN above another's on the same scoring images, beyond those images' noise?
+
+Both are scored on the same images, so the comparison is paired and only the images they score differently carry
+evidence: McNemar's exact test (a two-sided binomial test on those images, chance 1/2) gives the p-value, and a t
+interval over the per-image differences (n - 1 degrees of freedom) the confidence interval of the accuracy
+difference. Beating two references (random init and raw pixels) is an intersection-union claim: each test at its
+own level, no multiplicity correction. It speaks for this scoring set and these encoders only; another
+pretraining seed can move kNN by more (make pipeline SEEDS=3 measures that: docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from ..core.errors import DataError
+
+
+def paired_accuracy(correct_a, correct_b, confidence: float = 0.95) -> dict:
+    """Accuracy of a minus b on the same images -> {"diff", "ci_low", "ci_high", "p_value", "n", "discordant"}.
+    With no image scored differently p is 1 and the CI is empty (NaN); so it is when all differ alike."""
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise DataError(f"paired accuracy needs two equal-length lists of per-image results, got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    d = a.astype(float) - b.astype(float)
+    out = {"diff": float(d.mean()), "ci_low": math.nan, "ci_high": math.nan, "n": int(a.size),
+           "discordant": only_a + only_b,
+           "p_value": float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0}
+    if a.size > 1 and d.var() > 0:
+        ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence)
+        out.update(ci_low=float(ci.low), ci_high=float(ci.high))
+    return out
+
+
+def describe_paired(result: dict, what: str, scored_on: str) -> str:
+    """One line: the difference in points, its CI and p, and how many images decided it."""
+    p = result["p_value"]
+    ci = ("no CI" if math.isnan(result["ci_low"])
+          else f"95% CI {100 * result['ci_low']:+.2f} to {100 * result['ci_high']:+.2f}")
+    return (f"{what}: {100 * result['diff']:+.2f} points ({ci}; McNemar exact p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}; "
+            f"{result['discordant']} of {result['n']} {scored_on} images scored differently)")
