@@ -81,6 +81,13 @@ def test_grad_cam_over_average_pooling_and_a_linear_head_is_the_class_activation
     assert len(plot_cams(items, ["a", "b"], "mistakes").axes) == 3 * 3  # image, map for pred, map for true
 
 
+def test_a_scoring_set_too_small_for_t_sne_gets_a_line_not_an_error():
+    few = feature_maps({"pretrained": torch.randn(2, 8, generator=gen(1))}, [0, 1])
+    assert few == {"labels": [0, 1], "maps": {}}
+    (ax,) = plot_feature_maps(few, ["a", "b"]).axes
+    assert [t.get_text() for t in ax.texts] == ["2 scoring images: too few for a map"]
+
+
 def test_an_empty_grid_is_one_line_of_text_not_a_black_image():
     """No mistakes (or no correct prediction) to show: a line of text, not an empty 8 x 8 black picture."""
     from types import SimpleNamespace

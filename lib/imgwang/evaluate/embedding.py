@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 MAX_POINTS = 300
+MIN_POINTS = 5  # below this a map shows nothing a table would not (and t-SNE needs perplexity < N)
 PCA_DIMS = 50
 MAX_ITER = 500
 
@@ -51,6 +52,8 @@ def feature_maps(spaces: dict, labels, seed: int = 0) -> dict:
     """spaces: name -> (N, D) scoring features in one order, labels: (N,). -> {"labels": [...],
     "maps": {name: [[x, y], ...]}}: the same images in every space, as plain lists."""
     keep = subsample(labels, seed=seed)
+    if len(keep) < MIN_POINTS:
+        return {"labels": np.asarray(labels)[keep].tolist(), "maps": {}}
     return {"labels": np.asarray(labels)[keep].tolist(),
             "maps": {name: tsne_2d(np.asarray(f)[keep], seed).tolist() for name, f in spaces.items()}}
 
@@ -61,6 +64,10 @@ def plot_feature_maps(maps: dict, class_names: list[str]):
     import matplotlib.pyplot as plt
 
     labels = np.asarray(maps["labels"])
+    if not maps["maps"]:
+        from .plots import nothing_to_show
+
+        return nothing_to_show(f"{len(labels)} scoring images: too few for a map")
     present = np.unique(labels)
     colours = plt.get_cmap("tab20" if len(present) > 10 else "tab10")
     n = len(maps["maps"])
