@@ -39,7 +39,16 @@ def not_in_layout(tmp_path):
 
 def one_class(tmp_path):
     folder = tmp_path / "one-class"
-    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "val/cat/c.jpg"):
+    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "val/cat/c.jpg", "val/cat/d.jpg"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    return str(folder)
+
+
+def two_val_images(tmp_path):
+    folder = tmp_path / "two-val"
+    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "train/dog/c.jpg", "train/dog/d.jpg", "val/cat/e.jpg",
+                 "val/dog/f.jpg"):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(b"x")
     return str(folder)
@@ -48,7 +57,7 @@ def one_class(tmp_path):
 def plain_images(tmp_path):
     folder = tmp_path / "street-photos"
     (folder / "day2").mkdir(parents=True)
-    for name in ("a.jpg", "b.jpg", "day2/c.jpg"):
+    for name in [f"{i:02d}.jpg" for i in range(11)] + ["day2/c.jpg"]:  # 12: every 10th, 2 of them, measure the task
         (folder / name).write_bytes(b"x")
     return str(folder)
 
@@ -89,7 +98,7 @@ def lacking_device(tmp_path):
 
 
 FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images, "{non_utf8}": non_utf8_names,
-           "{one_class}": one_class,
+           "{one_class}": one_class, "{two_val}": two_val_images,
            "{tinyconv_encoder}": tinyconv_encoder, "{file_v7}": file_named_v7, "{lacking_device}": lacking_device}
 
 CASES = [
@@ -127,6 +136,7 @@ CASES = [
     (["pipeline", "--data", "{plain_images}"], "without classes: it can be pretrained on, not used by transfer"),
     (["transfer", "--version", "v3", "--from", "v1", "--data", "{plain_images}"], "not used by transfer"),
     (["pipeline", "--data", "{one_class}"], "has one class in train/ (cat): transfer needs two or more"),
+    (["pretrain", "--task", "unmix", "--data", "{two_val}"], "makes batches of at least 4 images, and"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),
     (["pipeline", "--data", "sample", "-p", "knn_k", "5", "-p", "probe_folds", "1"], "PROBE_FOLDS=1 must be a whole number of at least 2"),

@@ -42,6 +42,19 @@ def test_every_row_exactly_once_without_drop_last(cache, prefetch):
     assert len(set(sum(kept, []))) == 18
 
 
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_last_batch_shorter_than_min_last_joins_the_one_before(cache, resident):
+    """20 rows at batch 6 leave 2 over: a task that needs 3 images a batch (unmix's n_sources, simclr's 2) gets
+    6, 6, 8 rather than a batch it refuses; every row still comes once."""
+    rows = np.arange(N - 20, N)
+    merged = CachedLoader(cache, rows, batch_size=6, drop_last=False, min_last=3, resident=resident)
+    batches = _all_rows(merged)
+    assert len(merged) == 3 and [len(b) for b in batches] == [6, 6, 8] and sorted(sum(batches, [])) == rows.tolist()
+    assert [len(b) for b in _all_rows(CachedLoader(cache, rows, batch_size=6, drop_last=False, min_last=2))] == [6, 6, 6, 2]
+    few = CachedLoader(cache, rows[:2], batch_size=6, drop_last=False, min_last=3)  # fewer than one batch: as it is
+    assert [len(b) for b in _all_rows(few)] == [2]
+
+
 def test_order_is_a_function_of_seed_and_epoch(cache):
     rows = np.arange(N)
 

@@ -36,7 +36,7 @@ class CachedLoader:
 
     def __init__(self, cache, rows, labels=None, batch_size: int = 64, shuffle: bool = True, drop_last: bool = True,
                  device="cpu", augment=None, seed: int = 0, prefetch: int = 2, resident="auto",
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), min_last: int = 1):
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self.rows.size == 0:
@@ -60,6 +60,7 @@ class CachedLoader:
         if self.shard[1] > 1 and self.batch_size % self.shard[1]:
             raise DataError(f"batch size {self.batch_size} does not split evenly over {self.shard[1]} processes")
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.min_last = int(min_last)  # without drop_last: a last batch shorter than this joins the one before it
         self.device = torch.device(device)
         self.augment = augment
         self.seed = int(seed)
@@ -75,7 +76,8 @@ class CachedLoader:
         n, bs = len(self.rows), self.batch_size
         if self.drop_last:
             return max(1, n // bs)  # fewer images than one batch: one smaller batch, never zero batches
-        return -(-n // bs)
+        full, rest = divmod(n, bs)
+        return full + (rest >= self.min_last or full == 0) if rest else full
 
     def batch_positions(self, epoch: int) -> list[np.ndarray]:
         """Positions into `rows` for each batch of an epoch (what one pass will yield, in order)."""
@@ -84,7 +86,9 @@ class CachedLoader:
         rank, world = self.shard
         bs = min(self.batch_size, n)
         bs -= bs % world  # a short epoch's single batch still splits evenly
-        batches = [order[i * bs : (i + 1) * bs] for i in range(len(self))]
+        count = len(self)
+        last_end = count * bs if self.drop_last else n  # without drop_last the last batch takes what is left
+        batches = [order[i * bs : (i + 1) * bs if i < count - 1 else last_end] for i in range(count)]
         if world == 1:
             return batches
         return [b[len(b) * rank // world : len(b) * (rank + 1) // world] for b in batches]

@@ -90,11 +90,13 @@ def check_resources(params: dict, root: Path, task) -> None:
     from ..data.layout import load_layout
     from .stage_data import default_cache_dir
 
-    n_images = sum(load_layout(root).counts().values())
+    layout = load_layout(root)
+    n_images = sum(layout.counts().values())
     input_checks.check_fits(n_images, params["size"], storage_size(params["size"]), params["bs"],
                             default_cache_dir())
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
+        input_checks.check_enough_images(task, layout, params.get("pretrain_on_val", False))
 
 
 def check_data(data: str, spec: Stage) -> Path:

@@ -33,6 +33,19 @@ def check_task_batch(task, bs: int, size: int) -> None:
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+def check_enough_images(task, layout, pretrain_on_val: bool) -> None:
+    """Pretraining and its pretext metric each need one batch the task can make (Task.min_batch images)."""
+    from ..data.layout import HELD_OUT_EVERY
+
+    total = len(layout.unlabelled()) + len(layout.val)
+    held_out = -(-total // HELD_OUT_EVERY) if pretrain_on_val else len(layout.val)  # pretext_split's metric images
+    for what, n in (("pretraining", total - held_out if pretrain_on_val else len(layout.unlabelled())),
+                    ("the pretext metric", held_out)):
+        if n < task.min_batch:
+            raise ConfigError(f"TASK={task.name} makes batches of at least {task.min_batch} images, and {layout.root} "
+                              f"has {n} for {what}: add images, or choose another task")
+
+
 def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path) -> None:
     """The decode-once cache must fit on the disk, and one float batch in the machine's memory."""
     cache_dir = Path(cache_dir)

@@ -45,7 +45,8 @@ def pretext_loaders(sd, task, train_rows, val_rows, bs: int, device, seed: int, 
     whole = task.makes_views
     train = sd.loader(train_rows, batch_size=bs, device=device, mode="pretrain", seed=seed, shard=shard,
                       augment=augment, whole=whole)
-    val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=seed, whole=whole)
+    val = sd.loader(val_rows, batch_size=bs, device=device, mode="eval", seed=seed, whole=whole,
+                    min_last=task.min_batch)  # 65 val images at BS=64: one batch of 65, not 64 and a 1 simclr refuses
     return train, val
 
 

@@ -40,17 +40,18 @@ class StageData:
         return self.layout.classes
 
     def loader(self, rows, labels=None, *, batch_size, device, mode, seed=0, shuffle=None, drop_last=None, shard=(0, 1),
-               augment: dict | None = None, whole: bool = False):
+               augment: dict | None = None, whole: bool = False, min_last: int = 1):
         """A device loader over some rows; mode 'pretrain'/'train' augments, 'eval' only resizes.
         `shard=(rank, world)`: this process's slice of every global batch (see CachedLoader).
         `augment`: crop_scale, flip_p, rotations (imgwang.data.loader_augment; its defaults when left out).
-        `whole=True`: the stored images as they are, for a task that makes its own views from them."""
+        `whole=True`: the stored images as they are, for a task that makes its own views from them.
+        `min_last`: in eval mode, a last batch shorter than this joins the one before it (a task's min_batch)."""
         train = mode != "eval"
         return CachedLoader(
             self.cache, rows, labels, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
             drop_last=train if drop_last is None else drop_last, device=device,
             augment=None if whole else make_loader_augment(self.size, mode, **(augment or {})),
-            seed=seed, shard=shard,
+            seed=seed, shard=shard, min_last=min_last,
         )
 
     def labelled(self, split: str = "val"):

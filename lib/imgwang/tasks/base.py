@@ -38,6 +38,7 @@ class Task:
     makes_views: bool = False  # cuts its own views from the whole stored image: the loader does not augment
     forbids_augment: dict[str, str] = {}  # loader augmentation parameter -> why this task refuses it
     slow_start_steps: int | None = None  # steps before its frozen features are expected to beat random init
+    min_batch: int = 1  # the fewest images make_batch takes; a shorter last val batch joins the one before it
 
     def __init__(self, *, noise_p: float = 0.0):
         if not 0.0 <= noise_p <= 1.0:

@@ -21,6 +21,7 @@ class ViewTask(MakesViews, Task):
     metric_name = "pair_accuracy"
     chance = float("nan")  # known once a batch size is seen
     needs_two = ""  # why the task needs two images in a batch, for the error
+    min_batch = 2
     largest_batch = 0  # global rows of the largest batch made: the configured batch, not a short last one
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):

@@ -51,6 +51,7 @@ POSITIVE, NEGATIVE = 1, 0  # positive = the patch comes from the image itself
 @register
 class Patchwork(MakesViews, BinaryTask):
     name = "patchwork"
+    min_batch = 2  # a negative takes its patch from another image
 
     def __init__(self, *, patch_frac: float = 0.5, pct_pos: float = 0.5, min_gap: float = 0.0,
                  min_scale: float = 0.35, fixed_position: bool = False, flip_patches: bool = False,

@@ -83,6 +83,7 @@ class Unmix(Task):
         if len(beta) != 2 or min(beta) <= 0:
             raise ConfigError(f"beta must be two positive numbers (a, b), got {beta}")
         self.n_sources, self.beta, self.mode, self.debug = int(n_sources), beta, mode, debug
+        self.min_batch = self.n_sources  # each example mixes n_sources distinct batch images
         self.head, self.loss_name = head, loss
         self.n_positive = 2 if debug == "none" else 3
         if mode == "classify":
