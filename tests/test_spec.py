@@ -59,13 +59,15 @@ def _record(run_dir, **stages):
 
 def test_later_stages_inherit_by_the_spec_and_a_given_value_wins(tmp_path):
     _record(tmp_path / "v1", pretrain={"arch": "tinyconv", "data": "sample", "size": 32})
-    _record(tmp_path / "v2", transfer={"arch": "tinyconv", "data": "sample", "size": 40, "from_version": "v1"})
+    _record(tmp_path / "v2", transfer={"arch": "tinyconv", "data": "sample", "size": 40, "from_version": "v1", "seed": 2})
     t = resolve("transfer", {"from_version": "v1"}, runs_dir=tmp_path, version="v3")
     assert (t["arch"], t["data"], t["size"]) == ("tinyconv", "sample", 64)  # size is not inherited by transfer
     with pytest.raises(ConfigError, match="ARCH=resnet18 but the pretrain stage of v1 used tinyconv"):
         resolve("transfer", {"from_version": "v1", "arch": "resnet18"}, runs_dir=tmp_path, version="v3")
     e = resolve("evaluate", {}, runs_dir=tmp_path, version="v2")
     assert (e["size"], e["from_version"], e["bs"]) == (40, "v1", 64)
+    assert e["seed"] == 2 and resolve("evaluate", {"seed": 5}, runs_dir=tmp_path, version="v2")["seed"] == 5  # the
+    # random-init reference is the version's seed's unless SEED says otherwise
     assert resolve("evaluate", {"size": 48}, runs_dir=tmp_path, version="v2")["size"] == 48
     assert "from_version" not in resolve("review", {}, runs_dir=tmp_path, version="v2")
 

@@ -186,10 +186,12 @@ STAGES = {
         scraps=("config", "task", "pretext_metric_name", "pretext_val_metric", "pretext_chance", "pretext_val_loss",
                 "pretrain_history", "pretrain_images_per_s", "pretrain_wall_s", "pretrain_knn_acc",
                 "pretrain_knn_init", "pretext_val_set", "task_examples", "pretrain_curves", "pretrain_knn", "grad_stats",
-                "embedding_std", "embedding_std_floor", "pretrain_embedding_std"),
+                "embedding_std", "embedding_std_floor", "pretrain_embedding_std",
+                "pretrain_note"),  # the slow-start note, only when the run is shorter than the task needs
         starts_version=True, makes_encoder=True, labelled=False,
         run="imgwang.stages.pretrain:run_pretrain",
-        results=("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s", "chance"),
+        results=("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s", "chance",
+                 "note"),
     ),
     "transfer": Stage(
         "transfer", "02-transfer.ipynb",
@@ -237,8 +239,12 @@ STAGES = {
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
                 "per_class_acc", "evaluate_wall_s", "confusion", "nearest_neighbours", "feature_map",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
-                  for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc"))),
-        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split")), Inherit("pretrain", ("data",))),
+                  for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")),
+                *(f"knn_vs_{reference}_{key}" for reference in ("random", "pixels")  # with a pretrained encoder
+                  for key in ("ci_low", "ci_high", "p_value"))),
+        # seed too: the random-init reference is then the version's own seed's, as when the pipeline ran it
+        inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split", "seed")),
+                  Inherit("pretrain", ("data",))),
         needs=(("classifier.pt", "transfer"),), built_on=("transfer",),
     ),
     "review": Stage(
