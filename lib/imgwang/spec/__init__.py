@@ -172,7 +172,8 @@ STAGES = {
             Param("task", "patchwork", str, "pretext task: imgwang.tasks.task_names()", make="TASK"),
             Param("task_params", {}, dict,
                   "task-specific parameters, e.g. pct_pos for patchwork; from make: P with -p NAME VALUE"),
-            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128)), LR, SEED, DEVICE, THREADS, *DISTRIBUTED,
+            replace(EPOCHS, by_data=(3, 20)), replace(BS, by_data=(64, 128), check=checks.training_batch), LR, SEED,
+            DEVICE, THREADS, *DISTRIBUTED,
             COMET, RESUME,
             Param("knn_every", 1, int, "every N epochs and at the last, kNN accuracy of the frozen encoder on train/ "
                   "labels (half memory, half queries; val/ untouched); 0: off", check=checks.non_negative_int),
@@ -197,7 +198,7 @@ STAGES = {
         "transfer", "02-transfer.ipynb",
         params=(
             VERSION, RUNS_DIR, DATA, ARCH, SIZE, FROM,
-            replace(EPOCHS, by_data=(5, 5)), replace(BS, by_data=(32, 64)), LR,
+            replace(EPOCHS, by_data=(5, 5)), replace(BS, by_data=(32, 64), check=checks.training_batch), LR,
             Param("runs", 1, int, "repeats with different seeds (leaderboard: 5 runs at 5 epochs)",
                   check=checks.positive_int, make="RUNS"),
             Param("freeze_epochs", 0, int, "train only the head and the encoder's norm layers (as fastai) for the first N epochs",

@@ -26,6 +26,14 @@ def positive_int(name: str, value) -> int:
     return int(number)
 
 
+def training_batch(name: str, value) -> int:
+    """A batch that trains: BatchNorm (every CNN here, and the heads) needs two or more images to normalise over."""
+    bs = positive_int(name, value)
+    if bs < 2:
+        raise ConfigError(f"{name.upper()}={bs} cannot train: BatchNorm layers need two or more images in a batch")
+    return bs
+
+
 def non_negative_int(name: str, value) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{name.upper()}={value!r} must be a whole number")

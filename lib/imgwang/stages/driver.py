@@ -204,6 +204,8 @@ def stage_args(args, stage: str, stages: list[str]):
         if stage == "transfer":
             if not pipeline and general and ft and str(general) != str(ft):
                 raise ConfigError(f"{name.upper()}={general} and FT_{name.upper()}={ft} contradict each other: give one")
+            if ft and (check := stage_spec("transfer").param(name).check):  # a bad value named as it was given
+                check(f"ft_{name}", ft)
             setattr(one, name, ft or ("" if pipeline else general))
         elif pipeline and stage != "pretrain":
             setattr(one, name, "")  # evaluate and review use their own defaults, not pretraining's
