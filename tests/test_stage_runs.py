@@ -1,17 +1,22 @@
 """Stages side by side and after a crash, through bin/stage.py: concurrent commands each get their own version,
-a busy version is refused, a killed stage resumes with its recorded settings, FORCE leaves nothing stale done."""
+a busy version is refused, a killed stage resumes with its recorded settings, FORCE leaves nothing stale done; the
+stage's kernel manager shuts a finished kernel down without interrupting it (imgwang.stages.kernel)."""
 
+import asyncio
 import os
 import signal
 import subprocess
+import time
 
 import psutil
 import pytest
 import scrapbook as sb
 import stage  # bin/stage.py
+from jupyter_client.manager import AsyncKernelManager
 
 from conftest import REPO, held_env, stage_cmd, stage_here, stages_of, wait_until
 from imgwang.stages import driver
+from imgwang.stages.kernel import StageKernelManager
 
 TINY = ["--data", "sample", "--arch", "tinyconv", "--size", "32", "--epochs", "1", "--bs", "32", "--comet", "off",
         "-p", "knn_every", "0", "--task", "rotation"]
@@ -221,3 +226,42 @@ def test_a_kernel_killed_for_memory_is_interrupted_with_a_resume_hint(lab_env, t
     monkeypatch.setattr(driver, "execute", lambda plan, repo: planned.append(plan) or 0)
     assert stage.main(["pretrain", "--version", "v1", "--resume", "1", "--runs-dir", str(runs_dir)]) == 0
     assert planned[0].resume and planned[0].parameters["size"] == 32
+
+
+async def shut_down_after_a_cell(manager_class, flag):
+    """Start a kernel, run a cell that records any SIGINT in `flag`, shut the kernel down; its pid."""
+    km = manager_class(kernel_name="python3")
+    await km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        # ipykernel ignores SIGINT between messages (its post_handler_hook restores SIG_IGN): keep the cell's handler
+        code = ("import pathlib, signal\n"
+                f"signal.signal(signal.SIGINT, lambda *a: pathlib.Path({str(flag)!r}).touch())\n"
+                "get_ipython().kernel.post_handler_hook = lambda: None")
+        reply = await client.execute(code, reply=True, timeout=60)
+        assert reply["content"]["status"] == "ok"
+        pid = km.provisioner.pid
+    finally:
+        client.stop_channels()
+        await km.shutdown_kernel()
+    return pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not yet reaped
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("manager_class", [StageKernelManager, AsyncKernelManager])
+def test_a_finished_kernel_is_shut_down_without_sigint(manager_class, tmp_path):
+    flag = tmp_path / "interrupted"
+    pid = asyncio.run(shut_down_after_a_cell(manager_class, flag))
+    time.sleep(0.2)  # a signal sent at shutdown has been handled by now
+    assert gone(pid)
+    # jupyter_client's own manager interrupts first (the race that printed "KeyboardInterrupt caught in kernel");
+    # the stage's does not
+    assert flag.exists() == (manager_class is AsyncKernelManager)

@@ -55,11 +55,17 @@ def describe_knn(acc: float, k: int = K, temperature: float = TEMPERATURE, name:
     return f"{name + ': ' if name else ''}kNN (k={k}, T={temperature:g}, cosine) {scored_on} {100 * acc:.2f}%"
 
 
-def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int = K, temperature: float = TEMPERATURE,
-                 n_classes: int | None = None) -> float:
-    """Top-1 accuracy in [0, 1] of the weighted kNN vote on the val features."""
+def knn_correct(train_feats, train_labels, val_feats, val_labels, k: int = K, temperature: float = TEMPERATURE,
+                n_classes: int | None = None) -> torch.Tensor:
+    """(N_val,) bool on the CPU: whether the weighted kNN vote names each val image's class."""
     val_labels = torch.as_tensor(val_labels).long()
     if len(val_labels) != len(val_feats) or len(val_labels) == 0:
         raise DataError(f"kNN got {len(val_feats)} val features and {len(val_labels)} val labels")
     pred = knn_predict(train_feats, train_labels, val_feats, k, temperature, n_classes)
-    return (pred.cpu() == val_labels.cpu()).float().mean().item()
+    return pred.cpu() == val_labels.cpu()
+
+
+def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int = K, temperature: float = TEMPERATURE,
+                 n_classes: int | None = None) -> float:
+    """Top-1 accuracy in [0, 1] of the weighted kNN vote on the val features."""
+    return knn_correct(train_feats, train_labels, val_feats, val_labels, k, temperature, n_classes).float().mean().item()

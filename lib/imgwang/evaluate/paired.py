@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from ..core.errors import DataError
+from .stats import p_text
 
 
 def paired_accuracy(correct_a, correct_b, confidence: float = 0.95) -> dict:
@@ -42,5 +43,5 @@ def describe_paired(result: dict, what: str, scored_on: str) -> str:
     p = result["p_value"]
     ci = ("no CI" if math.isnan(result["ci_low"])
           else f"95% CI {100 * result['ci_low']:+.2f} to {100 * result['ci_high']:+.2f}")
-    return (f"{what}: {100 * result['diff']:+.2f} points ({ci}; McNemar exact p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}; "
+    return (f"{what}: {100 * result['diff']:+.2f} points ({ci}; McNemar exact {p_text(p)}; "
             f"{result['discordant']} of {result['n']} {scored_on} images scored differently)")

@@ -94,3 +94,8 @@ def pooled_std(groups) -> float:
     num = sum((len(g) - 1) * float(np.var(g, ddof=1)) for g in groups if len(g) > 1)
     dof = sum(len(g) - 1 for g in groups if len(g) > 1)
     return math.sqrt(num / dof) if dof else math.nan
+
+
+def p_text(p: float) -> str:
+    """A p-value as the verdicts and the paired kNN comparison write it."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"

@@ -27,7 +27,7 @@ from ..data.split import scoring_split as split_for_scoring
 from ..evaluate.bn_stats import data_bn_stats
 from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
-from ..evaluate.knn import describe_knn, knn_accuracy, knn_predict
+from ..evaluate.knn import describe_knn, knn_correct
 from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.neighbours import neighbour_table, pick_queries
@@ -95,7 +95,7 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     save_predictions(run_dir, sd, probs, labels, rows, names, split)  # the last repeat's, as classifier.pt (review)
 
     train = sd.loader(fit_rows, fit_labels, batch_size=cfg["bs"], device=device, mode="eval")
-    frozen, spaces = {}, {}  # spaces: the features of each, extracted once, for the scores and the pictures
+    frozen, spaces, correct = {}, {}, {}  # spaces: the features of each, extracted once, for the scores and the pictures
     for name, encoder in frozen_encoders(cfg, runs_dir).items():
         encoder.to(device)
         if name == "random":  # untouched statistics (mean 0, var 1) would lower the bar (imgwang.evaluate.bn_stats)
@@ -104,13 +104,15 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         tf, tl, tr = extract_features(encoder, train, device)
         vf, vl, vr = extract_features(encoder, val, device)
         frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name, split)
+        correct[name] = frozen[name].pop("knn_correct")
         spaces[name] = (tf, tl, tr, vf, vl, vr)
     (tf, tl, tr), (vf, vl, vr) = pixel_features(train), pixel_features(val)
     tf, vf = standardise(tf, vf)
     frozen["pixels"] = frozen_scores(cfg, tf, tl, vf, vl, len(names), "pixels", split)
+    correct["pixels"] = frozen["pixels"].pop("knn_correct")
     spaces["pixels"] = (tf, tl, tr, vf, vl, vr)
     under_test = frozen.get("pretrained", frozen["random"])
-    paired = knn_against_references(cfg, spaces, len(names), split)
+    paired = knn_against_references(correct, split)
     seen = seen_spaces(spaces, cfg["seed"])
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
@@ -122,20 +124,14 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     }
 
 
-def knn_against_references(cfg: dict, spaces: dict, n_classes: int, split: str) -> dict:
-    """The pretrained encoder's kNN against each reference's on the same scoring images (imgwang.evaluate.paired):
-    {reference: paired_accuracy result}; {} without a pretrained encoder."""
-    if "pretrained" not in spaces:
+def knn_against_references(correct: dict, split: str) -> dict:
+    """The pretrained encoder's kNN against each reference's on the same scoring images (imgwang.evaluate.paired),
+    from each space's per-image kNN results: {reference: paired_accuracy result}; {} without a pretrained encoder."""
+    if "pretrained" not in correct:
         return {}
-    k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
-
-    def correct(name):
-        tf, tl, _, vf, vl, _ = spaces[name]
-        return (knn_predict(tf, tl, vf, k, t, n_classes).cpu() == torch.as_tensor(vl).long().cpu()).numpy()
-
-    mine, paired = correct("pretrained"), {}
+    paired = {}
     for reference, label in (("random", "random-init"), ("pixels", "raw pixels")):
-        paired[reference] = paired_accuracy(mine, correct(reference))
+        paired[reference] = paired_accuracy(correct["pretrained"], correct[reference])
         print(describe_paired(paired[reference], f"kNN, pretrained against {label}", split))
     return paired
 
@@ -170,16 +166,19 @@ def evaluate_scraps(cfg: dict, result: dict) -> dict:
 def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", split: str = "val") -> dict:
     """kNN and the linear probe of frozen features (fitting set -> scoring set `split`). The probe's L2
     strength is chosen by cross-validation on the fitting set alone: every reference (pretrained, random-init,
-    raw pixels) is scored by this same rule. The printed lines name the sets (dev: the rest of train/ fits)."""
+    raw pixels) is scored by this same rule. The printed lines name the sets (dev: the rest of train/ fits).
+    `knn_correct` holds each scoring image's kNN result, for the paired comparison (imgwang.evaluate.paired)."""
     k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
-    knn = knn_accuracy(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
+    correct = knn_correct(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
+    knn = correct.float().mean().item()
     probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
                          seed=cfg.get("seed", 0))
     fitted_on = "train" if split == "val" else f"train without {split}"
     print(describe_knn(knn, k, t, name, scored_on=split))
     print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
     return {"knn_acc": knn, "linear_acc": probe["acc"], "linear_wd": probe["wd"], "linear_cv_acc": probe["cv_acc"],
-            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"], "linear_converged": probe["converged"]}
+            "linear_cv_std": probe["cv_std"], "linear_folds": probe["folds"], "linear_converged": probe["converged"],
+            "knn_correct": correct.numpy()}  # per scoring image, for the paired comparison
 
 
 def save_predictions(run_dir: Path, sd, probs, labels, rows, names, split: str = "val") -> None:

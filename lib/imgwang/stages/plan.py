@@ -60,8 +60,8 @@ def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pip
     if where.resume:
         resuming.check_same_settings(stage, where.version, where.recorded, params)
     input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
-    root = check_data(params["data"], spec)
-    check_resources(params, root, task)
+    layout = check_data(params["data"], spec)
+    check_resources(params, layout, task)
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (where.run_dir / needed).exists():
             raise ConfigError(f"{where.run_dir}/{needed} does not exist: run `make {maker} VERSION={where.version}` first")
@@ -84,13 +84,12 @@ def written_files(run_dir: Path, spec: Stage) -> list[str]:
     return names
 
 
-def check_resources(params: dict, root: Path, task) -> None:
-    """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size."""
+def check_resources(params: dict, layout, task) -> None:
+    """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size, and
+    the data holds one such batch for pretraining and one for its metric."""
     from ..data.cache import storage_size
-    from ..data.layout import load_layout
     from .stage_data import default_cache_dir
 
-    layout = load_layout(root)
     n_images = sum(layout.counts().values())
     input_checks.check_fits(n_images, params["size"], storage_size(params["size"]), params["bs"],
                             default_cache_dir())
@@ -99,9 +98,9 @@ def check_resources(params: dict, root: Path, task) -> None:
         input_checks.check_enough_images(task, layout, params.get("pretrain_on_val", False))
 
 
-def check_data(data: str, spec: Stage) -> Path:
+def check_data(data: str, spec: Stage):
     """The data exists (fetched or generated if need be) and, for a stage that needs labels, has two classes or
-    more. Returns its root."""
+    more. Returns its layout (imgwang.data.layout), listed once for every check."""
     from ..data.layout import is_plain_folder, load_layout
     from ..data.resolve import KNOWN, resolve_data
 
@@ -113,11 +112,12 @@ def check_data(data: str, spec: Stage) -> Path:
             f"DATA={data} is a folder of images without classes: it can be pretrained on, not used by {spec.name}. "
             f"Fine-tune its encoder on labelled data with `make transfer VERSION=<new> FROM=<this version> "
             f"DATA=<folder in Imagewang layout>`")
-    if spec.labelled and len(classes := load_layout(root).classes) < 2:
+    layout = load_layout(root)
+    if spec.labelled and len(layout.classes) < 2:
         raise ConfigError(
-            f"DATA={data} has one class in train/ ({classes[0]}): {spec.name} needs two or more to tell apart; "
-            f"the images can still be pretrained on (make pretrain)")
-    return root
+            f"DATA={data} has one class in train/ ({layout.classes[0]}): {spec.name} needs two or more to tell "
+            f"apart; the images can still be pretrained on (make pretrain)")
+    return layout
 
 
 def check_overwrite(run_dir: Path, spec: Stage, force: bool, resume: bool) -> None:

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from .verdicts import p_text
+from ..evaluate.stats import p_text
 
 SHOWN = ["task", "arch", "data", "epochs", "pretext vs chance", "val_acc", "kNN", "probe", "kNN pixels",
          "probe pixels", "verdict"]

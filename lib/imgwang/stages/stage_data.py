@@ -89,14 +89,10 @@ def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_d
     for name, rows in needed if layout.labelled else (needed[0], needed[2]):  # a plain folder has no train/
         if len(rows) == 0:
             raise DataError(f"{root}: no readable {name} images (see the cache report)")
-    if progress and layout.labelled and (warning := copies_warning(cache, val_rows, train_rows, unsup_rows(cache, layout))):
-        print(warning)
+    if progress and layout.labelled:
+        if warning := copies_warning(cache, val_rows, train_rows, rows_of([(p, -1) for p in layout.unsup])[0]):
+            print(warning)
     return StageData(root, layout, cache, size, unlabelled, train_rows, train_labels, val_rows, val_labels)
-
-
-def unsup_rows(cache: ImageCache, layout: Layout) -> np.ndarray:
-    rows = (cache.row_of(p) for p in layout.unsup)
-    return np.array([r for r in rows if r is not None], dtype=np.int64)
 
 
 def pretext_split(sd: StageData, on_val: bool) -> tuple[np.ndarray, np.ndarray, str]:

@@ -159,11 +159,12 @@ def evaluate_lines(s: dict, path: Path) -> list[str]:
 
 def paired_ci(s: dict, key: str, reference: str) -> str:
     """'; 95% CI a to b, p' of the pretrained kNN against a reference on the same images, where glued."""
+    from ..evaluate.stats import p_text  # scipy: only where there is a p to write
     low, high, p = (num(s.get(f"knn_vs_{reference}_{part}")) for part in ("ci_low", "ci_high", "p_value"))
     if key != "knn_acc" or math.isnan(p):
         return ""
     ci = "" if math.isnan(low) else f"95% CI {100 * low:+.2f} to {100 * high:+.2f}, "
-    return f"; {ci}p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}"
+    return f"; {ci}{p_text(p)}"
 
 
 def review_lines(s: dict, path: Path) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluate.stats import ALPHA, holm, holm_levels, pooled_std, runs_needed, sample_std, welch
+from ..evaluate.stats import ALPHA, holm, holm_levels, p_text, pooled_std, runs_needed, sample_std, welch
 
 # Transfer parameters that do not change what is measured: where and how a run ran, not how it fine-tuned.
 IGNORED = frozenset({"seed", "runs", "version", "runs_dir", "device", "comet", "resume", "from_version", "threads",
@@ -193,5 +193,3 @@ def too_few(entry: Entry, base: Entry) -> str:
     return f"no p-value with one run on a side: repeat with at least 2 {unit} a side, better 3 or more"
 
 
-def p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
