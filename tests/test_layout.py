@@ -132,3 +132,15 @@ def test_images_in_subfolders_and_other_pil_formats_count(tmp_path):
                    "unsup/shard1/a.jpg", "unsup/shard1/deep/b.jpg"]
     assert [p.relative_to(root).as_posix() for p, _ in layout.train] == ["train/cat/1.jpg", "train/cat/day2/2.jpg"]
     assert [p.name for p, _ in layout.val] == ["3.jpg"]
+
+
+def test_linked_folders_are_followed_once_and_a_link_loop_ends(tmp_path):
+    """unsup/coco -> a collection elsewhere counts (ImageFolder follows links too); a link back up the tree is
+    walked once, not forever, and lists nothing twice."""
+    root = make_tree(tmp_path / "data", ["train/cat/1.jpg", "val/cat/2.jpg", "unsup/0.jpg"])
+    elsewhere = make_tree(tmp_path / "coco", ["images/a.jpg", "images/b.jpg"])
+    (root / "unsup" / "coco").symlink_to(elsewhere / "images", target_is_directory=True)
+    (elsewhere / "images" / "up").symlink_to(root / "unsup", target_is_directory=True)
+    layout = load_layout(root)
+    assert [p.relative_to(root).as_posix() for p in layout.unsup] == ["unsup/0.jpg", "unsup/coco/a.jpg",
+                                                                        "unsup/coco/b.jpg"]

@@ -11,6 +11,7 @@ unlabelled, and every 10th (in sorted order) is held out to measure the pretext 
 never saw. Such data can be pretrained on, not fine-tuned or evaluated (there are no labels).
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +29,18 @@ def is_image(path: Path) -> bool:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files below `folder`, in any subfolder (hidden files and folders skipped), sorted by path so every
-    run sees the same order."""
-    return sorted(p for p in folder.rglob("*")
-                  if is_image(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    run sees the same order. Linked folders are followed, as ImageFolder follows them (unsup/coco -> a collection
+    elsewhere), each real folder once, so a link back up the tree cannot loop."""
+    found, seen = [], set()
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [path for path in (Path(here) / name for name in files) if is_image(path)]
+    return sorted(found)
 
 
 def class_folders(folder: Path) -> list[Path]:
