@@ -11,10 +11,11 @@ import numpy as np
 from ..core.errors import DataError
 from ..data.cache import ImageCache, build_cache, storage_size
 from ..data.copies import copies_warning
-from ..data.imagewang import upsampling_warning
+from ..data.imagewang import STORED_SIDE, upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.loader_augment import make_loader_augment
+from ..data.native_size import folder_upsampling_warning
 from ..data.resolve import resolve_data
 from ..data.split import SPLITS, dev_mask
 
@@ -68,11 +69,14 @@ class StageData:
 def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_dir: Path | None = None,
                     progress: bool = True) -> StageData:
     root = resolve_data(data, data_root)
-    warning = upsampling_warning(data, size)
-    if warning and progress:
-        print(warning)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
+    if data in STORED_SIDE:
+        warning = upsampling_warning(data, size)
+    else:
+        warning = folder_upsampling_warning(data, paths, size)
+    if warning and progress:
+        print(warning)
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)
     if cache.skipped:
         print(f"{len(cache.skipped)} unreadable image(s) skipped; see the cache report:\n{cache.report()}")
