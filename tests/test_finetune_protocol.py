@@ -80,8 +80,16 @@ def test_evaluate_scores_every_repeat_and_dev_keeps_its_images_out(lab_env, tmp_
     assert result["train_bs"] == 32 and result["steps_per_epoch"] == 12  # 380 = 11 x 32 + 28: all kept
     assert runs.read_run_json(run_dir)["stages"]["transfer"]["steps_per_epoch"] == 12
 
-    ev = run_evaluate(resolve("evaluate", dict(common, knn_k=5, knn_t=0.07, probe_folds=2)), run_dir, tmp_path)
+    ev = run_evaluate(resolve("evaluate", dict(common, knn_k=5, knn_t=0.07, probe_folds=2, random_inits=3)), run_dir,
+                      tmp_path)
     assert ev["split"] == "dev" and len(ev["eval_accs"]) == 2
+    spread = ev["random_spread"]  # the random-init kNN over inits: each is the reference `make evaluate SEED=s` scores
+    assert spread["seeds"] == [0, 1, 2] and spread["knn_accs"][0] == ev["frozen"]["random"]["knn_acc"]
+    again = run_evaluate(resolve("evaluate", dict(common, seed=1, knn_k=5, knn_t=0.07, probe_folds=2, random_inits=1)),
+                         run_dir, tmp_path)
+    assert again["random_spread"]["knn_accs"] == [again["frozen"]["random"]["knn_acc"]] == [spread["knn_accs"][1]]
+    assert spread["mean"] == pytest.approx(np.mean(spread["knn_accs"]))
+    assert spread["sd"] == pytest.approx(np.std(spread["knn_accs"], ddof=1))
     assert ev["eval_accs"] == pytest.approx(result["val_accs"])  # each repeat's own classifier, scored again
     assert ev["eval_acc"] == pytest.approx(result["val_acc"])
     assert ev["confusion"].sum() == 2 * len(dev_rows)  # summed over the repeats

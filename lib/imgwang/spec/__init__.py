@@ -232,6 +232,9 @@ STAGES = {
             Param("knn_t", 0.07, float, "temperature of the kNN vote weights", check=checks.positive_float),
             Param("probe_folds", 5, int, "most cross-validation folds that choose the linear probe's L2 strength on "
                   "train (fewer when a class has fewer train images)", check=checks.folds),
+            Param("random_inits", 0, int, "random-init encoders (seeds SEED, SEED+1, ...) whose kNN shows the "
+                  "random-init reference's spread over inits; 0: default (sample / real data: 5 / 3)", by_data=(5, 3),
+                  check=checks.positive_int),
             replace(SPLIT, doc="scoring set; empty: the split transfer scored on | val | dev (only after transfer "
                     "with dev: a classifier fine-tuned on all of train/ has seen the dev images)"),
             SEED, DEVICE, THREADS,
@@ -242,7 +245,8 @@ STAGES = {
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")),
                 *(f"knn_vs_{reference}_{key}" for reference in ("random", "pixels")  # with a pretrained encoder
-                  for key in ("ci_low", "ci_high", "p_value"))),
+                  for key in ("ci_low", "ci_high", "p_value")),
+                "knn_acc_random_inits", "knn_acc_random_mean", "knn_acc_random_sd"),
         # seed too: the random-init reference is then the version's own seed's, as when the pipeline ran it
         inherits=(Inherit("transfer", ("data", "arch", "size", "from_version", "split", "seed")),
                   Inherit("pretrain", ("data",))),

@@ -36,6 +36,7 @@ from ..evaluate.pixels import pixel_features, standardise
 from ..models.checkpoint import load_encoder
 from ..models.encoders import create_encoder
 from ..runs import encoder_path, recorded_config
+from .random_spread import describe_spread, random_knn_spread
 from .stage_data import load_stage_data
 from .transfer import build_classifier, repeat_classifier_path
 
@@ -112,6 +113,8 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     correct["pixels"] = frozen["pixels"].pop("knn_correct")
     spaces["pixels"] = (tf, tl, tr, vf, vl, vr)
     under_test = frozen.get("pretrained", frozen["random"])
+    spread = random_knn_spread(cfg, sd, fit_rows, train, val, device, len(names), frozen["random"]["knn_acc"])
+    print(describe_spread(spread, frozen["pretrained"]["knn_acc"] if "pretrained" in frozen else None))
     paired = knn_against_references(correct, split)
     seen = seen_spaces(spaces, cfg["seed"])
     return {
@@ -119,7 +122,7 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
         "confusion": confusion, "class_names": names,
         **{key: under_test[key] for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")}, "frozen": frozen,
-        "knn_paired": paired,
+        "knn_paired": paired, "random_spread": spread,
         "probs": probs, "labels": labels, "rows": rows, **seen, "data": sd, "wall_s": time.time() - start,
     }
 
@@ -160,6 +163,9 @@ def evaluate_scraps(cfg: dict, result: dict) -> dict:
         if reference in result.get("knn_paired", {}):  # the pretrained kNN against it, on the same images
             paired = result["knn_paired"][reference]
             scraps.update({f"knn_vs_{reference}_{key}": paired[key] for key in ("ci_low", "ci_high", "p_value")})
+    spread = result["random_spread"]  # the random-init kNN over several inits (stages.random_spread)
+    scraps.update({"knn_acc_random_inits": spread["knn_accs"], "knn_acc_random_mean": spread["mean"],
+                   "knn_acc_random_sd": spread["sd"]})
     return scraps
 
 

@@ -154,6 +154,10 @@ def evaluate_lines(s: dict, path: Path) -> list[str]:
         refs = [f"{label} {pct(s.get(f'{key}_{ref}'))} ({points(s[key], s.get(f'{key}_{ref}'))}{paired_ci(s, key, ref)})"
                 for ref, label in (("random", "random-init"), ("pixels", "raw pixels")) if pretrained or ref == "pixels"]
         out.append(f"{encoder}, {name}: **{pct(s[key])}** vs {' and '.join(refs)}")
+    inits = s.get("knn_acc_random_inits") or []
+    if len(inits) > 1:  # the random-init bar is one draw: its spread over inits (stages.random_spread)
+        out.append(f"random-init kNN over {len(inits)} inits: {pct(s['knn_acc_random_mean'])} ± "
+                   f"{100 * num(s['knn_acc_random_sd']):.2f} (lowest {pct(min(inits))}, highest {pct(max(inits))})")
     return out
 
 
