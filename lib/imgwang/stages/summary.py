@@ -156,8 +156,9 @@ def evaluate_lines(s: dict, path: Path) -> list[str]:
         out.append(f"{encoder}, {name}: **{pct(s[key])}** vs {' and '.join(refs)}")
     inits = s.get("knn_acc_random_inits") or []
     if len(inits) > 1:  # the random-init bar is one draw: its spread over inits (stages.random_spread)
+        stands = f"; the pretrained kNN {points(s['knn_acc'], s['knn_acc_random_mean'])} from their mean" if pretrained else ""
         out.append(f"random-init kNN over {len(inits)} inits: {pct(s['knn_acc_random_mean'])} ± "
-                   f"{100 * num(s['knn_acc_random_sd']):.2f} (lowest {pct(min(inits))}, highest {pct(max(inits))})")
+                   f"{100 * num(s['knn_acc_random_sd']):.2f} (lowest {pct(min(inits))}, highest {pct(max(inits))}{stands})")
     return out
 
 
