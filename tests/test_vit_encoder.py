@@ -73,3 +73,18 @@ def test_dino_pretrains_a_vit_at_64_px_with_its_multi_crop_and_transfer_fine_tun
     with one_torch_thread():
         out = run_transfer(tcfg, tmp_path / "v1", tmp_path)
     assert 0.0 <= out["val_acc"] <= 1.0 and out["model"].encoder.body.pos_embed.shape == (1, 17, 192)
+
+
+def test_a_vit_feature_is_its_class_token_and_an_average_pooled_transformer_leaves_prefix_tokens_out():
+    """Pooled as timm pools the model: vit_tiny's global_pool is "token", so its feature is the class token (what DINO
+    trains its head on and evaluates); a transformer that averages leaves the class token out of the mean."""
+    torch.manual_seed(0)
+    enc = create_encoder(VIT, 32).eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = enc.body.forward_features((images - enc.mean) / enc.std)  # (2, 1 + 2 x 2, 192)
+        assert enc.token_pool == "token" and enc.prefix_tokens == 1
+        assert torch.equal(enc(images), tokens[:, 0])
+        enc.token_pool = "avg"
+        assert torch.allclose(enc(images), tokens[:, 1:].mean(dim=1))
+    assert create_encoder("tinyconv").token_pool == "avg"  # a CNN's maps are averaged, as before

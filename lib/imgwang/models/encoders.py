@@ -60,12 +60,15 @@ class TinyConv(nn.Module):
 class Encoder(nn.Module):
     """Wraps a backbone whose `forward_features` returns feature maps; adds normalisation and pooling."""
 
-    def __init__(self, body: nn.Module, num_features: int, arch: str, build_kwargs: dict | None = None):
+    def __init__(self, body: nn.Module, num_features: int, arch: str, build_kwargs: dict | None = None,
+                 token_pool: str = "avg"):
         super().__init__()
         self.body = body
         self.num_features = int(num_features)
         self.arch = arch
         self.build_kwargs = dict(build_kwargs or {})  # timm's size arguments: a saved encoder records them
+        self.token_pool = token_pool  # a transformer's pooling, as timm pools that model: "token" (class token) | "avg"
+        self.prefix_tokens = int(getattr(body, "num_prefix_tokens", 0) or 0)  # class and register tokens come first
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -75,8 +78,15 @@ class Encoder(nn.Module):
         return _as_channels_first(maps, self.num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> (B, num_features) average-pooled features."""
-        return self.forward_features(x).mean(dim=(2, 3))
+        """Images -> (B, num_features) pooled features: a CNN's maps averaged; a transformer's tokens pooled as timm
+        pools that model: the class token where its global_pool is "token" (a ViT's default, and the feature DINO
+        trains its head on and evaluates), else the mean of the patch tokens (class and register tokens left out)."""
+        out = self.body.forward_features((x - self.mean) / self.std)
+        if out.dim() == 3 and out.shape[-1] == self.num_features:  # tokens (B, N, C)
+            if self.token_pool == "token" and self.prefix_tokens > 0:
+                return out[:, 0]
+            return out[:, self.prefix_tokens:].mean(dim=1)
+        return _as_channels_first(out, self.num_features).mean(dim=(2, 3))
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, num_features={self.num_features}"
@@ -156,7 +166,27 @@ def create_encoder(arch: str, img_size: int | None = None) -> Encoder:
         return Encoder(body, body.num_features, arch)
     kwargs = build_kwargs(arch, img_size)
     body = _timm_body(arch, **kwargs)
-    return Encoder(body, body.num_features, arch, kwargs)
+    pool = token_pool(arch) if hasattr(body, "num_prefix_tokens") else "avg"  # (a transformer of timm's kind)
+    return Encoder(body, body.num_features, arch, kwargs, token_pool=pool)
+
+
+@functools.lru_cache(maxsize=None)
+def token_pool(arch: str) -> str:
+    """How timm pools a transformer's tokens by default: "token" (the class token: ViT, DeiT) or "avg" (every other
+    setting, an attention pool included: the body is built without its pooling, so the patch tokens are averaged).
+    Read from the model built with its defaults on the meta device (no memory, no arithmetic)."""
+    try:
+        with torch.device("meta"):
+            pool = getattr(_timm_body_default_pool(arch), "global_pool", "avg")
+    except Exception:  # noqa: BLE001 (a model that cannot be built without arguments: average its tokens)
+        return "avg"
+    return "token" if pool == "token" else "avg"
+
+
+def _timm_body_default_pool(arch: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(arch, pretrained=False, num_classes=0)
 
 
 def encoder_problem(arch: str, size: int, *sides: int) -> str | None:
