@@ -105,6 +105,22 @@ def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
     assert " 3 " in text and "3.0" not in text  # epochs print as whole numbers despite missing values
 
 
+def test_the_readable_table_shows_runs_whose_stages_so_far_are_done_and_lists_the_broken_apart():
+    """Issue-style runs (pretrain, transfer, evaluate; no review) and a pretrain alone are read like complete ones;
+    a failed, running or interrupted stage puts the version among the lines apart."""
+    import pandas as pd
+
+    from imgwang.stages.readable import readable_table
+
+    statuses = {"v1": "complete", "v2": "pretrain:done transfer:done evaluate:done", "v3": "pretrain:done",
+                "v4": "pretrain:done transfer:done evaluate:done review:stale", "v5": "pretrain:done transfer:failed",
+                "v6": "pretrain:running", "v7": "pretrain:interrupted (process gone)", "v8": "no run.json", "v9": "empty"}
+    table = pd.DataFrame([{"version": v, "status": s, "task": "rotation", "val_acc": 0.5} for v, s in statuses.items()])
+    shown, apart = readable_table(table)
+    assert list(shown.index.get_level_values(1)) == ["v1", "v2", "v3", "v4"]
+    assert [line.split(":")[0] for line in apart] == ["v5", "v6", "v7", "v8", "v9"]
+
+
 def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned_alike(tmp_path):
     def run(v, from_version, val_acc, size=64):
         cfg = {"arch": "resnet18", "data": "sample", "size": size, "epochs": 5}

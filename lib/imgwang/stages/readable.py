@@ -1,5 +1,6 @@
 """The compare table a person reads: the few columns that answer "did pretraining help?", formatted, grouped by
-sweep or replicate group, with the versions that did not finish listed apart in one short line each.
+sweep or replicate group, with the versions that failed, are running or were interrupted listed apart in one short
+line each (a version whose stages so far are all done is in the table, whichever stages it ran).
 The whole table (every column, raw numbers) stays in compare.csv."""
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ SHOWN = ["task", "arch", "data", "epochs", "pretext vs chance", "val_acc", "kNN"
 
 
 def finished(status) -> bool:
+    """Complete, or every stage run so far done: issue-style runs of pretrain, transfer and evaluate without review,
+    or a pretrain alone, are read like complete ones (their missing stages leave cells empty). A review left stale by
+    a newer evaluate still counts as done for the figures shown here."""
     text = "" if missing(status) else str(status)
-    return text.startswith("complete") or text.startswith("group of")
+    if text.startswith("complete") or text.startswith("group of"):
+        return True
+    states = [part.partition(":")[2] for part in text.split()]
+    return bool(states) and all(":" in part for part in text.split()) and all(s in ("done", "stale") for s in states)
 
 
 def readable_table(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """(the finished versions and groups as text, indexed by (group, version); one line per version that
-    failed, is running or was interrupted)."""
+    """(the versions and groups whose stages so far are all done, as text, indexed by (group, version); one line per
+    version with a stage that failed, is running or was interrupted)."""
     rows, others = [], []
     for row in table.to_dict("records"):
         if not finished(row.get("status")):
