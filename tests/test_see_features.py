@@ -81,6 +81,25 @@ def test_grad_cam_over_average_pooling_and_a_linear_head_is_the_class_activation
     assert len(plot_cams(items, ["a", "b"], "mistakes").axes) == 3 * 3  # image, map for pred, map for true
 
 
+def test_a_vit_grad_cam_lays_its_patch_tokens_on_their_grid_without_the_class_token():
+    """A ViT's maps are tokens (B, C, 1 + 4 x 4, 1) at 64 px: the map is drawn on the 4 x 4 patch grid (a patch's
+    evidence lands on that patch), not as a stretched column with the class token in it."""
+    torch.manual_seed(0)
+    model = Classifier(create_encoder("vit_tiny_patch16_224", 64), n_classes=3)
+    linear = torch.nn.Linear(model.encoder.num_features, 3)
+    model.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), linear)
+    images, classes = torch.rand(2, 3, 64, 64, generator=gen(1)), torch.tensor([0, 2])
+    assert model.encoder.token_grid(64, 64) == (4, 4) and model.encoder.token_grid(60, 28) == (4, 2)
+    cam = grad_cam(model, images, classes)
+    with torch.no_grad():
+        model.eval()
+        tokens = model.encoder.forward_features(images)[:, :, 1:, 0].unflatten(2, (4, 4))  # patch tokens, row-major
+        want = torch.relu(torch.einsum("bk,bkhw->bhw", linear.weight[classes], tokens))[:, None]
+        want = torch.nn.functional.interpolate(want, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+        want = want / want.flatten(1).amax(1).view(-1, 1, 1)
+    assert torch.allclose(cam, want, atol=1e-5)
+
+
 def test_a_scoring_set_too_small_for_t_sne_gets_a_line_not_an_error():
     few = feature_maps({"pretrained": torch.randn(2, 8, generator=gen(1))}, [0, 1])
     assert few == {"labels": [0, 1], "maps": {}}

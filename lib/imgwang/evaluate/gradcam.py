@@ -30,12 +30,24 @@ def grad_cam(model, images: torch.Tensor, classes) -> torch.Tensor:
             logits = model.head(maps)
             score = logits.gather(1, torch.as_tensor(classes, device=logits.device).long().view(-1, 1)).sum()
             (grads,) = torch.autograd.grad(score, maps)
-        cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps.detach()).sum(1, keepdim=True))
+        maps, grads = on_the_image(model.encoder, maps.detach(), grads, images.shape[-2:])
+        cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(1, keepdim=True))
         cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
         return (cam / peak).cpu()
     finally:
         model.train(was_training)
+
+
+def on_the_image(encoder, maps: torch.Tensor, grads: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """A CNN's maps as they are; a transformer's tokens (B, C, N, 1) without its class and register tokens, laid
+    out on its patch grid (B, C, rows, columns), as pytorch-grad-cam's reshape_transform does for a ViT: otherwise
+    the tokens would be drawn as one stretched column."""
+    grid = encoder.token_grid(*size) if hasattr(encoder, "token_grid") else None
+    first = getattr(encoder, "prefix_tokens", 0)
+    if grid is None or maps.shape[-1] != 1 or maps.shape[2] - first != grid[0] * grid[1]:
+        return maps, grads
+    return tuple(t[:, :, first:, 0].unflatten(2, grid) for t in (maps, grads))
 
 
 def cams_for(model, data, items: list[dict], device, batch_size: int = 64) -> list[dict]:

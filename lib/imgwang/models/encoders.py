@@ -88,6 +88,15 @@ class Encoder(nn.Module):
             return out[:, self.prefix_tokens:].mean(dim=1)
         return _as_channels_first(out, self.num_features).mean(dim=(2, 3))
 
+    def token_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        """(rows, columns) of a transformer's patch tokens for an input of that size (its patch grid, padded as
+        dynamic_img_pad pads), so a per-token map can be drawn as the picture it covers; None for a CNN."""
+        patch = getattr(getattr(self.body, "patch_embed", None), "patch_size", None)
+        if patch is None:
+            return None
+        ph, pw = (patch, patch) if isinstance(patch, int) else patch
+        return -(-height // ph), -(-width // pw)
+
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, num_features={self.num_features}"
 
