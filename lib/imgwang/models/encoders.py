@@ -184,18 +184,14 @@ def token_pool(arch: str) -> str:
     """How timm pools a transformer's tokens by default: "token" (the class token: ViT, DeiT) or "avg" (every other
     setting, an attention pool included: the body is built without its pooling, so the patch tokens are averaged).
     Read from the model built with its defaults on the meta device (no memory, no arithmetic)."""
+    import timm
+
     try:
         with torch.device("meta"):
-            pool = getattr(_timm_body_default_pool(arch), "global_pool", "avg")
+            pool = getattr(timm.create_model(arch, pretrained=False, num_classes=0), "global_pool", "avg")
     except Exception:  # noqa: BLE001 (a model that cannot be built without arguments: average its tokens)
         return "avg"
     return "token" if pool == "token" else "avg"
-
-
-def _timm_body_default_pool(arch: str) -> nn.Module:
-    import timm
-
-    return timm.create_model(arch, pretrained=False, num_classes=0)
 
 
 def encoder_problem(arch: str, size: int, *sides: int) -> str | None:
