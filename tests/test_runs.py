@@ -81,7 +81,9 @@ def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
             "pretext_chance": 0.25, "pretrain_wall_s": 12.0})
     fake_executed_notebook(tmp_path / "v1" / "02-transfer.ipynb", {
         "config": {**cfg, "epochs": 5}, "from_version": "v1", "val_acc": 0.5, "val_acc_std": 0.01, "val_accs": [0.49, 0.51]})
-    fake_executed_notebook(tmp_path / "v1" / "03-evaluate.ipynb", {"knn_acc": 0.4, "linear_acc": 0.45, "eval_acc": 0.5})
+    fake_executed_notebook(tmp_path / "v1" / "03-evaluate.ipynb", {
+        "knn_acc": 0.4, "linear_acc": 0.45, "eval_acc": 0.5, "knn_acc_random": 0.2, "knn_acc_random_inits": [0.2, 0.1],
+        "knn_acc_random_mean": 0.15, "knn_acc_random_sd": 0.0707})
     fake_executed_notebook(tmp_path / "v1" / "04-review.ipynb", {"n_val_mistakes": 3})
     for stage in runs.STAGES:
         runs.update_stage(tmp_path / "v1", stage, status="done")
@@ -96,6 +98,7 @@ def test_compare_lists_complete_failed_and_partial_runs(tmp_path):
     assert rows["v1"]["status"] == "complete"
     assert rows["v1"]["val_acc"] == 0.5 and rows["v1"]["runs"] == 2 and rows["v1"]["knn_acc"] == 0.4
     assert rows["v1"]["task"] == "rotation" and rows["v1"]["transfer_epochs"] == 5 and rows["v1"]["pretrain_epochs"] == 3
+    assert (rows["v1"]["knn_acc_random"], rows["v1"]["knn_acc_random_mean"], rows["v1"]["knn_acc_random_sd"]) == (0.2, 0.15, 0.0707)
     assert rows["v2"]["status"] == "pretrain:done transfer:failed"
     assert rows["v2"]["pretext_val_metric"] == 0.61
     assert rows["v3"]["status"] == "no run.json"
@@ -116,8 +119,11 @@ def test_the_readable_table_shows_runs_whose_stages_so_far_are_done_and_lists_th
                 "v4": "pretrain:done transfer:done evaluate:done review:stale", "v5": "pretrain:done transfer:failed",
                 "v6": "pretrain:running", "v7": "pretrain:interrupted (process gone)", "v8": "no run.json", "v9": "empty"}
     table = pd.DataFrame([{"version": v, "status": s, "task": "rotation", "val_acc": 0.5} for v, s in statuses.items()])
+    table.loc[0, ["knn_acc_random", "knn_acc_random_mean", "knn_acc_random_sd"]] = [0.1367, 0.1067, 0.0295]
+    table.loc[1, "knn_acc_random"] = 0.12  # evaluated before the spread over inits was scored: its own seed's
     shown, apart = readable_table(table)
     assert list(shown.index.get_level_values(1)) == ["v1", "v2", "v3", "v4"]
+    assert list(shown["kNN random"][:3]) == ["10.67% ± 2.95", "12.00%", ""]
     assert [line.split(":")[0] for line in apart] == ["v5", "v6", "v7", "v8", "v9"]
 
 

@@ -26,11 +26,13 @@ COLUMNS = [
     "from", "pretext_metric", "pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init",
     "embedding_std", "val_acc", "val_acc_std", "finetune_std", "encoders", "runs", "train_bs", "steps_per_epoch", "knn_acc", "linear_acc",
     "linear_wd", "linear_cv_acc",
-    "knn_acc_pixels", "linear_acc_pixels", "eval_acc", "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
+    "knn_acc_random", "knn_acc_random_mean", "knn_acc_random_sd", "knn_acc_pixels", "linear_acc_pixels", "eval_acc",
+    "baseline", "vs_baseline", "ci_low", "ci_high", "p_value", "p_holm",
     "verdict", "pretrain_wall_s", "transfer_wall_s", "evaluate_wall_s", "review_wall_s",
 ]
 ACCURACIES = ("pretext_val_metric", "pretext_chance", "pretrain_knn_acc", "pretrain_knn_init", "val_acc", "val_acc_std",
-              "finetune_std", "knn_acc", "linear_acc", "linear_cv_acc", "knn_acc_pixels", "linear_acc_pixels", "eval_acc")
+              "finetune_std", "knn_acc", "linear_acc", "linear_cv_acc", "knn_acc_random", "knn_acc_random_mean",
+              "knn_acc_random_sd", "knn_acc_pixels", "linear_acc_pixels", "eval_acc")
 DIFFERENCES = ("vs_baseline", "ci_low", "ci_high")
 # A group row shows the mean over its members of these (the test itself uses the fine-tuning runs).
 GROUP_MEANS = ("pretext_val_metric", "pretrain_knn_acc", "pretrain_knn_init", "knn_acc", "linear_acc", "knn_acc_pixels",
@@ -114,6 +116,9 @@ def compare_row(run_dir: Path) -> dict:
         "linear_acc": ev.get("linear_acc"),
         "linear_wd": ev.get("linear_wd"),  # the probe's L2 strength, chosen by CV on train
         "linear_cv_acc": ev.get("linear_cv_acc"),
+        "knn_acc_random": ev.get("knn_acc_random"),  # the run's own seed's random init, and the spread over inits
+        "knn_acc_random_mean": ev.get("knn_acc_random_mean"),
+        "knn_acc_random_sd": ev.get("knn_acc_random_sd") if len(ev.get("knn_acc_random_inits") or []) > 1 else None,
         "knn_acc_pixels": ev.get("knn_acc_pixels"),
         "linear_acc_pixels": ev.get("linear_acc_pixels"),
         "eval_acc": ev.get("eval_acc"),

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..evaluate.stats import p_text
 
-SHOWN = ["task", "arch", "data", "epochs", "pretext vs chance", "val_acc", "kNN", "probe", "kNN pixels",
+SHOWN = ["task", "arch", "data", "epochs", "pretext vs chance", "val_acc", "kNN", "probe", "kNN random", "kNN pixels",
          "probe pixels", "verdict"]
 
 
@@ -62,10 +62,19 @@ def shown(row: dict) -> dict:
     for key, col in (("knn_acc", "kNN"), ("linear_acc", "probe"), ("knn_acc_pixels", "kNN pixels"),
                      ("linear_acc_pixels", "probe pixels")):
         out[col] = pct(row.get(key))
+    out["kNN random"] = random_reference(row)
     out["verdict"] = short_verdict(row)
     if "embedding_std" in row:
         out["embedding_std"] = "" if missing(row["embedding_std"]) else f"{float(row['embedding_std']):.3f}"
     return out
+
+
+def random_reference(row: dict) -> str:
+    """The random-init kNN over its inits as 'mean ± sd' where evaluate scored several, else the run's own seed's."""
+    mean, spread = row.get("knn_acc_random_mean"), row.get("knn_acc_random_sd")
+    if not missing(mean) and not missing(spread):
+        return f"{pct(mean)} ± {100 * float(spread):.2f}"
+    return pct(row.get("knn_acc_random"))
 
 
 def short_verdict(row: dict) -> str:
