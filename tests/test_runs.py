@@ -314,3 +314,15 @@ def test_stages_built_on_a_replaced_one_become_stale(tmp_path):
 def test_compare_shows_a_stage_whose_process_is_gone_as_interrupted(tmp_path):
     runs.update_stage(tmp_path / "v1", "pretrain", status="running")  # no lock held: its process is gone
     assert compare.run_status(tmp_path / "v1", {}) == "pretrain:interrupted (process gone)"
+
+
+def test_the_compare_summary_gives_each_verdict_a_line_and_the_versions_without_a_baseline_one_line(tmp_path):
+    from imgwang.stages.summary import compare_lines
+
+    (tmp_path / "compare.csv").write_text(
+        "version,verdict\nb,(a baseline)\nv1,+3.00 points (95% CI ...); helped\n"
+        "v2,no FROM=none baseline fine-tuned alike; the newest, b, differs in: size 96 vs 64\n"
+        "v3,no FROM=none baseline yet: run `make pipeline FROM=none` with the same fine-tuning settings\n")
+    lines = compare_lines({"n_runs": 4}, tmp_path / "05-compare.ipynb")
+    assert lines == ["**4** versions in the table (`compare.csv`)", "v1: +3.00 points (95% CI ...); helped",
+                     "2 version(s) without a FROM=none baseline fine-tuned alike, so no verdict: v2, v3"]

@@ -187,7 +187,12 @@ def compare_lines(s: dict, path: Path) -> list[str]:
     if table.exists():
         with table.open(newline="") as f:
             verdicts = [(row["version"], row.get("verdict") or "") for row in csv.DictReader(f)]
-        out += [f"{v}: {text}" for v, text in verdicts if text and not text.startswith("(")]  # not baselines, members
+        judged = [(v, text) for v, text in verdicts if text and not text.startswith("(")]  # not baselines, members
+        unmatched = [v for v, text in judged if text.startswith("no FROM=none baseline")]
+        out += [f"{v}: {text}" for v, text in judged if v not in unmatched]
+        if unmatched:  # one line, not one per version: each one's reason is under "Did pretraining help?"
+            out.append(f"{len(unmatched)} version(s) without a FROM=none baseline fine-tuned alike, so no verdict: "
+                       f"{', '.join(unmatched)}")
     return out
 
 
