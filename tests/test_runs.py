@@ -321,7 +321,7 @@ def test_the_compare_summary_gives_each_verdict_a_line_and_the_versions_without_
 
     (tmp_path / "compare.csv").write_text(
         "version,verdict\nb,(a baseline)\nv1,+3.00 points (95% CI ...); helped\n"
-        "v2,no FROM=none baseline fine-tuned alike; the newest, b, differs in: size 96 vs 64\n"
+        "v2,\"no FROM=none baseline fine-tuned alike; the newest, b, differs in: size 96 vs 64\"\n"
         "v3,no FROM=none baseline yet: run `make pipeline FROM=none` with the same fine-tuning settings\n")
     lines = compare_lines({"n_runs": 4}, tmp_path / "05-compare.ipynb")
     assert lines == ["**4** versions in the table (`compare.csv`)", "v1: +3.00 points (95% CI ...); helped",
