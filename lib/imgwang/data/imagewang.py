@@ -57,11 +57,16 @@ def leaderboard_entry(size: int, epochs: int) -> float | None:
     return LEADERBOARD.get(size, {}).get(epochs)
 
 
-def upsampling_warning(data: str, size: int) -> str | None:
+def upsampling_warning(data: str, size: int, paths=()) -> str | None:
     """A warning when SIZE is above the stored side of the data: the images would be upsampled, and the
-    larger leaderboard sizes (192, 256) need the larger download."""
+    larger leaderboard sizes (192, 256) need the larger download. Any other folder: its images' own side, read from
+    a few of `paths` (imgwang.data.native_size)."""
     side = STORED_SIDE.get(data)
-    if side is None or size <= side:
+    if side is None:
+        from .native_size import folder_upsampling_warning
+
+        return folder_upsampling_warning(data, paths, size)
+    if size <= side:
         return None
     if data == "sample":
         better = "SIZE=64 or less (the sample is generated at 72 px)"

@@ -43,8 +43,7 @@ def on_the_image(encoder, maps: torch.Tensor, grads: torch.Tensor, size) -> tupl
     """A CNN's maps as they are; a transformer's tokens (B, C, N, 1) without its class and register tokens, laid
     out on its patch grid (B, C, rows, columns), as pytorch-grad-cam's reshape_transform does for a ViT: otherwise
     the tokens would be drawn as one stretched column."""
-    grid = encoder.token_grid(*size) if hasattr(encoder, "token_grid") else None
-    first = getattr(encoder, "prefix_tokens", 0)
+    grid, first = encoder.token_grid(*size), encoder.prefix_tokens
     if grid is None or maps.shape[-1] != 1 or maps.shape[2] - first != grid[0] * grid[1]:
         return maps, grads
     return tuple(t[:, :, first:, 0].unflatten(2, grid) for t in (maps, grads))

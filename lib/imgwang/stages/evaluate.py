@@ -98,12 +98,10 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     train = sd.loader(fit_rows, fit_labels, batch_size=cfg["bs"], device=device, mode="eval")
     frozen, spaces, correct = {}, {}, {}  # spaces: the features of each, extracted once, for the scores and the pictures
     for name, encoder in frozen_encoders(cfg, runs_dir).items():
-        encoder.to(device)
-        if name == "random":  # untouched statistics (mean 0, var 1) would lower the bar (imgwang.evaluate.bn_stats)
-            if n := data_bn_stats(encoder, sd, fit_rows, cfg["bs"], device, seed=cfg["seed"]):
-                print(f"random: BatchNorm statistics estimated on {n} images of the fitting set")
-        tf, tl, tr = extract_features(encoder, train, device)
-        vf, vl, vr = extract_features(encoder, val, device)
+        estimated, (tf, tl, tr), (vf, vl, vr) = frozen_features(encoder, name == "random", cfg, sd, fit_rows, train,
+                                                                val, device)
+        if estimated:
+            print(f"random: BatchNorm statistics estimated on {estimated} images of the fitting set")
         frozen[name] = frozen_scores(cfg, tf, tl, vf, vl, len(names), name, split)
         correct[name] = frozen[name].pop("knn_correct")
         spaces[name] = (tf, tl, tr, vf, vl, vr)
@@ -125,6 +123,15 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
         "knn_paired": paired, "random_spread": spread,
         "probs": probs, "labels": labels, "rows": rows, **seen, "data": sd, "wall_s": time.time() - start,
     }
+
+
+def frozen_features(encoder, random_init: bool, cfg: dict, sd, fit_rows, train, val, device):
+    """An encoder's features on the fitting and the scoring loader -> (images its BatchNorm statistics were estimated
+    on, (features, labels, rows) of each). A random-init encoder gets them estimated first: untouched statistics
+    (mean 0, var 1) would lower the bar (imgwang.evaluate.bn_stats)."""
+    encoder.to(device)
+    estimated = data_bn_stats(encoder, sd, fit_rows, cfg["bs"], device, seed=cfg["seed"]) if random_init else 0
+    return estimated, extract_features(encoder, train, device), extract_features(encoder, val, device)
 
 
 def knn_against_references(correct: dict, split: str) -> dict:

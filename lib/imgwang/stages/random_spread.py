@@ -14,27 +14,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..evaluate.bn_stats import data_bn_stats
-from ..evaluate.features import extract_features
-from ..evaluate.knn import knn_correct
+from ..evaluate.knn import knn_accuracy
 from ..evaluate.metrics import mean_std
 
 
 def random_knn_spread(cfg: dict, sd, fit_rows, train, val, device, n_classes: int, first_acc: float) -> dict:
     """{"seeds", "knn_accs", "mean", "sd"} over `cfg["random_inits"]` random inits; the first is the run's own seed,
     whose kNN (`first_acc`) evaluate has already scored. sd is the sample standard deviation (0.0 for one init)."""
-    from .evaluate import frozen_encoders  # (evaluate imports this module)
+    from .evaluate import frozen_encoders, frozen_features  # (evaluate imports this module)
 
     seeds = [cfg["seed"] + i for i in range(cfg["random_inits"])]
     accs = [float(first_acc)]
     for seed in seeds[1:]:
-        encoder = frozen_encoders({**cfg, "seed": seed, "from_version": "none"}, Path("."))["random"].to(device)
-        data_bn_stats(encoder, sd, fit_rows, cfg["bs"], device, seed=seed)
-        tf, tl, _ = extract_features(encoder, train, device)
-        vf, vl, _ = extract_features(encoder, val, device)
-        correct = knn_correct(tf, tl, vf, vl, k=cfg.get("knn_k", 20), temperature=cfg.get("knn_t", 0.07),
-                              n_classes=n_classes)
-        accs.append(correct.float().mean().item())
+        at_seed = {**cfg, "seed": seed, "from_version": "none"}
+        encoder = frozen_encoders(at_seed, Path("."))["random"]
+        _, (tf, tl, _), (vf, vl, _) = frozen_features(encoder, True, at_seed, sd, fit_rows, train, val, device)
+        accs.append(knn_accuracy(tf, tl, vf, vl, k=cfg.get("knn_k", 20), temperature=cfg.get("knn_t", 0.07),
+                                 n_classes=n_classes))
     mean, spread = mean_std(accs)
     return {"seeds": seeds, "knn_accs": accs, "mean": mean, "sd": spread}
 

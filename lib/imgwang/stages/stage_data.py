@@ -11,11 +11,10 @@ import numpy as np
 from ..core.errors import DataError
 from ..data.cache import ImageCache, build_cache, storage_size
 from ..data.copies import copies_warning
-from ..data.imagewang import STORED_SIDE, upsampling_warning
+from ..data.imagewang import upsampling_warning
 from ..data.layout import HELD_OUT_EVERY, Layout, load_layout
 from ..data.loader import CachedLoader
 from ..data.loader_augment import make_loader_augment
-from ..data.native_size import folder_upsampling_warning
 from ..data.resolve import resolve_data
 from ..data.split import SPLITS, dev_mask
 
@@ -71,10 +70,7 @@ def load_stage_data(data: str, size: int, data_root: Path | None = None, cache_d
     root = resolve_data(data, data_root)
     layout = load_layout(root)
     paths = sorted({*layout.unlabelled(), *(p for p, _ in layout.train), *(p for p, _ in layout.val)})
-    if data in STORED_SIDE:
-        warning = upsampling_warning(data, size)
-    else:
-        warning = folder_upsampling_warning(data, paths, size)
+    warning = upsampling_warning(data, size, paths)
     if warning and progress:
         print(warning)
     cache = build_cache(paths, storage_size(size), cache_dir or default_cache_dir(), progress=progress)
