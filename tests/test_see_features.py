@@ -117,3 +117,22 @@ def test_an_empty_grid_is_one_line_of_text_not_a_black_image():
                 mistakes_grid([], {"data": SimpleNamespace(cache=None), "class_names": ["a"]})):
         (ax,) = fig.axes
         assert not ax.images and [t.get_text() for t in ax.texts] == ["nothing to show"]
+
+
+def test_grad_cam_names_its_feature_grid_and_refuses_a_one_by_one_map():
+    """tinyconv halves the side four times: 64 px -> a 4 x 4 map, named in the figure's title; 16 px -> 1 x 1,
+    one weight for the whole image, so the figure is one line saying why instead of flat maps."""
+    from imgwang.evaluate.gradcam import grad_cam_on_grid
+
+    torch.manual_seed(0)
+    model = Classifier(create_encoder("tinyconv"), n_classes=2)
+    items = []
+    for side, want in ((64, (4, 4)), (16, (1, 1))):
+        images = torch.rand(2, 3, side, side, generator=gen(side))
+        cam, grid = grad_cam_on_grid(model, images, [0, 1])
+        assert grid == want and cam.shape == (2, side, side)
+        items.append([{"true": 0, "pred": 1, "prob_pred": 0.6, "image": images[i], "cam_pred": cam[i],
+                       "cam_true": cam[i], "grid": grid} for i in range(2)])
+    assert "over the encoder's 4 x 4 feature map" in plot_cams(items[0], ["a", "b"], "mistakes")._suptitle.get_text()
+    (ax,) = plot_cams(items[1], ["a", "b"], "mistakes").axes
+    assert not ax.images and "1 x 1" in ax.texts[0].get_text()

@@ -22,6 +22,12 @@ def grad_cam(model, images: torch.Tensor, classes) -> torch.Tensor:
     """model: a Classifier (encoder.forward_features -> head); images float (B, 3, H, W) in [0, 1]; classes (B,).
     -> (B, H, W) float in [0, 1] on the CPU: where evidence for each image's class lies. The model's train/eval
     state is restored; its parameters get no gradients."""
+    return grad_cam_on_grid(model, images, classes)[0]
+
+
+def grad_cam_on_grid(model, images: torch.Tensor, classes) -> tuple[torch.Tensor, tuple[int, int]]:
+    """grad_cam's maps and the (rows, columns) of the feature map they were computed on: a 1 x 1 map is one
+    weight for the whole image, so its Grad-CAM cannot say where."""
     was_training = model.training
     model.eval()
     try:
@@ -32,9 +38,10 @@ def grad_cam(model, images: torch.Tensor, classes) -> torch.Tensor:
             (grads,) = torch.autograd.grad(score, maps)
         maps, grads = on_the_image(model.encoder, maps.detach(), grads, images.shape[-2:])
         cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(1, keepdim=True))
+        grid = tuple(cam.shape[-2:])
         cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
-        return (cam / peak).cpu()
+        return (cam / peak).cpu(), grid
     finally:
         model.train(was_training)
 
@@ -51,16 +58,16 @@ def on_the_image(encoder, maps: torch.Tensor, grads: torch.Tensor, size) -> tupl
 
 def cams_for(model, data, items: list[dict], device, batch_size: int = 64) -> list[dict]:
     """For each reviewed item ({"row", "true", "pred", ...}): the image as evaluation fed it (the eval loader's
-    resize) and the Grad-CAM of its predicted class and of its true class."""
+    resize), the Grad-CAM of its predicted class and of its true class, and the feature map's (rows, columns)."""
     if not items:
         return []
     rows = [i["row"] for i in items]
     loader = data.loader(rows, [i["true"] for i in items], batch_size=batch_size, device=device, mode="eval")
     images = torch.cat([b.images for b in loader])
     model = model.to(device)
-    pred = grad_cam(model, images, [i["pred"] for i in items])
+    pred, grid = grad_cam_on_grid(model, images, [i["pred"] for i in items])
     true = grad_cam(model, images, [i["true"] for i in items])
-    return [{**item, "image": images[k].float().cpu(), "cam_pred": pred[k], "cam_true": true[k]}
+    return [{**item, "image": images[k].float().cpu(), "cam_pred": pred[k], "cam_true": true[k], "grid": grid}
             for k, item in enumerate(items)]
 
 
@@ -72,6 +79,11 @@ def plot_cams(cams: list[dict], class_names: list[str], title: str):
 
     if not cams:
         return nothing_to_show()
+    grid = cams[0].get("grid")
+    if grid == (1, 1):
+        return nothing_to_show(f"no Grad-CAM for the {title}: the encoder's last feature map is 1 x 1 at this SIZE, "
+                               "one weight for the whole image;\na larger SIZE (or an encoder that downsamples less) "
+                               "shows where the model looked")
     mistakes = any(c["pred"] != c["true"] for c in cams)
     rows = ["image", "pred"] + (["true"] if mistakes else [])
     fig, axes = plt.subplots(len(rows), len(cams), figsize=(1.3 * len(cams) + 0.6, 1.45 * len(rows)), squeeze=False,
@@ -90,6 +102,7 @@ def plot_cams(cams: list[dict], class_names: list[str], title: str):
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel({"image": "image", "pred": "for predicted", "true": "for true"}[kind], fontsize=7)
-    fig.suptitle(f"Grad-CAM: {title}", fontsize=9)
+    over = f" (over the encoder's {grid[0]} x {grid[1]} feature map)" if grid else ""
+    fig.suptitle(f"Grad-CAM: {title}{over}", fontsize=9)
     return fig
 
