@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         run_dir.mkdir(parents=True)
         r = run_pretrain(cfg, run_dir)
         on_gpu = next(r["model"].parameters()).device.type
-        print(f"RESULT pretrain {task:10s} val {r['task'].metric_name} {r['val_metric']:.3f} (chance {r['task'].chance:.3f}) "
+        print(f"RESULT pretrain {task:10s} val {r['task'].metric_name} {r['val_metric']:.3f} (chance {r['chance']:.3f}) "
               f"{r['images_per_s']:.0f} img/s, params on {on_gpu}, {r['wall_s']:.1f}s")
     for source in ("v1", "none"):
         cfg = resolve("transfer", {**common, "from_version": source, "epochs": 5, "bs": 64, "lr": 0, "runs": 1,

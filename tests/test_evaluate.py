@@ -22,7 +22,7 @@ from imgwang.evaluate import (
     plot_confusion,
     predict,
 )
-from imgwang.train.plots import plot_curves, plot_history  # noqa: E402
+from imgwang.train.plots import mark_chance, plot_curves, plot_history  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 
@@ -258,6 +258,15 @@ def test_plot_history_has_a_loss_panel_and_a_metric_panel():
     for ax in (loss_ax, metric_ax, plot_curves({"v1": HISTORY[:3]}, "val_accuracy").axes[0]):
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks)  # epochs, not 0.25 steps
+
+
+def test_the_chance_line_splits_when_val_batches_are_smaller_than_trainings():
+    same, split = plot_history(HISTORY).axes[1], plot_history(HISTORY).axes[1]
+    mark_chance(same, 1 / 127, 1 / 127)
+    mark_chance(split, 1 / 39, 1 / 127)
+    assert [line.get_label() for line in same.lines[2:]] == ["chance"]
+    assert [(line.get_label(), line.get_ydata()[0]) for line in split.lines[2:]] == [
+        ("chance (train batches)", 1 / 127), ("chance (val batches)", 1 / 39)]
 
 
 def test_plot_curves_overlays_runs_that_have_the_key():

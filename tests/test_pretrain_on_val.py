@@ -82,3 +82,18 @@ def test_compare_shows_which_encoders_saw_val_images(tmp_path):
     rows = {r["version"]: r["pretrain_on_val"] for r in compare.compare_table(tmp_path).to_dict("records")}
     assert rows["v1"] is True and rows["v3"] is True  # v3 fine-tuned v1's encoder in a version of its own
     assert rows["v2"] is False and rows["v4"] is False and compare.is_missing(rows["v5"])
+
+
+def test_a_val_set_smaller_than_a_batch_gets_its_own_chance(lab_env, tmp_path, monkeypatch):
+    """simclr at BS=32 with 20 val images: the val pair accuracy picks among 39 other views, not 63, so the
+    chance glued beside it (pretext_chance) is 1/39; the training batches' stays 1/63."""
+    def few_val(*args, **kw):
+        sd = small_stage_data(*args, **kw)
+        return dataclasses.replace(sd, val_rows=sd.val_rows[:20], val_labels=sd.val_labels[:20])
+
+    monkeypatch.setattr(pretrain, "load_stage_data", few_val)
+    cfg = resolve("pretrain", dict(COMMON, task="simclr", knn_every=0))
+    with one_torch_thread():
+        result = run_pretrain(cfg, tmp_path)
+    assert (result["chance"], result["train_chance"]) == (1 / 39, 1 / 63)
+    assert pretrain.pretrain_scraps(cfg, result)["pretext_chance"] == 1 / 39

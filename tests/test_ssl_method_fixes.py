@@ -117,6 +117,15 @@ def test_chance_follows_the_configured_batch_not_a_short_last_one():
     assert task.chance == pytest.approx(1 / 15)
 
 
+def test_the_val_metrics_chance_is_its_own_batches_rows_weighted():
+    """Pair accuracy on a val set smaller than one batch picks among fewer views: its chance is higher than the
+    training batch's. Over batches it is weighted by rows, as the loop averages the metric."""
+    task = get_task("simclr")
+    assert task.chance_over([20]) == pytest.approx(1 / 39)
+    assert task.chance_over([64, 64, 44]) == pytest.approx((128 / 127 + 44 / 87) / 172)
+    assert get_task("rotation").chance_over([3]) == 0.25  # a chance that does not follow the batch
+
+
 def test_embedding_std_is_about_one_over_root_d_when_spread_and_zero_when_collapsed():
     spread = embedding_std(torch.randn(4096, 64, generator=gen()))
     assert spread.item() == pytest.approx(1 / math.sqrt(64), rel=0.02)

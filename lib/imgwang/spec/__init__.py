@@ -192,7 +192,7 @@ STAGES = {
         starts_version=True, makes_encoder=True, labelled=False,
         run="imgwang.stages.pretrain:run_pretrain",
         results=("history", "val_metric", "val_loss", "images_per_s", "knn_acc", "knn_acc_init", "wall_s", "chance",
-                 "note"),
+                 "train_chance", "note"),
     ),
     "transfer": Stage(
         "transfer", "02-transfer.ipynb",

@@ -90,8 +90,10 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
         if not world.in_torchrun():
             record_world(run_dir, "pretrain", world.current().record(bs))
     last = history[-1]
+    val_chance = task.chance_over([len(b) for b in val.batch_positions(0)])  # as the val metric is averaged
     return {
-        "task": task, "chance": task.chance, "model": model, "data": sd, "history": history, "device": device,
+        "task": task, "chance": val_chance, "train_chance": task.chance, "model": model, "data": sd, "history": history,
+        "device": device,
         "val_metric": last[f"val_{task.metric_name}"], "val_loss": last["val_loss"],
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
         "knn_acc": next((h["knn_acc"] for h in reversed(history) if "knn_acc" in h), None), "knn_acc_init": knn_init,
@@ -115,7 +117,7 @@ def pretrain_scraps(cfg: dict, result: dict) -> dict:
     task = result["task"]
     scraps = {
         "config": cfg, "task": task.name, "pretext_metric_name": task.metric_name,
-        "pretext_val_metric": result["val_metric"], "pretext_chance": task.chance, "pretext_val_loss": result["val_loss"],
+        "pretext_val_metric": result["val_metric"], "pretext_chance": result["chance"], "pretext_val_loss": result["val_loss"],
         "pretrain_history": [{k: v for k, v in h.items() if k != "grad_stats"} for h in result["history"]],
         "pretrain_images_per_s": result["images_per_s"], "pretrain_wall_s": result["wall_s"],
         "pretext_val_set": result.get("pretext_val_set"),  # which images measured the pretext task
@@ -139,7 +141,7 @@ def pretrain_on_ranks(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     device = resolve_device(cfg["device"])
     task, model = build_pretext(cfg)
     model.load_state_dict(torch.load(run_dir / "pretext_model.pt", map_location="cpu", weights_only=True))
-    task.chance = got["chance"]  # a chance that follows the batch (simclr, swav): the ranks' global batch's
+    task.chance = got["train_chance"]  # a chance that follows the batch (simclr, swav): the ranks' global batch's
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
     return {"task": task, "model": model.to(device), "data": sd, "device": device,
             "pretext_val_set": val_set, "pretext_val_images": len(val_rows), "pretrain_images": len(train_rows),

@@ -45,6 +45,11 @@ class Task:
             raise ConfigError(f"noise_p must be in [0, 1], got {noise_p}")
         self.noise_p = noise_p
 
+    def chance_over(self, batch_sizes) -> float:
+        """The metric's chance averaged as the loop averages the metric (over rows) across batches of these
+        sizes; the same as `chance` for a task whose chance does not depend on the batch."""
+        return self.chance
+
     # --- what each task defines -------------------------------------------------------------
     def make_batch(self, images: torch.Tensor, generator: torch.Generator):
         """-> (inputs, targets, meta). Must be deterministic given the generator state."""

@@ -34,6 +34,10 @@ class ViewTask(MakesViews, Task):
         sources = torch.arange(b, device=images.device).unsqueeze(1)
         return views, torch.arange(b, device=images.device), {"sources": sources}
 
+    def chance_over(self, batch_sizes) -> float:
+        """Rows-weighted over the batches: a val set smaller than one batch has a higher chance than training's."""
+        return sum(b * self.chance_at(b) for b in batch_sizes) / sum(batch_sizes)
+
     def chance_at(self, b: int) -> float:
         """Pair accuracy's for a global batch of b: a model that learned nothing picks one of the other 2b - 1 views."""
         return 1.0 / (2 * b - 1)

@@ -9,6 +9,8 @@ yourself when making many in a loop. matplotlib is imported inside the functions
 
 from __future__ import annotations
 
+import math
+
 from ..core.errors import ConfigError, DataError
 
 
@@ -61,6 +63,17 @@ def plot_curves(runs: dict[str, list[dict]], key: str):
     ax.set_ylabel(key)
     ax.legend()
     return fig
+
+
+def mark_chance(ax, val_chance: float, train_chance: float) -> None:
+    """The pretext metric's chance as dashed lines: one, or one per split where their batches differ (pair
+    accuracy's chance is 1 / (2B - 1): a val set smaller than a batch has a higher chance than training)."""
+    if math.isclose(val_chance, train_chance, rel_tol=0.02):
+        ax.axhline(val_chance, ls="--", color="gray", label="chance")
+    else:
+        ax.axhline(train_chance, ls="--", color="tab:blue", label="chance (train batches)")
+        ax.axhline(val_chance, ls="--", color="tab:orange", label="chance (val batches)")
+    ax.legend()
 
 
 def plot_knn_monitor(series: list[dict], knn_init: float, chance: float):
