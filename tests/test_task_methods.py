@@ -341,7 +341,7 @@ def test_the_slow_start_note_is_glued_and_opens_the_notebook_beside_the_knn_it_e
 
     history = [{"epoch": 1, "train_loss": 0.6, "embedding_std": 0.05, "embedding_dim": 256}]
     result = {"task": get_task("byol"), "val_metric": 0.06, "val_loss": 0.63, "history": history,
-              "images_per_s": 150.0, "wall_s": 200.0, "knn_acc": 0.07, "knn_acc_init": 0.09}
+              "images_per_s": 150.0, "wall_s": 200.0, "knn_acc": 0.07, "knn_acc_init": 0.09, "chance": 1 / 127}
     quiet = pretrain_scraps({}, {**result, "note": None})
     noted = pretrain_scraps({}, {**result, "note": slow_start_note(get_task("byol"), 510)})
     assert "pretrain_note" not in quiet and noted["pretrain_note"].startswith("note: byol starts slowly")
