@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imgwang.core.errors import ConfigError, ImgwangError
 from imgwang.stages import recipe
+from imgwang.stages.plan import awaits_download
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,8 @@ def parse_args(argv):
 
 
 def plan(args, cli):
-    """Both stages' StagePlans, checked; the version is fixed by the first."""
+    """Both stages' StagePlans, checked; the version is fixed by the first. A dry run downloads nothing: the
+    checks that need the images of a dataset not fetched yet wait for the run."""
     from imgwang.stages.driver import plan_stage
 
     size = cli_int("SIZE", args.size)
@@ -81,7 +83,7 @@ def plan(args, cli):
         stage_args = cli.parse_args([*argv, "--runs-dir", args.runs_dir])
         if plans:  # transfer loads the encoder the first stage will write: planned as a pipeline's later stage
             stage_args.version = stage_args.from_version = plans[0][0].version
-        p = plan_stage(stage, stage_args, REPO, in_pipeline=bool(plans))
+        p = plan_stage(stage, stage_args, REPO, in_pipeline=bool(plans), fetch=not args.dry_run)
         unknown = sorted({n for n, _ in stage_args.p} - {*p.parameters, *p.parameters.get("task_params", {})})
         if unknown:
             raise ConfigError(f"{stage} takes no parameter {', '.join(map(repr, unknown))} (imgwang/recipe.py)")
@@ -140,6 +142,10 @@ def main(argv=None) -> int:
         if p.parameters.get("task_params"):
             print("  task_params: " + ", ".join(f"{k}={v}" for k, v in p.parameters["task_params"].items()))
     print(f"\nexpected time (an estimate, not a measurement): {recipe.EXPECTED_TIME}")
+    data = plans[0][0].parameters["data"]
+    if args.dry_run and awaits_download(data):
+        print(f"data: {data} is not in the data folder yet; the run downloads it first (`make data DATA={data}` "
+              f"fetches it alone), and checks its images and the disk then")
     if args.dry_run:
         print("dry run: nothing was run")
         return 0

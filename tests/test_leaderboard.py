@@ -44,3 +44,21 @@ def test_a_try_out_shortens_it_and_bad_values_stop_before_compute(lab_env, tmp_p
         rc, out, err, runs_dir = dry_run(tmp_path, capsys, *bad)
         assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1 and name in err
         assert not runs_dir.exists()
+
+
+def test_the_dry_run_downloads_nothing_and_says_the_run_will(lab_env, tmp_path, capsys, monkeypatch):
+    """Imagewang not fetched yet: the dry run prints the plan without the download (the 191 MB to 2.9 GB a run
+    fetches first), says so, and leaves the data folder as it was."""
+    from imgwang.data import resolve
+
+    def no_download(*args, **kw):
+        raise AssertionError("a dry run must not download")
+
+    monkeypatch.setattr(resolve, "fetch_dataset", no_download)
+    monkeypatch.setenv("IMGWANG_DATA", str(tmp_path / "data"))
+    rc = leaderboard.main(["--size", "128", "--dry-run", "--runs-dir", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "data=imagewang," in out and "dry run: nothing was run" in out
+    assert "data: imagewang is not in the data folder yet; the run downloads it first" in out
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()

@@ -75,6 +75,11 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / MARKER).is_file()
 
 
+def is_here(name: str, data_root: Path) -> bool:
+    """The named dataset's folder is under data_root (fetched, or placed by hand): using it downloads nothing."""
+    return name in DATASETS and (Path(data_root) / folder_name(DATASETS[name])).is_dir()
+
+
 def count_images(relative_paths) -> dict[str, int]:
     """Image files per split, from paths relative to the dataset folder (train/<class>/x.jpg ...)."""
     counts = dict.fromkeys(SPLITS, 0)

@@ -158,15 +158,16 @@ def plan_all(args, stages: list[str], repo: Path) -> list[StagePlan]:
     return plans
 
 
-def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False) -> StagePlan:
+def plan_stage(stage: str, args, repo: Path, in_pipeline: bool = False, fetch: bool = True) -> StagePlan:
     """One stage of the command, planned: its version and run folder (stages/plan.py), its configuration resolved
-    once (stages/resolve.py), that configuration checked against the machine and the files (stages/plan.py)."""
+    once (stages/resolve.py), that configuration checked against the machine and the files (stages/plan.py).
+    fetch=False: plan without downloading a named dataset that is not here yet (a dry run)."""
     spec = stage_spec(stage)  # an unknown stage: one ConfigError line
     where = place(stage, args, in_pipeline)
     given = resolving.given_values(spec, vars(args), args.p, where.recorded, in_pipeline, where.resume)
     cfg, task = resolving.resolve_with_task(stage, given, runs_dir=where.runs_dir, version=where.version,
                                             in_pipeline=in_pipeline)
-    check_machine_and_files(stage, where, cfg, task, in_pipeline)
+    check_machine_and_files(stage, where, cfg, task, in_pipeline, fetch)
     return StagePlan(stage, where.version, where.runs_dir, repo / "notebooks" / spec.notebook, cfg, where.force,
                      where.resume, runs.environment_info(repo))
 

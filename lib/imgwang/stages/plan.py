@@ -54,14 +54,19 @@ def place(stage: str, args, in_pipeline: bool = False) -> Place:
     return Place(version, runs_dir, new_version, force, resume, recorded)
 
 
-def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pipeline: bool = False) -> None:
-    """The resolved configuration against the machine and the run folders (stages/preflight.py)."""
+def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pipeline: bool = False,
+                            fetch: bool = True) -> None:
+    """The resolved configuration against the machine and the run folders (stages/preflight.py). With
+    fetch=False (a dry run) a named dataset that is not here yet is not downloaded: the checks that need its
+    images wait for the run."""
     spec = stage_spec(stage)
     if where.resume:
         resuming.check_same_settings(stage, where.version, where.recorded, params)
     input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
-    layout = check_data(params["data"], spec)
-    check_resources(params, layout, task)
+    if fetch or not awaits_download(params["data"]):
+        check_resources(params, check_data(params["data"], spec), task)
+    elif task is not None:
+        input_checks.check_task_batch(task, params["bs"], params["size"])
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (where.run_dir / needed).exists():
             raise ConfigError(f"{where.run_dir}/{needed} does not exist: run `make {maker} VERSION={where.version}` first")
@@ -96,6 +101,14 @@ def check_resources(params: dict, layout, task) -> None:
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
         input_checks.check_enough_images(task, layout, params.get("pretrain_on_val", False))
+
+
+def awaits_download(data: str) -> bool:
+    """DATA names a download (imagewang, ...) that is not in the data folder yet."""
+    from ..data.download import DATASETS, is_here
+    from ..data.resolve import default_data_root
+
+    return data in DATASETS and not is_here(data, default_data_root())
 
 
 def check_data(data: str, spec: Stage):
