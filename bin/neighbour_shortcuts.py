@@ -12,6 +12,10 @@ On the generated sample a second table says which of the image's own random draw
 (imgwang.data.sample.NUISANCES, drawn again from each image's seed): for each, the mean distance from a scoring
 image to its k neighbours over its mean distance to every training image (1: the neighbours share it no more than
 any image does; 0: they all have the scoring image's value).
+
+A last table says how many directions each space uses (RankMe) and what its two main directions follow: their
+share of the variance, the share of that between classes, and (on the sample) the nuisance each follows most
+(imgwang.evaluate.directions), on the fitting set's features.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from imgwang.core.errors import ImgwangError
 from imgwang.data import sample
 from imgwang.evaluate.bn_stats import data_bn_stats
+from imgwang.evaluate.directions import main_directions, rankme
 from imgwang.evaluate.features import extract_features
 from imgwang.evaluate.knn import knn_accuracy
 from imgwang.evaluate.neighbours import nearest
@@ -76,28 +81,50 @@ def main(argv=None) -> int:
     print(f"{data}, {arch}, {size} px: {len(fit_rows)} train / {len(score_rows)} val images, k = {K} cosine neighbours")
     print("| encoder | task | kNN | same-class share | colour-statistic ratio | overlap with random init |")
     print("|---|---|---|---|---|---|")
-    reference, neighbours = None, {}
+    reference, neighbours, spaces = None, {}, {}
     for version in [None, *args.version]:
         enc = encoder(version)
         (tf, tl, _), (vf, vl, _) = extract_features(enc, train, "cpu"), extract_features(enc, val, "cpu")
         idx = nearest(tf, vf, K)
         reference = idx if reference is None else reference
         neighbours[version or "random init"] = idx
+        spaces[version or "random init"] = tf
         knn = knn_accuracy(tf, tl, vf, vl, n_classes=len(sd.classes))
         task = "-" if version is None else cfgs[version].get("task", "?")
         print(f"| {version or 'random init'} | {task} | {100 * knn:.2f}% | {same_class_share(tl, vl, idx):.3f} | "
               f"{statistic_ratio(train_stats, val_stats, idx):.2f} | {neighbour_overlap(reference, idx):.2f} |", flush=True)
-    if sample.is_generated(sd.root):
+    generated = sample.is_generated(sd.root)
+    if generated:
         print_shared_nuisances(sd, fit_rows, score_rows, neighbours)
+    print_main_directions(spaces, fit_labels, nuisance_values(sd, fit_rows) if generated else None)
     return 0
 
 
-def print_shared_nuisances(sd, fit_rows, score_rows, neighbours: dict) -> None:
-    def values(rows):
-        scenes = [sample.nuisance_values(sample.scene_of(sd.root, sd.cache.paths[r])[1]) for r in rows]
-        return torch.tensor([[s[name] for name in sample.NUISANCES] for s in scenes], dtype=torch.float64)
+def nuisance_values(sd, rows) -> torch.Tensor:
+    """(len(rows), len(NUISANCES)): each generated image's own random draws, drawn again from its seed."""
+    scenes = [sample.nuisance_values(sample.scene_of(sd.root, sd.cache.paths[r])[1]) for r in rows]
+    return torch.tensor([[s[name] for name in sample.NUISANCES] for s in scenes], dtype=torch.float64)
 
-    train_values, val_values = values(fit_rows), values(score_rows)
+
+def print_main_directions(spaces: dict, labels, values: torch.Tensor | None) -> None:
+    factors = {} if values is None else {name: values[:, j] for j, name in enumerate(sample.NUISANCES)}
+    print("\nHow many directions each space uses (RankMe) and what its two main directions follow "
+          "(share of the variance; of that, share between classes" + ("; the nuisance it follows most, |r|)" if factors else ")"))
+    print("| encoder | RankMe | direction 1 | direction 2 |")
+    print("|---|---|---|---|")
+    for name, features in spaces.items():
+        cells = []
+        for d in main_directions(features, labels, factors):
+            cell = f"{d['variance_share']:.2f}; class {d['class_share']:.2f}"
+            if d["factors"]:
+                top, r = max(d["factors"].items(), key=lambda item: item[1])
+                cell += f"; {top.replace('_', ' ')} {r:.2f}"
+            cells.append(cell)
+        print(f"| {name} | {rankme(features):.1f} | " + " | ".join(cells) + " |", flush=True)
+
+
+def print_shared_nuisances(sd, fit_rows, score_rows, neighbours: dict) -> None:
+    train_values, val_values = nuisance_values(sd, fit_rows), nuisance_values(sd, score_rows)
     print("\nWhat the neighbours share of each image's random draws (1: no more than any image; 0: the same value)")
     print("| encoder | " + " | ".join(name.replace("_", " ") for name in sample.NUISANCES) + " |")
     print("|---|" + "---|" * len(sample.NUISANCES))
