@@ -152,7 +152,7 @@ def test_compare_sets_each_pretrained_run_against_the_newest_baseline_fine_tuned
     verdicts = compare.baseline_verdicts(compare.compare_table(tmp_path))
     assert len(verdicts) == 4 and verdicts[0].startswith("v1 (unmix)")
     assert "35.00% (1 run) vs v3 28.00% (1 run): +7.00 points; no p-value with one run on a side" in verdicts[0]
-    assert "v4 (unmix): no FROM=none baseline fine-tuned alike; the newest, v3, differs in: size 96 vs 64" in verdicts[1]
+    assert "v4 (unmix): no FROM=none baseline fine-tuned alike; the closest, v3, differs in: size 96 vs 64" in verdicts[1]
 
 
 def test_compare_says_whether_a_gain_is_beyond_the_noise_of_repeated_runs(tmp_path):
@@ -321,7 +321,7 @@ def test_the_compare_summary_gives_each_verdict_a_line_and_the_versions_without_
 
     (tmp_path / "compare.csv").write_text(
         "version,verdict\nb,(a baseline)\nv1,+3.00 points (95% CI ...); helped\n"
-        "v2,\"no FROM=none baseline fine-tuned alike; the newest, b, differs in: size 96 vs 64\"\n"
+        "v2,\"no FROM=none baseline fine-tuned alike; the closest, b, differs in: size 96 vs 64\"\n"
         "v3,no FROM=none baseline yet: run `make pipeline FROM=none` with the same fine-tuning settings\n")
     lines = compare_lines({"n_runs": 4}, tmp_path / "05-compare.ipynb")
     assert lines == ["**4** versions in the table (`compare.csv`)", "v1: +3.00 points (95% CI ...); helped",

@@ -121,13 +121,23 @@ def test_pretraining_replicates_are_one_entry_with_encoders_as_the_unit(tmp_path
     assert "over 3 pretraining seeds (g-seed0, g-seed1, g-seed2)" in line
 
 
+def test_without_a_matching_baseline_the_closest_one_is_named_not_the_newest(tmp_path):
+    """A newer baseline on other data says little about what a matching run needs; the one that differs in the
+    fewest settings does."""
+    transfer_run(tmp_path, "b-near", "none", [0.30, 0.31], lr=0.001)
+    transfer_run(tmp_path, "b-far", "none", [0.30, 0.31], data="/other/folder", size=128, lr=0.001)
+    transfer_run(tmp_path, "v1", "v1", [0.40, 0.41])
+    (line,) = compare.baseline_verdicts(compare.compare_table(tmp_path))
+    assert line.startswith("v1: no FROM=none baseline fine-tuned alike; the closest, b-near, differs in: lr ")
+
+
 def test_a_baseline_must_match_every_fine_tuning_setting(tmp_path):
     transfer_run(tmp_path, "v1", "none", [0.30, 0.31, 0.32], lr=0.001)
     transfer_run(tmp_path, "v2", "none", [0.30, 0.31, 0.32], label_smoothing=0.1)  # an option added later
     transfer_run(tmp_path, "v3", "v3", [0.40, 0.41, 0.42], seed=7, device="cpu")  # seed and device do not count
     transfer_run(tmp_path, "v4", "none", [0.30, 0.31, 0.32], split="dev")
     lines = compare.baseline_verdicts(compare.compare_table(tmp_path))
-    assert lines == ["v3: no FROM=none baseline fine-tuned alike; the newest, v4, differs in: split val vs dev"]
+    assert lines == ["v3: no FROM=none baseline fine-tuned alike; the closest, v4, differs in: split val vs dev"]
     transfer_run(tmp_path, "v5", "none", [0.30, 0.31, 0.32], seed=3)
     table = compare.compare_table(tmp_path)
     assert table.set_index("version").loc["v3", "baseline"] == "v5"

@@ -142,9 +142,10 @@ def judge(entries: list[Entry]) -> None:
 def no_baseline(entry: Entry, baselines: list[Entry]) -> str:
     if not baselines:
         return "no FROM=none baseline yet: run `make pipeline FROM=none` with the same fine-tuning settings"
-    newest = baselines[-1]
-    diff = differences(entry.settings, newest.settings)
-    return f"no FROM=none baseline fine-tuned alike; the newest, {newest.name}, differs in: {'; '.join(diff)}"
+    # the baseline that differs in the fewest settings (the newest of those): the one a matching run is nearest to
+    _, closest = min(enumerate(baselines), key=lambda kb: (len(differences(entry.settings, kb[1].settings)), -kb[0]))
+    diff = differences(entry.settings, closest.settings)
+    return f"no FROM=none baseline fine-tuned alike; the closest, {closest.name}, differs in: {'; '.join(diff)}"
 
 
 def verdict(entry: Entry, base: Entry, n_tested: int) -> str:
