@@ -170,6 +170,24 @@ def test_frozen_score_lines_name_the_set_scored_on_and_the_one_fitted_on(capsys)
     assert "CV on train without dev" in out and " val " not in out
 
 
+def test_a_probe_that_did_not_converge_is_said_once_in_the_stage_line_not_again_as_a_warning(capsys, monkeypatch):
+    import functools
+    import warnings
+
+    from imgwang.evaluate.linear_probe import ProbeNotConverged, linear_probe
+    from imgwang.stages import evaluate
+
+    monkeypatch.setattr(evaluate, "linear_probe", functools.partial(linear_probe, max_iter=2))
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4
+    feats = torch.randn(40, 6, generator=g) + 3 * nn.functional.one_hot(labels, 6).float()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = evaluate.frozen_scores({"seed": 0, "probe_folds": 2}, feats[:24], labels[:24], feats[24:], labels[24:], 4)
+    assert not scores["linear_converged"] and "did not converge: the final fit" in capsys.readouterr().out
+    assert not [w for w in caught if issubclass(w.category, ProbeNotConverged)]
+
+
 def test_knn_rejects_unlabelled_training_rows():
     with pytest.raises(DataError, match="unlabelled"):
         knn_accuracy(torch.randn(3, 2), torch.tensor([0, -1, 1]), torch.randn(2, 2), torch.tensor([0, 1]))

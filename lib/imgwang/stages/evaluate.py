@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from ..evaluate.bn_stats import data_bn_stats
 from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_correct
-from ..evaluate.linear_probe import MAX_FOLDS, describe, linear_probe
+from ..evaluate.linear_probe import MAX_FOLDS, ProbeNotConverged, describe, linear_probe
 from ..evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy
 from ..evaluate.neighbours import neighbour_table, pick_queries
 from ..evaluate.paired import describe_paired, paired_accuracy
@@ -184,8 +185,10 @@ def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", spl
     k, t = cfg.get("knn_k", 20), cfg.get("knn_t", 0.07)
     correct = knn_correct(tf, tl, vf, vl, k=k, temperature=t, n_classes=n_classes)
     knn = correct.float().mean().item()
-    probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
-                         seed=cfg.get("seed", 0))
+    with warnings.catch_warnings():  # the printed line below says which fits did not converge, once
+        warnings.simplefilter("ignore", ProbeNotConverged)
+        probe = linear_probe(tf, tl, vf, vl, n_classes=n_classes, max_folds=cfg.get("probe_folds", MAX_FOLDS),
+                             seed=cfg.get("seed", 0))
     fitted_on = "train" if split == "val" else f"train without {split}"
     print(describe_knn(knn, k, t, name, scored_on=split))
     print(describe(probe, f"{name}: linear probe" if name else "linear probe", scored_on=split, fitted_on=fitted_on))
