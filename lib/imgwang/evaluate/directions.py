@@ -7,8 +7,9 @@ decide who is whose neighbour. Two measures, from features already extracted:
   1 when one direction holds everything. It needs no labels;
 - `main_directions`: the principal directions of the centred features, each with its share of the variance and
   the share of its variance that lies between classes (eta squared: 1 = it separates the classes, about
-  (classes - 1) / (images - 1) when it ignores them: 0.04 for the sample's 20 classes over 480 images), and, given per-image values of other known factors (on the generated
-  sample: its nuisances), each factor's absolute correlation with it.
+  (classes - 1) / (images - 1) when it ignores them: 0.04 for the sample's 20 classes over 480 images), and,
+  given per-image values of other known factors (on the generated sample: its nuisances), each factor's
+  absolute correlation with it.
 """
 
 from __future__ import annotations
