@@ -193,11 +193,12 @@ def panels(notebook, scrap: str) -> int:
 
 def test_evaluate_and_review_show_what_the_encoder_learned(pipeline):
     """03-evaluate: 6 val images (one per class), each beside its 4 nearest train images in 3 spaces (pretrained,
-    random-init, pixels); a t-SNE map per encoder. 04-review: Grad-CAM of 8 mistakes (image, map for the predicted
-    class, for the true class) and of 8 unsure correct ones (image, map)."""
+    random-init, pixels); a t-SNE map and the main directions' spread per encoder. 04-review: Grad-CAM of 8
+    mistakes (image, map for the predicted class, for the true class) and of 8 unsure correct ones (image, map)."""
     run = pipeline / PIPELINE_VERSION
     assert panels(run / "03-evaluate.ipynb", "nearest_neighbours") == 6 * (1 + 3 * 4)
     assert panels(run / "03-evaluate.ipynb", "feature_map") == 2
+    assert panels(run / "03-evaluate.ipynb", "feature_spread") == 2  # pretrained beside random-init
     assert panels(run / "04-review.ipynb", "cam_mistakes") == 3 * 8  # a tiny model on 300 val images errs often
     assert panels(run / "04-review.ipynb", "cam_unsure") == 2 * 8
 

@@ -241,7 +241,7 @@ STAGES = {
         ),
         writes=("predictions.pt", "predictions.csv"),
         scraps=("config", "eval_acc", "eval_accs", "split", "knn_acc", "linear_acc", "linear_wd", "linear_cv_acc",
-                "per_class_acc", "evaluate_wall_s", "confusion", "nearest_neighbours", "feature_map",
+                "per_class_acc", "evaluate_wall_s", "confusion", "nearest_neighbours", "feature_map", "feature_spread",
                 *(f"{key}_{reference}" for reference in ("random", "pixels")
                   for key in ("knn_acc", "linear_acc", "linear_wd", "linear_cv_acc")),
                 *(f"knn_vs_{reference}_{key}" for reference in ("random", "pixels")  # with a pretrained encoder

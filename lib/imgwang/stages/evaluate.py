@@ -4,8 +4,9 @@ Every repeat of transfer is scored: accuracy and per-class accuracy are the mean
 classifiers (so eval_acc equals transfer's val_acc), the confusion matrix is their sum. The frozen
 encoder is set beside a random-init encoder of the same architecture (its BatchNorm statistics estimated
 on fitting-set images first: imgwang.evaluate.bn_stats) and beside raw pixels (imgwang.evaluate.pixels); the
-features each is scored on are extracted once and also give the nearest neighbours of a fixed set of images
-and a t-SNE map (evaluate/neighbours.py, evaluate/embedding.py).
+features each is scored on are extracted once and also give the nearest neighbours of a fixed set of images,
+a t-SNE map and how the features spread over their main directions (evaluate/neighbours.py, embedding.py,
+directions.py).
 The scoring set is val/, or with split "dev" the held-out fifth of train/, and then the kNN memory and the
 probe's training set leave it out too.
 """
@@ -26,6 +27,7 @@ from ..core.errors import ImgwangError
 from ..data.imagewang import class_label
 from ..data.split import scoring_split as split_for_scoring
 from ..evaluate.bn_stats import data_bn_stats
+from ..evaluate.directions import describe_directions, directions_of
 from ..evaluate.embedding import feature_maps
 from ..evaluate.features import extract_features, predict
 from ..evaluate.knn import describe_knn, knn_correct
@@ -150,11 +152,16 @@ def knn_against_references(correct: dict, split: str) -> dict:
 def seen_spaces(spaces: dict, seed: int) -> dict:
     """What each space groups together, from the features already extracted: the nearest training images of a
     fixed set of scoring images (every space, raw pixels included), and a t-SNE map of the encoders' scoring
-    features (pretrained beside random-init; pixels have no encoder to show)."""
+    features (pretrained beside random-init; pixels have no encoder to show), and how the encoders' fitting-set
+    features spread over their main directions (evaluate/directions.py)."""
     vl = next(iter(spaces.values()))[4]
     queries = pick_queries(vl, seed=seed)
     encoders = {name: s[3] for name, s in spaces.items() if name != "pixels"}
-    return {"neighbours": neighbour_table(spaces, queries), "feature_maps": feature_maps(encoders, vl, seed=seed)}
+    spreads = {name: directions_of(s[0], s[1]) for name, s in spaces.items() if name != "pixels"}
+    for name, spread in spreads.items():
+        print(describe_directions(name, spread))
+    return {"neighbours": neighbour_table(spaces, queries), "feature_maps": feature_maps(encoders, vl, seed=seed),
+            "spreads": spreads}
 
 
 def evaluate_scraps(cfg: dict, result: dict) -> dict:
