@@ -36,14 +36,14 @@ def main_directions(features: torch.Tensor, labels, factors: dict[str, torch.Ten
     x = x - x.mean(0)
     variances, vectors = torch.linalg.eigh(x.T @ x)  # ascending
     variances, vectors = variances.flip(0).clamp_min(0), vectors.flip(1)
-    labels = torch.as_tensor(labels).long()
+    labels = torch.as_tensor(labels).long().to(x.device)
     total = float(variances.sum())
     out = []
     for k in range(min(n, len(variances))):
         score = x @ vectors[:, k]
         out.append({"variance_share": float(variances[k]) / total if total else 0.0,
                     "class_share": between_class_share(score, labels),
-                    "factors": {name: abs_correlation(score, torch.as_tensor(v).double())
+                    "factors": {name: abs_correlation(score, torch.as_tensor(v).double().to(x.device))
                                 for name, v in (factors or {}).items()}})
     return out
 
@@ -54,7 +54,8 @@ def between_class_share(score: torch.Tensor, labels: torch.Tensor) -> float:
     total = float((centred**2).sum())
     if total == 0:
         return 0.0
-    means = torch.zeros(int(labels.max()) + 1, dtype=score.dtype).index_add_(0, labels, centred)
+    labels = labels.to(score.device)
+    means = torch.zeros(int(labels.max()) + 1, dtype=score.dtype, device=score.device).index_add_(0, labels, centred)
     counts = torch.bincount(labels, minlength=len(means)).to(score.dtype)
     return float((means[counts > 0] ** 2 / counts[counts > 0]).sum() / total)
 
