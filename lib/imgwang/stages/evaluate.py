@@ -118,6 +118,8 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     print(describe_spread(spread, frozen["pretrained"]["knn_acc"] if "pretrained" in frozen else None))
     paired = knn_against_references(correct, split)
     seen = seen_spaces(spaces, cfg["seed"])
+    for name, spread in seen["spreads"].items():
+        print(describe_directions(name, spread))
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
@@ -158,8 +160,6 @@ def seen_spaces(spaces: dict, seed: int) -> dict:
     queries = pick_queries(vl, seed=seed)
     encoders = {name: s[3] for name, s in spaces.items() if name != "pixels"}
     spreads = {name: directions_of(s[0], s[1]) for name, s in spaces.items() if name != "pixels"}
-    for name, spread in spreads.items():
-        print(describe_directions(name, spread))
     return {"neighbours": neighbour_table(spaces, queries), "feature_maps": feature_maps(encoders, vl, seed=seed),
             "spreads": spreads}
 
