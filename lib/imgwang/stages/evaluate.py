@@ -118,8 +118,8 @@ def run_evaluate(cfg: dict, run_dir: Path, runs_dir: Path) -> dict:
     print(describe_spread(spread, frozen["pretrained"]["knn_acc"] if "pretrained" in frozen else None))
     paired = knn_against_references(correct, split)
     seen = seen_spaces(spaces, cfg["seed"])
-    for name, spread in seen["spreads"].items():
-        print(describe_directions(name, spread))
+    for name, directions in seen["spreads"].items():
+        print(describe_directions(name, directions))
     return {
         "eval_acc": sum(accs) / len(accs), "eval_accs": accs, "split": split,
         "per_class_acc": {c: sum(p[c] for p in per_class) / len(per_class) for c in per_class[0]},
