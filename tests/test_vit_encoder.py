@@ -4,17 +4,21 @@ and transfer fine-tunes it; an encoder that cannot take the size or gives no poo
 
 import dataclasses
 
+import pytest
 import torch
 
 from conftest import one_torch_thread
 from imgwang import runs
+from imgwang.core.errors import ConfigError
 from imgwang.models.checkpoint import load_encoder, save_encoder
 from imgwang.models.encoders import create_encoder, encoder_problem
 from imgwang.stages import pretrain, transfer
 from imgwang.stages import stage_data as data
+from imgwang.stages.preflight import check_encoder
 from imgwang.stages.pretrain import run_pretrain
 from imgwang.stages.resolve import resolve
 from imgwang.stages.transfer import run_transfer
+from imgwang.tasks.registry import get_task
 
 VIT = "vit_tiny_patch16_224"
 
@@ -88,3 +92,18 @@ def test_a_vit_feature_is_its_class_token_and_an_average_pooled_transformer_leav
         enc.token_pool = "avg"
         assert torch.allclose(enc(images), tokens[:, 1:].mean(dim=1))
     assert create_encoder("tinyconv").token_pool == "avg"  # a CNN's maps are averaged, as before
+
+
+def test_an_encoder_that_cannot_take_size_or_views_is_told_the_smallest_size_that_works():
+    dino = get_task("dino")
+    with pytest.raises(ConfigError) as refused:  # convnext's 2x2 downsampling runs out of pixels on 21 px views
+        check_encoder("convnext_atto", 48, dino)
+    assert str(refused.value).endswith("; SIZE=80 would work")
+    assert encoder_problem("convnext_atto", 80, *dino.view_sides(80)) is None  # 34 px views
+    assert encoder_problem("convnext_atto", 72, *dino.view_sides(72)) is not None  # 31 px: the one below fails
+    with pytest.raises(ConfigError) as refused:
+        check_encoder("inception_v3", 32)
+    assert str(refused.value).endswith("; SIZE=80 would work")  # inception's stem needs 75 px
+    with pytest.raises(ConfigError) as refused:  # no SIZE helps an encoder that cannot be built
+        check_encoder("coat_tiny", 64)
+    assert "would work" not in str(refused.value)

@@ -94,10 +94,33 @@ def check_encoder(arch: str, size: int, task=None) -> None:
     smaller views) and gives a pooled feature (models.encoders.encoder_problem: shapes only, nothing computed)."""
     from ..models.encoders import encoder_problem
 
-    sides = task.view_sides(int(size)) if hasattr(task, "view_sides") else []
-    problem = encoder_problem(arch, int(size), *sides)
+    def sides_at(side: int) -> list:
+        return task.view_sides(side) if hasattr(task, "view_sides") else []
+
+    problem = encoder_problem(arch, int(size), *sides_at(int(size)))
     if problem:
-        raise ConfigError(problem)
+        fits = smallest_size_that_fits(arch, int(size), sides_at, encoder_problem)
+        raise ConfigError(problem + (f"; SIZE={fits} would work" if fits else ""))
+
+
+def smallest_size_that_fits(arch: str, size: int, sides_at, problem_at, limit: int = 1024) -> int | None:
+    """The smallest SIZE above `size`, a multiple of 8, at which `arch` takes SIZE and the task's views (`sides_at`),
+    found by doubling, then halving the gap, and checked at the end (shapes only, on the meta device); None when
+    none up to `limit` does (an encoder that cannot be built, or one whose working sizes have gaps)."""
+    def fits(side: int) -> bool:
+        return problem_at(arch, side, *sides_at(side)) is None
+
+    low, high = size, -(-(size + 1) // 8) * 8
+    while not fits(high):
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > 8:  # assumes a size that works keeps working above it; the answer is checked above
+        middle = (low + high) // 16 * 8
+        if middle <= low:
+            break
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 def check_encoder_arch(path: Path, arch: str, source: str) -> None:
