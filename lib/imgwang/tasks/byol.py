@@ -82,7 +82,7 @@ class BYOL(ViewTask):
     name = "byol"
     needs_two = "its heads' BatchNorm needs a batch"
     # Measured on the sample (docs/results.md): at 510 steps its kNN stayed within 2 points of the random-init
-    # encoder's, at 2,550 by more than 5 points at one seed of three, at 5,100 by 4.7-11 points (4 seeds).
+    # encoder's, at 2,550 by more than 5 points at one seed of three, at 5,100 by 4.7-13 points (5 seeds).
     # Pretraining prints a note when a run is shorter.
     slow_start_steps = 5000
 

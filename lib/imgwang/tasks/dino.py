@@ -68,7 +68,7 @@ class DINO(ViewTask):
     name = "dino"
     needs_two = "the centre and BatchNorm are batch statistics"
     # Measured on the sample (docs/results.md): at 510 and 2,550 steps its kNN stayed within a point of
-    # the random-init encoder's, at 5,100 it cleared it by 1-7 points (4 seeds, mean 4.3).
+    # the random-init encoder's, at 5,100 it cleared it by 1-7.3 points (6 seeds, mean 4.9).
     # Pretraining prints a note when a run is shorter.
     slow_start_steps = 5000
 
