@@ -44,6 +44,7 @@ def test_least_confident_correct_and_worst_classes():
     assert [m["index"] for m in least_confident_correct(PROBS, LABELS, k=5)] == [4, 0]
     per_class = {"beagle": 0.9, "dingo": 0.4, "samoyed": 0.75, "tench": 0.4}
     assert worst_classes(per_class, n=3) == [("dingo", 0.4), ("tench", 0.4), ("samoyed", 0.75)]
+    assert worst_classes(per_class, n=1) == [("dingo", 0.4), ("tench", 0.4)]  # a tie at the cut is shown whole
 
 
 # --- pretext mistakes with a tiny task that follows the contract ----------------------------------------

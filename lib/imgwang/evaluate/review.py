@@ -62,8 +62,12 @@ def least_confident_correct(probs, labels, k: int = 12, indices=None) -> list[di
 
 
 def worst_classes(per_class_acc: dict[str, float], n: int = 5) -> list[tuple[str, float]]:
-    """The n classes with the lowest accuracy, worst first, as (name, accuracy)."""
-    return sorted(per_class_acc.items(), key=lambda kv: (kv[1], kv[0]))[:n]
+    """The n classes with the lowest accuracy, worst first, as (name, accuracy), and every class tied with the
+    n-th: a cut through a tie (eight classes at 0%, five shown) would hide classes exactly as bad."""
+    ranked = sorted(per_class_acc.items(), key=lambda kv: (kv[1], kv[0]))
+    if len(ranked) <= n or n < 1:
+        return ranked[:max(n, 0)]
+    return [kv for kv in ranked if kv[1] <= ranked[n - 1][1]]
 
 
 # --- pretext mistakes -----------------------------------------------------------------------------
