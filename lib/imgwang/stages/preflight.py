@@ -99,28 +99,29 @@ def check_encoder(arch: str, size: int, task=None) -> None:
 
     problem = encoder_problem(arch, int(size), *sides_at(int(size)))
     if problem:
-        fits = smallest_size_that_fits(arch, int(size), sides_at, encoder_problem)
+        fits = smallest_size_that_fits(arch, int(size), sides_at)
         raise ConfigError(problem + (f"; SIZE={fits} would work" if fits else ""))
 
 
-def smallest_size_that_fits(arch: str, size: int, sides_at, problem_at, limit: int = 1024) -> int | None:
+def smallest_size_that_fits(arch: str, size: int, sides_at, limit: int = 1024) -> int | None:
     """The smallest SIZE above `size`, a multiple of 8, at which `arch` takes SIZE and the task's views (`sides_at`),
-    found by doubling, then halving the gap, and checked at the end (shapes only, on the meta device); None when
-    none up to `limit` does (an encoder that cannot be built, or one whose working sizes have gaps)."""
-    def fits(side: int) -> bool:
-        return problem_at(arch, side, *sides_at(side)) is None
+    found by doubling, then halving the gap (shapes only, on the meta device); None when none up to `limit` does
+    (an encoder that cannot be built, or one whose working sizes have gaps). Assumes a size that works keeps
+    working above it; the answer itself is always checked."""
+    from ..models.encoders import encoder_problem
 
-    low, high = size, -(-(size + 1) // 8) * 8
+    def fits(eighths: int) -> bool:
+        return encoder_problem(arch, 8 * eighths, *sides_at(8 * eighths)) is None
+
+    low, high = size // 8, size // 8 + 1  # in units of 8 px; the answer lies above 8 * low, at or below 8 * high
     while not fits(high):
-        low, high = high, high * 2
-        if high > limit:
+        low, high = high, 2 * high
+        if 8 * high > limit:
             return None
-    while high - low > 8:  # assumes a size that works keeps working above it; the answer is checked above
-        middle = (low + high) // 16 * 8
-        if middle <= low:
-            break
+    while high - low > 1:
+        middle = (low + high) // 2
         low, high = (low, middle) if fits(middle) else (middle, high)
-    return high
+    return 8 * high
 
 
 def check_encoder_arch(path: Path, arch: str, source: str) -> None:
