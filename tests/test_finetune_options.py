@@ -1,4 +1,4 @@
-"""The leaderboard recipe's training options: ranger (Lookahead over RAdam), flat-then-cosine, Adam, label
+"""The leaderboard recipe's training options: ranger (Lookahead over RAdam), LARS, flat-then-cosine, Adam, label
 smoothing and head dropout, their checks, and an exact resume with ranger's slow weights."""
 
 import pytest
@@ -84,6 +84,23 @@ def test_adam_couples_weight_decay_and_adamw_does_not():
     assert steps["adam"] == pytest.approx(0.1, rel=1e-3) and steps["adamw"] == pytest.approx(0.1 * 0.01 * 2.0, rel=1e-3)
     with pytest.raises(KeyError, match="lamb"):  # names are checked once, with the stage's configuration
         make_optimizer(TinyNet(), "lamb", 1e-3, 0.0)
+
+
+def test_lars_steps_a_kernel_by_its_trust_ratio_and_a_bias_by_plain_sgd():
+    """LARS (BYOL's and SwAV's ResNet optimizer): a decayed kernel moves lr * 1e-3 * |w| (the gradient's
+    own size drops out); a bias, which takes no weight decay, moves lr * its gradient, as in SGD."""
+    layer = nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.bias.zero_()
+    opt = make_optimizer(layer, "lars", lr=2.0, weight_decay=1e-6)
+    w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
+    layer.weight.grad = torch.full_like(layer.weight, 40.0)  # huge against the weight: LARS scales it away
+    layer.bias.grad = torch.full_like(layer.bias, 0.25)
+    opt.step()
+    moved = (w0 - layer.weight.detach()).norm().item()
+    assert moved == pytest.approx(2.0 * 1e-3 * w0.norm().item(), rel=1e-4)
+    assert torch.allclose(b0 - layer.bias.detach(), torch.full((3,), 2.0 * 0.25))
 
 
 def run(checkpoint_dir, **kw):

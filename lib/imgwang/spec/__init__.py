@@ -138,7 +138,7 @@ NODE_RANK = Param("node_rank", 0, int, "this machine's number, 0 to NNODES-1; no
 MASTER = Param("master", "", str, "host:port of node 0, where the ranks meet (needed with NNODES > 1)", make="MASTER")
 DISTRIBUTED = (NPROC, NNODES, NODE_RANK, MASTER)
 # Training options (FitSettings.of takes them by name); their defaults are the lab's behaviour before they existed.
-OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam, imgwang.train.optim)",
+OPTIMIZER = Param("optimizer", "adamw", str, "adamw | adam | sgd | ranger (Lookahead over RAdam) | lars (imgwang.train.optim)",
                   check=checks.optimizer_name)
 SCHEDULE = Param("schedule", "onecycle", str, "learning-rate schedule: onecycle | flat_cos (flat, then cosine to lr/1e5) "
                  "| cosine | constant", check=checks.schedule_name)

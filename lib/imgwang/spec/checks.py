@@ -12,7 +12,7 @@ from ..core.errors import ConfigError
 
 COMET_MODES = ("auto", "off", "offline", "online")
 SPLITS = ("val", "dev")  # scoring sets of transfer and evaluate (imgwang.data.split)
-OPTIMIZERS = ("adamw", "adam", "sgd", "ranger")  # built by imgwang.train.optim
+OPTIMIZERS = ("adamw", "adam", "sgd", "ranger", "lars")  # built by imgwang.train.optim
 SCHEDULES = ("onecycle", "flat_cos", "cosine", "constant")  # built by imgwang.train.schedule
 
 

@@ -18,7 +18,8 @@ The saved encoder (`encoder.pt`, what transfer and evaluate use) is the online o
 eval_experiment.py evaluates the checkpoint's `online_params`); DINO, by contrast, evaluates its teacher
 (tasks/dino.py). On the sample the target's kNN is within a run's noise of the online one's (docs/results.md).
 
-Where we differ: no LARS or BYOL's own weight-decay and learning-rate schedule (the stage's optimizer);
+Where we differ: the stage's optimizer (AdamW) and schedule, not BYOL's LARS (`-p optimizer lars`; at BYOL's lr
+0.2 x batch / 256 and weight decay 1.5e-6 it did no better on the sample, docs/results.md);
 the target's BatchNorm statistics are its own batch statistics, not averaged (as in BYOL). Both views go
 through each network in one pass, so a BatchNorm normalises them together (byol_experiment.py runs one pass
 per view, each with its own statistics), and the target starts as a copy of the online network (BYOL draws it

@@ -43,7 +43,8 @@ stuck at ln(n_prototypes), every prototype scored alike), as published at SwAV's
   - softer colour than SwAV's ImageNet views (README: "softer data augmentation"): jitter strength 0.5
     (SimCLR's small-image setting; SwAV 1.0) with p 0.8, grayscale p 0.2, and no Gaussian blur (SwAV p 0.5;
     at 64 px a sigma of up to 2 px blurs a 48 px crop past recognition; the 72.94 % entry used none).
-Where we differ: no LARS and no learning-rate schedule of SwAV's own (the stage's optimizer and schedule);
+Where we differ: the stage's optimizer (AdamW) and schedule, not SwAV's LARS (`-p optimizer lars`; at SwAV's lr it
+did no better on the sample and its loss fell less, docs/results.md);
 the prototypes are normalised at the start of each training forward (the same point of the step as
 SwAV's loop); frozen prototypes get a zero gradient rather than none (see models/heads.py Prototypes);
 the views' colour jitter runs in a fixed order and crops are resampled bilinearly (data/views.py, data/augment.py).

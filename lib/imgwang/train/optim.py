@@ -9,6 +9,11 @@
             1e-6), built by timm.optim (`lookahead_radamw`: timm's Lookahead over torch.optim.RAdam).
             One difference from fastai: timm takes the slow weights at the first sync (step 6), fastai at
             step 0, so the first pull-back comes at step 12 (of ~1,150 in 5 epochs at batch 64)
+    lars    SGD (momentum 0.9) with LARS's layer-wise trust ratio, coefficient 1e-3 (lightly's LARS): the
+            optimizer of BYOL's and SwAV's ResNet-50 recipes (DINO's uses SGD). Groups without weight decay
+            (biases and norms) take plain SGD steps, as those recipes exclude them from the trust ratio. LARS
+            scales each step to the layer's weight norm, so its lr is of another order than the Adam family's
+            (BYOL: 0.2 x batch / 256; SwAV: 0.6 at batch 256)
 """
 
 from __future__ import annotations
@@ -56,9 +61,16 @@ def _ranger(groups, lr, weight_decay):
                                eps=1e-4)
 
 
+def _lars(groups, lr, weight_decay):
+    from lightly.utils.lars import LARS
+
+    return LARS(groups, lr=lr, momentum=0.9, trust_coefficient=1e-3)
+
+
 BUILDERS = {  # one per name of imgwang.spec.checks.OPTIMIZERS
     "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99)),
     "adam": lambda groups, lr, wd: torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99)),
     "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True),
     "ranger": _ranger,
+    "lars": _lars,
 }

@@ -24,7 +24,7 @@ class FitSettings:
     lr: float = field(metadata=SHAPES)  # peak lr of the encoder (of the first parameter group without `.encoder`)
     device: str | torch.device  # "cpu", "cuda", "auto" or a torch.device
     weight_decay: float = field(default=0.05, metadata=SHAPES)  # of kernels; none on biases and norms
-    optimizer: str = field(default="adamw", metadata=SHAPES)  # imgwang.train.optim: adamw, adam, sgd, ranger
+    optimizer: str = field(default="adamw", metadata=SHAPES)  # imgwang.train.optim: adamw, adam, sgd, ranger, lars
     schedule: str = field(default="onecycle", metadata=SHAPES)  # imgwang.train.schedule: onecycle, cosine, flat_cos, constant
     warmup_frac: float = field(default=0.1, metadata=SHAPES)  # share of the steps that warm up (onecycle, cosine)
     flat_frac: float = field(default=0.75, metadata=SHAPES)  # share of the steps held flat before the cosine (flat_cos)
