@@ -74,6 +74,6 @@ bench: $(STAMP) ## data-path and training-step throughput; two runs at once agai
 	$(PY) bin/bench_share.py
 	$(PY) bin/bench_ddp.py $(if $(filter cuda,$(DEVICE)),--device cuda)
 
-test: $(STAMP) ## ruff, then the test suite (about 4 min on 2 idle CPU cores from a fresh clone: 3:47-4:25 with ruff; docs/results.md)
+test: $(STAMP) ## ruff, then the test suite (about 4 min on 2 idle CPU cores from a fresh clone: 3:08-4:25 with ruff; docs/results.md)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests -q -n 2 --dist loadgroup --no-loadscope-reorder
