@@ -2,8 +2,8 @@
 
 `place` names the stage's version (given, the next free one, or the newest), reads FORCE and RESUME, and, for
 a RESUME, the settings run.json recorded; `check_machine_and_files` takes the configuration the resolver (stages/resolve.py)
-made and checks it against the machine and the run folders: the data, memory and disk, the encoder, the files
-the stage needs, FROM's encoder, no overwrite, a RESUME's settings unchanged. The driver (stages/driver.py)
+made and checks it against the machine and the run folders: a RESUME's settings unchanged, the encoder, the files
+the stage needs, FROM's encoder, no overwrite, then the data (fetched if need be), memory and disk. The driver (stages/driver.py)
 calls place, resolve and check_machine_and_files in that order, before anything is written.
 """
 
@@ -63,10 +63,7 @@ def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pip
     if where.resume:
         resuming.check_same_settings(stage, where.version, where.recorded, params)
     input_checks.check_encoder(params["arch"], params["size"], task)  # takes SIZE (and the task's views), pools
-    if fetch or not awaits_download(params["data"]):
-        check_resources(params, check_data(params["data"], spec), task)
-    elif task is not None:
-        input_checks.check_task_batch(task, params["bs"], params["size"])
+    # The run folders before the data: a mistyped VERSION or FROM must not start a download first.
     for needed, maker in spec.needs if not in_pipeline else []:  # a pipeline writes them on the way
         if not (where.run_dir / needed).exists():
             raise ConfigError(f"{where.run_dir}/{needed} does not exist: run `make {maker} VERSION={where.version}` first")
@@ -75,6 +72,10 @@ def check_machine_and_files(stage: str, where: Place, params: dict, task, in_pip
         input_checks.check_encoder_arch(encoder, params["arch"], params["from_version"])
     if not where.new_version:
         check_overwrite(where.run_dir, spec, where.force, where.resume)
+    if fetch or not awaits_download(params["data"]):
+        check_resources(params, check_data(params["data"], spec), task)
+    elif task is not None:
+        input_checks.check_task_batch(task, params["bs"], params["size"])
 
 
 def truthy(value) -> bool:
