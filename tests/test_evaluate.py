@@ -170,6 +170,21 @@ def test_frozen_score_lines_name_the_set_scored_on_and_the_one_fitted_on(capsys)
     assert "CV on train without dev" in out and " val " not in out
 
 
+
+def test_one_fitting_image_per_class_scores_and_glues_no_empty_cv_accuracy(capsys):
+    """A tiny labelled set under SPLIT=dev keeps one fitting image per class: the probe runs without CV, and its
+    missing CV accuracy is left out of the scraps (scrapbook cannot glue None) rather than failing the stage."""
+    from imgwang.stages.evaluate import evaluate_scraps, frozen_scores
+
+    labels = torch.arange(3)
+    feats = 3 * nn.functional.one_hot(labels, 5).float()
+    frozen = {ref: frozen_scores({"seed": 0}, feats, labels, feats, labels, 3, ref, "dev") for ref in ("random", "pixels")}
+    assert "without CV" in capsys.readouterr().out and frozen["pixels"]["linear_cv_acc"] is None
+    result = {"eval_acc": 0.5, "eval_accs": [0.5], "split": "dev", **frozen["random"], "per_class_acc": {"a": 0.5},
+              "wall_s": 1.0, "frozen": frozen, "random_spread": {"knn_accs": [1.0], "mean": 1.0, "sd": 0.0}}
+    scraps = evaluate_scraps({"seed": 0}, result)
+    assert not any(key.startswith("linear_cv_acc") for key in scraps)
+    assert None not in scraps.values() and scraps["linear_acc_pixels"] == 1.0
 def test_a_probe_that_did_not_converge_is_said_once_in_the_stage_line_not_again_as_a_warning(capsys, monkeypatch):
     import functools
     import warnings

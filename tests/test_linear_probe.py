@@ -88,6 +88,20 @@ def test_a_class_with_one_train_image_still_gets_a_probe():
     assert result["folds"] == 2 and 0 <= result["acc"] <= 1
 
 
+def test_one_image_in_every_class_is_probed_at_the_strongest_strength_without_cv():
+    """A tiny labelled set (or its dev split) with one fitting image per class: no fold can hold an image out
+    with its class still fitted, so there is no CV; the probe still fits and scores, at the grid's strongest."""
+    rng = np.random.default_rng(5)
+    assert n_folds(np.array([0, 1, 2])) == 0
+    means = rng.normal(0, 3, (3, 8))
+    result = linear_probe(means + rng.normal(0, 0.1, (3, 8)), np.array([0, 1, 2]),
+                          means + rng.normal(0, 0.1, (3, 8)), np.array([0, 1, 2]), n_classes=3)
+    assert result["folds"] == 0 and result["wd"] == max(WD_GRID) and result["cv_acc"] is None
+    assert result["acc"] == 1.0 and not result["at_edge"]  # well-separated classes: each val image found
+    line = describe(result, fitted_on="train without dev")
+    assert "without CV: each class has one image in train without dev" in line and "CV on" not in line
+
+
 def test_ties_go_to_the_stronger_strength_and_the_line_says_what_was_chosen():
     rows = [{"wd": 0.01, "cv_acc": 0.5, "cv_std": 0.1}, {"wd": 1.0, "cv_acc": 0.5, "cv_std": 0.1},
             {"wd": 10.0, "cv_acc": 0.4, "cv_std": 0.1}]

@@ -7,7 +7,9 @@ and Kornblith et al. 2019, fit an L2-regularised multinomial logistic regression
 strength on a part of train held out; scikit-learn's LogisticRegressionCV does it by k-fold), the strength
 is chosen on train only:
 
-  1. stratified k-fold over the train features, k = min(`max_folds`, smallest class count), at least 2;
+  1. stratified k-fold over the train features, k = min(`max_folds`, smallest class count), at least 2
+     (when every class has a single image nothing can be held out: no CV, and the strongest strength, which
+     all-tied CV would have chosen too);
   2. for every strength in `WD_GRID`: standardise with the fold's own train statistics, fit, score the
      held-out fold; the strength with the best mean fold accuracy wins (ties: the stronger one);
   3. refit on all train features at that strength and score val once. The refit follows the same
@@ -60,9 +62,12 @@ def _check(feats, labels, n_classes: int, split: str):
 
 
 def n_folds(labels: np.ndarray, max_folds: int = MAX_FOLDS) -> int:
-    """Folds for the stratified split: every class in every held-out fold when it can be, at least 2."""
-    smallest = int(np.bincount(labels)[np.unique(labels)].min())
-    return max(2, min(int(max_folds), smallest))
+    """Folds for the stratified split: every class in every held-out fold when it can be, at least 2; 0 when
+    every class has a single image (a held-out image's class would be missing from its fit)."""
+    counts = np.bincount(labels)[np.unique(labels)]
+    if counts.max() < 2:
+        return 0
+    return max(2, min(int(max_folds), int(counts.min())))
 
 
 class _Fitted:
@@ -123,6 +128,8 @@ def cross_validate(x: np.ndarray, y: np.ndarray, grid=WD_GRID, max_folds: int = 
     from sklearn.model_selection import StratifiedKFold
 
     k = n_folds(y, max_folds)
+    if k == 0:  # nothing to hold out: no fold scores at any strength
+        return {"folds": 0, "grid": [{"wd": wd, "cv_acc": None, "cv_std": None, "not_converged": 0} for wd in grid]}
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")  # a class with a single image
@@ -155,8 +162,8 @@ def one_blas_thread():
 
 
 def choose_wd(rows: list[dict]) -> dict:
-    """The row with the best mean fold accuracy; among equals the strongest regularisation."""
-    return max(rows, key=lambda r: (round(r["cv_acc"], 12), r["wd"]))
+    """The row with the best mean fold accuracy; among equals (all of them, without CV) the strongest."""
+    return max(rows, key=lambda r: (round(r["cv_acc"] or 0.0, 12), r["wd"]))
 
 
 def linear_probe(train_feats, train_labels, val_feats, val_labels, n_classes: int, grid=WD_GRID,
@@ -185,7 +192,7 @@ def linear_probe(train_feats, train_labels, val_feats, val_labels, n_classes: in
                       "iterations without converging; its accuracy may be off", ProbeNotConverged, stacklevel=2)
     return {
         "acc": float((val_pred == y_val).mean()), "wd": best["wd"], "cv_acc": best["cv_acc"], "cv_std": best["cv_std"],
-        "folds": cv["folds"], "grid": cv["grid"], "at_edge": best["wd"] in (min(grid), max(grid)),
+        "folds": cv["folds"], "grid": cv["grid"], "at_edge": bool(cv["folds"]) and best["wd"] in (min(grid), max(grid)),
         "converged": bool(fitted.converged), "cv_not_converged": best["not_converged"],
         "val_pred": torch.from_numpy(val_pred).long(),
     }
@@ -198,6 +205,9 @@ def describe(result: dict, name: str = "linear probe", scored_on: str = "val", f
                                           (f"{result.get('cv_not_converged', 0)} of its fold fits",
                                            result.get("cv_not_converged", 0))) if bad]
     caveat = f"; did not converge: {' and '.join(unconverged)}" if unconverged else ""
+    if not result["folds"]:
+        return (f"{name}: {scored_on} {100 * result['acc']:.2f}% at L2 strength {result['wd']:.1e}, the grid's "
+                f"strongest, without CV: each class has one image in {fitted_on}{caveat}")
     return (f"{name}: {scored_on} {100 * result['acc']:.2f}% at L2 strength {result['wd']:.1e}{edge}, chosen by "
             f"{result['folds']}-fold CV on {fitted_on} ({100 * result['cv_acc']:.2f}% ± {100 * result['cv_std']:.2f})"
             f"{caveat}")

@@ -181,7 +181,8 @@ def evaluate_scraps(cfg: dict, result: dict) -> dict:
     spread = result["random_spread"]  # the random-init kNN over several inits (stages.random_spread)
     scraps.update({"knn_acc_random_inits": spread["knn_accs"], "knn_acc_random_mean": spread["mean"],
                    "knn_acc_random_sd": spread["sd"]})
-    return scraps
+    # A probe fitted without CV (one image per class) has no CV accuracy to glue (and scrapbook glues no None).
+    return {key: value for key, value in scraps.items() if not (key.startswith("linear_cv_acc") and value is None)}
 
 
 def frozen_scores(cfg: dict, tf, tl, vf, vl, n_classes: int, name: str = "", split: str = "val") -> dict:
