@@ -54,6 +54,14 @@ def two_val_images(tmp_path):
     return str(folder)
 
 
+def one_per_class(tmp_path):
+    folder = tmp_path / "one-each"
+    for name in ("train/cat/a.jpg", "train/dog/b.jpg", "val/cat/c.jpg", "val/dog/d.jpg"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    return str(folder)
+
+
 def plain_images(tmp_path):
     folder = tmp_path / "street-photos"
     (folder / "day2").mkdir(parents=True)
@@ -98,7 +106,7 @@ def lacking_device(tmp_path):
 
 
 FOLDERS = {"{not_in_layout}": not_in_layout, "{plain_images}": plain_images, "{non_utf8}": non_utf8_names,
-           "{one_class}": one_class, "{two_val}": two_val_images,
+           "{one_class}": one_class, "{two_val}": two_val_images, "{one_each}": one_per_class,
            "{tinyconv_encoder}": tinyconv_encoder, "{file_v7}": file_named_v7, "{lacking_device}": lacking_device}
 
 CASES = [
@@ -143,6 +151,7 @@ CASES = [
     (["pipeline", "--data", "sample", "--ft-bs", "1"], "FT_BS=1 cannot train"),
     (["pipeline", "--data", "sample", "--ft-epochs", "0.5"], "FT_EPOCHS='0.5' must be a positive whole number"),
     (["pipeline", "--data", "{one_class}"], "has one class in train/ (cat): transfer needs two or more"),
+    (["transfer", "VERSION=v3", "FROM=none", "SPLIT=dev", "--data", "{one_each}"], "SPLIT=dev: no class in"),
     (["pretrain", "--task", "unmix", "--data", "{two_val}"], "makes batches of at least 4 images, and"),
     (["pipeline", "--from", "none", "--data", "sample", "-p", "pct_pos", "0.7"], "unknown parameter 'pct_pos'"),
     (["pipeline", "--data", "sample", "-p", "knn_kk", "5"], "unknown parameter 'knn_kk'"),

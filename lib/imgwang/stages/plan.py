@@ -92,13 +92,15 @@ def written_files(run_dir: Path, spec: Stage) -> list[str]:
 
 def check_resources(params: dict, layout, task) -> None:
     """The image cache fits on the disk and a batch in memory; then the task can make a batch of this size, and
-    the data holds one such batch for pretraining and one for its metric."""
+    the data holds one such batch for pretraining and one for its metric; with SPLIT=dev, the dev fifth is not empty."""
     from ..data.cache import storage_size
     from .stage_data import default_cache_dir
 
     n_images = sum(layout.counts().values())
     input_checks.check_fits(n_images, params["size"], storage_size(params["size"]), params["bs"],
                             default_cache_dir())
+    if params.get("split") == "dev":
+        input_checks.check_dev_split(layout)
     if task is not None:
         input_checks.check_task_batch(task, params["bs"], params["size"])
         input_checks.check_enough_images(task, layout, params.get("pretrain_on_val", False))

@@ -46,6 +46,16 @@ def check_enough_images(task, layout, pretrain_on_val: bool) -> None:
                               f"has {n} for {what}: add images, or choose another task")
 
 
+def check_dev_split(layout) -> None:
+    """SPLIT=dev scores on a stratified fifth of train/ (data/split.py), which only a class of two or more images
+    gives an image to: it must not be empty."""
+    from ..data.split import dev_mask
+
+    if not dev_mask([path for path, _ in layout.train], [label for _, label in layout.train]).any():
+        raise ConfigError(f"SPLIT=dev: no class in {layout.root}/train has two images, so the dev fifth held out "
+                          f"of it is empty; use SPLIT=val or add images")
+
+
 def check_fits(n_images: int, size: int, storage: int, bs: int, cache_dir: Path) -> None:
     """The decode-once cache must fit on the disk, and one float batch in the machine's memory."""
     cache_dir = Path(cache_dir)
