@@ -11,7 +11,8 @@
             step 0, so the first pull-back comes at step 12 (of ~1,150 in 5 epochs at batch 64)
     lars    SGD (momentum 0.9) with LARS's layer-wise trust ratio, coefficient 1e-3 (lightly's LARS): the
             optimizer of BYOL's and SwAV's ResNet-50 recipes (DINO's uses SGD). Groups without weight decay
-            (biases and norms) take plain SGD steps, as those recipes exclude them from the trust ratio. LARS
+            (biases and norms; every group at `weight_decay` 0, as lightly's LARS adapts decayed groups only)
+            take plain SGD steps, as those recipes exclude biases and norms from the trust ratio. LARS
             scales each step to the layer's weight norm, so its lr is of another order than the Adam family's
             (BYOL: 0.2 x batch / 256; SwAV: 0.6 at batch 256)
 """
