@@ -78,7 +78,9 @@ def rank_main(rank, world, port, out):
         dist.all_reduce(loss)
         results["simclr_local_loss"] = loss / world
         if rank == 0:
-            torch.save(results, out)
+            torch.save(results, out + ".part")
+            os.replace(out + ".part", out)  # whole or absent
+        dist.barrier()  # the results are saved before any rank tears down
     finally:
         dist.destroy_process_group()
 
@@ -89,7 +91,14 @@ CASES = ("rotation", "simclr")  # a BatchNorm classifier head; simclr's gathered
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "rank0.pt"
-    mp.spawn(rank_main, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(rank_main, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException:
+        # Seen once in a busy suite: a rank aborted in C++ ("terminate called without an active exception", a
+        # thread left running, as at teardown). Rank 0 saves only after every collective completed, so saved
+        # results stand; without them the failure is raised.
+        if not out.exists():
+            raise
     return torch.load(out)
 
 
