@@ -37,29 +37,27 @@ def not_in_layout(tmp_path):
     return str(folder)
 
 
-def one_class(tmp_path):
-    folder = tmp_path / "one-class"
-    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "val/cat/c.jpg", "val/cat/d.jpg"):
+def labelled_folder(folder, names):
+    """An Imagewang-layout folder of placeholder files (the checks that refuse it read names, not pixels)."""
+    for name in names:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(b"x")
     return str(folder)
+
+
+def one_class(tmp_path):
+    return labelled_folder(tmp_path / "one-class", ("train/cat/a.jpg", "train/cat/b.jpg", "val/cat/c.jpg",
+                                                    "val/cat/d.jpg"))
 
 
 def two_val_images(tmp_path):
-    folder = tmp_path / "two-val"
-    for name in ("train/cat/a.jpg", "train/cat/b.jpg", "train/dog/c.jpg", "train/dog/d.jpg", "val/cat/e.jpg",
-                 "val/dog/f.jpg"):
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"x")
-    return str(folder)
+    return labelled_folder(tmp_path / "two-val", ("train/cat/a.jpg", "train/cat/b.jpg", "train/dog/c.jpg",
+                                                  "train/dog/d.jpg", "val/cat/e.jpg", "val/dog/f.jpg"))
 
 
 def one_per_class(tmp_path):
-    folder = tmp_path / "one-each"
-    for name in ("train/cat/a.jpg", "train/dog/b.jpg", "val/cat/c.jpg", "val/dog/d.jpg"):
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"x")
-    return str(folder)
+    return labelled_folder(tmp_path / "one-each", ("train/cat/a.jpg", "train/dog/b.jpg", "val/cat/c.jpg",
+                                                   "val/dog/d.jpg"))
 
 
 def plain_images(tmp_path):
