@@ -170,7 +170,6 @@ def test_frozen_score_lines_name_the_set_scored_on_and_the_one_fitted_on(capsys)
     assert "CV on train without dev" in out and " val " not in out
 
 
-
 def test_one_fitting_image_per_class_scores_and_glues_no_empty_cv_accuracy(capsys):
     """A tiny labelled set under SPLIT=dev keeps one fitting image per class: the probe runs without CV, and its
     missing CV accuracy is left out of the scraps (scrapbook cannot glue None) rather than failing the stage."""
@@ -185,6 +184,8 @@ def test_one_fitting_image_per_class_scores_and_glues_no_empty_cv_accuracy(capsy
     scraps = evaluate_scraps({"seed": 0}, result)
     assert not any(key.startswith("linear_cv_acc") for key in scraps)
     assert None not in scraps.values() and scraps["linear_acc_pixels"] == 1.0
+
+
 def test_a_probe_that_did_not_converge_is_said_once_in_the_stage_line_not_again_as_a_warning(capsys, monkeypatch):
     import functools
     import warnings
