@@ -84,9 +84,10 @@ def test_compare_shows_which_encoders_saw_val_images(tmp_path):
     assert rows["v2"] is False and rows["v4"] is False and compare.is_missing(rows["v5"])
 
 
-def test_a_val_set_smaller_than_a_batch_gets_its_own_chance(lab_env, tmp_path, monkeypatch):
+def test_a_val_set_smaller_than_a_batch_gets_its_own_chance(lab_env, tmp_path, monkeypatch, capsys):
     """simclr at BS=32 with 20 val images: the val pair accuracy picks among 39 other views, not 63, so the
-    chance glued beside it (pretext_chance) is 1/39; the training batches' stays 1/63."""
+    chance glued beside it (pretext_chance) is 1/39; the training batches' stays 1/63. The stage's first line
+    says how many optimizer steps the run takes (what a method's learning follows)."""
     def few_val(*args, **kw):
         sd = small_stage_data(*args, **kw)
         return dataclasses.replace(sd, val_rows=sd.val_rows[:20], val_labels=sd.val_labels[:20])
@@ -96,4 +97,6 @@ def test_a_val_set_smaller_than_a_batch_gets_its_own_chance(lab_env, tmp_path, m
     with one_torch_thread():
         result = run_pretrain(cfg, tmp_path)
     assert (result["chance"], result["train_chance"]) == (1 / 39, 1 / 63)
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("pretraining on "))
+    assert line.startswith("pretraining on 240 images; optimizer steps: 7 an epoch, 7 in all (batch 32); "), line
     assert pretrain.pretrain_scraps(cfg, result)["pretext_chance"] == 1 / 39

@@ -66,11 +66,13 @@ def run_pretrain(cfg: dict, run_dir: Path, runs_dir: Path | None = None) -> dict
     task, model = build_pretext(cfg)
     bs = cfg["bs"]
     train_rows, val_rows, val_set = pretext_split(sd, cfg["pretrain_on_val"])
-    if lead:
-        print(f"pretraining on {len(train_rows)} images; pretext metric on {len(val_rows)}: {val_set}")
     train, val = pretext_loaders(sd, task, train_rows, val_rows, bs, device, cfg["seed"], world.shard(),
                                  loader_augment.chosen(cfg))
-    note = slow_start_note(task, len(train) * cfg["epochs"])
+    steps = len(train) * cfg["epochs"]
+    if lead:  # the steps, not the epochs, are what a method's learning follows (docs/tasks.md)
+        print(f"pretraining on {len(train_rows)} images; optimizer steps: {len(train)} an epoch, {steps:,} in all "
+              f"(batch {min(bs, len(train_rows))}); pretext metric on {len(val_rows)}: {val_set}")
+    note = slow_start_note(task, steps)
     if lead and note:
         print(note)
     monitor = knn_monitor(sd, cfg.get("knn_every", 0), cfg["epochs"], bs, device) if lead else None
