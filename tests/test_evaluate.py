@@ -273,7 +273,10 @@ def test_many_classes_show_the_busiest_and_every_row_keeps_its_images():
     accuracy = per_class_accuracy(pred, labels, names)
     table = per_class_table(accuracy)
     assert list(table.data.index[:2]) == ["c000", "c001"] and len(table.data) == 25
-    assert "25 lowest of 100" in table.caption
+    assert "25 lowest of 100" in table.caption and "white-space: nowrap" in table.to_html()  # one readable line
+    assert "; 29 classes share the last one's 66.7%" in table.caption  # the cut at 25 runs through c001-c029
+    distinct = per_class_table({f"c{i:02d}": i / 100 for i in range(30)})
+    assert distinct.caption.startswith("the 25 lowest of 30 classes (all")  # no tie at the cut: nothing to say
     small = per_class_table(dict(list(accuracy.items())[:10]))
     assert len(small.data) == 10 and small.caption is None
 

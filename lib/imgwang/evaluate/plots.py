@@ -72,13 +72,19 @@ def busiest_classes(cm: np.ndarray, candidates: np.ndarray, most: int) -> np.nda
 
 def per_class_table(per_class_acc: dict[str, float], most: int = MOST_CLASSES_SHOWN):
     """Per-class accuracy, lowest first, as a styled table; with more than `most` classes only the `most` lowest,
-    the caption saying how many there are (all of them stay in the `per_class_acc` scrap)."""
+    the caption saying how many there are and, when the cut runs through a tie, how many share the last accuracy
+    shown (all of them stay in the `per_class_acc` scrap)."""
     import pandas as pd
 
     table = pd.Series(per_class_acc, name="accuracy", dtype=float).sort_values(kind="stable").to_frame()
     styled = table.head(most).style.format("{:.1%}")
     if len(table) > most:
-        styled = styled.set_caption(f"the {most} lowest of {len(table)} classes (all of them: the per_class_acc scrap)")
+        cut = table["accuracy"].iloc[most - 1]
+        tied = int((table["accuracy"] == cut).sum())
+        tie = f"; {tied} classes share the last one's {cut:.1%}" if (table["accuracy"].iloc[most:] == cut).any() else ""
+        styled = styled.set_caption(f"the {most} lowest of {len(table)} classes{tie} (all of them: the per_class_acc scrap)")
+        # one line above the two-column table, not wrapped to the table's width
+        styled = styled.set_table_styles([{"selector": "caption", "props": "white-space: nowrap; text-align: left"}])
     return styled
 
 
