@@ -79,9 +79,9 @@ def per_class_table(per_class_acc: dict[str, float], most: int = MOST_CLASSES_SH
     table = pd.Series(per_class_acc, name="accuracy", dtype=float).sort_values(kind="stable").to_frame()
     styled = table.head(most).style.format("{:.1%}")
     if len(table) > most:
-        cut = table["accuracy"].iloc[most - 1]
-        tied = int((table["accuracy"] == cut).sum())
-        tie = f"; {tied} classes share the last one's {cut:.1%}" if (table["accuracy"].iloc[most:] == cut).any() else ""
+        accuracy = table["accuracy"]  # sorted: the cut runs through a tie when the first row left out equals the last shown
+        cut = accuracy.iloc[most - 1]
+        tie = f"; {int((accuracy == cut).sum())} classes share the last one's {cut:.1%}" if accuracy.iloc[most] == cut else ""
         styled = styled.set_caption(f"the {most} lowest of {len(table)} classes{tie} (all of them: the per_class_acc scrap)")
         # one line above the two-column table, not wrapped to the table's width
         styled = styled.set_table_styles([{"selector": "caption", "props": "white-space: nowrap; text-align: left"}])
